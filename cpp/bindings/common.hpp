@@ -1,0 +1,99 @@
+// bindings/common.hpp — the pybind11 boundary shared by every register_*.cpp.
+//
+// Rules (shared/HAZARDS.md K1, K2, C1):
+//  * arrays come in as py::array; their dtype is mapped once to a DType tag and
+//    the kernel type is chosen by medseg::dispatch;
+//  * the typed view is made with array_t<T, c_style>::ensure, which converts
+//    byte order, Fortran order and strides to a native C-ordered array but never
+//    changes the dtype (no forcecast), so data() is always dense native T;
+//  * the GIL is released around all compute, after every py::array has been
+//    converted and every output allocated; the kernels touch no Python object.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "medseg/core/types.hpp"
+#include "medseg/core/volume.hpp"
+
+namespace py = pybind11;
+
+namespace medseg::bind {
+
+inline DType dtype_tag(const py::dtype& dt) {
+    const char kind = dt.kind();
+    const auto size = dt.itemsize();
+    if (kind == 'b') return DType::b1;
+    if (kind == 'u') {
+        if (size == 1) return DType::u8;
+        if (size == 2) return DType::u16;
+        if (size == 4) return DType::u32;
+        if (size == 8) return DType::u64;
+    }
+    if (kind == 'i') {
+        if (size == 1) return DType::i8;
+        if (size == 2) return DType::i16;
+        if (size == 4) return DType::i32;
+        if (size == 8) return DType::i64;
+    }
+    if (kind == 'f') {
+        if (size == 4) return DType::f32;
+        if (size == 8) return DType::f64;
+    }
+    throw py::type_error("unsupported array dtype " + std::string(py::str(dt)));
+}
+
+// Native, C-ordered view of `a` with element type T (converted only if needed).
+template <class T>
+py::array_t<T, py::array::c_style> c_array(const py::array& a) {
+    auto r = py::array_t<T, py::array::c_style>::ensure(a);
+    if (!r) throw py::type_error("array could not be viewed as C-ordered native " +
+                                 std::string(dtype_name(dtype_of<T>::value)));
+    return r;
+}
+
+inline Shape shape_of(const py::array& a) {
+    Shape s;
+    if (a.ndim() == 2) {
+        s.ndim = 2; s.nz = 1; s.ny = a.shape(0); s.nx = a.shape(1);
+    } else if (a.ndim() == 3) {
+        s.ndim = 3; s.nz = a.shape(0); s.ny = a.shape(1); s.nx = a.shape(2);
+    } else {
+        throw py::value_error("expected a 2D or 3D array, got ndim=" + std::to_string(a.ndim()));
+    }
+    return s;
+}
+
+inline std::vector<py::ssize_t> dims_of(const py::array& a) {
+    return std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim());
+}
+
+template <class T>
+py::array_t<T> empty_like_shape(const py::array& a) {
+    return py::array_t<T>(dims_of(a));
+}
+
+// --- module registry: each register_<family>.cpp adds itself at static-init time,
+// so families are added without editing module.cpp.
+using RegisterFn = void (*)(py::module_&);
+inline std::vector<std::pair<std::string, RegisterFn>>& registry() {
+    static std::vector<std::pair<std::string, RegisterFn>> r;
+    return r;
+}
+struct Registrar {
+    Registrar(const char* name, RegisterFn f) { registry().emplace_back(name, f); }
+};
+
+}  // namespace medseg::bind
+
+// Use once per register_<family>.cpp:  MEDSEG_REGISTER(edges) { m.def(...); }
+#define MEDSEG_REGISTER(family)                                                        \
+    static void medseg_register_##family(py::module_& m);                             \
+    static ::medseg::bind::Registrar medseg_registrar_##family(#family, &medseg_register_##family); \
+    static void medseg_register_##family(py::module_& m)

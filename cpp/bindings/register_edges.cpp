@@ -1,0 +1,138 @@
+// bindings/register_edges.cpp — Gaussian smoothing, Sobel, Canny, hysteresis.
+// Thin: validate shapes, dispatch on dtype, release the GIL, call the kernel.
+// Argument checking that needs Python semantics lives in medseg_fast/_validation.py.
+#include "common.hpp"
+#include "medseg/edges.hpp"
+#include "medseg/filters.hpp"
+
+using namespace medseg;
+using medseg::bind::c_array;
+using medseg::bind::dtype_tag;
+using medseg::bind::shape_of;
+
+namespace {
+
+std::array<double, 3> triple(const std::vector<double>& v, const char* what) {
+    if (v.size() != 3) throw py::value_error(std::string(what) + " must have 3 entries (z, y, x)");
+    return {v[0], v[1], v[2]};
+}
+
+py::array gaussian_py(const py::array& image, const std::vector<double>& sigma_, double truncate, int mode,
+                      double cval, bool renormalise, int num_threads) {
+    const Shape s = shape_of(image);
+    const auto sigma = triple(sigma_, "sigma");
+    if (mode < 0 || mode > 4) throw py::value_error("bad border mode");
+    return dispatch<intensity_types>(dtype_tag(image.dtype()), [&](auto tag) -> py::array {
+        using T = decltype(tag);
+        using R = real_t<T>;
+        auto in = c_array<T>(image);
+        auto out = bind::empty_like_shape<R>(image);
+        const T* ip = in.data();
+        R* op = out.mutable_data();
+        {
+            py::gil_scoped_release release;  // kernel reads ip, writes op; no Python objects
+            gaussian<T, R>(ip, op, s, sigma.data(), truncate, static_cast<BorderMode>(mode), cval, renormalise,
+                           num_threads);
+        }
+        return out;
+    });
+}
+
+py::array sobel_py(const py::array& image, const std::vector<bool>& axes, const std::vector<double>& coef,
+                   bool magnitude, double post, int num_threads) {
+    const Shape s = shape_of(image);
+    if (axes.size() != 3) throw py::value_error("axes must have 3 entries");
+    SobelParams p;
+    auto c = triple(coef, "coef");
+    for (int a = 0; a < 3; ++a) { p.axes[a] = axes[a]; p.coef[a] = c[a]; }
+    p.magnitude = magnitude;
+    p.post = post;
+    return dispatch<intensity_types>(dtype_tag(image.dtype()), [&](auto tag) -> py::array {
+        using T = decltype(tag);
+        using R = real_t<T>;
+        auto in = c_array<T>(image);
+        auto out = bind::empty_like_shape<R>(image);
+        const T* ip = in.data();
+        R* op = out.mutable_data();
+        {
+            py::gil_scoped_release release;
+            sobel<T, R>(ip, op, s, p, num_threads);
+        }
+        return out;
+    });
+}
+
+py::array erode_py(const py::array& mask, int num_threads) {
+    const Shape s = shape_of(mask);
+    auto m = c_array<uint8_t>(mask.attr("view")(py::dtype("uint8")).cast<py::array>());
+    auto out = py::array_t<bool>(bind::dims_of(mask));
+    const uint8_t* mp = m.data();
+    auto* op = reinterpret_cast<uint8_t*>(out.mutable_data());
+    {
+        py::gil_scoped_release release;
+        erode_full(mp, op, s, num_threads);
+    }
+    return out;
+}
+
+py::array hysteresis_py(const py::array& image, double low, double high, int connectivity, int num_threads) {
+    const Shape s = shape_of(image);
+    if (connectivity < 1 || connectivity > s.ndim) throw py::value_error("connectivity out of range");
+    return dispatch<intensity_types>(dtype_tag(image.dtype()), [&](auto tag) -> py::array {
+        using T = decltype(tag);
+        auto in = c_array<T>(image);
+        auto out = py::array_t<bool>(bind::dims_of(image));
+        const T* ip = in.data();
+        auto* op = reinterpret_cast<uint8_t*>(out.mutable_data());
+        {
+            py::gil_scoped_release release;
+            hysteresis_threshold<T>(ip, op, s, low, high, connectivity, num_threads);
+        }
+        return out;
+    });
+}
+
+py::array canny_suppress_py(const py::array& smooth, const py::array& mag, const py::object& mask,
+                            const std::vector<double>& dscale_, double low, double high, int num_threads) {
+    const Shape s = shape_of(smooth);
+    if (!smooth.dtype().is(mag.dtype()) || smooth.ndim() != mag.ndim() ||
+        !std::equal(smooth.shape(), smooth.shape() + smooth.ndim(), mag.shape()))
+        throw py::value_error("smooth and magnitude must share shape and dtype");
+    const auto dscale = triple(dscale_, "dscale");
+    py::array_t<uint8_t, py::array::c_style> m;
+    if (!mask.is_none()) {
+        auto ma = mask.cast<py::array>();
+        if (ma.ndim() != smooth.ndim() || !std::equal(ma.shape(), ma.shape() + ma.ndim(), smooth.shape()))
+            throw py::value_error("mask shape differs from image shape");
+        m = c_array<uint8_t>(ma.attr("view")(py::dtype("uint8")).cast<py::array>());
+    }
+    return dispatch<float_types>(dtype_tag(smooth.dtype()), [&](auto tag) -> py::array {
+        using R = decltype(tag);
+        auto sm = c_array<R>(smooth);
+        auto mg = c_array<R>(mag);
+        auto out = py::array_t<bool>(bind::dims_of(smooth));
+        const R* sp = sm.data();
+        const R* mp = mg.data();
+        const uint8_t* kp = mask.is_none() ? nullptr : m.data();
+        auto* op = reinterpret_cast<uint8_t*>(out.mutable_data());
+        {
+            py::gil_scoped_release release;
+            canny_suppress<R>(sp, mp, kp, op, s, dscale.data(), low, high, num_threads);
+        }
+        return out;
+    });
+}
+
+}  // namespace
+
+MEDSEG_REGISTER(edges) {
+    m.def("gaussian", &gaussian_py, py::arg("image"), py::arg("sigma"), py::arg("truncate"), py::arg("mode"),
+          py::arg("cval"), py::arg("renormalise"), py::arg("num_threads"));
+    m.def("sobel", &sobel_py, py::arg("image"), py::arg("axes"), py::arg("coef"), py::arg("magnitude"),
+          py::arg("post"), py::arg("num_threads"));
+    m.def("erode", &erode_py, py::arg("mask"), py::arg("num_threads"));
+    m.def("hysteresis", &hysteresis_py, py::arg("image"), py::arg("low"), py::arg("high"),
+          py::arg("connectivity"), py::arg("num_threads"));
+    m.def("canny_suppress", &canny_suppress_py, py::arg("smooth"), py::arg("mag"), py::arg("mask"),
+          py::arg("dscale"), py::arg("low"), py::arg("high"), py::arg("num_threads"));
+}

@@ -1,0 +1,48 @@
+"""Helpers shared by the numba kernels."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import numba
+import numpy as np
+
+
+@contextlib.contextmanager
+def threads(num_threads):
+    """Run numba parallel regions with num_threads (<= 0: all) for this thread."""
+    n = numba.config.NUMBA_NUM_THREADS if num_threads is None or num_threads <= 0 else min(
+        int(num_threads), numba.config.NUMBA_NUM_THREADS
+    )
+    old = numba.get_num_threads()
+    numba.set_num_threads(n)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(old)
+
+
+def as3d(a):
+    """(view with 3 dims, ndim): a 2D array becomes one slice deep (no copy)."""
+    a = np.ascontiguousarray(a)
+    if a.ndim == 2:
+        return a.reshape((1,) + a.shape), 2
+    if a.ndim == 3:
+        return a, 3
+    raise ValueError(f"expected a 2D or 3D array, got ndim={a.ndim}")
+
+
+def real_of(dtype):
+    return np.float64 if np.dtype(dtype) == np.float64 else np.float32
+
+
+def to_real(a):
+    """Native C-ordered copy/view of `a` in its compute type (ints -> float32)."""
+    rt = real_of(a.dtype)
+    if a.dtype.kind == "b":
+        a = a.view(np.uint8)
+    return np.ascontiguousarray(a, dtype=rt)
+
+
+CACHE = os.environ.get("MEDSEG_FAST_NUMBA_CACHE", "1") != "0"

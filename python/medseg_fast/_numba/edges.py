@@ -1,0 +1,480 @@
+"""Numba versions of the kernels in cpp/include/medseg/{filters,edges}.hpp.
+
+Each function takes the arguments of the ``_core.edges`` function of the same
+name and reproduces its arithmetic in the same order (see the C++ headers for
+the algorithms and citations), so masks agree exactly and intensities to the
+last float32 bit in practice.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from ._util import CACHE, as3d, real_of, threads
+
+# ----------------------------------------------------------------- Gaussian
+
+
+@njit(cache=CACHE)
+def _weights(sigma, truncate, out_dtype_sample):
+    radius = int(truncate * sigma + 0.5)
+    w = np.empty(2 * radius + 1, np.float64)
+    s = 0.0
+    for k in range(-radius, radius + 1):
+        w[k + radius] = math.exp(-0.5 / (sigma * sigma) * float(k) * float(k))
+        s += w[k + radius]
+    out = np.empty(2 * radius + 1, out_dtype_sample.dtype)
+    for i in range(2 * radius + 1):
+        out[i] = w[i] / s
+    return out
+
+
+@njit(cache=CACHE)
+def _border_index(j, n, mode):
+    if 0 <= j < n:
+        return j
+    if mode == 0:  # nearest
+        return 0 if j < 0 else n - 1
+    if mode == 1:  # reflect
+        p = 2 * n
+        m = ((j % p) + p) % p
+        return m if m < n else p - 1 - m
+    if mode == 2:  # mirror
+        if n == 1:
+            return 0
+        p = 2 * n - 2
+        m = ((j % p) + p) % p
+        return m if m < n else p - m
+    if mode == 3:  # wrap
+        return ((j % n) + n) % n
+    return -1  # constant
+
+
+@njit(cache=CACHE, parallel=True)
+def _correlate_axis(src, dst, axis, w, mode, cval, renormalise):
+    nz, ny, nx = src.shape
+    n = src.shape[axis]
+    r = w.shape[0] // 2
+    R = dst.dtype.type
+    idx = np.empty(n + 2 * r, np.int64)
+    for j in range(-r, n + r):
+        idx[j + r] = _border_index(j, n, mode)
+    norm = np.ones(n, dst.dtype)
+    use_norm = renormalise and mode == 4
+    if use_norm:
+        for i in range(n):
+            acc = 0.0
+            for k in range(-r, r + 1):
+                if 0 <= i + k < n:
+                    acc += w[k + r]
+            norm[i] = 1.0 / acc
+    if axis == 0:
+        n_a, n_b = ny, nx
+    elif axis == 1:
+        n_a, n_b = nz, nx
+    else:
+        n_a, n_b = nz, ny
+    cv = R(cval)
+    for line in prange(n_a * n_b):
+        a = line // n_b
+        b = line % n_b
+        buf = np.empty(n + 2 * r, dst.dtype)
+        for j in range(n + 2 * r):
+            s = idx[j]
+            if s < 0:
+                buf[j] = cv
+            elif axis == 0:
+                buf[j] = R(src[s, a, b])
+            elif axis == 1:
+                buf[j] = R(src[a, s, b])
+            else:
+                buf[j] = R(src[a, b, s])
+        for i in range(n):
+            acc = w[r] * buf[i + r]
+            for k in range(1, r + 1):
+                acc += w[r + k] * (buf[i + r - k] + buf[i + r + k])
+            if use_norm:
+                acc = acc * norm[i]
+            if axis == 0:
+                dst[i, a, b] = acc
+            elif axis == 1:
+                dst[a, i, b] = acc
+            else:
+                dst[a, b, i] = acc
+
+
+def gaussian(image, sigma, truncate, mode, cval, renormalise, num_threads):
+    src, ndim = as3d(image)
+    if src.dtype.kind == "b":
+        src = src.view(np.uint8)
+    rt = real_of(image.dtype)
+    out = np.empty(src.shape, rt)
+    sample = np.zeros(1, rt)
+    first = True
+    with threads(num_threads):
+        for a in range(1 if ndim == 2 else 0, 3):
+            if not sigma[a] > 1e-15:
+                continue
+            w = _weights(float(sigma[a]), float(truncate), sample)
+            _correlate_axis(src if first else out, out, a, w, int(mode), float(cval), bool(renormalise))
+            first = False
+    if first:
+        out[...] = src
+    return out.reshape(image.shape)
+
+
+# -------------------------------------------------------------------- Sobel
+
+
+@njit(cache=True, inline="always")
+def _sxdx(f, z, y, x, nx, c):
+    """(SX, DX) of row (z, y) at column x, edge voxels replicated (row_sx_dx)."""
+    if nx == 1:
+        return c[2] * f[z, y, 0], f[z, y, 0] - f[z, y, 0]
+    if x == 0:
+        return c[1] * f[z, y, 0] + f[z, y, 1], f[z, y, 1] - f[z, y, 0]
+    if x == nx - 1:
+        return f[z, y, nx - 2] + c[1] * f[z, y, nx - 1], f[z, y, nx - 1] - f[z, y, nx - 2]
+    return f[z, y, x - 1] + c[0] * f[z, y, x] + f[z, y, x + 1], f[z, y, x + 1] - f[z, y, x - 1]
+
+
+@njit(cache=CACHE, parallel=True)
+def _sobel(f, out, ndim3, axes, coef, magnitude, post, c):
+    nz, ny, nx = f.shape
+    R = out.dtype.type
+    two = c[0]
+    cz, cy, cx, pst = R(coef[0]), R(coef[1]), R(coef[2]), R(post)
+    zero = R(0)
+    for row in prange(nz * ny):
+        z = row // ny
+        y = row % ny
+        yu = y - 1 if y > 0 else 0
+        yd = y + 1 if y + 1 < ny else ny - 1
+        if nz == 1:
+            zf = c[2] if ndim3 else R(1)
+            for x in range(nx):
+                xu, du = _sxdx(f, 0, yu, x, nx, c)
+                xm, dm = _sxdx(f, 0, y, x, nx, c)
+                xd, dd = _sxdx(f, 0, yd, x, nx, c)
+                if magnitude and axes[1] and axes[2]:
+                    gx = cx * zf * (du + two * dm + dd)
+                    gy = cy * zf * (xd - xu)
+                    out[0, y, x] = math.sqrt(gx * gx + gy * gy) * pst
+                else:
+                    out[0, y, x] = _combine(axes, coef, magnitude, post, zero, zf * (xd - xu),
+                                            zf * (du + two * dm + dd), R)
+            continue
+        zu = z - 1 if z > 0 else 0
+        zd = z + 1 if z + 1 < nz else nz - 1
+        for x in range(nx):
+            # planes A (gx), B (gy), C (gz) at zu, z, zd as in edges.hpp
+            a0, b0, c0 = _abc(f, zu, yu, y, yd, x, nx, c)
+            a1, b1, c1 = _abc(f, z, yu, y, yd, x, nx, c)
+            a2, b2, c2 = _abc(f, zd, yu, y, yd, x, nx, c)
+            if magnitude and axes[0] and axes[1] and axes[2]:
+                gx = cx * (a0 + two * a1 + a2)
+                gy = cy * (b0 + two * b1 + b2)
+                gz = cz * (c2 - c0)
+                out[z, y, x] = math.sqrt(gx * gx + gy * gy + gz * gz) * pst
+            else:
+                gx = a0 + two * a1 + a2 if axes[2] else zero
+                gy = b0 + two * b1 + b2 if axes[1] else zero
+                gz = c2 - c0 if axes[0] else zero
+                out[z, y, x] = _combine(axes, coef, magnitude, post, gz, gy, gx, R)
+
+
+@njit(cache=True, inline="always")
+def _abc(f, zz, yu, y, yd, x, nx, c):
+    su, du = _sxdx(f, zz, yu, x, nx, c)
+    sm, dm = _sxdx(f, zz, y, x, nx, c)
+    sd, dd = _sxdx(f, zz, yd, x, nx, c)
+    two = c[0]
+    return du + two * dm + dd, sd - su, su + two * sm + sd
+
+
+@njit(cache=True, inline="always")
+def _combine(axes, coef, magnitude, post, gz, gy, gx, R):
+    if magnitude:
+        acc = R(0)
+        if axes[0]:
+            v = R(coef[0]) * gz
+            acc += v * v
+        if axes[1]:
+            v = R(coef[1]) * gy
+            acc += v * v
+        if axes[2]:
+            v = R(coef[2]) * gx
+            acc += v * v
+        return math.sqrt(acc) * R(post)
+    if axes[0]:
+        return R(coef[0]) * gz
+    if axes[1]:
+        return R(coef[1]) * gy
+    return R(coef[2]) * gx
+
+
+def _as_real3(image):
+    f, ndim = as3d(image)
+    rt = real_of(image.dtype)
+    if f.dtype.kind == "b":
+        f = f.view(np.uint8)
+    if f.dtype != rt:
+        f = f.astype(rt)  # exact for <= 16-bit ints; same rounding as the C++ static_cast
+    return f, ndim, rt
+
+
+def sobel(image, axes, coef, magnitude, post, num_threads):
+    f, ndim, rt = _as_real3(image)
+    out = np.empty(f.shape, rt)
+    c = np.array([2, 3, 4], rt)
+    with threads(num_threads):
+        _sobel(f, out, ndim == 3, np.array(axes, np.bool_), np.array(coef, np.float64), bool(magnitude),
+               float(post), c)
+    return out.reshape(image.shape)
+
+
+# ------------------------------------------------------- erosion, hysteresis
+
+
+@njit(cache=True, inline="always")
+def _eroded_at(m, has_mask, is3, z, y, x, nz, ny, nx):
+    if y == 0 or x == 0 or y == ny - 1 or x == nx - 1:
+        return False
+    if is3 and (z == 0 or z == nz - 1):
+        return False
+    if not has_mask:
+        return True
+    zr = 1 if is3 else 0
+    for dz in range(-zr, zr + 1):
+        for dy in range(-1, 2):
+            for dx in range(-1, 2):
+                if m[z + dz, y + dy, x + dx] == 0:
+                    return False
+    return True
+
+
+@njit(cache=CACHE, parallel=True)
+def _erode(m, out, is3):
+    nz, ny, nx = m.shape
+    for row in prange(nz * ny):
+        z = row // ny
+        y = row % ny
+        for x in range(nx):
+            out[z, y, x] = 1 if _eroded_at(m, True, is3, z, y, x, nz, ny, nx) else 0
+
+
+def erode(mask, num_threads):
+    m, ndim = as3d(mask.view(np.uint8) if mask.dtype == np.bool_ else mask.astype(np.uint8))
+    out = np.empty(m.shape, np.uint8)
+    with threads(num_threads):
+        _erode(m, out, ndim == 3)
+    return out.view(np.bool_).reshape(mask.shape)
+
+
+@njit(cache=CACHE)
+def _flood(st, is3, connectivity):
+    nz, ny, nx = st.shape
+    flat = st.reshape(-1)
+    P = ny * nx
+    offs = []
+    zr = 1 if is3 else 0
+    for dz in range(-zr, zr + 1):
+        for dy in range(-1, 2):
+            for dx in range(-1, 2):
+                k = abs(dz) + abs(dy) + abs(dx)
+                if k == 0 or k > connectivity:
+                    continue
+                offs.append((dz, dy, dx))
+    stack = np.empty(1024, np.int64)
+    top = 0
+    N = flat.shape[0]
+    for seed in range(N):
+        if flat[seed] != 2:
+            continue
+        flat[seed] = 3
+        stack[0] = seed
+        top = 1
+        while top > 0:
+            top -= 1
+            i = stack[top]
+            z = i // P
+            y = (i // nx) % ny
+            x = i % nx
+            for o in offs:
+                zz = z + o[0]
+                yy = y + o[1]
+                xx = x + o[2]
+                if zz < 0 or zz >= nz or yy < 0 or yy >= ny or xx < 0 or xx >= nx:
+                    continue
+                j = (zz * ny + yy) * nx + xx
+                if flat[j] == 1 or flat[j] == 2:
+                    flat[j] = 3
+                    if top == stack.shape[0]:
+                        bigger = np.empty(2 * stack.shape[0], np.int64)
+                        bigger[:top] = stack[:top]
+                        stack = bigger
+                    stack[top] = j
+                    top += 1
+    for i in range(N):
+        flat[i] = 1 if flat[i] == 3 else 0
+
+
+@njit(cache=CACHE, parallel=True)
+def _classify(img, out, low, high):
+    a = img.reshape(-1)
+    o = out.reshape(-1)
+    for i in prange(a.shape[0]):
+        v = float(a[i])
+        o[i] = 2 if v > high else (1 if v > low else 0)
+
+
+def hysteresis(image, low, high, connectivity, num_threads):
+    f, ndim = as3d(image.view(np.uint8) if image.dtype == np.bool_ else image)
+    out = np.empty(f.shape, np.uint8)
+    with threads(num_threads):
+        _classify(f, out, float(low), float(high))
+    _flood(out, ndim == 3, int(connectivity))
+    return out.view(np.bool_).reshape(image.shape)
+
+
+# -------------------------------------------------------------------- Canny
+
+
+@njit(cache=CACHE, parallel=True)
+def _nms(f, mag, m, has_mask, out, is3, ds, lo, hi):
+    nz, ny, nx = f.shape
+    R = f.dtype.type
+    one = R(1)
+    two = R(2)
+    zero = R(0)
+    d0, d1, d2 = R(ds[0]), R(ds[1]), R(ds[2])
+    for row in prange(nz * ny):
+        z = row // ny
+        y = row % ny
+        for x in range(nx):
+            out[z, y, x] = 0
+            mv = mag[z, y, x]
+            if not (mv >= lo):
+                continue
+            if not _eroded_at(m, has_mask, is3, z, y, x, nz, ny, nx):
+                continue
+            gz = zero
+            if not is3:
+                gy = (f[z, y + 1, x - 1] + two * f[z, y + 1, x] + f[z, y + 1, x + 1]) - (
+                    f[z, y - 1, x - 1] + two * f[z, y - 1, x] + f[z, y - 1, x + 1])
+                gx = (f[z, y - 1, x + 1] + two * f[z, y, x + 1] + f[z, y + 1, x + 1]) - (
+                    f[z, y - 1, x - 1] + two * f[z, y, x - 1] + f[z, y + 1, x - 1])
+            else:
+                gz = _sm2(f, z + 1, y, x, 0, two) - _sm2(f, z - 1, y, x, 0, two)
+                gy = _sm2(f, z, y + 1, x, 1, two) - _sm2(f, z, y - 1, x, 1, two)
+                gx = _sm2(f, z, y, x + 1, 2, two) - _sm2(f, z, y, x - 1, 2, two)
+            u0 = gz * d0
+            u1 = gy * d1
+            u2 = gx * d2
+            au0, au1, au2 = abs(u0), abs(u1), abs(u2)
+            a = 2
+            amax = au2
+            if au1 > amax:
+                a = 1
+                amax = au1
+            if is3 and au0 > amax:
+                a = 0
+                amax = au0
+            if not amax > zero:
+                continue
+            # unit steps along each axis in the gradient's direction
+            s0 = 1 if u0 > zero else -1
+            s1 = 1 if u1 > zero else -1
+            s2 = 1 if u2 > zero else -1
+            if not is3:
+                if a == 1:
+                    w = au2 / au1
+                    plus = mag[z, y + s1, x + s2] * w + mag[z, y + s1, x] * (one - w)
+                    keep = plus <= mv
+                    if keep:
+                        minus = mag[z, y - s1, x - s2] * w + mag[z, y - s1, x] * (one - w)
+                        keep = minus <= mv
+                else:
+                    w = au1 / au2
+                    plus = mag[z, y + s1, x + s2] * w + mag[z, y, x + s2] * (one - w)
+                    keep = plus <= mv
+                    if keep:
+                        minus = mag[z, y - s1, x - s2] * w + mag[z, y, x - s2] * (one - w)
+                        keep = minus <= mv
+            else:
+                keep = True
+                for sg in (1, -1):
+                    if a == 0:
+                        wb = au1 / au0
+                        wc = au2 / au0
+                        zq, yq, xq = z + sg * s0, y, x
+                        n00 = mag[zq, yq, xq]
+                        n10 = mag[zq, yq + sg * s1, xq]
+                        n01 = mag[zq, yq, xq + sg * s2]
+                        n11 = mag[zq, yq + sg * s1, xq + sg * s2]
+                    elif a == 1:
+                        wb = au0 / au1
+                        wc = au2 / au1
+                        zq, yq, xq = z, y + sg * s1, x
+                        n00 = mag[zq, yq, xq]
+                        n10 = mag[zq + sg * s0, yq, xq]
+                        n01 = mag[zq, yq, xq + sg * s2]
+                        n11 = mag[zq + sg * s0, yq, xq + sg * s2]
+                    else:
+                        wb = au0 / au2
+                        wc = au1 / au2
+                        zq, yq, xq = z, y, x + sg * s2
+                        n00 = mag[zq, yq, xq]
+                        n10 = mag[zq + sg * s0, yq, xq]
+                        n01 = mag[zq, yq + sg * s1, xq]
+                        n11 = mag[zq + sg * s0, yq + sg * s1, xq]
+                    v = (one - wc) * (n10 * wb + n00 * (one - wb)) + wc * (n11 * wb + n01 * (one - wb))
+                    if not (v <= mv):
+                        keep = False
+                        break
+            if keep:
+                out[z, y, x] = 2 if mv >= hi else 1
+
+
+@njit(cache=True, inline="always")
+def _sm2(f, z, y, x, axis, two):
+    """[1,2,1] x [1,2,1] smoothing over the two axes other than `axis` around (z, y, x).
+
+    Same association as the C++ sm2 lambda: rows along the first remaining axis."""
+    if axis == 0:  # remaining (y, x): sa = y, sb = x
+        return (f[z, y - 1, x - 1] + two * f[z, y - 1, x] + f[z, y - 1, x + 1]) + two * (
+            f[z, y, x - 1] + two * f[z, y, x] + f[z, y, x + 1]) + (
+            f[z, y + 1, x - 1] + two * f[z, y + 1, x] + f[z, y + 1, x + 1])
+    if axis == 1:  # remaining (z, x): sa = z, sb = x
+        return (f[z - 1, y, x - 1] + two * f[z - 1, y, x] + f[z - 1, y, x + 1]) + two * (
+            f[z, y, x - 1] + two * f[z, y, x] + f[z, y, x + 1]) + (
+            f[z + 1, y, x - 1] + two * f[z + 1, y, x] + f[z + 1, y, x + 1])
+    # remaining (z, y): sa = z, sb = y
+    return (f[z - 1, y - 1, x] + two * f[z - 1, y, x] + f[z - 1, y + 1, x]) + two * (
+        f[z, y - 1, x] + two * f[z, y, x] + f[z, y + 1, x]) + (
+        f[z + 1, y - 1, x] + two * f[z + 1, y, x] + f[z + 1, y + 1, x])
+
+
+def canny_suppress(smooth, mag, mask, dscale, low, high, num_threads):
+    f, ndim = as3d(smooth)
+    g, _ = as3d(mag)
+    rt = f.dtype.type
+    lo = rt(np.float32(low))
+    if lo == 0:
+        lo = rt(1e-14)
+    hi = rt(high)
+    if mask is not None:
+        m, _ = as3d(mask.view(np.uint8) if mask.dtype == np.bool_ else mask.astype(np.uint8))
+        has = True
+    else:
+        m = np.zeros((1, 1, 1), np.uint8)
+        has = False
+    out = np.empty(f.shape, np.uint8)
+    with threads(num_threads):
+        _nms(f, g, m, has, out, ndim == 3, np.array(dscale, np.float64), lo, hi)
+    _flood(out, ndim == 3, 3 if ndim == 3 else 2)
+    return out.view(np.bool_).reshape(smooth.shape)

@@ -1,0 +1,169 @@
+"""Argument checks and the one dtype / memory-layout policy.
+
+Dtype policy
+------------
+Intensity kernels accept bool, uint8, int8, uint16, int16, uint32, int32,
+float32 and float64 images without converting them; they compute and return
+float32, or float64 for float64 input.  64-bit integer images are refused
+(cast them yourself: values beyond 2**24 do not fit float32 exactly).
+
+Layout policy
+-------------
+C-ordered arrays are used as they are.  Fortran-ordered arrays are handed to
+the kernels as their transposed (C-ordered) view with the per-axis parameters
+reversed, so no copy is made and the result comes back in the caller's axis
+order.  Big-endian and non-contiguous arrays are copied once to native C order
+(documented in each function).  Input arrays are never modified.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+
+import numpy as np
+
+from ._errors import EmptyImageError, InvalidImageError, InvalidParameterError, NonFiniteError
+
+INTENSITY_DTYPES = frozenset(
+    np.dtype(t) for t in (np.bool_, np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32, np.float32, np.float64)
+)
+
+
+def unwrap_image(image, spacing=None):
+    """Accept a medseg Image (from medseg_fast.io.load) or an array-like.
+
+    Returns (array, spacing): with an Image and spacing None, the image's spacing.
+    """
+    if hasattr(image, "array") and hasattr(image, "spacing") and hasattr(image, "affine"):
+        if spacing is None:
+            spacing = tuple(image.spacing)
+        image = image.array
+    return image, spacing
+
+
+def check_image(image, name="image", *, ndims=(2, 3), finite=True, allow_bool=True):
+    """Validate an intensity image; return it as a numpy array (no copy).
+
+    Raises EmptyImageError, InvalidImageError (ndim, dtype) and NonFiniteError
+    (NaN/inf, when ``finite``).
+    """
+    if hasattr(image, "__cuda_array_interface__") and not isinstance(image, np.ndarray):
+        raise InvalidImageError(f"{name} is a GPU array; this code path needs a numpy array")
+    arr = np.asarray(image)
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise InvalidImageError(f"{name} has unsupported dtype {arr.dtype}; expected an integer, bool or float array")
+    if arr.ndim not in ndims:
+        raise InvalidImageError(
+            f"{name} must be {' or '.join(f'{d}D' for d in ndims)}, got an array of shape {arr.shape} (ndim={arr.ndim})"
+        )
+    if arr.size == 0:
+        raise EmptyImageError(f"{name} is empty (shape {arr.shape})")
+    if arr.dtype.kind == "b" and not allow_bool:
+        raise InvalidImageError(f"{name} is boolean; expected an intensity image")
+    if arr.dtype.newbyteorder("=") not in INTENSITY_DTYPES:
+        raise InvalidImageError(
+            f"{name} has dtype {arr.dtype}, which is not supported; use uint8, int8, uint16, int16, uint32, "
+            "int32, float32 or float64 (64-bit integers: cast to float64 or int32 first)"
+        )
+    if finite and arr.dtype.kind == "f":
+        check_finite(arr, name)
+    return arr
+
+
+def check_finite(arr, name="image"):
+    # min/max propagate NaN and expose +-inf without a boolean temporary of the volume
+    lo, hi = arr.min(), arr.max()
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        n_nan = int(np.isnan(arr).sum())
+        n_inf = int(np.isinf(arr).sum())
+        raise NonFiniteError(
+            f"{name} holds {n_nan} NaN and {n_inf} infinite values; replace them (e.g. np.nan_to_num) or mask them out"
+        )
+
+
+def check_mask(mask, shape, name="mask"):
+    """Validate a mask of the image's shape; return a bool (or uint8-viewable) array."""
+    if mask is None:
+        return None
+    m = np.asarray(mask)
+    if m.shape != tuple(shape):
+        raise InvalidImageError(f"{name} has shape {m.shape}, but the image has shape {tuple(shape)}")
+    if m.dtype.kind == "b":
+        return m
+    if m.dtype.kind in "iu":
+        return m != 0
+    if m.dtype.kind == "f":
+        check_finite(m, name)
+        return m != 0
+    raise InvalidImageError(f"{name} must be boolean or integer, got dtype {m.dtype}")
+
+
+def native_c(arr):
+    """Return (view, transposed): a native-endian C-contiguous array for the kernels.
+
+    Fortran-ordered input becomes its transposed view (no copy, ``transposed``
+    True: per-axis parameters must be reversed and the result transposed back).
+    Big-endian or non-contiguous input is copied once.
+    """
+    if arr.dtype.byteorder not in ("=", "|") and arr.dtype.byteorder != ("<" if np.little_endian else ">"):
+        arr = arr.astype(arr.dtype.newbyteorder("="), order="K")
+    if arr.flags.c_contiguous:
+        return arr, False
+    if arr.flags.f_contiguous:
+        return arr.T, True
+    return np.ascontiguousarray(arr), False
+
+
+def per_axis(value, ndim, name, *, positive=True, allow_zero=False):
+    """Broadcast a scalar or sequence to a tuple of ``ndim`` floats, validated."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        vals = (float(value),) * ndim
+    else:
+        try:
+            vals = tuple(float(v) for v in value)
+        except TypeError:
+            raise InvalidParameterError(f"{name} must be a number or a sequence of {ndim} numbers, got {value!r}")
+        if len(vals) != ndim:
+            raise InvalidParameterError(f"{name} needs {ndim} values (one per axis), got {len(vals)}")
+    for v in vals:
+        if not np.isfinite(v):
+            raise InvalidParameterError(f"{name} must be finite, got {value!r}")
+        if positive and (v < 0 or (v == 0 and not allow_zero)):
+            raise InvalidParameterError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    return vals
+
+
+def core_axes(vals, ndim, transposed, fill=0.0):
+    """Map per-axis values in the caller's order to the core's (z, y, x) triple."""
+    vals = tuple(vals)
+    if transposed:
+        vals = vals[::-1]
+    if ndim == 2:
+        return [fill, *vals]
+    return list(vals)
+
+
+def check_threads(num_threads):
+    """None or <= 0 means all cores; returns the int passed to the kernels (0 = all)."""
+    if num_threads is None:
+        env = os.environ.get("MEDSEG_FAST_NUM_THREADS")
+        return int(env) if env and env.strip().isdigit() else 0
+    if isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral):
+        raise InvalidParameterError(f"num_threads must be an integer or None, got {num_threads!r}")
+    if num_threads < 0:
+        raise InvalidParameterError(f"num_threads must be >= 1 (or None for all cores), got {num_threads}")
+    return int(num_threads)
+
+
+def real_dtype(dtype):
+    """The float type a kernel computes in for an input dtype (float64 stays float64)."""
+    return np.dtype(np.float64) if np.dtype(dtype) == np.float64 else np.dtype(np.float32)
+
+
+def dtype_max(dtype):
+    """scikit-image's dtype_limits(..., clip_negative=False)[1]: 1 for floats and bool."""
+    dt = np.dtype(dtype)
+    if dt.kind in "iu":
+        return float(np.iinfo(dt).max)
+    return 1.0
