@@ -183,6 +183,11 @@ class Image:
     def with_array(self, array) -> "Image":
         """A new Image on the same grid holding *array* (same shape required).
 
+        The geometry and most metadata are kept (``meta['derived_from']`` names the
+        source); ``format``, ``source``, ``rescale`` and ``warnings`` are dropped,
+        since they described the original voxels. Saving the result writes the
+        same grid as the original (for a NIfTI source, its sform/qform exactly).
+
         >>> import numpy as np
         >>> from medseg_fast.io import Image
         >>> ct = Image(np.zeros((2, 3, 4), np.int16), spacing=(3, 1, 1))
@@ -195,7 +200,8 @@ class Image:
             raise InvalidImageError(
                 f"array shape {array.shape} does not match the image shape {self.array.shape}"
             )
-        meta = {k: v for k, v in self.meta.items() if k not in ("warnings", "rescale")}
+        meta = {k: v for k, v in self.meta.items() if k not in ("warnings", "rescale", "format", "source")}
+        meta["derived_from"] = self.meta.get("source")
         return Image(array, spacing=self.spacing, affine=self.affine, meta=meta)
 
     def __array__(self, dtype=None, copy=None):

@@ -34,19 +34,8 @@ __all__ = [
 ]
 
 
-class ImageFileNotFoundError(ImageIOError, FileNotFoundError):
-    """The path given to a loader does not exist.
-
-    Derives from both :class:`~medseg_fast.ImageIOError` and the built-in
-    :class:`FileNotFoundError`, so either ``except`` clause catches it.
-    """
-
-
-class UnsupportedMosaicError(ImageIOError):
-    """A Siemens MOSAIC DICOM (slices tiled into one frame) was asked for.
-
-    Demosaicing needs the private CSA header; convert such series with dcm2niix.
-    """
+# re-exported from the package's one error hierarchy
+from .._errors import ImageFileNotFoundError, UnsupportedMosaicError  # noqa: E402,F401
 
 
 class WarningLog(list):

@@ -423,7 +423,9 @@ def _frames_of(ds, f: _File) -> list:
             frames.append(_Frame(f, k, ipp, top_iop, top_ps, top_th, top_slope, top_inter, dict(top_split)))
             continue
         ipp = _floats(_frame_attr(pf, sfg, "PlanePositionSequence", "ImagePositionPatient"), 3)
-        iop = _valid_iop(_floats(_frame_attr(pf, sfg, "PlaneOrientationSequence", "ImageOrientationPatient"), 6))
+        iop = _valid_iop(
+            _floats(_frame_attr(pf, sfg, "PlaneOrientationSequence", "ImageOrientationPatient"), 6)
+        )
         ps = _floats(_frame_attr(pf, sfg, "PixelMeasuresSequence", "PixelSpacing"), 2)
         th = _float(_frame_attr(pf, sfg, "PixelMeasuresSequence", "SliceThickness"))
         slope = _float(_frame_attr(pf, sfg, "PixelValueTransformationSequence", "RescaleSlope"))

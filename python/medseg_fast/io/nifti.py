@@ -455,7 +455,7 @@ def _storage_dtype(array: np.ndarray, label: bool) -> np.dtype:
     if kind == "b":
         return np.dtype(np.uint8)
     if kind in "iu":
-        if not label:
+        if not label:  # keep the dtype (NIfTI has every integer type up to 64 bits)
             return array.dtype.newbyteorder("=")
         if array.size == 0:
             return np.dtype(np.uint8)
@@ -519,7 +519,10 @@ def save_nifti(
     affine : (4, 4) array_like, optional
         Array-order (z, y, x) -> RAS+ affine, instead of *reference*.
     label : bool, optional
-        Store as a label map. Default: True for bool and integer arrays. Label maps
+        Store as a label map. Default: True for bool and integer arrays, except for
+        an :class:`Image` loaded straight from a file (``meta['format']`` set), which
+        is a label map only if it was one (bool, or NIfTI intent LABEL), so that a
+        CT saved back keeps its dtype and no label intent. Label maps
         are written as the smallest of uint8, uint16, int16, int32, int64 holding
         the values, with ``scl_slope=1``, ``scl_inter=0`` and
         ``intent_code=NIFTI_INTENT_LABEL``. Float arrays are written as float32.
@@ -551,9 +554,12 @@ def save_nifti(
     if not is_nifti_path(path):
         raise InvalidParameterError(f"{path}: NIfTI output names must end in .nii or .nii.gz")
     log = WarningLog()
+    loaded_scan = None
     if isinstance(array, Image):
         if reference is None and affine is None and spacing is None:
             reference = array
+        if array.meta.get("format") in ("dicom", "nifti"):
+            loaded_scan = array  # an image straight from a file, not a derived result
         array = array.array
     array = np.asarray(array)
     if array.ndim != 3:
@@ -578,7 +584,10 @@ def save_nifti(
         ref_hdr = None
 
     if label is None:
-        label = array.dtype.kind in "biu"
+        if loaded_scan is not None:  # a CT saved back is not a label map
+            label = array.dtype.kind == "b" or loaded_scan.meta.get("intent_code") == _INTENT_LABEL
+        else:
+            label = array.dtype.kind in "biu"
     out_dtype = _storage_dtype(array, label)
     img_class, hdr_class = _nifti_class(ref_hdr, array.shape)
     hdr = hdr_class()
