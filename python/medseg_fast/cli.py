@@ -519,9 +519,11 @@ def _load(path, *, series_uid=None, volume=None):
         from ._errors import MedsegError
 
         if isinstance(exc, (MedsegError, OSError, ValueError)):
-            msg = str(exc)
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             if path not in msg:
                 msg = f"{path}: {msg}"
+            if "volume=" in msg:
+                msg += " (on the command line: --volume N)"
             raise CLIError(f"cannot load {msg}", EXIT_FAIL) from exc
         raise
 
