@@ -18,7 +18,7 @@ std::array<double, 3> triple(const std::vector<double>& v, const char* what) {
 }
 
 py::array gaussian_py(const py::array& image, const std::vector<double>& sigma_, double truncate, int mode,
-                      double cval, bool renormalise, int num_threads) {
+                      double cval, bool renormalise, bool reverse_axes, int num_threads) {
     const Shape s = shape_of(image);
     const auto sigma = triple(sigma_, "sigma");
     if (mode < 0 || mode > 4) throw py::value_error("bad border mode");
@@ -32,7 +32,7 @@ py::array gaussian_py(const py::array& image, const std::vector<double>& sigma_,
         {
             py::gil_scoped_release release;  // kernel reads ip, writes op; no Python objects
             gaussian<T, R>(ip, op, s, sigma.data(), truncate, static_cast<BorderMode>(mode), cval, renormalise,
-                           num_threads);
+                           reverse_axes, num_threads);
         }
         return out;
     });
@@ -127,7 +127,7 @@ py::array canny_suppress_py(const py::array& smooth, const py::array& mag, const
 
 MEDSEG_REGISTER(edges) {
     m.def("gaussian", &gaussian_py, py::arg("image"), py::arg("sigma"), py::arg("truncate"), py::arg("mode"),
-          py::arg("cval"), py::arg("renormalise"), py::arg("num_threads"));
+          py::arg("cval"), py::arg("renormalise"), py::arg("reverse_axes"), py::arg("num_threads"));
     m.def("sobel", &sobel_py, py::arg("image"), py::arg("axes"), py::arg("coef"), py::arg("magnitude"),
           py::arg("post"), py::arg("num_threads"));
     m.def("erode", &erode_py, py::arg("mask"), py::arg("num_threads"));

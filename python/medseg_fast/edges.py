@@ -274,14 +274,14 @@ def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, mask=None, 
     view, transposed = _as_kernel_input(arr)
     sig_c = core_axes(sig, ndim, transposed)
     if m is None:
-        smooth = fam.gaussian(view, sig_c, 4.0, 4, 0.0, True, nt)
+        smooth = fam.gaussian(view, sig_c, 4.0, 4, 0.0, True, transposed, nt)
         mview = None
     else:
-        mview, _ = native_c(m.T if transposed else m)
+        mview = np.ascontiguousarray(m.T if transposed else m)  # 1 byte/voxel, kernel orientation
         masked = np.where(mview, view, 0)
-        smooth = fam.gaussian(masked, sig_c, 4.0, 4, 0.0, False, nt)
+        smooth = fam.gaussian(masked, sig_c, 4.0, 4, 0.0, False, transposed, nt)
         del masked
-        bleed = fam.gaussian(mview.view(np.uint8), sig_c, 4.0, 4, 0.0, False, nt)
+        bleed = fam.gaussian(mview.view(np.uint8), sig_c, 4.0, 4, 0.0, False, transposed, nt)
         bleed += np.finfo(smooth.dtype).eps
         smooth /= bleed.astype(smooth.dtype, copy=False)
         del bleed

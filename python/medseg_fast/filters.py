@@ -96,5 +96,5 @@ def gaussian(image, sigma, *, spacing=None, mode="nearest", cval=0.0, truncate=4
         return _cuda_api.gaussian(arr, sigma, spacing=spacing, mode=mode, cval=cval, truncate=truncate)
     view, transposed = native_c(arr.view(np.uint8) if arr.dtype == np.bool_ else arr)
     out = family(name, "edges").gaussian(view, core_axes(sig, arr.ndim, transposed), float(truncate),
-                                         _MODES[mode], float(cval), False, nt)
+                                         _MODES[mode], float(cval), False, transposed, nt)
     return out.T if transposed else out

@@ -23,12 +23,13 @@
 //
 // Hysteresis (as skimage.filters.apply_hysteresis_threshold): voxels > low that
 // are connected, with the given connectivity, to a voxel > high.  Implemented as
-// a flood from strong voxels through weak ones with an explicit stack; every
-// voxel is pushed at most once, so the cost is linear and the result (a set) does
-// not depend on the order of the scan or on the thread count.
+// a scanline flood from strong voxels through weak ones (see hysteresis_flood);
+// the result (a set) does not depend on the visiting order or the thread count.
 #pragma once
 
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <cstdint>
 #include <vector>
 
@@ -200,37 +201,68 @@ inline void erode_full(const uint8_t* m, uint8_t* out, const Shape& s, int num_t
 
 // Keep voxels of `st` marked 1 (weak) or 2 (strong) that are connected to a strong
 // voxel; on return st holds 0/1.
-inline void hysteresis_flood(uint8_t* st, const Shape& s, int connectivity) {
-    const int ndim = s.nz > 1 || s.ndim == 3 ? 3 : 2;
-    const auto nb = neighbourhood(ndim, connectivity);
-    std::vector<int64_t> lin(nb.size());
-    for (size_t k = 0; k < nb.size(); ++k) lin[k] = (nb[k].dz * s.ny + nb[k].dy) * s.nx + nb[k].dx;
-    const int64_t N = s.size(), P = s.plane();
-    std::vector<int64_t> stack;
+//
+// Scanline flood fill (Heckbert, "A seed fill algorithm", Graphics Gems 1990,
+// extended to 3D and to every connectivity): a popped seed grows into the
+// maximal run of candidate voxels along x; each neighbouring row (y±1, z±1 and
+// their diagonals, as the connectivity allows) is then scanned over the run's
+// x-range — widened by one voxel when the row offset leaves room for a diagonal
+// step in x — and one seed is pushed per candidate run found there.  Runs are
+// scanned sequentially in memory, so the cost is a few byte compares per voxel
+// and no division per voxel.  The kept set does not depend on the visiting
+// order, hence not on anything else either.
+inline void hysteresis_flood(uint8_t* st, const Shape& s, int connectivity, int num_threads = 0) {
+    const bool is3 = s.nz > 1 || s.ndim == 3;
+    const int64_t nz = s.nz, ny = s.ny, nx = s.nx, P = s.plane(), N = s.size();
+    struct RowOff { int dz, dy; bool wide; };
+    std::vector<RowOff> rows;
+    const int zr = is3 ? 1 : 0;
+    for (int dz = -zr; dz <= zr; ++dz)
+        for (int dy = -1; dy <= 1; ++dy) {
+            const int k = std::abs(dz) + std::abs(dy);
+            if (k == 0 || k > connectivity) continue;
+            rows.push_back({dz, dy, k + 1 <= connectivity});
+        }
+    auto candidate = [](uint8_t v) { return v == 1 || v == 2; };
+    std::vector<int64_t> stack;  // linear indices of run seeds
     for (int64_t seed = 0; seed < N; ++seed) {
-        if (st[seed] != 2) continue;
-        st[seed] = 3;
+        // jump to the next strong voxel (memchr is vectorised)
+        const void* hit = std::memchr(st + seed, 2, static_cast<size_t>(N - seed));
+        if (!hit) break;
+        seed = static_cast<const uint8_t*>(hit) - st;
         stack.push_back(seed);
         while (!stack.empty()) {
             const int64_t i = stack.back();
             stack.pop_back();
-            const int64_t z = i / P, y = (i / s.nx) % s.ny, x = i % s.nx;
-            const bool interior = x > 0 && x < s.nx - 1 && y > 0 && y < s.ny - 1 &&
-                                  (ndim == 2 || (z > 0 && z < s.nz - 1));
-            for (size_t k = 0; k < nb.size(); ++k) {
-                if (!interior) {
-                    const int64_t zz = z + nb[k].dz, yy = y + nb[k].dy, xx = x + nb[k].dx;
-                    if (zz < 0 || zz >= s.nz || yy < 0 || yy >= s.ny || xx < 0 || xx >= s.nx) continue;
-                }
-                const int64_t j = i + lin[k];
-                if (st[j] == 1 || st[j] == 2) {
-                    st[j] = 3;
-                    stack.push_back(j);
+            if (!candidate(st[i])) continue;  // already filled from another seed
+            const int64_t row = i / nx;       // one division per run, not per voxel
+            const int64_t y = row % ny, z = row / ny;
+            uint8_t* r = st + row * nx;
+            int64_t x0 = i - row * nx, x1 = x0;
+            while (x0 > 0 && candidate(r[x0 - 1])) --x0;
+            while (x1 + 1 < nx && candidate(r[x1 + 1])) ++x1;
+            for (int64_t x = x0; x <= x1; ++x) r[x] = 3;
+            for (const auto& o : rows) {
+                const int64_t zz = z + o.dz, yy = y + o.dy;
+                if (zz < 0 || zz >= nz || yy < 0 || yy >= ny) continue;
+                const int64_t base = zz * P + yy * nx;
+                const uint8_t* q = st + base;
+                int64_t a = o.wide && x0 > 0 ? x0 - 1 : x0;
+                const int64_t b = o.wide && x1 + 1 < nx ? x1 + 1 : x1;
+                while (a <= b) {
+                    if (candidate(q[a])) {
+                        stack.push_back(base + a);
+                        while (a <= b && candidate(q[a])) ++a;  // one seed per run
+                    } else {
+                        ++a;
+                    }
                 }
             }
         }
     }
-    for (int64_t i = 0; i < N; ++i) st[i] = st[i] == 3 ? 1 : 0;
+    parallel_blocks(N, num_threads, 1 << 16, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) st[i] = st[i] == 3 ? 1 : 0;
+    });
 }
 
 // skimage.filters.apply_hysteresis_threshold: (image > low) connected to (image > high).
@@ -243,7 +275,7 @@ void hysteresis_threshold(const T* img, uint8_t* out, const Shape& s, double low
             out[i] = v > high ? 2 : (v > low ? 1 : 0);
         }
     });
-    hysteresis_flood(out, s, connectivity);
+    hysteresis_flood(out, s, connectivity, num_threads);
 }
 
 // Canny: non-maximum suppression of `mag` along the gradient of `smooth`, then
@@ -324,7 +356,7 @@ void canny_suppress(const R* smooth, const R* mag, const uint8_t* mask, uint8_t*
             }
         }
     });
-    hysteresis_flood(out, s, is3 ? 3 : 2);
+    hysteresis_flood(out, s, is3 ? 3 : 2, num_threads);
 }
 
 }  // namespace medseg

@@ -130,12 +130,17 @@ void correlate_axis(const In* in, R* out, const Shape& s, int axis, const std::v
 
 // N-D Gaussian: sigma[a] in voxels for the core axes (z, y, x); axes with
 // sigma <= 1e-15 are skipped (scipy's rule).  In 2D (ndim == 2) only y and x are used.
+// Passes run z, y, x — or x, y, z with `reverse_axes`, which the Python layer sets
+// for a Fortran-ordered input seen through its transposed view, so that the
+// caller's axes are smoothed in the same order and the result is bit-identical
+// whatever the memory layout.
 template <class In, class R>
 void gaussian(const In* in, R* out, const Shape& s, const double sigma[3], double truncate,
-              BorderMode mode, double cval, bool renormalise, int num_threads) {
+              BorderMode mode, double cval, bool renormalise, bool reverse_axes, int num_threads) {
     bool first = true;
     const int a0 = s.ndim == 2 ? 1 : 0;
-    for (int a = a0; a < 3; ++a) {
+    for (int i = a0; i < 3; ++i) {
+        const int a = reverse_axes ? 2 - (i - a0) : i;
         if (!(sigma[a] > 1e-15)) continue;
         auto w = gaussian_weights<R>(sigma[a], truncate);
         if (first) correlate_axis<In, R>(in, out, s, a, w, mode, R(cval), renormalise, num_threads);

@@ -107,7 +107,7 @@ def _correlate_axis(src, dst, axis, w, mode, cval, renormalise):
                 dst[a, b, i] = acc
 
 
-def gaussian(image, sigma, truncate, mode, cval, renormalise, num_threads):
+def gaussian(image, sigma, truncate, mode, cval, renormalise, reverse_axes, num_threads):
     src, ndim = as3d(image)
     if src.dtype.kind == "b":
         src = src.view(np.uint8)
@@ -116,7 +116,8 @@ def gaussian(image, sigma, truncate, mode, cval, renormalise, num_threads):
     sample = np.zeros(1, rt)
     first = True
     with threads(num_threads):
-        for a in range(1 if ndim == 2 else 0, 3):
+        order = list(range(1 if ndim == 2 else 0, 3))
+        for a in (order[::-1] if reverse_axes else order):
             if not sigma[a] > 1e-15:
                 continue
             w = _weights(float(sigma[a]), float(truncate), sample)
