@@ -303,6 +303,9 @@ def test_list_methods(capsys):
     (["segment", "-m", "canny", "-o", "{tmp}/o.nii.gz"], ["PATH"]),
     (["info", "{tmp}/missing.nii.gz"], ["no such file"]),
     (["segment", "{ct}", "-m", "canny", "-o", "{tmp}/o.nii.gz", "--threads", "-3"], ["--threads"]),
+    (["segment", "{ct}", "-m", "canny", "-o", "{tmp}/o.nii.gz", "--preview", "{tmp}/p.png", "--window", "40,-1"],
+     ["--window"]),
+    (["demo", "--out", "{tmp}/demo", "--methods", "canny,nosuch"], ["unknown method(s) nosuch", "sobel"]),
     (["frobnicate"], ["invalid choice"]),
     ([], []),
 ])
@@ -412,6 +415,14 @@ def test_method_returning_the_wrong_shape_is_reported(capsys, monkeypatch, ct_pa
     assert code == 1 and "shape (3, 3)" in err and "Traceback" not in err
 
 
+def test_summary_of_results():
+    assert cli._summary(np.zeros((2, 3, 4), bool)) == "mask: 0 voxels (0.00 %)"
+    lab = np.zeros((300, 10, 10), np.uint16)
+    lab[5, 1, 1], lab[250, 2, 2], lab[100, 3, 3] = 7, 300, 7
+    assert cli._summary(lab) == "labels: 2 (values 7..300)"
+    assert "range 0..2.5" in cli._summary(np.array([[[0.0, 2.5, np.nan]]], np.float32))
+
+
 def test_parse_params_types():
     spec = {"n": (int, 3, ""), "x": (float, None, ""), "flag": (bool, False, ""), "s": (str, "a", "")}
     got = cli.parse_params("m", spec, ["n=7", "x=none", "flag=ON", "s=hello=world"])
@@ -430,10 +441,10 @@ def test_demo_writes_masks_and_overview(capsys, tmp_path):
     code, out, err = run_cli(capsys, "demo", "--out", out_dir, "--quick")
     assert code == 0, err
     methods, _ = cli.discover_methods()
+    for m in methods:  # one report line per sample and method, with its time or its failure
+        lines = [ln for ln in out.splitlines() if ln.strip().split(" ")[0] == m]
+        assert len(lines) == 2 and all(" s " in ln or "FAILED" in ln for ln in lines), out
     for sample in ("ct_small", "phantom"):
-        for m in methods:
-            line = next(ln for ln in out.splitlines() if ln.strip().startswith(m) and (" s " in ln or "FAILED" in ln))
-            assert line
         for m in ("canny", "sobel"):
             f = out_dir / f"{sample}_{m}.nii.gz"
             assert f.exists()

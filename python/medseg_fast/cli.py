@@ -325,21 +325,33 @@ def run_method(entry: dict, array, spacing, params: dict, *, backend=None, num_t
     return result[None] if squeeze else result
 
 
+def _distinct_labels(result, slab_voxels=1 << 22):
+    """Sorted non-zero values of an integer array, slab by slab (no full-volume sort or copy)."""
+    flat = result.reshape(result.shape[0], -1) if result.ndim > 1 else result.reshape(1, -1)
+    step = max(1, slab_voxels // max(1, flat.shape[1]))
+    found = np.empty(0, result.dtype)
+    for i in range(0, flat.shape[0], step):
+        found = np.union1d(found, np.unique(flat[i:i + step]))
+    return found[found != 0]
+
+
 def _summary(result) -> str:
     if result.dtype == np.bool_:
         n = int(np.count_nonzero(result))
         return f"mask: {n} voxels ({100.0 * n / max(1, result.size):.2f} %)"
     if result.dtype.kind in "iu":
-        labels = np.unique(result)
-        labels = labels[labels != 0]
-        if labels.size <= 1 and (labels.size == 0 or labels[0] == 1):
+        labels = _distinct_labels(result)
+        if labels.size == 0 or (labels.size == 1 and labels[0] == 1):
             n = int(np.count_nonzero(result))
             return f"mask: {n} voxels ({100.0 * n / max(1, result.size):.2f} %)"
         return f"labels: {labels.size} (values {int(labels.min())}..{int(labels.max())})"
-    finite = result[np.isfinite(result)] if result.dtype.kind == "f" else result
-    if finite.size == 0:
-        return f"{result.dtype} map, no finite values"
-    return f"{result.dtype} map, range {float(finite.min()):.4g}..{float(finite.max()):.4g}"
+    lo, hi = float(np.min(result)), float(np.max(result))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        finite = result[np.isfinite(result)]
+        if finite.size == 0:
+            return f"{result.dtype} map, no finite values"
+        lo, hi = float(finite.min()), float(finite.max())
+    return f"{result.dtype} map, range {lo:.4g}..{hi:.4g}"
 
 
 # --------------------------------------------------------------------------- preview rendering
@@ -371,6 +383,24 @@ def _display_plane(vol, axis, index, affine):
     return sl, other
 
 
+def parse_window(text):
+    """'auto', 'ct', 'percentile' or a (level, width) pair from ``--window``; CLIError otherwise.
+
+    >>> parse_window("40,400"), parse_window("CT")
+    ((40.0, 400.0), 'ct')
+    """
+    w = (text or "auto").strip().lower()
+    if w in ("auto", "ct", "percentile"):
+        return w
+    try:
+        level, width = (float(v) for v in w.split(","))
+        if not (math.isfinite(level) and math.isfinite(width) and width > 0):
+            raise ValueError
+    except ValueError:
+        raise CLIError(f"--window {text!r}: expected auto, ct, percentile or LEVEL,WIDTH (width > 0)") from None
+    return level, width
+
+
 class _Renderer:
     """Draws image slices with a result overlaid; computes the intensity window and heat scale once."""
 
@@ -385,20 +415,14 @@ class _Renderer:
         self.low, self.high = self._window(window, modality)
 
     def _window(self, window, modality):
-        w = (window or "auto").strip().lower()
+        w = parse_window(window)
         if w == "auto":
             w = "ct" if str(modality or "").upper() == "CT" else "percentile"
         if w == "ct":
             return self.png.ct_window()
         if w == "percentile":
             return self.png.percentile_range(self.array)
-        try:
-            level, width = (float(v) for v in w.split(","))
-            if not width > 0:
-                raise ValueError
-        except ValueError:
-            raise CLIError(f"--window {window!r}: expected auto, ct, percentile or LEVEL,WIDTH") from None
-        return self.png.ct_window(level, width)
+        return self.png.ct_window(*w)
 
     @staticmethod
     def heat_scale(result) -> float:
@@ -621,6 +645,7 @@ def _cmd_segment(args) -> int:
         raise CLIError("segment needs -o OUT.nii.gz")
     out = _check_output(args.output, "output", (".nii", ".nii.gz"))
     preview = _check_output(args.preview, "preview") if args.preview else None
+    parse_window(args.window)
     if args.backend is not None:
         from ._backend import use_backend
 
