@@ -2,7 +2,7 @@
 
 The phantom is drawn in physical millimetres, so anisotropic spacing gives the
 same anatomy on a coarser grid: an elliptic-cylinder "body" of soft tissue in
-air, two "lungs" (air-like, -800 HU), a "liver" ellipsoid (60 HU), a "spine"
+air, two "lungs" (air-like, -800 HU), a "liver" ellipsoid (120 HU, as with contrast), a "spine"
 (bone, 700 HU) behind the lungs, and Gaussian noise.  Values are rounded to
 int16 HU, like a rescaled CT.
 
@@ -25,7 +25,7 @@ __all__ = ["ct_phantom", "phantom_affine", "PHANTOM_LABELS", "PHANTOM_HU"]
 #: label value -> structure name in the truth map
 PHANTOM_LABELS = {0: "air", 1: "body", 2: "lung", 3: "liver", 4: "bone"}
 #: label value -> mean intensity (HU) before noise
-PHANTOM_HU = {0: -1000, 1: 40, 2: -800, 3: 60, 4: 700}
+PHANTOM_HU = {0: -1000, 1: 40, 2: -800, 3: 120, 4: 700}
 
 
 def ct_phantom(shape=(96, 128, 128), spacing=(2.5, 0.8, 0.8), *, seed: int = 0, noise: float = 20.0):
