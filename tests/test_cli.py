@@ -248,6 +248,26 @@ def test_segment_sobel_is_a_float_map_in_units_per_mm(capsys, tmp_path):
     assert_pillow_agrees(png, pixels)
 
 
+def test_real_tilted_ct_warnings_are_one_line_each(capsys, shared_data, tmp_path):
+    folder = shared_data / "dcm_qa_ct_ge"
+    if not folder.is_dir():
+        pytest.skip("dcm_qa_ct_ge not in the shared data")
+    code, out, err = run_cli(capsys, "info", folder, "--json")
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["shape"] == [28, 512, 512] and info["modality"] == "CT"
+    assert len(info["warnings"]) == 2 and any("tilt" in w for w in info["warnings"])
+    assert "warning" not in err  # listed once, in the output, not also on stderr
+    out_path = tmp_path / "grad.nii.gz"
+    code, out, err = run_cli(capsys, "segment", folder, "-m", "sobel", "-o", out_path)
+    assert code == 0, err
+    warn_lines = [ln for ln in err.splitlines() if ln.startswith("medseg-fast: warning: ")]
+    assert any("tilt" in ln for ln in warn_lines) and any("sheared" in ln for ln in warn_lines)
+    assert "cli.py" not in err and "Traceback" not in err
+    saved = nib.load(str(out_path))
+    assert saved.header["qform_code"] == 0 and saved.header["sform_code"] > 0  # the shear lives in the sform
+
+
 def test_segment_threads_agree_and_backend_is_passed_on(capsys, monkeypatch, ct_path, tmp_path):
     results = []
     for threads in ("1", "2"):

@@ -506,11 +506,23 @@ def render_preview(array, result, spacing, affine, *, modality=None, window="aut
 # --------------------------------------------------------------------------- progress
 
 class _Progress:
-    """One stderr line per step: ``[i/n] label ... 0.12 s``."""
+    """One stderr line per step: ``[i/n] label ... 0.12 s``.
+
+    A warning raised during a step (see :func:`_show_warning`) ends the open
+    line first, and the step's time then goes on a line of its own.
+    """
+
+    active = None  # the progress whose line is open, for _show_warning
 
     def __init__(self, total: int, enabled: bool = True, stream=None):
         self.total, self.enabled, self.i = total, enabled, 0
         self.stream = stream if stream is not None else sys.stderr
+        self.line_open = False
+
+    def break_line(self):
+        if self.line_open:
+            print(file=self.stream, flush=True)
+            self.line_open = False
 
     @contextlib.contextmanager
     def step(self, label: str):
@@ -518,6 +530,8 @@ class _Progress:
         t0 = time.perf_counter()
         if self.enabled:
             print(f"[{self.i}/{self.total}] {label} ...", end="", file=self.stream, flush=True)
+            self.line_open = True
+            _Progress.active = self
         ok = False
         try:
             yield
@@ -525,7 +539,19 @@ class _Progress:
         finally:
             if self.enabled:
                 dt = time.perf_counter() - t0
-                print(f" {dt:.2f} s" if ok else " failed", file=self.stream, flush=True)
+                lead = " " if self.line_open else f"[{self.i}/{self.total}] done: "
+                print(f"{lead}{dt:.2f} s" if ok else f"{lead}failed", file=self.stream, flush=True)
+                self.line_open = False
+                _Progress.active = None
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Warnings as ``medseg-fast: warning: ...`` lines (no source location) on stderr."""
+    if _Progress.active is not None:
+        _Progress.active.break_line()
+    name = "" if issubclass(category, UserWarning) and category.__name__ == "MedsegWarning" else \
+        f"{category.__name__}: "
+    print(f"{PROG}: warning: {name}{message}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -581,7 +607,13 @@ def _value_range(a):
 # --------------------------------------------------------------------------- subcommands
 
 def _cmd_info(args) -> int:
-    img = _load(args.path, series_uid=args.series_uid, volume=args.volume)
+    import warnings
+
+    from ._errors import MedsegWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MedsegWarning)  # listed below from meta['warnings']
+        img = _load(args.path, series_uid=args.series_uid, volume=args.volume)
     meta = img.meta
     vr = _value_range(img.array)
     warnings = [str(w) for w in meta.get("warnings", [])]
@@ -925,7 +957,14 @@ def main(argv=None) -> int:
         if args.command is None:
             parser.print_help(sys.stderr)
             return EXIT_USAGE
-        return _COMMANDS[args.command](args)
+        import warnings
+
+        from ._errors import MedsegWarning
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", MedsegWarning)  # every data quirk, each time
+            warnings.showwarning = _show_warning
+            return _COMMANDS[args.command](args)
     except CLIError as exc:
         if debug:
             raise
