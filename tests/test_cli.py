@@ -136,6 +136,42 @@ def test_info_4d_needs_volume(capsys):
     assert json.loads(out)["shape"] == list(nib.load(path).shape[:3][::-1])
 
 
+def test_series_uid_selects_a_series(capsys, ct_path, tmp_path):
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    folder = tmp_path / "two_series"
+    folder.mkdir()
+    uids = []
+    for k, offset in enumerate((0, 100)):
+        ds = pydicom.dcmread(ct_path)
+        ds.SeriesInstanceUID = generate_uid()
+        ds.SOPInstanceUID = generate_uid()
+        ds.RescaleIntercept = float(ds.RescaleIntercept) + offset
+        ds.save_as(folder / f"file{k}.dcm")
+        uids.append(ds.SeriesInstanceUID)
+    for uid, offset in zip(uids, (0, 100)):
+        code, out, err = run_cli(capsys, "info", folder, "--series-uid", uid, "--json")
+        assert code == 0, err
+        info = json.loads(out)
+        assert info["series_uid"] == uid
+        assert info["value_range"][0] == -896 + offset
+    out_path = tmp_path / "m.nii.gz"
+    code, _, err = run_cli(capsys, "segment", folder, "--series-uid", uids[1], "-m", "canny", "-o", out_path, "-q")
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "info", folder, "--series-uid", "1.2.3.4")
+    assert code == 1 and "1.2.3.4" in err and "Traceback" not in err
+
+
+def test_version_and_help(capsys):
+    import medseg_fast
+
+    code, out, _ = run_cli(capsys, "--version")
+    assert code == 0 and medseg_fast.__version__ in out
+    code, out, _ = run_cli(capsys, "segment", "--help")
+    assert code == 0 and "--param" in out and "--preview" in out
+
+
 def test_python_dash_m_subprocess(ct_path, tmp_path):
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     res = subprocess.run([sys.executable, "-m", "medseg_fast", "info", ct_path], capture_output=True, text=True,
