@@ -616,7 +616,7 @@ def _cmd_info(args) -> int:
         img = _load(args.path, series_uid=args.series_uid, volume=args.volume)
     meta = img.meta
     vr = _value_range(img.array)
-    warnings = [str(w) for w in meta.get("warnings", [])]
+    warns = [str(w) for w in meta.get("warnings", [])]
     info = {
         "path": os.fspath(args.path),
         "format": meta.get("format"),
@@ -629,7 +629,7 @@ def _cmd_info(args) -> int:
         "value_range": list(vr) if vr is not None else None,
         "series_uid": meta.get("series_uid") or None,
         "origin_mm": [float(v) for v in np.asarray(img.affine)[:3, 3]],
-        "warnings": warnings,
+        "warnings": warns,
     }
     if args.json:
         print(json.dumps(info, indent=2))
@@ -645,11 +645,11 @@ def _cmd_info(args) -> int:
         ("dtype", info["dtype"]),
         ("value range", f"{vr[0]:.6g} .. {vr[1]:.6g}" if vr is not None else "no finite values"),
         ("series UID", info["series_uid"] or "-"),
-        ("warnings", "none" if not warnings else f"{len(warnings)}"),
+        ("warnings", "none" if not warns else f"{len(warns)}"),
     ]
     for k, v in rows:
         print(f"{k:>12}: {v}")
-    for w in warnings:
+    for w in warns:
         print(f"{'':>12}  - {w}")
     return EXIT_OK
 
