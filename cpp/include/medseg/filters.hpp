@@ -85,24 +85,26 @@ void correlate_axis(const In* in, R* out, const Shape& s, int axis, const std::v
     std::vector<int64_t> src(n + 2 * r);
     for (int64_t j = -r; j < n + r; ++j) src[j + r] = border_index(j, n, mode);
     const double* wc = w.data() + r;  // wc[k], k in [-r, r]
-    const R cv = static_cast<R>(cval);
 
+    // Lines are gathered into a double buffer (exact for every input type, as
+    // scipy's line buffers), so the inner loops are plain double arithmetic.
+    const double cvd = static_cast<double>(static_cast<R>(cval));
     if (inner == 1) {
         parallel_blocks(outer, num_threads, 16, [&](int64_t b, int64_t e) {
-            std::vector<R> buf(n + 2 * r);
-            std::vector<double> acc(n);
+            std::vector<double> buf(n + 2 * r), acc(n);
             for (int64_t o = b; o < e; ++o) {
                 const In* line = in + o * n;
-                for (int64_t j = 0; j < n + 2 * r; ++j) buf[j] = src[j] < 0 ? cv : static_cast<R>(line[src[j]]);
-                const R* c = buf.data() + r;
+                for (int64_t j = 0; j < n + 2 * r; ++j) buf[j] = src[j] < 0 ? cvd : static_cast<double>(line[src[j]]);
+                const double* __restrict c = buf.data() + r;
+                double* __restrict ac = acc.data();
                 const double w0 = wc[0];
-                for (int64_t i = 0; i < n; ++i) acc[i] = double(c[i]) * w0;
+                for (int64_t i = 0; i < n; ++i) ac[i] = c[i] * w0;
                 for (int k = r; k >= 1; --k) {
                     const double wk = wc[k];
-                    for (int64_t i = 0; i < n; ++i) acc[i] += (double(c[i - k]) + double(c[i + k])) * wk;
+                    for (int64_t i = 0; i < n; ++i) ac[i] += (c[i - k] + c[i + k]) * wk;
                 }
                 R* dst = out + o * n;
-                for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<R>(acc[i]);
+                for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<R>(ac[i]);
             }
         });
         return;
@@ -112,34 +114,34 @@ void correlate_axis(const In* in, R* out, const Shape& s, int axis, const std::v
     const int64_t nchunks = (inner + C - 1) / C;
     const int64_t ntasks = outer * nchunks;
     parallel_blocks(ntasks, num_threads, 1, [&](int64_t b, int64_t e) {
-        std::vector<R> buf((n + 2 * r) * C);
-        std::vector<double> acc(C);
+        std::vector<double> buf((n + 2 * r) * C), acc(C);
         for (int64_t t = b; t < e; ++t) {
             const int64_t o = t / nchunks, c0 = (t % nchunks) * C;
             const int64_t cw = std::min<int64_t>(C, inner - c0);
             const In* base = in + o * n * inner + c0;
             for (int64_t j = 0; j < n + 2 * r; ++j) {
-                R* row = buf.data() + j * C;
+                double* row = buf.data() + j * C;
                 if (src[j] < 0) {
-                    for (int64_t c = 0; c < cw; ++c) row[c] = cv;
+                    for (int64_t c = 0; c < cw; ++c) row[c] = cvd;
                 } else {
                     const In* s_row = base + src[j] * inner;
-                    for (int64_t c = 0; c < cw; ++c) row[c] = static_cast<R>(s_row[c]);
+                    for (int64_t c = 0; c < cw; ++c) row[c] = static_cast<double>(s_row[c]);
                 }
             }
             R* obase = out + o * n * inner + c0;
             const double w0 = wc[0];
+            double* __restrict ac = acc.data();
             for (int64_t i = 0; i < n; ++i) {
-                const R* ctr = buf.data() + (i + r) * C;
-                for (int64_t c = 0; c < cw; ++c) acc[c] = double(ctr[c]) * w0;
+                const double* __restrict ctr = buf.data() + (i + r) * C;
+                for (int64_t c = 0; c < cw; ++c) ac[c] = ctr[c] * w0;
                 for (int k = r; k >= 1; --k) {
                     const double wk = wc[k];
-                    const R* lo = ctr - k * C;
-                    const R* hi = ctr + k * C;
-                    for (int64_t c = 0; c < cw; ++c) acc[c] += (double(lo[c]) + double(hi[c])) * wk;
+                    const double* __restrict lo = ctr - k * C;
+                    const double* __restrict hi = ctr + k * C;
+                    for (int64_t c = 0; c < cw; ++c) ac[c] += (lo[c] + hi[c]) * wk;
                 }
                 R* dst = obase + i * inner;
-                for (int64_t c = 0; c < cw; ++c) dst[c] = static_cast<R>(acc[c]);
+                for (int64_t c = 0; c < cw; ++c) dst[c] = static_cast<R>(ac[c]);
             }
         }
     });
