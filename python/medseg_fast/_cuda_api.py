@@ -118,7 +118,10 @@ class _HostOps:
         return self.inputs_on_device
 
     def wrap(self, a):
-        return np.asarray(a)
+        a = np.asarray(a)
+        if not a.dtype.isnative:  # device arrays are always native-endian
+            a = a.astype(a.dtype.newbyteorder("="), order="K")
+        return a
 
     def upload(self, a):
         return np.array(a)  # order "K", like cupy.asarray of a numpy array
