@@ -26,9 +26,9 @@
 // thread forms from its 3x3 tile neighbourhood the three plane quantities of the
 // CPU kernel, A = smooth_y(diff_x f), B = diff_y(smooth_x f), C = smooth_y(smooth_x f),
 // kept in a register ring of three planes:  d/dx = A[z-1] + 2A[z] + A[z+1],
-// d/dy = B[z-1] + 2B[z] + B[z+1], d/dz = C[z+1] - C[z-1].  Two tiles alternate:
-// while a thread computes from plane k it has plane k+1's global loads in flight
-// and stores them to the other tile before the one barrier per plane.  Global
+// d/dy = B[z-1] + 2B[z] + B[z+1], d/dz = C[z+1] - C[z-1].  Two tiles alternate
+// and the global loads run two planes ahead of the computation (see sobel3d_block),
+// with one barrier per plane.  Global
 // traffic is one read of each input voxel (plus halo rows, mostly L2 hits, and 2
 // of 32 planes re-read per chunk) and one write of each output voxel.  2D (and
 // 3D volumes one slice deep): one thread per pixel reading its 3x3 neighbourhood
@@ -41,6 +41,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "edges_cuda.cuh"
@@ -327,8 +328,11 @@ constexpr int S3_ZC = 32;  // z-planes per block
 template <class R>
 struct S3State {
     R au, am, ad, bu, bm, bd, cu, cm, cd;  // ring of plane quantities at z-1, z, z+1
-    R pf[S3_LOADS];                        // prefetched tile values of the next plane
+    R pf0[S3_LOADS], pf1[S3_LOADS];        // two register sets of prefetched tile values
 };
+
+template <int P, class R>
+MSD R* pf_set(S3State<R>& st) { return P == 0 ? st.pf0 : st.pf1; }
 
 // A, B, C of one plane at the thread's column, from its 3x3 tile neighbourhood.
 template <class R>
@@ -386,8 +390,14 @@ struct HostExec {
 };
 
 // One block: columns [x0, x0+32) x [y0, y0+16), output planes [zb, ze).  Plane
-// sequence q_k = clamp(zb - 1 + k), k = 0 .. ze - zb + 1; after plane q_k is in the
-// ring (k >= 2) the output plane zb + k - 2 is written.  `tiles` holds 2 tiles.
+// sequence q_k = clamp(zb - 1 + k), k = 0 .. ze - zb + 1; once plane q_k is in the
+// ring (k >= 2) the output plane zb + k - 2 is written.  Software pipeline, one
+// barrier per plane: in step k a thread issues the global loads of plane k+2 into
+// register set k&1, computes plane k from tile k&1, and stores plane k+1 (loaded in
+// step k-1, so its latency spanned a whole step and a barrier) from register set
+// (k+1)&1 into tile (k+1)&1, which nobody reads in step k.  The loop is unrolled by
+// two so that the register sets are named statically (no local memory).  `tiles`
+// holds 2 tiles.
 #pragma nv_exec_check_disable
 template <class T, class R, class Exec>
 __host__ __device__ void sobel3d_block(Exec& ex, const T* __restrict__ in, R* __restrict__ out,
@@ -395,38 +405,39 @@ __host__ __device__ void sobel3d_block(Exec& ex, const T* __restrict__ in, R* __
                                        const SobelParams& p, int64_t bx, int64_t by, int64_t bz, R* tiles) {
     const int64_t x0 = bx * S3_TX, y0 = by * S3_TY, zb = bz * S3_ZC;
     const int64_t ze = zb + S3_ZC < nz ? zb + S3_ZC : nz;
-    const int64_t K = ze - zb + 2;
-    auto load = [&](int tid, S3State<R>& st, int64_t k) {
+    const int64_t K = ze - zb + 2;  // >= 3
+    auto load = [&](int tid, R* pf, int64_t k) {
         const int64_t z = clamp64(zb - 1 + k, 0, nz - 1);
         const T* plane = in + z * ny * nx;
-MSD_UNROLL
+        MSD_UNROLL
         for (int l = 0; l < S3_LOADS; ++l) {
             const int e = tid + l * S3_NT;
             if (e < S3_TILE) {
                 const int hy = e / S3_HX, hx = e - hy * S3_HX;
                 const int64_t gy = clamp64(y0 - 1 + hy, 0, ny - 1), gx = clamp64(x0 - 1 + hx, 0, nx - 1);
-                st.pf[l] = static_cast<R>(plane[gy * nx + gx]);
+                pf[l] = static_cast<R>(plane[gy * nx + gx]);
             }
         }
     };
-    auto store = [&](int tid, S3State<R>& st, R* tile) {
-MSD_UNROLL
+    auto store = [&](int tid, const R* pf, R* tile) {
+        MSD_UNROLL
         for (int l = 0; l < S3_LOADS; ++l) {
             const int e = tid + l * S3_NT;
-            if (e < S3_TILE) tile[e] = st.pf[l];
+            if (e < S3_TILE) tile[e] = pf[l];
         }
     };
     ex.run([&](int tid, S3State<R>& st) {
-        load(tid, st, 0);
-        store(tid, st, tiles);
+        load(tid, st.pf0, 0);
+        store(tid, st.pf0, tiles);
+        load(tid, st.pf1, 1);
     });
     ex.sync();
-    for (int64_t k = 0; k < K; ++k) {
-        const R* cur = tiles + (k & 1) * S3_TILE;
-        R* nxt = tiles + ((k + 1) & 1) * S3_TILE;
+    auto step = [&](int64_t k, auto parity) {
+        constexpr int P = decltype(parity)::value;  // == k & 1
+        const R* cur = tiles + P * S3_TILE;
+        R* nxt = tiles + (1 - P) * S3_TILE;
         ex.run([&](int tid, S3State<R>& st) {
-            const bool more = k + 1 < K;
-            if (more) load(tid, st, k + 1);  // in flight while this plane is computed
+            if (k + 2 < K) load(tid, pf_set<P>(st), k + 2);
             const int tx = tid % S3_TX, ty = tid / S3_TX;
             const int64_t x = x0 + tx, y = y0 + ty;
             R a, b, c;
@@ -438,9 +449,13 @@ MSD_UNROLL
                 const int64_t idx = ((zb + k - 2) * ny + y) * nx + x;
                 out[idx] = apply_mask(sobel3d_combine<R>(p, st), mask, idx);
             }
-            if (more) store(tid, st, nxt);
+            if (k + 1 < K) store(tid, pf_set<1 - P>(st), nxt);
         });
         ex.sync();
+    };
+    for (int64_t k = 0; k < K; k += 2) {
+        step(k, std::integral_constant<int, 0>{});
+        if (k + 1 < K) step(k + 1, std::integral_constant<int, 1>{});
     }
 }
 
