@@ -32,7 +32,7 @@ import numpy as np
 
 from . import _backend
 from ._errors import BackendUnavailableError, EmptyImageError, InvalidImageError, InvalidParameterError, NonFiniteError
-from ._validation import (INTENSITY_DTYPES, check_image, check_mask, core_axes, dtype_max, native_c, per_axis,
+from ._validation import (INTENSITY_DTYPES, check_image, check_mask, core_axes, dtype_max, per_axis,
                           real_dtype, unwrap_image)
 
 __all__ = ["gaussian", "sobel"]
@@ -52,6 +52,12 @@ class _DeviceOps:
             import cupy
         except ImportError as exc:  # pragma: no cover - cuda_ext() already needs cupy
             raise BackendUnavailableError("the cuda backend needs CuPy (pip install cupy-cuda12x)") from exc
+        if not _ext_sees_devices(ext):
+            raise BackendUnavailableError(
+                "CuPy sees a GPU but medseg_fast._cuda does not (its CUDA runtime, "
+                f"{ext.runtime_version()}, may need a newer NVIDIA driver); use backend='cpu' or rebuild "
+                "medseg-fast with the CUDA toolkit that matches the driver"
+            )
         self.xp = cupy
         self.ext = ext.edges
         self.max_radius = int(self.ext.max_gaussian_radius)
@@ -91,6 +97,16 @@ class _DeviceOps:
 
     def to_host(self, a):
         return self.xp.asnumpy(a)
+
+
+_EXT_DEVICES: list[bool] = []
+
+
+def _ext_sees_devices(ext):
+    """Whether the extension's own (static) CUDA runtime finds a device; asked once."""
+    if not _EXT_DEVICES:
+        _EXT_DEVICES.append(ext.device_count() > 0)
+    return _EXT_DEVICES[0]
 
 
 class _NullDevice:
