@@ -378,13 +378,23 @@ struct DevExec {
     __device__ __forceinline__ void sync() { __syncthreads(); }
 };
 
+// The host executor alternates the thread order from phase to phase, so that a
+// read of shared memory that another thread writes in the same phase (a race on
+// the device) would see different data in different phases and show up as a
+// mismatch against the CPU kernel.
 template <class State>
 struct HostExec {
     std::vector<State> st;
+    bool reverse = false;
     explicit HostExec(int nt) : st(nt, State{}) {}
     template <class F>
     void run(F&& f) {
-        for (int t = 0; t < static_cast<int>(st.size()); ++t) f(t, st[t]);
+        const int n = static_cast<int>(st.size());
+        for (int i = 0; i < n; ++i) {
+            const int t = reverse ? n - 1 - i : i;
+            f(t, st[t]);
+        }
+        reverse = !reverse;
     }
     void sync() {}
 };
