@@ -182,10 +182,12 @@ def _check_device_image(ops, a, name="image"):
             "int32, float32 or float64 (64-bit integers: cast to float64 or int32 first)"
         )
     if dt.kind == "f":
-        lo, hi = float(a.min()), float(a.max())  # two reductions, no boolean temporary
+        with ops.device_of(a):
+            lo, hi = float(a.min()), float(a.max())  # two reductions, no boolean temporary
+            if not (np.isfinite(lo) and np.isfinite(hi)):
+                n_nan = int(xp.isnan(a).sum())
+                n_inf = int(xp.isinf(a).sum())
         if not (np.isfinite(lo) and np.isfinite(hi)):
-            n_nan = int(xp.isnan(a).sum())
-            n_inf = int(xp.isinf(a).sum())
             raise NonFiniteError(
                 f"{name} holds {n_nan} NaN and {n_inf} infinite values; replace them (e.g. nan_to_num) or mask "
                 "them out"
@@ -202,16 +204,17 @@ def _check_device_mask(ops, mask, shape):
     kind = np.dtype(m.dtype).kind
     if kind == "b":
         return m
-    if kind in "iu":
-        return m != 0
-    if kind == "f":
-        lo, hi = float(m.min()), float(m.max())
-        if not (np.isfinite(lo) and np.isfinite(hi)):
-            raise NonFiniteError(
-                f"mask holds {int(xp.isnan(m).sum())} NaN and {int(xp.isinf(m).sum())} infinite values; "
-                "replace them or mask them out"
-            )
-        return m != 0
+    with ops.device_of(m):
+        if kind in "iu":
+            return m != 0
+        if kind == "f":
+            lo, hi = float(m.min()), float(m.max())
+            if not (np.isfinite(lo) and np.isfinite(hi)):
+                raise NonFiniteError(
+                    f"mask holds {int(xp.isnan(m).sum())} NaN and {int(xp.isinf(m).sum())} infinite values; "
+                    "replace them or mask them out"
+                )
+            return m != 0
     raise InvalidImageError(f"mask must be boolean or integer, got dtype {m.dtype}")
 
 
