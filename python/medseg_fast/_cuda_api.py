@@ -145,18 +145,31 @@ class _HostOps:
     def device_of(self, a):
         return _NullDevice()
 
+    @staticmethod
+    def _check_args(view, out, shape, ndim):
+        # what the device entry points rely on: C-ordered buffers and the (nz, ny, nx) triple
+        assert view.flags.c_contiguous and out.flags.c_contiguous and out.shape == view.shape
+        assert ndim == view.ndim and list(shape) == ([1, *view.shape] if ndim == 2 else list(view.shape))
+
     def gaussian(self, view, out, tmp, shape, ndim, sigma, truncate, mode, cval, renormalise):
-        assert view.flags.c_contiguous and out.flags.c_contiguous
+        self._check_args(view, out, shape, ndim)
+        assert out.dtype == real_dtype(view.dtype)
+        if self.passes(shape, ndim, sigma) >= 2:
+            assert tmp is not None and tmp.shape == out.shape and tmp.dtype == out.dtype and tmp.flags.c_contiguous
         out[...] = self.hc.gaussian(view, sigma, truncate, mode, cval, renormalise)
 
     def passes(self, shape, ndim, sigma):
         return self.ext.gaussian_passes(shape, ndim, sigma)
 
     def sobel(self, view, out, shape, ndim, sel, coef, magnitude, post, eroded):
-        assert view.flags.c_contiguous and out.flags.c_contiguous
+        self._check_args(view, out, shape, ndim)
+        assert out.dtype == real_dtype(view.dtype)
+        assert eroded is None or (eroded.dtype == np.uint8 and eroded.shape == view.shape and eroded.flags.c_contiguous)
         out[...] = self.hc.sobel(view, sel, coef, magnitude, post, eroded)
 
     def erode(self, mask_u8, out, shape, ndim):
+        self._check_args(mask_u8, out, shape, ndim)
+        assert mask_u8.dtype == np.uint8 and out.dtype == np.uint8
         out[...] = self.hc.erode(mask_u8.view(np.bool_))
 
     def to_host(self, a):
