@@ -411,15 +411,17 @@ struct HostExec {
 // (k+1)&1 into tile (k+1)&1, which nobody reads in step k.  The loop is unrolled by
 // two so that the register sets are named statically (no local memory).  `tiles`
 // holds 2 tiles.
-#pragma nv_exec_check_disable
-template <class T, class R, class Exec>
-__host__ __device__ void sobel3d_block(Exec& ex, const T* __restrict__ in, R* __restrict__ out,
-                                       const uint8_t* __restrict__ mask, int64_t nz, int64_t ny, int64_t nx,
-                                       const SobelParams& p, int64_t bx, int64_t by, int64_t bz, R* tiles) {
-    const int64_t x0 = bx * S3_TX, y0 = by * S3_TY, zb = bz * S3_ZC;
-    const int64_t ze = zb + S3_ZC < nz ? zb + S3_ZC : nz;
-    const int64_t K = ze - zb + 2;  // >= 3
-    auto load = [&](int tid, R* pf, int64_t k) {
+template <class T, class R>
+struct S3Block {
+    const T* __restrict__ in;
+    R* __restrict__ out;
+    const uint8_t* __restrict__ mask;
+    int64_t nz, ny, nx;
+    const SobelParams* p;
+    int64_t x0, y0, zb, K;
+    R* tiles;
+
+    MSD void load(int tid, R* pf, int64_t k) const {
         const int64_t z = clamp64(zb - 1 + k, 0, nz - 1);
         const T* plane = in + z * ny * nx;
         MSD_UNROLL
@@ -431,44 +433,58 @@ __host__ __device__ void sobel3d_block(Exec& ex, const T* __restrict__ in, R* __
                 pf[l] = static_cast<R>(plane[gy * nx + gx]);
             }
         }
-    };
-    auto store = [&](int tid, const R* pf, R* tile) {
+    }
+    MSD void store(int tid, const R* pf, R* tile) const {
         MSD_UNROLL
         for (int l = 0; l < S3_LOADS; ++l) {
             const int e = tid + l * S3_NT;
             if (e < S3_TILE) tile[e] = pf[l];
         }
-    };
-    ex.run([&](int tid, S3State<R>& st) {
-        load(tid, st.pf0, 0);
-        store(tid, st.pf0, tiles);
-        load(tid, st.pf1, 1);
-    });
-    ex.sync();
-    auto step = [&](int64_t k, auto parity) {
-        constexpr int P = decltype(parity)::value;  // == k & 1
+    }
+    // Everything one thread does between two barriers in step k (P == k & 1).
+    template <int P>
+    MSD void step(int tid, S3State<R>& st, int64_t k) const {
         const R* cur = tiles + P * S3_TILE;
         R* nxt = tiles + (1 - P) * S3_TILE;
-        ex.run([&](int tid, S3State<R>& st) {
-            if (k + 2 < K) load(tid, pf_set<P>(st), k + 2);
-            const int tx = tid % S3_TX, ty = tid / S3_TX;
-            const int64_t x = x0 + tx, y = y0 + ty;
-            R a, b, c;
-            plane_abc<R>(cur, tx, ty, x, nx, a, b, c);
-            st.au = st.am; st.am = st.ad; st.ad = a;
-            st.bu = st.bm; st.bm = st.bd; st.bd = b;
-            st.cu = st.cm; st.cm = st.cd; st.cd = c;
-            if (k >= 2 && x < nx && y < ny) {
-                const int64_t idx = ((zb + k - 2) * ny + y) * nx + x;
-                out[idx] = apply_mask(sobel3d_combine<R>(p, st), mask, idx);
-            }
-            if (k + 1 < K) store(tid, pf_set<1 - P>(st), nxt);
-        });
+        if (k + 2 < K) load(tid, pf_set<P>(st), k + 2);
+        const int tx = tid % S3_TX, ty = tid / S3_TX;
+        const int64_t x = x0 + tx, y = y0 + ty;
+        R a, b, c;
+        plane_abc<R>(cur, tx, ty, x, nx, a, b, c);
+        st.au = st.am; st.am = st.ad; st.ad = a;
+        st.bu = st.bm; st.bm = st.bd; st.bd = b;
+        st.cu = st.cm; st.cm = st.cd; st.cd = c;
+        if (k >= 2 && x < nx && y < ny) {
+            const int64_t idx = ((zb + k - 2) * ny + y) * nx + x;
+            out[idx] = apply_mask(sobel3d_combine<R>(*p, st), mask, idx);
+        }
+        if (k + 1 < K) store(tid, pf_set<1 - P>(st), nxt);
+    }
+};
+
+#pragma nv_exec_check_disable
+template <class T, class R, class Exec>
+__host__ __device__ void sobel3d_block(Exec& ex, const T* __restrict__ in, R* __restrict__ out,
+                                       const uint8_t* __restrict__ mask, int64_t nz, int64_t ny, int64_t nx,
+                                       const SobelParams& p, int64_t bx, int64_t by, int64_t bz, R* tiles) {
+    S3Block<T, R> b;
+    b.in = in; b.out = out; b.mask = mask; b.nz = nz; b.ny = ny; b.nx = nx; b.p = &p;
+    b.x0 = bx * S3_TX; b.y0 = by * S3_TY; b.zb = bz * S3_ZC;
+    b.K = (b.zb + S3_ZC < nz ? b.zb + S3_ZC : nz) - b.zb + 2;  // >= 3
+    b.tiles = tiles;
+    ex.run([&](int tid, S3State<R>& st) {
+        b.load(tid, st.pf0, 0);
+        b.store(tid, st.pf0, tiles);
+        b.load(tid, st.pf1, 1);
+    });
+    ex.sync();
+    for (int64_t k = 0; k < b.K; k += 2) {
+        ex.run([&](int tid, S3State<R>& st) { b.template step<0>(tid, st, k); });
         ex.sync();
-    };
-    for (int64_t k = 0; k < K; k += 2) {
-        step(k, std::integral_constant<int, 0>{});
-        if (k + 1 < K) step(k + 1, std::integral_constant<int, 1>{});
+        if (k + 1 < b.K) {
+            ex.run([&](int tid, S3State<R>& st) { b.template step<1>(tid, st, k + 1); });
+            ex.sync();
+        }
     }
 }
 
