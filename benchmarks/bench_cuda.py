@@ -11,6 +11,10 @@ Groups (each pairs medseg_fast with the references on the same device input):
 * ``cuda-gaussian-512``: Gaussian sigma 2 of the same volume, medseg_fast vs
   ``cupyx.scipy.ndimage.gaussian_filter``.
 
+* ``test_sobel3d_kernel_events``: no CuPy needed: the kernel alone timed with CUDA
+  events through ``medseg_fast._cuda._device_check.time_sobel``, next to a
+  device-to-device copy of as many bytes (the bandwidth floor); prints both.
+
 Every timed call synchronises the stream, so the timings are device times plus
 launch overhead.  Correctness is asserted after timing: medseg_fast against the
 cpu backend on a sub-volume that touches the volume's low borders, the
@@ -26,13 +30,16 @@ import functools
 import numpy as np
 import pytest
 
-cp = pytest.importorskip("cupy")
+import medseg_fast
+from medseg_fast import edges, filters
 
-import medseg_fast  # noqa: E402
-from medseg_fast import edges, filters  # noqa: E402
+try:
+    import cupy as cp
+except ImportError:  # the kernel-only timing below still runs on a GPU without CuPy
+    cp = None
 
-if "cuda" not in medseg_fast.available_backends():
-    pytest.skip("the cuda backend is unavailable (no _cuda extension or no GPU)", allow_module_level=True)
+needs_cupy = pytest.mark.skipif(cp is None or "cuda" not in medseg_fast.available_backends(),
+                                reason="needs CuPy and the cuda backend (a GPU)")
 
 SHAPE = (512, 512, 512)
 SUB = (40, 70, 90)  # CPU check region, at the volume's low corner
@@ -88,6 +95,7 @@ def _bench(benchmark, fn):
     return benchmark.pedantic(_synced(fn), rounds=15, iterations=1, warmup_rounds=2)
 
 
+@needs_cupy
 @pytest.mark.benchmark(group="cuda-sobel3d-512")
 def test_sobel3d_medseg(benchmark):
     d = volume_dev()
@@ -96,6 +104,7 @@ def test_sobel3d_medseg(benchmark):
     _check_sub(out, cpu_sobel_sub())
 
 
+@needs_cupy
 @pytest.mark.benchmark(group="cuda-sobel3d-512")
 def test_sobel3d_medseg_single_axis(benchmark):
     d = volume_dev()
@@ -103,6 +112,7 @@ def test_sobel3d_medseg_single_axis(benchmark):
     _check_sub(out, cpu_sobel_sub(0))
 
 
+@needs_cupy
 @pytest.mark.benchmark(group="cuda-sobel3d-512")
 def test_sobel3d_cucim(benchmark):
     cucim_filters = pytest.importorskip("cucim.skimage.filters")
@@ -112,6 +122,7 @@ def test_sobel3d_cucim(benchmark):
     np.testing.assert_allclose(cp.asnumpy(out[:64]), cp.asnumpy(ours[:64]), rtol=1e-4, atol=1e-3)
 
 
+@needs_cupy
 @pytest.mark.parametrize("axis", [0, 1, 2])
 @pytest.mark.benchmark(group="cuda-sobel3d-512")
 def test_sobel3d_cupyx_one_axis(benchmark, axis):
@@ -123,6 +134,7 @@ def test_sobel3d_cupyx_one_axis(benchmark, axis):
     np.testing.assert_allclose(cp.asnumpy(out[:64]), 16.0 * cp.asnumpy(ours[:64]), rtol=1e-5, atol=1e-2)
 
 
+@needs_cupy
 @pytest.mark.benchmark(group="cuda-sobel3d-512")
 def test_sobel3d_copy_floor(benchmark):
     d = volume_dev()
@@ -130,6 +142,7 @@ def test_sobel3d_copy_floor(benchmark):
     assert out.shape == d.shape
 
 
+@needs_cupy
 @pytest.mark.benchmark(group="cuda-gaussian-512")
 def test_gaussian3d_medseg(benchmark):
     d = volume_dev()
@@ -137,6 +150,7 @@ def test_gaussian3d_medseg(benchmark):
     _check_sub(out, cpu_gaussian_sub(), far_border=0)
 
 
+@needs_cupy
 @pytest.mark.benchmark(group="cuda-gaussian-512")
 def test_gaussian3d_cupyx(benchmark):
     ndi = pytest.importorskip("cupyx.scipy.ndimage")
@@ -144,3 +158,22 @@ def test_gaussian3d_cupyx(benchmark):
     out = _bench(benchmark, lambda: ndi.gaussian_filter(d, 2.0, mode="nearest", truncate=4.0))
     ours = filters.gaussian(d, 2.0)
     np.testing.assert_allclose(cp.asnumpy(out[:32]), cp.asnumpy(ours[:32]), rtol=1e-4, atol=1e-3)
+
+
+def test_sobel3d_kernel_events():
+    """Kernel-only time of the 512^3 float32 Sobel magnitude (CUDA events), against the
+    copy floor; runs without CuPy.  Correctness of the same kernel on a sub-volume."""
+    cuda_mod = pytest.importorskip("medseg_fast._cuda")
+    if cuda_mod.device_count() < 1:
+        pytest.skip("no GPU visible to medseg_fast._cuda")
+    core = pytest.importorskip("medseg_fast._core")
+    vol = volume_host()
+    coef = [1.0 / 16.0] * 3
+    post = float(1.0 / np.sqrt(3.0))
+    res = cuda_mod._device_check.time_sobel(vol, [True, True, True], coef, True, post, 20)
+    print(f"\nsobel 512^3 float32 kernel {res['kernel_ms']:.3f} ms ({res['kernel_GBps']:.0f} GB/s), "
+          f"copy floor {res['copy_floor_ms']:.3f} ms, ratio {res['kernel_ms'] / res['copy_floor_ms']:.2f}")
+    assert res["kernel_ms"] > 0 and res["copy_floor_ms"] > 0
+    sub = np.ascontiguousarray(vol[: SUB[0], : SUB[1], : SUB[2]])
+    np.testing.assert_array_equal(cuda_mod._device_check.sobel(sub, [True, True, True], coef, True, post),
+                                  core.edges.sobel(sub, [True, True, True], coef, True, post, 1))

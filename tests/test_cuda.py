@@ -11,6 +11,8 @@ Three groups:
   public cpu functions over dtypes, 2D/3D, layouts, axis, spacing and masks, and
   matches scikit-image / scipy; argument errors; a launch without a GPU raises.
 * without a usable cuda backend: ``backend="cuda"`` raises BackendUnavailableError.
+* on a GPU without CuPy (``_cuda._device_check``: cudaMalloc, copy, the real
+  kernels, copy back): the kernels equal the CPU kernels bit for bit.
 * on a GPU (CuPy and a device): CUDA equals CPU to float32 rounding, CuPy in →
   CuPy out, numpy in with ``backend="cuda"`` → numpy out, errors on device arrays.
 """
@@ -309,6 +311,60 @@ def test_launch_without_gpu_raises_runtime_error(cuda_mod):
         cuda_mod.edges.sobel(*args)
     with pytest.raises(RuntimeError, match="CUDA error"):
         cuda_mod.edges.erode(0x1000, 0x2000, [1, 8, 8], 2, 0)
+    img = np.zeros((4, 5), np.float32)
+    with pytest.raises(RuntimeError, match="CUDA error"):
+        cuda_mod._device_check.sobel(img, [False, True, True], [1.0, 1.0, 1.0], True, 1.0)
+    with pytest.raises(RuntimeError, match="CUDA error"):
+        cuda_mod._device_check.gaussian(img, [0.0, 1.0, 1.0], 4.0, 0, 0.0, False)
+
+
+# ------------------------------------------------- GPU, without CuPy (_device_check)
+
+
+@pytest.fixture(scope="module")
+def gpu_mod(cuda_mod):
+    if cuda_mod.device_count() < 1:
+        pytest.skip("no GPU visible to medseg_fast._cuda")
+    return cuda_mod
+
+
+@pytest.mark.parametrize("shape", SHAPES_3D + SHAPES_2D + [(70, 45, 100), (300, 257)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_device_sobel_kernel_equals_core(gpu_mod, core, shape, dtype):
+    """The real kernels, launched without CuPy, against the CPU kernel: bit-identical
+    (same operations in the same order, no FMA contraction, correctly rounded sqrt)."""
+    a = _random(shape, dtype, seed=len(shape) + shape[-1])
+    eroded = np.random.default_rng(1).random(shape) > 0.3
+    for axes, coef, mag, post in SOBEL_PARAMS:
+        if len(shape) == 2 and axes[0]:
+            continue
+        want = core.edges.sobel(a, axes, coef, mag, post, 1)
+        got = gpu_mod._device_check.sobel(a, axes, coef, mag, post)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(gpu_mod._device_check.sobel(a, axes, coef, mag, post, eroded), want * eroded)
+
+
+@pytest.mark.parametrize("shape", [(35, 20, 70), (3, 1, 4), (1, 6, 9), (37, 45), (1, 7)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_device_gaussian_kernel_equals_core(gpu_mod, core, shape, dtype):
+    a = _random(shape, dtype, seed=3)
+    sigmas = [[1.3, 0.0, 2.1], [0.0, 0.8, 0.0], [2.5, 1.0, 0.6], [0.0, 0.0, 0.0]]
+    if len(shape) == 2:
+        sigmas = [[0.0, 1.5, 0.8], [0.0, 0.0, 3.0], [0.0, 0.0, 0.0]]
+    for sigma in sigmas:
+        for mode in range(5):
+            for renorm in (False, True):
+                want = core.edges.gaussian(a, sigma, 4.0, mode, -2.5, renorm, 1)
+                got = gpu_mod._device_check.gaussian(a, sigma, 4.0, mode, -2.5, renorm)
+                assert got.dtype == want.dtype
+                np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("shape", SHAPES_3D + SHAPES_2D)
+def test_device_erode_equals_core(gpu_mod, core, shape):
+    m = np.random.default_rng(5).random(shape) > 0.05
+    np.testing.assert_array_equal(gpu_mod._device_check.erode(m), core.edges.erode(m, 1))
 
 
 # ----------------------------------------------------------------- no cuda backend

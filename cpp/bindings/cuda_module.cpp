@@ -29,10 +29,22 @@
 //   erode(mask) -> ndarray of bool
 //   border_index_mismatches() -> int
 //
+// Submodule _cuda._device_check (host numpy arrays in and out; allocates device memory with
+// cudaMalloc, copies, runs the real kernels on a private stream, copies back; outputs are
+// poisoned with 0xFF bytes (NaN) first).  It lets a machine with a GPU but without CuPy check
+// and time the kernels:
+//   gaussian(image, sigma, truncate, mode, cval, renormalise) -> ndarray
+//   sobel(image, axes, coef, magnitude, post, eroded_mask=None) -> ndarray
+//   erode(mask) -> ndarray of bool
+//   time_sobel(image, axes, coef, magnitude, post, repeats) -> dict: median milliseconds of the
+//       kernel (CUDA events) and of a device-to-device copy of the same number of bytes read
+//       and written (the bandwidth floor), and the bytes moved.
+//
 // Errors: bad arguments raise ValueError / TypeError before any launch; a CUDA error
 // raises RuntimeError with cudaGetErrorString's text.  The GIL is released around launches.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <stdexcept>
@@ -258,6 +270,197 @@ py::array erode_host_py(const py::array& mask) {
     return out;
 }
 
+// ---- real kernels on host arrays (GPU checks without CuPy)
+
+struct DevBuf {
+    void* p = nullptr;
+    DevBuf() = default;
+    DevBuf(const DevBuf&) = delete;
+    DevBuf& operator=(const DevBuf&) = delete;
+    void alloc(size_t bytes, const char* what) {
+        check(cudaMalloc(&p, bytes ? bytes : 1), std::string("cudaMalloc(") + what + ")");
+    }
+    ~DevBuf() {
+        if (p) cudaFree(p);
+    }
+};
+
+struct DevStream {
+    cudaStream_t s = nullptr;
+    DevStream() { check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate"); }
+    DevStream(const DevStream&) = delete;
+    DevStream& operator=(const DevStream&) = delete;
+    ~DevStream() {
+        if (s) cudaStreamDestroy(s);
+    }
+};
+
+struct DevEvent {
+    cudaEvent_t e = nullptr;
+    DevEvent() { check(cudaEventCreate(&e), "cudaEventCreate"); }
+    DevEvent(const DevEvent&) = delete;
+    DevEvent& operator=(const DevEvent&) = delete;
+    ~DevEvent() {
+        if (e) cudaEventDestroy(e);
+    }
+};
+
+py::array_t<uint8_t, py::array::c_style> mask_u8(const py::object& mask, const py::array& image, const char* what) {
+    auto ma = mask.cast<py::array>();
+    if (ma.ndim() != image.ndim() || !std::equal(ma.shape(), ma.shape() + ma.ndim(), image.shape()))
+        throw py::value_error(std::string(what) + " shape differs from image shape");
+    return c_array<uint8_t>(ma.attr("view")(py::dtype("uint8")).cast<py::array>());
+}
+
+py::array gaussian_device_py(const py::array& image, const std::vector<double>& sigma_, double truncate, int mode,
+                             double cval, bool renormalise) {
+    const Shape s = shape_of(image);
+    const auto sigma = triple(sigma_, "sigma");
+    if (mode < 0 || mode > 4) throw py::value_error("bad border mode");
+    return dispatch<intensity_types>(dtype_tag(image.dtype()), [&](auto tag) -> py::array {
+        using T = decltype(tag);
+        using R = real_t<T>;
+        auto in = c_array<T>(image);
+        auto out = bind::empty_like_shape<R>(image);
+        const T* ip = in.data();
+        R* op = out.mutable_data();
+        const size_t N = static_cast<size_t>(s.size());
+        {
+            py::gil_scoped_release release;
+            DevStream st;
+            DevBuf din, dout, dtmp;
+            din.alloc(N * sizeof(T), "input");
+            dout.alloc(N * sizeof(R), "output");
+            if (cuda::gaussian_passes(s, sigma.data()) >= 2) dtmp.alloc(N * sizeof(R), "scratch");
+            check(cudaMemcpyAsync(din.p, ip, N * sizeof(T), cudaMemcpyHostToDevice, st.s), "copy to device");
+            check(cudaMemsetAsync(dout.p, 0xFF, N * sizeof(R), st.s), "poison output");
+            check(cuda::gaussian(din.p, dtype_of<T>::value, dout.p, dtmp.p, s, sigma.data(), truncate,
+                                 static_cast<BorderMode>(mode), cval, renormalise, st.s),
+                  "gaussian kernel launch");
+            check(cudaMemcpyAsync(op, dout.p, N * sizeof(R), cudaMemcpyDeviceToHost, st.s), "copy to host");
+            check(cudaStreamSynchronize(st.s), "gaussian kernels");
+        }
+        return out;
+    });
+}
+
+py::array sobel_device_py(const py::array& image, const std::vector<bool>& axes, const std::vector<double>& coef,
+                          bool magnitude, double post, const py::object& eroded_mask) {
+    const Shape s = shape_of(image);
+    const SobelParams p = sobel_params(axes, coef, magnitude, post);
+    py::array_t<uint8_t, py::array::c_style> m;
+    if (!eroded_mask.is_none()) m = mask_u8(eroded_mask, image, "eroded_mask");
+    return dispatch<intensity_types>(dtype_tag(image.dtype()), [&](auto tag) -> py::array {
+        using T = decltype(tag);
+        using R = real_t<T>;
+        auto in = c_array<T>(image);
+        auto out = bind::empty_like_shape<R>(image);
+        const T* ip = in.data();
+        const uint8_t* mp = eroded_mask.is_none() ? nullptr : m.data();
+        R* op = out.mutable_data();
+        const size_t N = static_cast<size_t>(s.size());
+        {
+            py::gil_scoped_release release;
+            DevStream st;
+            DevBuf din, dout, dmask;
+            din.alloc(N * sizeof(T), "input");
+            dout.alloc(N * sizeof(R), "output");
+            check(cudaMemcpyAsync(din.p, ip, N * sizeof(T), cudaMemcpyHostToDevice, st.s), "copy to device");
+            if (mp) {
+                dmask.alloc(N, "mask");
+                check(cudaMemcpyAsync(dmask.p, mp, N, cudaMemcpyHostToDevice, st.s), "copy mask to device");
+            }
+            check(cudaMemsetAsync(dout.p, 0xFF, N * sizeof(R), st.s), "poison output");
+            check(cuda::sobel(din.p, dtype_of<T>::value, dout.p, s, p, static_cast<const uint8_t*>(dmask.p), st.s),
+                  "sobel kernel launch");
+            check(cudaMemcpyAsync(op, dout.p, N * sizeof(R), cudaMemcpyDeviceToHost, st.s), "copy to host");
+            check(cudaStreamSynchronize(st.s), "sobel kernel");
+        }
+        return out;
+    });
+}
+
+py::array erode_device_py(const py::array& mask) {
+    const Shape s = shape_of(mask);
+    auto m = c_array<uint8_t>(mask.attr("view")(py::dtype("uint8")).cast<py::array>());
+    auto out = py::array_t<bool>(bind::dims_of(mask));
+    auto* op = reinterpret_cast<uint8_t*>(out.mutable_data());
+    const uint8_t* mp = m.data();
+    const size_t N = static_cast<size_t>(s.size());
+    {
+        py::gil_scoped_release release;
+        DevStream st;
+        DevBuf din, dout;
+        din.alloc(N, "mask");
+        dout.alloc(N, "output");
+        check(cudaMemcpyAsync(din.p, mp, N, cudaMemcpyHostToDevice, st.s), "copy to device");
+        check(cudaMemsetAsync(dout.p, 0x02, N, st.s), "poison output");
+        check(cuda::erode(static_cast<const uint8_t*>(din.p), static_cast<uint8_t*>(dout.p), s, st.s),
+              "erode kernel launch");
+        check(cudaMemcpyAsync(op, dout.p, N, cudaMemcpyDeviceToHost, st.s), "copy to host");
+        check(cudaStreamSynchronize(st.s), "erode kernel");
+    }
+    return out;
+}
+
+double median(std::vector<float> v) {
+    std::sort(v.begin(), v.end());
+    const size_t n = v.size();
+    return n % 2 ? v[n / 2] : 0.5 * (double(v[n / 2 - 1]) + double(v[n / 2]));
+}
+
+py::dict time_sobel_py(const py::array& image, const std::vector<bool>& axes, const std::vector<double>& coef,
+                       bool magnitude, double post, int repeats) {
+    const Shape s = shape_of(image);
+    const SobelParams p = sobel_params(axes, coef, magnitude, post);
+    if (repeats < 1 || repeats > 10000) throw py::value_error("repeats must be in 1..10000");
+    const DType dt = dtype_tag(image.dtype());
+    double kernel_ms = 0, copy_ms = 0, bytes = 0;
+    dispatch<intensity_types>(dt, [&](auto tag) {
+        using T = decltype(tag);
+        using R = real_t<T>;
+        auto in = c_array<T>(image);
+        const T* ip = in.data();
+        const size_t N = static_cast<size_t>(s.size());
+        py::gil_scoped_release release;
+        DevStream st;
+        DevEvent e0, e1;
+        DevBuf din, dout, dcopy;
+        din.alloc(N * sizeof(T), "input");
+        dout.alloc(N * sizeof(R), "output");
+        check(cudaMemcpyAsync(din.p, ip, N * sizeof(T), cudaMemcpyHostToDevice, st.s), "copy to device");
+        // the floor: one device-to-device copy reading and writing as many bytes as the kernel
+        const size_t half = (N * sizeof(T) + N * sizeof(R)) / 2;
+        dcopy.alloc(2 * half, "copy buffer");
+        std::vector<float> tk, tc;
+        for (int r = -2; r < repeats; ++r) {  // two warm-up rounds
+            float ms = 0;
+            check(cudaEventRecord(e0.e, st.s), "cudaEventRecord");
+            check(cuda::sobel(din.p, dt, dout.p, s, p, nullptr, st.s), "sobel kernel launch");
+            check(cudaEventRecord(e1.e, st.s), "cudaEventRecord");
+            check(cudaEventSynchronize(e1.e), "sobel kernel");
+            check(cudaEventElapsedTime(&ms, e0.e, e1.e), "cudaEventElapsedTime");
+            if (r >= 0) tk.push_back(ms);
+            check(cudaEventRecord(e0.e, st.s), "cudaEventRecord");
+            check(cudaMemcpyAsync(static_cast<char*>(dcopy.p) + half, dcopy.p, half, cudaMemcpyDeviceToDevice, st.s),
+                  "device copy");
+            check(cudaEventRecord(e1.e, st.s), "cudaEventRecord");
+            check(cudaEventSynchronize(e1.e), "device copy");
+            check(cudaEventElapsedTime(&ms, e0.e, e1.e), "cudaEventElapsedTime");
+            if (r >= 0) tc.push_back(ms);
+        }
+        kernel_ms = median(tk);
+        copy_ms = median(tc);
+        bytes = double(N) * double(sizeof(T) + sizeof(R));
+    });
+    py::dict d;
+    d["kernel_ms"] = kernel_ms;
+    d["copy_floor_ms"] = copy_ms;
+    d["bytes"] = bytes;
+    d["kernel_GBps"] = kernel_ms > 0 ? bytes / (kernel_ms * 1e6) : 0.0;
+    return d;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_cuda, m) {
@@ -289,4 +492,13 @@ PYBIND11_MODULE(_cuda, m) {
           py::arg("post"), py::arg("eroded_mask") = py::none());
     h.def("erode", &erode_host_py, py::arg("mask"));
     h.def("border_index_mismatches", &cuda::border_index_mismatches);
+
+    auto dc = m.def_submodule("_device_check", "the real kernels on host arrays (GPU checks without CuPy)");
+    dc.def("gaussian", &gaussian_device_py, py::arg("image"), py::arg("sigma"), py::arg("truncate"), py::arg("mode"),
+           py::arg("cval"), py::arg("renormalise"));
+    dc.def("sobel", &sobel_device_py, py::arg("image"), py::arg("axes"), py::arg("coef"), py::arg("magnitude"),
+           py::arg("post"), py::arg("eroded_mask") = py::none());
+    dc.def("erode", &erode_device_py, py::arg("mask"));
+    dc.def("time_sobel", &time_sobel_py, py::arg("image"), py::arg("axes"), py::arg("coef"), py::arg("magnitude"),
+           py::arg("post"), py::arg("repeats") = 20);
 }
