@@ -9,7 +9,8 @@ with :func:`register`, or define a module-level ``BENCH_CASES`` list that
 :func:`run` discovers in the public submodules at run time.
 
 Timing: ``time.perf_counter``, one warm-up call, then the median of ``repeat``
-calls (references slower than 2 s per call are timed at most 3 times).  The
+calls.  A reference slower than 2 s per call is timed at most 3 times in all,
+its warm-up counting as the first.  The
 reference libraries (scikit-image, OpenCV, SimpleITK, scipy) are optional and
 imported only inside :func:`run`; a case whose reference is missing is still
 timed for medseg_fast and reported as "not installed".
@@ -385,11 +386,14 @@ def _time(fn, args, repeat, kwargs=None, slow_s=None):
     t0 = time.perf_counter()
     result = fn(*args, **kwargs)
     warm = time.perf_counter() - t0
+    times = []
     n = repeat
     if slow_s is not None and warm > slow_s:
-        n = min(repeat, _SLOW_REPEAT)
-    times = []
-    for _ in range(max(1, n)):
+        # seconds per call: the warm-up counts as the first sample (no cold-start effect is left
+        # at that scale), and at most _SLOW_REPEAT calls in all
+        times.append(warm)
+        n = min(repeat, _SLOW_REPEAT) - 1
+    for _ in range(n):
         t0 = time.perf_counter()
         result = fn(*args, **kwargs)
         times.append(time.perf_counter() - t0)
