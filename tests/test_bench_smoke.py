@@ -132,3 +132,12 @@ def test_benchmark_files_run_tiny():
                           "-p", "no:cacheprovider"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
     assert " passed" in res.stdout
+
+
+def test_run_per_core_restores_reference_threads():
+    cv2 = pytest.importorskip("cv2")
+    before = cv2.getNumThreads()
+    rows = _bench.run(size="tiny", repeat=1, out=None, cases=["sobel-2d"], per_core=True)
+    assert cv2.getNumThreads() == before
+    assert rows and all(r["ours_s"] > 0 for r in rows)
+    assert all(r["check"] is True for r in rows if r["reference_s"] is not None)

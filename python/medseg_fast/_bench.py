@@ -26,6 +26,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import importlib.util
@@ -33,13 +34,12 @@ import os
 import platform
 import statistics
 import sys
-import threading
 import time
 from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["Case", "CASES", "SIZES", "Inputs", "register", "run", "phantom", "copy_bandwidth", "machine"]
+__all__ = ["Case", "CASES", "SIZES", "Inputs", "register", "run", "phantom", "machine"]
 
 #: Input shapes per size: ``"3d"`` volumes and ``"2d"`` images.
 SIZES: dict[str, dict[str, tuple[int, ...]]] = {
@@ -380,12 +380,12 @@ def _discover() -> list[Case]:
 # ----------------------------------------------------------------------------------------------------------------
 # Timing
 # ----------------------------------------------------------------------------------------------------------------
-def _time(fn, args, repeat, kwargs=None, slow_s=None):
+def _time(fn, args, repeat, kwargs=None, slow_s=None, clock=time.perf_counter):
     """(median seconds, last result): one warm-up call, then ``repeat`` timed calls."""
     kwargs = kwargs or {}
-    t0 = time.perf_counter()
+    t0 = clock()
     result = fn(*args, **kwargs)
-    warm = time.perf_counter() - t0
+    warm = clock() - t0
     times = []
     n = repeat
     if slow_s is not None and warm > slow_s:
@@ -394,46 +394,33 @@ def _time(fn, args, repeat, kwargs=None, slow_s=None):
         times.append(warm)
         n = min(repeat, _SLOW_REPEAT) - 1
     for _ in range(n):
-        t0 = time.perf_counter()
+        t0 = clock()
         result = fn(*args, **kwargs)
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return statistics.median(times), result
 
 
-def copy_bandwidth(nbytes: int = 256 << 20, repeat: int = 5, threads: int = 1) -> float:
-    """Best copy bandwidth in bytes/s (bytes read + bytes written per second) of
-    ``np.copyto`` between two prefaulted arrays of ``nbytes`` each, split over
-    ``threads`` Python threads (numpy releases the GIL while copying).
+@contextlib.contextmanager
+def _references_single_threaded():
+    """Limit the multi-threaded references (OpenCV, SimpleITK) to one thread, restoring them after."""
+    restore = []
+    try:
+        if _available("cv2"):
+            import cv2
 
-    Examples
-    --------
-    >>> from medseg_fast._bench import copy_bandwidth
-    >>> copy_bandwidth(1 << 20, repeat=2) > 0
-    True
-    """
-    n = max(1, int(nbytes) // 4)
-    src = np.ones(n, np.float32)
-    dst = np.zeros(n, np.float32)
-    bounds = np.linspace(0, n, max(1, threads) + 1).astype(np.int64)
-    parts = [(dst[a:b], src[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
-    best = float("inf")
-    for _ in range(max(1, repeat)):
-        if threads <= 1:
-            t0 = time.perf_counter()
-            np.copyto(dst, src)
-            dt = time.perf_counter() - t0
-        else:
-            barrier = threading.Barrier(len(parts) + 1)
-            workers = [threading.Thread(target=lambda d=d, s=s: (barrier.wait(), np.copyto(d, s))) for d, s in parts]
-            for w in workers:
-                w.start()
-            barrier.wait()
-            t0 = time.perf_counter()
-            for w in workers:
-                w.join()
-            dt = time.perf_counter() - t0
-        best = min(best, dt)
-    return 2.0 * src.nbytes / best
+            n = cv2.getNumThreads()
+            cv2.setNumThreads(1)
+            restore.append(lambda: cv2.setNumThreads(n))
+        if _available("SimpleITK"):
+            import SimpleITK as sitk
+
+            n = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+            restore.append(lambda: sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(n))
+        yield
+    finally:
+        for undo in reversed(restore):
+            undo()
 
 
 def machine() -> str:
@@ -485,8 +472,8 @@ def _line(values, scaling):
     return "  ".join(str(v)[:w].ljust(w) for v, w in cols).rstrip()
 
 
-def run(size: str = "small", repeat: int = 5, out=sys.stdout, *, cases=None, threads_scaling: bool = False
-        ) -> list[dict]:
+def run(size: str = "small", repeat: int = 5, out=sys.stdout, *, cases=None, threads_scaling: bool = False,
+        per_core: bool = False) -> list[dict]:
     """Time medseg_fast against the installed references and print a table.
 
     Parameters
@@ -503,6 +490,12 @@ def run(size: str = "small", repeat: int = 5, out=sys.stdout, *, cases=None, thr
         Only the cases with these names.
     threads_scaling : bool
         Also time medseg_fast with ``num_threads=1`` (column ``ours_1t_s``).
+    per_core : bool
+        Compare work per core instead of wall time: medseg_fast runs with
+        ``num_threads=1``, OpenCV and SimpleITK are limited to one thread, and
+        each call is timed by the CPU time of the calling thread
+        (``time.thread_time``), which other processes competing for the cores
+        do not inflate.  Use it on shared, busy machines.
 
     Returns
     -------
@@ -532,45 +525,54 @@ def run(size: str = "small", repeat: int = 5, out=sys.stdout, *, cases=None, thr
             print(text, file=out, flush=True)
 
     emit(f"medseg_fast bench, size={size}, repeat={repeat}: {machine()}")
+    if per_core:
+        emit("per core: CPU time of one thread, medseg_fast num_threads=1, OpenCV/SimpleITK on one thread")
     emit("speedup = reference median / medseg_fast median (higher is better); check = results agree")
     emit(_line([c for c, _ in _COLUMNS], threads_scaling))
     emit(_line(["-" * w for _, w in _COLUMNS], threads_scaling))
 
     data = Inputs(size)
     rows = []
-    for case in selected:
-        args = case.setup(data)
-        desc = " ".join([("x".join(str(n) for n in a.shape) + " " + a.dtype.name) for a in args[:1]
-                         if isinstance(a, np.ndarray)])
-        row = {"case": case.name, "input": desc, "reference": case.reference, "ours_s": None, "reference_s": None,
-               "ratio": None, "check": None, "target": case.target, "target_met": None, "ours_1t_s": None,
-               "note": ""}
-        try:
-            row["ours_s"], ours_res = _time(case.ours, args, repeat)
-            if threads_scaling:
-                row["ours_1t_s"], _ = _time(case.ours, args, repeat, {"num_threads": 1})
-        except Exception as exc:  # report and carry on with the next case
-            row["note"] = f"medseg_fast failed: {type(exc).__name__}: {exc}"
-            rows.append(row)
-            emit(_line([case.name, desc, "FAILED", "-", case.reference, "-", "-", case.target, "-"], threads_scaling))
-            continue
-        missing = [m for m in case.requires if not _available(m)]
-        if missing:
-            row["note"] = f"{', '.join(missing)} not installed"
-        else:
-            try:
-                row["reference_s"], ref_res = _time(case.ref, args, repeat, slow_s=_SLOW_S)
-                row["ratio"] = row["reference_s"] / row["ours_s"] if row["ours_s"] > 0 else float("inf")
-                if case.check is not None:
-                    row["check"] = bool(case.check(ours_res, ref_res, *args))
-                if case.min_speedup is not None:
-                    row["target_met"] = bool(row["ratio"] >= case.min_speedup)
-            except Exception as exc:
-                row["note"] = f"reference failed: {type(exc).__name__}: {exc}"
-        rows.append(row)
-        ref_txt = case.reference if not row["note"] else f"{case.reference} ({row['note']})"
-        ratio_txt = "-" if row["ratio"] is None else f"{row['ratio']:.1f}x"
-        check_txt = {True: "yes", False: "NO", None: "-"}[row["check"]]
-        emit(_line([case.name, desc, _fmt_s(row["ours_s"]), _fmt_s(row["ours_1t_s"]), ref_txt,
-                    _fmt_s(row["reference_s"]), ratio_txt, case.target, check_txt], threads_scaling))
+    clock = time.thread_time if per_core else time.perf_counter
+    ours_kw = {"num_threads": 1} if per_core else None
+    with _references_single_threaded() if per_core else contextlib.nullcontext():
+        for case in selected:
+            rows.append(_run_case(case, data, repeat, clock, ours_kw, threads_scaling, emit))
     return rows
+
+
+def _run_case(case, data, repeat, clock, ours_kw, threads_scaling, emit):
+    """Time one case; print and return its row."""
+    args = case.setup(data)
+    desc = " ".join([("x".join(str(n) for n in a.shape) + " " + a.dtype.name) for a in args[:1]
+                     if isinstance(a, np.ndarray)])
+    row = {"case": case.name, "input": desc, "reference": case.reference, "ours_s": None, "reference_s": None,
+           "ratio": None, "check": None, "target": case.target, "target_met": None, "ours_1t_s": None,
+           "note": ""}
+    try:
+        row["ours_s"], ours_res = _time(case.ours, args, repeat, ours_kw, clock=clock)
+        if threads_scaling:
+            row["ours_1t_s"], _ = _time(case.ours, args, repeat, {"num_threads": 1}, clock=clock)
+    except Exception as exc:  # report and carry on with the next case
+        row["note"] = f"medseg_fast failed: {type(exc).__name__}: {exc}"
+        emit(_line([case.name, desc, "FAILED", "-", case.reference, "-", "-", case.target, "-"], threads_scaling))
+        return row
+    missing = [m for m in case.requires if not _available(m)]
+    if missing:
+        row["note"] = f"{', '.join(missing)} not installed"
+    else:
+        try:
+            row["reference_s"], ref_res = _time(case.ref, args, repeat, slow_s=_SLOW_S, clock=clock)
+            row["ratio"] = row["reference_s"] / row["ours_s"] if row["ours_s"] > 0 else float("inf")
+            if case.check is not None:
+                row["check"] = bool(case.check(ours_res, ref_res, *args))
+            if case.min_speedup is not None:
+                row["target_met"] = bool(row["ratio"] >= case.min_speedup)
+        except Exception as exc:
+            row["note"] = f"reference failed: {type(exc).__name__}: {exc}"
+    ref_txt = case.reference if not row["note"] else f"{case.reference} ({row['note']})"
+    ratio_txt = "-" if row["ratio"] is None else f"{row['ratio']:.1f}x"
+    check_txt = {True: "yes", False: "NO", None: "-"}[row["check"]]
+    emit(_line([case.name, desc, _fmt_s(row["ours_s"]), _fmt_s(row["ours_1t_s"]), ref_txt,
+                _fmt_s(row["reference_s"]), ratio_txt, case.target, check_txt], threads_scaling))
+    return row
