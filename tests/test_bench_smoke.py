@@ -76,12 +76,26 @@ def test_run_detects_disagreement(monkeypatch):
 
 
 def test_run_bad_arguments():
-    with pytest.raises(ValueError, match="size"):
-        _bench.run(size="huge", out=None)
-    with pytest.raises(ValueError, match="repeat"):
-        _bench.run(size="tiny", repeat=0, out=None)
-    with pytest.raises(ValueError, match="unknown case"):
+    from medseg_fast._errors import InvalidParameterError
+
+    for size in ("huge", 3, 2.5, True):
+        with pytest.raises(InvalidParameterError, match="size"):
+            _bench.run(size=size, out=None)
+    for repeat in (0, -1, 1.5):
+        with pytest.raises(InvalidParameterError, match="repeat"):
+            _bench.run(size="tiny", repeat=repeat, out=None)
+    with pytest.raises(InvalidParameterError, match="unknown case"):
         _bench.run(size="tiny", out=None, cases=["no-such-case"])
+    with pytest.raises(InvalidParameterError, match="backend"):
+        _bench.run(size="tiny", out=None, backend="opencl")
+
+
+def test_run_integer_size_backend_and_threads():
+    """What `medseg-fast bench --size 16 --backend numba --threads 1` passes."""
+    out = io.StringIO()
+    rows = _bench.run(size=16, repeat=1, out=out, backend="numba", num_threads=1, cases=["hysteresis-3d"])
+    assert rows[0]["input"] == "16x16x16 int16" and rows[0]["check"] is True
+    assert "backend=numba" in out.getvalue()
 
 
 def test_phantom_deterministic_with_edges():

@@ -112,6 +112,19 @@ def phantom(shape, dtype=np.float32, *, seed: int = 0, noise: float = 15.0) -> n
     return img.astype(dtype, copy=False)
 
 
+def _shapes(size) -> dict[str, tuple[int, ...]]:
+    """Shapes for a size name (see :data:`SIZES`) or an int n: n^3 volumes and (8n)^2 images."""
+    from ._errors import InvalidParameterError
+
+    if isinstance(size, str) and size in SIZES:
+        return SIZES[size]
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool) and 8 <= size <= 1024:
+        n = int(size)
+        return {"3d": (n, n, n), "2d": (8 * n, 8 * n)}
+    raise InvalidParameterError(f"size must be one of {', '.join(SIZES)} or an integer n in 8..1024 "
+                                f"(n^3 volumes, (8n)^2 images), got {size!r}")
+
+
 class Inputs:
     """Lazily built, cached inputs of one size, shared by all cases of a run.
 
@@ -120,12 +133,11 @@ class Inputs:
     else a case needs (``build()`` is called once).
     """
 
-    def __init__(self, size: str = "small"):
-        if size not in SIZES:
-            raise ValueError(f"size must be one of {', '.join(SIZES)}, got {size!r}")
+    def __init__(self, size="small"):
+        shapes = _shapes(size)
         self.size = size
-        self.shape3d = SIZES[size]["3d"]
-        self.shape2d = SIZES[size]["2d"]
+        self.shape3d = shapes["3d"]
+        self.shape2d = shapes["2d"]
         self._cache: dict[Any, Any] = {}
 
     def extra(self, key, build: Callable[[], Any]):
@@ -472,20 +484,24 @@ def _line(values, scaling):
     return "  ".join(str(v)[:w].ljust(w) for v, w in cols).rstrip()
 
 
-def run(size: str = "small", repeat: int = 5, out=sys.stdout, *, cases=None, threads_scaling: bool = False,
-        per_core: bool = False) -> list[dict]:
+def run(size="small", repeat: int = 5, out=sys.stdout, *, backend: str = "auto", num_threads=None, cases=None,
+        threads_scaling: bool = False, per_core: bool = False) -> list[dict]:
     """Time medseg_fast against the installed references and print a table.
 
     Parameters
     ----------
-    size : {'tiny', 'small', 'full'}
+    size : {'tiny', 'small', 'full'} or int
         Input sizes (see :data:`SIZES`): tiny 32^3 / 128^2 (a smoke test),
         small 128^3 / 1024^2, full 256^3 / 2048^2 (the sizes of the project's
-        speed targets).
+        speed targets); an int n gives n^3 volumes and (8n)^2 images.
     repeat : int
         Timed calls per implementation after one warm-up; the median is kept.
     out : file-like or None
         Where the table goes (None: print nothing).
+    backend : {'auto', 'cpu', 'numba', 'cuda'}
+        Backend of the medseg_fast calls (through :func:`medseg_fast.use_backend`).
+    num_threads : int, optional
+        Threads of the medseg_fast calls (None or 0: all cores).
     cases : sequence of str, optional
         Only the cases with these names.
     threads_scaling : bool
@@ -507,24 +523,28 @@ def run(size: str = "small", repeat: int = 5, out=sys.stdout, *, cases=None, thr
     (True/False/None), ``ours_1t_s`` (None unless ``threads_scaling``) and
     ``note``.
     """
-    if size not in SIZES:
-        raise ValueError(f"size must be one of {', '.join(SIZES)}, got {size!r}")
+    from ._backend import use_backend
+    from ._errors import InvalidParameterError
+
+    _shapes(size)
+    if isinstance(repeat, bool) or not isinstance(repeat, (int, np.integer)) or repeat < 1:
+        raise InvalidParameterError(f"repeat must be an integer >= 1, got {repeat!r}")
     repeat = int(repeat)
-    if repeat < 1:
-        raise ValueError(f"repeat must be >= 1, got {repeat}")
     selected = list(CASES) + _discover()
     if cases is not None:
         wanted = {cases} if isinstance(cases, str) else set(cases)
         unknown = wanted - {c.name for c in selected}
         if unknown:
-            raise ValueError(f"unknown case(s) {sorted(unknown)}; known: {sorted({c.name for c in selected})}")
+            raise InvalidParameterError(f"unknown case(s) {sorted(unknown)}; "
+                                        f"known: {sorted({c.name for c in selected})}")
         selected = [c for c in selected if c.name in wanted]
 
     def emit(text=""):
         if out is not None:
             print(text, file=out, flush=True)
 
-    emit(f"medseg_fast bench, size={size}, repeat={repeat}: {machine()}")
+    emit(f"medseg_fast bench, size={size}, repeat={repeat}, backend={backend}, num_threads={num_threads}: "
+         f"{machine()}")
     if per_core:
         emit("per core: CPU time of one thread, medseg_fast num_threads=1, OpenCV/SimpleITK on one thread")
     emit("speedup = reference median / medseg_fast median (higher is better); check = results agree")
@@ -534,8 +554,8 @@ def run(size: str = "small", repeat: int = 5, out=sys.stdout, *, cases=None, thr
     data = Inputs(size)
     rows = []
     clock = time.thread_time if per_core else time.perf_counter
-    ours_kw = {"num_threads": 1} if per_core else None
-    with _references_single_threaded() if per_core else contextlib.nullcontext():
+    ours_kw = {"num_threads": 1 if per_core else num_threads}
+    with use_backend(backend), _references_single_threaded() if per_core else contextlib.nullcontext():
         for case in selected:
             rows.append(_run_case(case, data, repeat, clock, ours_kw, threads_scaling, emit))
     return rows
