@@ -90,7 +90,7 @@ void sobel(const T* in, R* out, const Shape& s, const SobelParams& p, int num_th
         // 2D: ring of three rows of SX and DX per thread.  A 3D volume one slice
         // deep is smoothed by [1,2,1] along z with replicated borders: a factor 4.
         const R zf = s.ndim == 3 ? R(4) : R(1);
-        parallel_blocks(ny, num_threads, 8, [&](int64_t y0, int64_t y1) {
+        parallel_blocks(ny, num_threads, grain_for(nx, 8), [&](int64_t y0, int64_t y1) {
             std::vector<R> sx(3 * nx), dx(3 * nx);
             int64_t held[3] = {-1, -1, -1};
             auto row = [&](int64_t y) -> int {
@@ -124,7 +124,7 @@ void sobel(const T* in, R* out, const Shape& s, const SobelParams& p, int num_th
     }
     // 3D: ring of three planes of A, B, C per thread (see the header comment).
     const bool needA = p.axes[2], needB = p.axes[1], needC = p.axes[0];
-    parallel_blocks(nz, num_threads, 2, [&](int64_t z0, int64_t z1) {
+    parallel_blocks(nz, num_threads, grain_for(P, 2), [&](int64_t z0, int64_t z1) {
         std::vector<R> SX(needB || needC ? P : 0), DX(needA ? P : 0);
         std::vector<R> A(needA ? 3 * P : 0), B(needB ? 3 * P : 0), C(needC ? 3 * P : 0);
         int64_t held[3] = {-1, -1, -1};
@@ -191,7 +191,7 @@ inline bool eroded_at(const uint8_t* m, const Shape& s, int64_t z, int64_t y, in
 }
 
 inline void erode_full(const uint8_t* m, uint8_t* out, const Shape& s, int num_threads) {
-    parallel_blocks(s.nz * s.ny, num_threads, 16, [&](int64_t b, int64_t e) {
+    parallel_blocks(s.nz * s.ny, num_threads, grain_for(s.nx, 16), [&](int64_t b, int64_t e) {
         for (int64_t r = b; r < e; ++r) {
             const int64_t z = r / s.ny, y = r % s.ny;
             for (int64_t x = 0; x < s.nx; ++x) out[r * s.nx + x] = eroded_at(m, s, z, y, x) ? 1 : 0;
@@ -397,7 +397,7 @@ void canny_suppress(const R* S, const uint8_t* mask, uint8_t* out, const Shape& 
     const R cz = R(coef[0]), cy = R(coef[1]), cx = R(coef[2]);
     const R i0 = R(inv_sp[0]), i1 = R(inv_sp[1]), i2 = R(inv_sp[2]);
     if (!is3) {
-        parallel_blocks(ny, num_threads, 8, [&](int64_t y0, int64_t y1) {
+        parallel_blocks(ny, num_threads, grain_for(nx, 8), [&](int64_t y0, int64_t y1) {
             std::vector<R> gx(3 * nx), gy(3 * nx), mg(3 * nx), tmp(nx);
             int64_t heldg[3] = {-1, -1, -1};
             auto grad = [&](int64_t y) {
@@ -426,7 +426,7 @@ void canny_suppress(const R* S, const uint8_t* mask, uint8_t* out, const Shape& 
         hysteresis_flood(out, s, 2, num_threads);
         return;
     }
-    parallel_blocks(nz, num_threads, 2, [&](int64_t z0, int64_t z1) {
+    parallel_blocks(nz, num_threads, grain_for(P, 2), [&](int64_t z0, int64_t z1) {
         std::vector<R> SX(P), DX(P), A(3 * P), B(3 * P), C(3 * P), GX(3 * P), GY(3 * P), GZ(3 * P), M(3 * P);
         int64_t held[3] = {-1, -1, -1}, heldg[3] = {-1, -1, -1};
         auto abc = [&](int64_t zz) {
@@ -491,7 +491,7 @@ void canny_magnitude(const R* S, R* mag, const Shape& s, const double coef[3], i
         sobel<R, R>(S, mag, s, p, num_threads);
         return;
     }
-    parallel_blocks(s.ny, num_threads, 8, [&](int64_t y0, int64_t y1) {
+    parallel_blocks(s.ny, num_threads, grain_for(s.nx, 8), [&](int64_t y0, int64_t y1) {
         std::vector<R> gx(s.nx), gy(s.nx), tmp(s.nx);
         for (int64_t y = y0; y < y1; ++y)
             detail::canny_grad_row_2d(S, s.ny, s.nx, y, R(coef[1]), R(coef[2]), gy.data(), gx.data(), mag + y * s.nx,

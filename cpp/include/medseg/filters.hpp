@@ -90,7 +90,7 @@ void correlate_axis(const In* in, R* out, const Shape& s, int axis, const std::v
     // scipy's line buffers), so the inner loops are plain double arithmetic.
     const double cvd = static_cast<double>(static_cast<R>(cval));
     if (inner == 1) {
-        parallel_blocks(outer, num_threads, 16, [&](int64_t b, int64_t e) {
+        parallel_blocks(outer, num_threads, grain_for(n, 16), [&](int64_t b, int64_t e) {
             std::vector<double> buf(n + 2 * r), acc(n);
             for (int64_t o = b; o < e; ++o) {
                 const In* line = in + o * n;
@@ -113,7 +113,7 @@ void correlate_axis(const In* in, R* out, const Shape& s, int axis, const std::v
     constexpr int64_t C = 128;
     const int64_t nchunks = (inner + C - 1) / C;
     const int64_t ntasks = outer * nchunks;
-    parallel_blocks(ntasks, num_threads, 1, [&](int64_t b, int64_t e) {
+    parallel_blocks(ntasks, num_threads, grain_for(n * C), [&](int64_t b, int64_t e) {
         std::vector<double> buf((n + 2 * r) * C), acc(C);
         for (int64_t t = b; t < e; ++t) {
             const int64_t o = t / nchunks, c0 = (t % nchunks) * C;
@@ -239,7 +239,7 @@ void gaussian(const In* in, R* out, const Shape& s, const std::vector<double> w[
                 (void)any;
                 table[(p0 * n1 + p1) * n2 + p2] = v + eps;
             }
-    parallel_blocks(s.nz * s.ny, num_threads, 16, [&](int64_t b, int64_t e) {
+    parallel_blocks(s.nz * s.ny, num_threads, grain_for(s.nx, 16), [&](int64_t b, int64_t e) {
         for (int64_t row = b; row < e; ++row) {
             const int64_t z = row / s.ny, y = row % s.ny;
             const R* t = table.data() + (int64_t(pat[0].id[z]) * n1 + pat[1].id[y]) * n2;
