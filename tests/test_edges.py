@@ -281,3 +281,17 @@ def test_constant_image_has_no_edges(backend):
     assert not edges.canny(img, sigma=1, backend=backend).any()
     assert not edges.canny(img[3], sigma=2, backend=backend).any()
     assert not edges.sobel(img, backend=backend).any()
+
+
+def test_nonfinite_detected_in_large_volumes():
+    """Large float inputs are checked by the parallel C++ counter (F order too)."""
+    vol = np.zeros((8, 384, 384), np.float32)
+    vol[7, 383, 383] = np.inf
+    with pytest.raises(NonFiniteError, match="1 infinite"):
+        edges.sobel(vol)
+    vol[7, 383, 383] = 0
+    vol[0, 0, 0] = np.nan
+    with pytest.raises(NonFiniteError, match="1 NaN"):
+        edges.canny(np.asfortranarray(vol))
+    vol[0, 0, 0] = 0
+    assert not edges.sobel(vol).any()
