@@ -122,53 +122,68 @@ void sobel(const T* in, R* out, const Shape& s, const SobelParams& p, int num_th
         });
         return;
     }
-    // 3D: ring of three planes of A, B, C per thread (see the header comment).
+    // 3D: ring of three planes of A, B, C per thread (see the header comment),
+    // restricted to a band of rows so that the ring (9 band-planes) stays in L2;
+    // each thread walks its z-range once per band.  The halo rows of a band and
+    // the first two planes of a z-range are recomputed, a few per cent of work.
     const bool needA = p.axes[2], needB = p.axes[1], needC = p.axes[0];
+    const int64_t band = std::min<int64_t>(ny, std::max<int64_t>(4, 7168 / std::max<int64_t>(nx, 1)));
     parallel_blocks(nz, num_threads, grain_for(P, 2), [&](int64_t z0, int64_t z1) {
-        std::vector<R> SX(needB || needC ? P : 0), DX(needA ? P : 0);
-        std::vector<R> A(needA ? 3 * P : 0), B(needB ? 3 * P : 0), C(needC ? 3 * P : 0);
-        int64_t held[3] = {-1, -1, -1};
-        auto plane = [&](int64_t z) -> int {
-            int slot = static_cast<int>(z % 3);
-            if (held[slot] == z) return slot;
-            const T* f = in + z * P;
-            for (int64_t y = 0; y < ny; ++y)
-                detail::row_sx_dx(f + y * nx, SX.empty() ? nullptr : SX.data() + y * nx,
-                                  DX.empty() ? nullptr : DX.data() + y * nx, nx);
-            R* a = needA ? A.data() + slot * P : nullptr;
-            R* b = needB ? B.data() + slot * P : nullptr;
-            R* c = needC ? C.data() + slot * P : nullptr;
-            for (int64_t y = 0; y < ny; ++y) {
-                const int64_t yu = (y > 0 ? y - 1 : 0) * nx, ym = y * nx, yd = (y + 1 < ny ? y + 1 : ny - 1) * nx;
-                if (a) for (int64_t x = 0; x < nx; ++x) a[ym + x] = DX[yu + x] + R(2) * DX[ym + x] + DX[yd + x];
-                if (b) for (int64_t x = 0; x < nx; ++x) b[ym + x] = SX[yd + x] - SX[yu + x];
-                if (c) for (int64_t x = 0; x < nx; ++x) c[ym + x] = SX[yu + x] + R(2) * SX[ym + x] + SX[yd + x];
-            }
-            held[slot] = z;
-            return slot;
-        };
-        for (int64_t z = z0; z < z1; ++z) {
-            const int64_t zu = z > 0 ? z - 1 : 0, zd = z + 1 < nz ? z + 1 : nz - 1;
-            plane(zu); plane(z); plane(zd);
-            const int64_t su = (zu % 3) * P, sm = (z % 3) * P, sd = (zd % 3) * P;
-            R* o = out + z * P;
-            const bool all = p.magnitude && needA && needB && needC;
-            if (all) {
-                const R cz = R(p.coef[0]), cy = R(p.coef[1]), cx = R(p.coef[2]), post = R(p.post);
-                const R *Au = &A[su], *Am = &A[sm], *Ad = &A[sd], *Bu = &B[su], *Bm = &B[sm], *Bd = &B[sd];
-                const R *Cu = &C[su], *Cd = &C[sd];
-                for (int64_t i = 0; i < P; ++i) {
-                    R gx = cx * (Au[i] + R(2) * Am[i] + Ad[i]);
-                    R gy = cy * (Bu[i] + R(2) * Bm[i] + Bd[i]);
-                    R gz = cz * (Cd[i] - Cu[i]);
-                    o[i] = std::sqrt(gx * gx + gy * gy + gz * gz) * post;
+        const int64_t BP = band * nx;             // values per band-plane
+        std::vector<R> SX(needB || needC ? (band + 2) * nx : 0), DX(needA ? (band + 2) * nx : 0);
+        std::vector<R> A(needA ? 3 * BP : 0), B(needB ? 3 * BP : 0), C(needC ? 3 * BP : 0);
+        for (int64_t y0 = 0; y0 < ny; y0 += band) {
+            const int64_t y1 = std::min(ny, y0 + band), nb = y1 - y0;
+            const int64_t r0 = y0 > 0 ? y0 - 1 : 0, r1 = y1 < ny ? y1 : ny - 1;  // SX/DX rows r0..r1
+            int64_t held[3] = {-1, -1, -1};
+            auto plane = [&](int64_t z) {
+                const int slot = static_cast<int>(z % 3);
+                if (held[slot] == z) return;
+                const T* f = in + z * P;
+                for (int64_t r = r0; r <= r1; ++r)
+                    detail::row_sx_dx(f + r * nx, SX.empty() ? nullptr : SX.data() + (r - r0) * nx,
+                                      DX.empty() ? nullptr : DX.data() + (r - r0) * nx, nx);
+                R* __restrict a = needA ? A.data() + slot * BP : nullptr;
+                R* __restrict b = needB ? B.data() + slot * BP : nullptr;
+                R* __restrict c = needC ? C.data() + slot * BP : nullptr;
+                for (int64_t y = y0; y < y1; ++y) {
+                    const int64_t yu = ((y > 0 ? y - 1 : 0) - r0) * nx, ym = (y - r0) * nx;
+                    const int64_t yd = ((y + 1 < ny ? y + 1 : ny - 1) - r0) * nx, yo = (y - y0) * nx;
+                    if (a) {
+                        const R *du = &DX[yu], *dm = &DX[ym], *dd = &DX[yd];
+                        for (int64_t x = 0; x < nx; ++x) a[yo + x] = du[x] + R(2) * dm[x] + dd[x];
+                    }
+                    if (b || c) {
+                        const R *su = &SX[yu], *sm = &SX[ym], *sd = &SX[yd];
+                        if (b) for (int64_t x = 0; x < nx; ++x) b[yo + x] = sd[x] - su[x];
+                        if (c) for (int64_t x = 0; x < nx; ++x) c[yo + x] = su[x] + R(2) * sm[x] + sd[x];
+                    }
                 }
-            } else {
-                for (int64_t i = 0; i < P; ++i) {
-                    R gx = needA ? A[su + i] + R(2) * A[sm + i] + A[sd + i] : R(0);
-                    R gy = needB ? B[su + i] + R(2) * B[sm + i] + B[sd + i] : R(0);
-                    R gz = needC ? C[sd + i] - C[su + i] : R(0);
-                    o[i] = detail::combine(p, gz, gy, gx);
+                held[slot] = z;
+            };
+            const int64_t n = nb * nx;
+            for (int64_t z = z0; z < z1; ++z) {
+                const int64_t zu = z > 0 ? z - 1 : 0, zd = z + 1 < nz ? z + 1 : nz - 1;
+                plane(zu); plane(z); plane(zd);
+                const int64_t su = (zu % 3) * BP, sm = (z % 3) * BP, sd = (zd % 3) * BP;
+                R* __restrict o = out + z * P + y0 * nx;
+                if (p.magnitude && needA && needB && needC) {
+                    const R cz = R(p.coef[0]), cy = R(p.coef[1]), cx = R(p.coef[2]), post = R(p.post);
+                    const R *Au = &A[su], *Am = &A[sm], *Ad = &A[sd], *Bu = &B[su], *Bm = &B[sm], *Bd = &B[sd];
+                    const R *Cu = &C[su], *Cd = &C[sd];
+                    for (int64_t i = 0; i < n; ++i) {
+                        const R gx = cx * (Au[i] + R(2) * Am[i] + Ad[i]);
+                        const R gy = cy * (Bu[i] + R(2) * Bm[i] + Bd[i]);
+                        const R gz = cz * (Cd[i] - Cu[i]);
+                        o[i] = std::sqrt(gx * gx + gy * gy + gz * gz) * post;
+                    }
+                } else {
+                    for (int64_t i = 0; i < n; ++i) {
+                        const R gx = needA ? A[su + i] + R(2) * A[sm + i] + A[sd + i] : R(0);
+                        const R gy = needB ? B[su + i] + R(2) * B[sm + i] + B[sd + i] : R(0);
+                        const R gz = needC ? C[sd + i] - C[su + i] : R(0);
+                        o[i] = detail::combine(p, gz, gy, gx);
+                    }
                 }
             }
         }
