@@ -35,6 +35,8 @@ def _mask_flat(mask, n):
     if mask is None:
         return np.zeros(0, np.uint8)
     m = _flat(mask)
+    if m.size != n:
+        raise ValueError("mask shape differs from image shape")
     if m.dtype == np.bool_:
         return m.view(np.uint8)
     return (m != 0).view(np.uint8)
