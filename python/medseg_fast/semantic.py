@@ -25,7 +25,7 @@ def _classify(arr, thresholds, m, name, nt):
     view, transposed = native_c(arr.view(np.uint8) if arr.dtype == np.bool_ else arr)
     mview = None
     if m is not None:
-        mview, _ = native_c(m.T if transposed else m)
+        mview = np.ascontiguousarray(m.T if transposed else m)  # the image's memory order
     out = family(name, "threshold").classify(view, mview, np.ascontiguousarray(thresholds, np.float64), nt)
     return out.T if transposed else out
 
