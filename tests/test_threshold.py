@@ -285,6 +285,21 @@ def test_adaptive_layouts_and_2d_vs_3d(backend, ct_small):
                                   T.local(ct_small, 9, "mean", backend=backend))
 
 
+@pytest.mark.parametrize("shape, win", [((1, 9, 11), (1, 3, 5)), ((7, 1, 9), (3, 1, 5)), ((7, 9, 1), (5, 3, 1)),
+                                        ((1, 1, 9), (1, 1, 3))])
+def test_adaptive_thin_shapes(shape, win, backend):
+    rng = np.random.default_rng(5)
+    img = rng.normal(100, 10, shape).astype(np.float32)
+    for method in ("mean", "gaussian", "median"):
+        assert _rel(T.local(img, win, method, backend=backend), F.threshold_local(img, win, method)) < 1e-4
+    assert _rel(T.sauvola(img, win, backend=backend), F.threshold_sauvola(img, win)) < 1e-4
+    with pytest.raises(InvalidParameterError, match="exceeds"):
+        T.niblack(img, 3, backend=backend)
+    # a window in mm is clipped to what fits
+    np.testing.assert_array_equal(T.niblack(img, 3.0, spacing=(1, 1, 1), backend=backend),
+                                  T.niblack(img, tuple(min(3, n if n % 2 else n - 1) for n in shape), backend=backend))
+
+
 def test_spacing_window_in_mm(backend, vol3d):
     sp = (3.0, 1.0, 0.5)
     # 9 mm -> 3, 9, 17 voxels (odd count nearest to 9 / spacing)

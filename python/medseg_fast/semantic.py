@@ -359,15 +359,8 @@ def _cli_ct_tissues(image, spacing, air_threshold=-500.0):
     return ct_tissues(image, air_threshold=float(air_threshold))
 
 
-def _cli_multiotsu(image, spacing, classes=3, nbins=None):
-    return multiotsu_classes(image, classes=int(classes), nbins=nbins)
-
-
 CLI_METHODS = {
     "ct-tissues": {"run": _cli_ct_tissues,
                    "help": "CT tissue classes in the body: 1 air, 2 lung, 3 fat, 4 soft tissue, 5 bone, 6 other",
                    "params": {"air_threshold": (float, -500.0, "HU above which a voxel is tissue (body search)")}},
-    "multiotsu-classes": {"run": _cli_multiotsu, "help": "multi-Otsu class map (0..classes-1)",
-                          "params": {"classes": (int, 3, "number of classes, 2..5"),
-                                     "nbins": (int, None, "histogram bins (default exact for integers)")}},
 }

@@ -74,28 +74,80 @@ inline bool is_finite_value(T v) {
     else return true;
 }
 
+namespace detail {
+constexpr int kLanes = 8;
+
+inline double combine_lanes(const double* s) {
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+// One chunk, general path (mask and/or non-finite values present).
+template <class T>
+ScanResult scan_chunk_slow(const T* img, const uint8_t* mask, int64_t i0, int64_t i1) {
+    ScanResult r;
+    double lo = r.lo, hi = r.hi, s[kLanes] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t cnt = 0, nf = 0;
+    for (int64_t i = i0; i < i1; ++i) {
+        if (mask && !mask[i]) continue;
+        const T v = img[i];
+        if (!is_finite_value(v)) { ++nf; continue; }
+        const double d = static_cast<double>(v);
+        lo = d < lo ? d : lo;
+        hi = d > hi ? d : hi;
+        s[cnt & (kLanes - 1)] += d;
+        ++cnt;
+    }
+    r.lo = lo; r.hi = hi; r.count = cnt; r.nonfinite = nf;
+    r.sum = combine_lanes(s);
+    return r;
+}
+}  // namespace detail
+
+// Sum: per chunk of 64Ki voxels, eight partial sums (the k-th selected finite
+// voxel of the chunk goes to sum k mod 8) combined as a fixed tree; chunks are
+// combined in order, so the sum does not depend on the thread count.  Without
+// a mask, a branch-free pass with eight independent lanes (which compilers
+// vectorise) runs first and a chunk is redone on the general path only if it
+// holds NaN/inf; both paths give the same bits.
 template <class T>
 ScanResult scan(const T* img, const uint8_t* mask, int64_t N, int num_threads) {
     constexpr int64_t CH = int64_t(1) << 16;
+    constexpr int L = detail::kLanes;
     const int64_t nch = (N + CH - 1) / CH;
     std::vector<ScanResult> part(nch);
     parallel_blocks(nch, num_threads, 4, [&](int64_t b, int64_t e) {
         for (int64_t c = b; c < e; ++c) {
-            ScanResult r;
             const int64_t i0 = c * CH, i1 = std::min(N, i0 + CH);
-            double lo = r.lo, hi = r.hi, sum = 0.0;
-            int64_t cnt = 0, nf = 0;
-            for (int64_t i = i0; i < i1; ++i) {
-                if (mask && !mask[i]) continue;
-                const T v = img[i];
-                if (!is_finite_value(v)) { ++nf; continue; }
-                const double d = static_cast<double>(v);
-                lo = d < lo ? d : lo;
-                hi = d > hi ? d : hi;
-                sum += d;
-                ++cnt;
+            if (mask) { part[c] = detail::scan_chunk_slow(img, mask, i0, i1); continue; }
+            T lo[L], hi[L], bad[L];
+            double s[L];
+            for (int k = 0; k < L; ++k) { lo[k] = img[i0]; hi[k] = img[i0]; bad[k] = T(0); s[k] = 0.0; }
+            int64_t i = i0;
+            for (; i + L <= i1; i += L) {
+                for (int k = 0; k < L; ++k) {
+                    const T v = img[i + k];
+                    lo[k] = v < lo[k] ? v : lo[k];
+                    hi[k] = v > hi[k] ? v : hi[k];
+                    s[k] += static_cast<double>(v);
+                    if constexpr (std::is_floating_point_v<T>) bad[k] += v - v;  // NaN iff NaN/inf seen
+                }
             }
-            r.lo = lo; r.hi = hi; r.sum = sum; r.count = cnt; r.nonfinite = nf;
+            for (int k = 0; i < i1; ++i, ++k) {
+                const T v = img[i];
+                lo[k] = v < lo[k] ? v : lo[k];
+                hi[k] = v > hi[k] ? v : hi[k];
+                s[k] += static_cast<double>(v);
+                if constexpr (std::is_floating_point_v<T>) bad[k] += v - v;
+            }
+            bool finite = true;
+            for (int k = 0; k < L; ++k) finite = finite && bad[k] == T(0);
+            if (!finite) { part[c] = detail::scan_chunk_slow(img, mask, i0, i1); continue; }
+            ScanResult r;
+            T l = lo[0], h = hi[0];
+            for (int k = 1; k < L; ++k) { l = lo[k] < l ? lo[k] : l; h = hi[k] > h ? hi[k] : h; }
+            r.lo = static_cast<double>(l); r.hi = static_cast<double>(h);
+            r.count = i1 - i0; r.nonfinite = 0;
+            r.sum = detail::combine_lanes(s);
             part[c] = r;
         }
     });
@@ -113,8 +165,10 @@ ScanResult scan(const T* img, const uint8_t* mask, int64_t N, int num_threads) {
 // ----------------------------------------------------------------- histograms
 
 namespace detail {
-// Calls fill(i0, i1, local) per thread block with a zeroed uint32 histogram of
-// nbins, flushing into the int64 `counts` (merged in block order).
+// Calls fill(i0, i1, local) per thread block with four zeroed uint32
+// sub-histograms of nbins each (local[q * nbins + k]; four of them break the
+// store-to-load chains of runs of equal values), flushing them into the int64
+// `counts` (merged in block order) before any can overflow.
 template <class Fill>
 void blocked_histogram(int64_t N, int64_t nbins, int64_t* counts, int num_threads, Fill&& fill) {
     std::fill(counts, counts + nbins, int64_t(0));
@@ -123,12 +177,13 @@ void blocked_histogram(int64_t N, int64_t nbins, int64_t* counts, int num_thread
     parallel_blocks(nt, nt, 1, [&](int64_t tb, int64_t te) {
         for (int64_t t = tb; t < te; ++t) {
             const int64_t b = N * t / nt, e = N * (t + 1) / nt;
-            std::vector<uint32_t> local(nbins, 0u);
+            std::vector<uint32_t> local(4 * nbins, 0u);
             std::vector<int64_t> total(nbins, 0);
             constexpr int64_t FLUSH = int64_t(1) << 30;  // < 2^32 increments between flushes
             for (int64_t s = b; s < e; s += FLUSH) {
                 fill(s, std::min(e, s + FLUSH), local.data());
-                for (int64_t k = 0; k < nbins; ++k) { total[k] += local[k]; local[k] = 0; }
+                for (int q = 0; q < 4; ++q)
+                    for (int64_t k = 0; k < nbins; ++k) { total[k] += local[q * nbins + k]; local[q * nbins + k] = 0; }
             }
             parts[t] = std::move(total);
         }
@@ -146,14 +201,26 @@ void histogram_exact(const T* img, const uint8_t* mask, int64_t N, int64_t lo, i
     static_assert(std::is_integral_v<T>, "exact histograms are for integer images");
     detail::blocked_histogram(N, nbins, counts, num_threads, [&](int64_t b, int64_t e, uint32_t* h) {
         const uint64_t span = static_cast<uint64_t>(nbins);
+        uint32_t* h1 = h + nbins;
+        uint32_t* h2 = h + 2 * nbins;
+        uint32_t* h3 = h + 3 * nbins;
+        auto bin = [&](int64_t i) { return static_cast<uint64_t>(static_cast<int64_t>(img[i]) - lo); };
+        int64_t i = b;
         if (mask) {
-            for (int64_t i = b; i < e; ++i) {
-                const uint64_t k = static_cast<uint64_t>(static_cast<int64_t>(img[i]) - lo);
+            for (; i < e; ++i) {
+                const uint64_t k = bin(i);
                 if (mask[i] && k < span) ++h[k];
             }
         } else {
-            for (int64_t i = b; i < e; ++i) {
-                const uint64_t k = static_cast<uint64_t>(static_cast<int64_t>(img[i]) - lo);
+            for (; i + 4 <= e; i += 4) {
+                const uint64_t k0 = bin(i), k1 = bin(i + 1), k2 = bin(i + 2), k3 = bin(i + 3);
+                if (k0 < span) ++h[k0];
+                if (k1 < span) ++h1[k1];
+                if (k2 < span) ++h2[k2];
+                if (k3 < span) ++h3[k3];
+            }
+            for (; i < e; ++i) {
+                const uint64_t k = bin(i);
                 if (k < span) ++h[k];
             }
         }
@@ -169,16 +236,31 @@ void histogram_binned(const T* img, const uint8_t* mask, int64_t N, const E* edg
     const E first = edges[0], last = edges[nbins];
     const E norm = static_cast<E>(nbins) / (last - first);
     detail::blocked_histogram(N, nbins, counts, num_threads, [&](int64_t b, int64_t e, uint32_t* h) {
-        for (int64_t i = b; i < e; ++i) {
-            if (mask && !mask[i]) continue;
-            const E v = static_cast<E>(img[i]);
-            if (!(v >= first && v <= last)) continue;  // also drops NaN
+        // bin of v, or -1 when v is outside the range (or NaN)
+        auto bin = [&](E v) -> int64_t {
+            if (!(v >= first && v <= last)) return -1;
             int64_t k = static_cast<int64_t>((v - first) * norm);
             if (k >= nbins) k = nbins - 1;
             if (k < 0) k = 0;
             if (v < edges[k]) --k;
             else if (v >= edges[k + 1] && k != nbins - 1) ++k;
-            ++h[k];
+            return k;
+        };
+        int64_t i = b;
+        if (!mask) {
+            for (; i + 4 <= e; i += 4) {
+                const int64_t k0 = bin(static_cast<E>(img[i])), k1 = bin(static_cast<E>(img[i + 1]));
+                const int64_t k2 = bin(static_cast<E>(img[i + 2])), k3 = bin(static_cast<E>(img[i + 3]));
+                if (k0 >= 0) ++h[k0];
+                if (k1 >= 0) ++h[nbins + k1];
+                if (k2 >= 0) ++h[2 * nbins + k2];
+                if (k3 >= 0) ++h[3 * nbins + k3];
+            }
+        }
+        for (; i < e; ++i) {
+            if (mask && !mask[i]) continue;
+            const int64_t k = bin(static_cast<E>(img[i]));
+            if (k >= 0) ++h[k];
         }
     });
 }
@@ -268,8 +350,17 @@ void plane_box(const T* img, const Shape& s, int64_t z, int64_t c0, int64_t cw, 
     for (int64_t y = 0; y < ny; ++y) {
         const T* row = plane + y * nx;
         const int64_t n = cw + 2 * rx;
-        for (int64_t j = 0; j < n; ++j) {
-            const int64_t src = tx[c0 + j];  // tx is offset by rx: index c0 - rx + j
+        // rowbuf[j] = value at column c0 - rx + j (tx is offset by rx); the
+        // columns inside the image are copied directly, the others by table
+        const int64_t jlo = std::clamp<int64_t>(rx - c0, 0, n), jhi = std::clamp<int64_t>(nx - c0 + rx, jlo, n);
+        for (int64_t j = 0; j < jlo; ++j) {
+            const int64_t src = tx[c0 + j];
+            rowbuf[j] = src < 0 ? cv : static_cast<double>(row[src]);
+        }
+        const T* direct = row + (c0 - rx);
+        for (int64_t j = jlo; j < jhi; ++j) rowbuf[j] = static_cast<double>(direct[j]);
+        for (int64_t j = jhi; j < n; ++j) {
+            const int64_t src = tx[c0 + j];
             rowbuf[j] = src < 0 ? cv : static_cast<double>(row[src]);
         }
         double a1 = 0.0, a2 = 0.0;
