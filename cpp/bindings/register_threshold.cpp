@@ -25,7 +25,7 @@ const uint8_t* mask_ptr(const py::object& mask, const py::array& image, mask_arr
     return keep.data();
 }
 
-py::tuple scan_py(const py::array& image, const py::object& mask, int num_threads) {
+py::tuple scan_py(const py::array& image, const py::object& mask, int num_threads, bool need_sum) {
     mask_array keep;
     const uint8_t* mp = mask_ptr(mask, image, keep);
     const int64_t N = image.size();
@@ -34,7 +34,7 @@ py::tuple scan_py(const py::array& image, const py::object& mask, int num_thread
         auto in = c_array<T>(image);
         const T* ip = in.data();
         py::gil_scoped_release release;  // reads ip / mp only
-        return scan<T>(ip, mp, N, num_threads);
+        return scan<T>(ip, mp, N, num_threads, need_sum);
     });
     return py::make_tuple(r.lo, r.hi, r.count, r.nonfinite, r.sum);
 }
@@ -189,8 +189,8 @@ py::array classify_py(const py::array& image, const py::object& mask, const py::
 }  // namespace
 
 MEDSEG_REGISTER(threshold) {
-    m.def("scan", &scan_py, py::arg("image"), py::arg("mask"), py::arg("num_threads"),
-          "(min, max, count, nonfinite, sum) over the selected finite voxels");
+    m.def("scan", &scan_py, py::arg("image"), py::arg("mask"), py::arg("num_threads"), py::arg("need_sum") = true,
+          "(min, max, count, nonfinite, sum) over the selected finite voxels (sum only if need_sum)");
     m.def("histogram_exact", &histogram_exact_py, py::arg("image"), py::arg("mask"), py::arg("lo"),
           py::arg("nbins"), py::arg("num_threads"));
     m.def("histogram_binned", &histogram_binned_py, py::arg("image"), py::arg("mask"), py::arg("edges"),

@@ -65,7 +65,7 @@ def _kernel_views(arr, m):
     return view, mview, transposed
 
 
-def _histogram(image, mask, nbins, nan_policy, backend, num_threads):
+def _histogram(image, mask, nbins, nan_policy, backend, num_threads, need_sum=False):
     image, _ = unwrap_image(image)
     arr = check_image(image, finite=False)
     if nan_policy not in ("raise", "omit"):
@@ -91,7 +91,17 @@ def _histogram(image, mask, nbins, nan_policy, backend, num_threads):
         total = float(np.dot(counts.astype(np.float64), centers))
         return _Hist(counts.astype(np.float64), centers, float(centers[0]), float(centers[-1]),
                      int(counts.sum()), total, True, 1.0)
-    lo, hi, count, nonfinite, total = fam.scan(view, mview, nt)
+    lo = hi = None
+    if mview is None and not need_sum and dt.kind == "f":
+        # numpy's SIMD min/max are the fastest range pass there is; NaN/inf make
+        # them non-finite, and then the kernel's scan counts and skips them
+        lo, hi = float(view.min()), float(view.max())
+        if np.isfinite(lo) and np.isfinite(hi):
+            count, nonfinite, total = view.size, 0, float("nan")
+        else:
+            lo = hi = None
+    if lo is None:
+        lo, hi, count, nonfinite, total = fam.scan(view, mview, nt, need_sum)
     if nonfinite and nan_policy == "raise":
         raise NonFiniteError(f"image holds {nonfinite} NaN or infinite values (inside the mask); replace them, "
                              "mask them out, or pass nan_policy='omit' to ignore them")
@@ -410,7 +420,7 @@ def mean(image, *, mask=None, nbins=None, nan_policy="raise", backend="auto", nu
     >>> mean(np.array([[1, 2, 3, 6]], np.int16))
     3.0
     """
-    h = _histogram(image, mask, nbins, nan_policy, backend, num_threads)
+    h = _histogram(image, mask, nbins, nan_policy, backend, num_threads, need_sum=True)
     const, v = _constant(h, "mean")
     if const:
         return v
@@ -503,7 +513,7 @@ def li(image, *, mask=None, nbins=None, nan_policy="raise", tolerance=None, back
     >>> round(li(np.array([[10, 11, 12, 90, 91, 92]], np.uint8)), 3)
     28.205
     """
-    h = _histogram(image, mask, nbins, nan_policy, backend, num_threads)
+    h = _histogram(image, mask, nbins, nan_policy, backend, num_threads, need_sum=True)
     const, v = _constant(h, "li")
     if const:
         return v

@@ -110,7 +110,7 @@ ScanResult scan_chunk_slow(const T* img, const uint8_t* mask, int64_t i0, int64_
 // vectorise) runs first and a chunk is redone on the general path only if it
 // holds NaN/inf; both paths give the same bits.
 template <class T>
-ScanResult scan(const T* img, const uint8_t* mask, int64_t N, int num_threads) {
+ScanResult scan(const T* img, const uint8_t* mask, int64_t N, int num_threads, bool need_sum = true) {
     constexpr int64_t CH = int64_t(1) << 16;
     constexpr int L = detail::kLanes;
     const int64_t nch = (N + CH - 1) / CH;
@@ -123,13 +123,24 @@ ScanResult scan(const T* img, const uint8_t* mask, int64_t N, int num_threads) {
             double s[L];
             for (int k = 0; k < L; ++k) { lo[k] = img[i0]; hi[k] = img[i0]; bad[k] = T(0); s[k] = 0.0; }
             int64_t i = i0;
-            for (; i + L <= i1; i += L) {
-                for (int k = 0; k < L; ++k) {
-                    const T v = img[i + k];
-                    lo[k] = v < lo[k] ? v : lo[k];
-                    hi[k] = v > hi[k] ? v : hi[k];
-                    s[k] += static_cast<double>(v);
-                    if constexpr (std::is_floating_point_v<T>) bad[k] += v - v;  // NaN iff NaN/inf seen
+            if (need_sum) {
+                for (; i + L <= i1; i += L) {
+                    for (int k = 0; k < L; ++k) {
+                        const T v = img[i + k];
+                        lo[k] = v < lo[k] ? v : lo[k];
+                        hi[k] = v > hi[k] ? v : hi[k];
+                        s[k] += static_cast<double>(v);
+                        if constexpr (std::is_floating_point_v<T>) bad[k] += v - v;  // NaN iff NaN/inf seen
+                    }
+                }
+            } else {  // min/max only: stays in T, vectorises well
+                for (; i + L <= i1; i += L) {
+                    for (int k = 0; k < L; ++k) {
+                        const T v = img[i + k];
+                        lo[k] = v < lo[k] ? v : lo[k];
+                        hi[k] = v > hi[k] ? v : hi[k];
+                        if constexpr (std::is_floating_point_v<T>) bad[k] += v - v;
+                    }
                 }
             }
             for (int k = 0; i < i1; ++i, ++k) {
@@ -248,13 +259,26 @@ void histogram_binned(const T* img, const uint8_t* mask, int64_t N, const E* edg
         };
         int64_t i = b;
         if (!mask) {
-            for (; i + 4 <= e; i += 4) {
-                const int64_t k0 = bin(static_cast<E>(img[i])), k1 = bin(static_cast<E>(img[i + 1]));
-                const int64_t k2 = bin(static_cast<E>(img[i + 2])), k3 = bin(static_cast<E>(img[i + 3]));
-                if (k0 >= 0) ++h[k0];
-                if (k1 >= 0) ++h[nbins + k1];
-                if (k2 >= 0) ++h[2 * nbins + k2];
-                if (k3 >= 0) ++h[3 * nbins + k3];
+            // first guesses for a block of values in a vectorisable loop, then
+            // numpy's edge correction and the increments (four sub-histograms)
+            constexpr int64_t BLK = 256;
+            int32_t guess[BLK];
+            const E top = static_cast<E>(nbins - 1);
+            for (; i + BLK <= e; i += BLK) {
+                for (int64_t j = 0; j < BLK; ++j) {
+                    E f = (static_cast<E>(img[i + j]) - first) * norm;
+                    f = f < E(0) ? E(0) : f;  // NaN stays NaN and is rejected below
+                    f = f > top ? top : f;
+                    guess[j] = static_cast<int32_t>(f);
+                }
+                for (int64_t j = 0; j < BLK; ++j) {
+                    const E v = static_cast<E>(img[i + j]);
+                    if (!(v >= first && v <= last)) continue;
+                    int64_t k = guess[j];
+                    if (v < edges[k]) --k;
+                    else if (v >= edges[k + 1] && k != nbins - 1) ++k;
+                    ++h[(j & 3) * nbins + k];
+                }
             }
         }
         for (; i < e; ++i) {

@@ -82,7 +82,7 @@ def _scan(v, m, has_mask, lo_out, hi_out, cnt_out, nf_out, sum_out):
         sum_out[c] = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))
 
 
-def scan(image, mask, num_threads):
+def scan(image, mask, num_threads, need_sum=True):
     a = _flat(image)
     m = _mask_flat(mask, a.size)
     lo, hi, cnt, nf, total = np.inf, -np.inf, 0, 0, 0.0
