@@ -370,34 +370,75 @@ void plane_box(const T* img, const Shape& s, int64_t z, int64_t c0, int64_t cw, 
         return;
     }
     const T* plane = img + z * s.plane();
-    // x pass: running sums along each row, restricted to the chunk
-    for (int64_t y = 0; y < ny; ++y) {
-        const T* row = plane + y * nx;
-        const int64_t n = cw + 2 * rx;
-        // rowbuf[j] = value at column c0 - rx + j (tx is offset by rx); the
-        // columns inside the image are copied directly, the others by table
-        const int64_t jlo = std::clamp<int64_t>(rx - c0, 0, n), jhi = std::clamp<int64_t>(nx - c0 + rx, jlo, n);
-        for (int64_t j = 0; j < jlo; ++j) {
-            const int64_t src = tx[c0 + j];
-            rowbuf[j] = src < 0 ? cv : static_cast<double>(row[src]);
+    // x pass: running sums along each row, restricted to the chunk.  Rows go in
+    // groups of G, their running sums interleaved so that G independent
+    // dependency chains overlap (the arithmetic of each row is unchanged).
+    constexpr int64_t G = 4;
+    const int64_t n = cw + 2 * rx;
+    const int64_t jlo = std::clamp<int64_t>(rx - c0, 0, n), jhi = std::clamp<int64_t>(nx - c0 + rx, jlo, n);
+    for (int64_t y0 = 0; y0 < ny; y0 += G) {
+        const int64_t g = std::min<int64_t>(G, ny - y0);
+        for (int64_t r = 0; r < g; ++r) {
+            const T* row = plane + (y0 + r) * nx;
+            double* rb = rowbuf.data() + r * n;
+            // rb[j] = value at column c0 - rx + j (tx is offset by rx); the
+            // columns inside the image are copied directly, the others by table
+            for (int64_t j = 0; j < jlo; ++j) {
+                const int64_t src = tx[c0 + j];
+                rb[j] = src < 0 ? cv : static_cast<double>(row[src]);
+            }
+            const T* direct = row + (c0 - rx);
+            for (int64_t j = jlo; j < jhi; ++j) rb[j] = static_cast<double>(direct[j]);
+            for (int64_t j = jhi; j < n; ++j) {
+                const int64_t src = tx[c0 + j];
+                rb[j] = src < 0 ? cv : static_cast<double>(row[src]);
+            }
         }
-        const T* direct = row + (c0 - rx);
-        for (int64_t j = jlo; j < jhi; ++j) rowbuf[j] = static_cast<double>(direct[j]);
-        for (int64_t j = jhi; j < n; ++j) {
-            const int64_t src = tx[c0 + j];
-            rowbuf[j] = src < 0 ? cv : static_cast<double>(row[src]);
+        if (g == G) {
+            const double *b0 = rowbuf.data(), *b1 = b0 + n, *b2 = b1 + n, *b3 = b2 + n;
+            double s0 = 0, s1 = 0, s2 = 0, s3 = 0, q0 = 0, q1 = 0, q2 = 0, q3 = 0;
+            for (int64_t j = 0; j < wx; ++j) {
+                s0 += b0[j]; s1 += b1[j]; s2 += b2[j]; s3 += b3[j];
+                if (sq) { q0 += b0[j] * b0[j]; q1 += b1[j] * b1[j]; q2 += b2[j] * b2[j]; q3 += b3[j] * b3[j]; }
+            }
+            double* h0 = hx1.data() + y0 * cw;
+            h0[0] = s0; h0[cw] = s1; h0[2 * cw] = s2; h0[3 * cw] = s3;
+            for (int64_t c = 1; c < cw; ++c) {
+                s0 += b0[c + wx - 1] - b0[c - 1];
+                s1 += b1[c + wx - 1] - b1[c - 1];
+                s2 += b2[c + wx - 1] - b2[c - 1];
+                s3 += b3[c + wx - 1] - b3[c - 1];
+                h0[c] = s0; h0[cw + c] = s1; h0[2 * cw + c] = s2; h0[3 * cw + c] = s3;
+            }
+            if (sq) {
+                double* k0 = hx2.data() + y0 * cw;
+                k0[0] = q0; k0[cw] = q1; k0[2 * cw] = q2; k0[3 * cw] = q3;
+                for (int64_t c = 1; c < cw; ++c) {
+                    const double i0 = b0[c + wx - 1], o0 = b0[c - 1], i1 = b1[c + wx - 1], o1 = b1[c - 1];
+                    const double i2 = b2[c + wx - 1], o2 = b2[c - 1], i3 = b3[c + wx - 1], o3 = b3[c - 1];
+                    q0 += i0 * i0 - o0 * o0;
+                    q1 += i1 * i1 - o1 * o1;
+                    q2 += i2 * i2 - o2 * o2;
+                    q3 += i3 * i3 - o3 * o3;
+                    k0[c] = q0; k0[cw + c] = q1; k0[2 * cw + c] = q2; k0[3 * cw + c] = q3;
+                }
+            }
+            continue;
         }
-        double a1 = 0.0, a2 = 0.0;
-        for (int64_t j = 0; j < wx; ++j) { a1 += rowbuf[j]; if (sq) a2 += rowbuf[j] * rowbuf[j]; }
-        double* h1 = hx1.data() + y * cw;
-        double* h2 = sq ? hx2.data() + y * cw : nullptr;
-        h1[0] = a1;
-        if (sq) h2[0] = a2;
-        for (int64_t c = 1; c < cw; ++c) {
-            const double in = rowbuf[c + wx - 1], outv = rowbuf[c - 1];
-            a1 += in - outv;
-            h1[c] = a1;
-            if (sq) { a2 += in * in - outv * outv; h2[c] = a2; }
+        for (int64_t r = 0; r < g; ++r) {
+            const double* rb = rowbuf.data() + r * n;
+            double a1 = 0.0, a2 = 0.0;
+            for (int64_t j = 0; j < wx; ++j) { a1 += rb[j]; if (sq) a2 += rb[j] * rb[j]; }
+            double* h1 = hx1.data() + (y0 + r) * cw;
+            double* h2 = sq ? hx2.data() + (y0 + r) * cw : nullptr;
+            h1[0] = a1;
+            if (sq) h2[0] = a2;
+            for (int64_t c = 1; c < cw; ++c) {
+                const double in = rb[c + wx - 1], outv = rb[c - 1];
+                a1 += in - outv;
+                h1[c] = a1;
+                if (sq) { a2 += in * in - outv * outv; h2[c] = a2; }
+            }
         }
     }
     // y pass: running sums of the row sums; rows outside the image (constant mode)
@@ -451,7 +492,7 @@ void local_threshold(const T* img, R* out, const Shape& s, const LocalParams& p,
         const int64_t z0 = zb * ZB, z1 = std::min(nz, z0 + ZB);
         const int64_t c0 = xc * C, cw = std::min(C, nx - c0);
         const int64_t M = ny * cw;
-        std::vector<double> rowbuf(cw + 2 * rx), hx1(M), hx2(sq ? M : 0);
+        std::vector<double> rowbuf(4 * (cw + 2 * rx)), hx1(M), hx2(sq ? M : 0);
         std::vector<double> b1(M), b2(sq ? M : 0), a1(M, 0.0), a2(sq ? M : 0, 0.0);
         auto box = [&](int64_t zsrc) {
             detail::plane_box(img, s, zsrc, c0, cw, p, ty, tx, rowbuf, hx1, hx2, b1.data(), sq ? b2.data() : nullptr);
