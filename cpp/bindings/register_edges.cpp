@@ -17,11 +17,15 @@ std::array<double, 3> triple(const std::vector<double>& v, const char* what) {
     return {v[0], v[1], v[2]};
 }
 
-py::array gaussian_py(const py::array& image, const std::vector<double>& sigma_, double truncate, int mode,
-                      double cval, bool renormalise, int num_threads) {
+py::array gaussian_py(const py::array& image, const std::vector<std::vector<double>>& weights, int mode,
+                      double cval, bool bleed_correct, bool reverse_axes, int num_threads) {
     const Shape s = shape_of(image);
-    const auto sigma = triple(sigma_, "sigma");
+    if (weights.size() != 3) throw py::value_error("weights must hold 3 lists (z, y, x)");
+    const std::vector<double> w[3] = {weights[0], weights[1], weights[2]};
+    for (const auto& wa : w)
+        if (!wa.empty() && wa.size() % 2 == 0) throw py::value_error("Gaussian weights must have odd length");
     if (mode < 0 || mode > 4) throw py::value_error("bad border mode");
+    if (bleed_correct && (mode != 4 || cval != 0.0)) throw py::value_error("bleed correction needs constant mode, cval 0");
     return dispatch<intensity_types>(dtype_tag(image.dtype()), [&](auto tag) -> py::array {
         using T = decltype(tag);
         using R = real_t<T>;
@@ -31,7 +35,7 @@ py::array gaussian_py(const py::array& image, const std::vector<double>& sigma_,
         R* op = out.mutable_data();
         {
             py::gil_scoped_release release;  // kernel reads ip, writes op; no Python objects
-            gaussian<T, R>(ip, op, s, sigma.data(), truncate, static_cast<BorderMode>(mode), cval, renormalise,
+            gaussian<T, R>(ip, op, s, w, static_cast<BorderMode>(mode), cval, bleed_correct, reverse_axes,
                            num_threads);
         }
         return out;
@@ -92,13 +96,11 @@ py::array hysteresis_py(const py::array& image, double low, double high, int con
     });
 }
 
-py::array canny_suppress_py(const py::array& smooth, const py::array& mag, const py::object& mask,
-                            const std::vector<double>& dscale_, double low, double high, int num_threads) {
+py::array canny_suppress_py(const py::array& smooth, const py::object& mask, const std::vector<double>& coef_,
+                            const std::vector<double>& inv_sp_, double low, double high, int num_threads) {
     const Shape s = shape_of(smooth);
-    if (!smooth.dtype().is(mag.dtype()) || smooth.ndim() != mag.ndim() ||
-        !std::equal(smooth.shape(), smooth.shape() + smooth.ndim(), mag.shape()))
-        throw py::value_error("smooth and magnitude must share shape and dtype");
-    const auto dscale = triple(dscale_, "dscale");
+    const auto coef = triple(coef_, "coef");
+    const auto inv_sp = triple(inv_sp_, "inv_sp");
     py::array_t<uint8_t, py::array::c_style> m;
     if (!mask.is_none()) {
         auto ma = mask.cast<py::array>();
@@ -109,15 +111,30 @@ py::array canny_suppress_py(const py::array& smooth, const py::array& mag, const
     return dispatch<float_types>(dtype_tag(smooth.dtype()), [&](auto tag) -> py::array {
         using R = decltype(tag);
         auto sm = c_array<R>(smooth);
-        auto mg = c_array<R>(mag);
         auto out = py::array_t<bool>(bind::dims_of(smooth));
         const R* sp = sm.data();
-        const R* mp = mg.data();
         const uint8_t* kp = mask.is_none() ? nullptr : m.data();
         auto* op = reinterpret_cast<uint8_t*>(out.mutable_data());
         {
             py::gil_scoped_release release;
-            canny_suppress<R>(sp, mp, kp, op, s, dscale.data(), low, high, num_threads);
+            canny_suppress<R>(sp, kp, op, s, coef.data(), inv_sp.data(), low, high, num_threads);
+        }
+        return out;
+    });
+}
+
+py::array canny_magnitude_py(const py::array& smooth, const std::vector<double>& coef_, int num_threads) {
+    const Shape s = shape_of(smooth);
+    const auto coef = triple(coef_, "coef");
+    return dispatch<float_types>(dtype_tag(smooth.dtype()), [&](auto tag) -> py::array {
+        using R = decltype(tag);
+        auto sm = c_array<R>(smooth);
+        auto out = bind::empty_like_shape<R>(smooth);
+        const R* sp = sm.data();
+        R* op = out.mutable_data();
+        {
+            py::gil_scoped_release release;
+            canny_magnitude<R>(sp, op, s, coef.data(), num_threads);
         }
         return out;
     });
@@ -126,13 +143,14 @@ py::array canny_suppress_py(const py::array& smooth, const py::array& mag, const
 }  // namespace
 
 MEDSEG_REGISTER(edges) {
-    m.def("gaussian", &gaussian_py, py::arg("image"), py::arg("sigma"), py::arg("truncate"), py::arg("mode"),
-          py::arg("cval"), py::arg("renormalise"), py::arg("num_threads"));
+    m.def("gaussian", &gaussian_py, py::arg("image"), py::arg("weights"), py::arg("mode"), py::arg("cval"),
+          py::arg("bleed_correct"), py::arg("reverse_axes"), py::arg("num_threads"));
     m.def("sobel", &sobel_py, py::arg("image"), py::arg("axes"), py::arg("coef"), py::arg("magnitude"),
           py::arg("post"), py::arg("num_threads"));
     m.def("erode", &erode_py, py::arg("mask"), py::arg("num_threads"));
     m.def("hysteresis", &hysteresis_py, py::arg("image"), py::arg("low"), py::arg("high"),
           py::arg("connectivity"), py::arg("num_threads"));
-    m.def("canny_suppress", &canny_suppress_py, py::arg("smooth"), py::arg("mag"), py::arg("mask"),
-          py::arg("dscale"), py::arg("low"), py::arg("high"), py::arg("num_threads"));
+    m.def("canny_magnitude", &canny_magnitude_py, py::arg("smooth"), py::arg("coef"), py::arg("num_threads"));
+    m.def("canny_suppress", &canny_suppress_py, py::arg("smooth"), py::arg("mask"), py::arg("coef"),
+          py::arg("inv_sp"), py::arg("low"), py::arg("high"), py::arg("num_threads"));
 }

@@ -25,8 +25,15 @@ except Exception:  # running from a source tree
 _SUBMODULES = ("edges", "filters", "io", "threshold", "semantic", "region", "instance", "panoptic", "metrics",
                "cluster", "cli")
 
-__all__ = ["__version__", "available_backends", "use_backend", "show_config", "MedsegError", "MedsegWarning",
-           *_SUBMODULES]
+__all__ = ["__version__", "available_backends", "use_backend", "show_config", "show_decoders", "MedsegError",
+           "MedsegWarning", *_SUBMODULES]
+
+
+def show_decoders(file=None):
+    """Which DICOM pixel decoders (pydicom plugins) are installed; see medseg_fast.io.show_decoders."""
+    from .io import show_decoders as _show
+
+    return _show(file=file)
 
 
 def __getattr__(name):

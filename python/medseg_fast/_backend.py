@@ -66,6 +66,8 @@ def _load(name: str):
                 n = cupy.cuda.runtime.getDeviceCount()
                 if n < 1:
                     raise RuntimeError("no CUDA device visible")
+                if hasattr(ext, "device_count") and ext.device_count() < 1:
+                    raise RuntimeError("the _cuda extension's CUDA runtime sees no device (driver too old?)")
                 mod = ext
             elif name == "numba":
                 importlib.import_module("numba")

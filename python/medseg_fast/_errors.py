@@ -16,6 +16,8 @@ __all__ = [
     "InvalidParameterError",
     "BackendUnavailableError",
     "ImageIOError",
+    "ImageFileNotFoundError",
+    "UnsupportedMosaicError",
     "CorruptFileError",
     "NotAnImageError",
     "UnsupportedTransferSyntaxError",
@@ -53,6 +55,14 @@ class BackendUnavailableError(MedsegError, RuntimeError):
 
 class ImageIOError(MedsegError, OSError):
     """Base class of loading and saving errors; the message names the file."""
+
+
+class ImageFileNotFoundError(ImageIOError, FileNotFoundError):
+    """The path given to a loader does not exist (also a FileNotFoundError)."""
+
+
+class UnsupportedMosaicError(ImageIOError):
+    """A Siemens MOSAIC DICOM (slices tiled into one frame); convert it with dcm2niix."""
 
 
 class CorruptFileError(ImageIOError):

@@ -71,10 +71,23 @@ def check_image(image, name="image", *, ndims=(2, 3), finite=True, allow_bool=Tr
     return arr
 
 
-def check_finite(arr, name="image"):
-    # min/max propagate NaN and expose +-inf without a boolean temporary of the volume
+def _any_nonfinite(arr):
+    """True if arr holds NaN/inf: a parallel C++ count for large native arrays, else
+    numpy's min/max (which propagate NaN and expose +-inf without a boolean temporary)."""
+    if arr.size >= (1 << 20) and arr.dtype in (np.float32, np.float64) and arr.dtype.isnative:
+        from . import _backend
+
+        core = _backend._load("cpu")
+        if core is not None:
+            view = arr if arr.flags.c_contiguous else (arr.T if arr.flags.f_contiguous else None)
+            if view is not None:
+                return core.checks.count_nonfinite(view, 0) > 0
     lo, hi = arr.min(), arr.max()
-    if not (np.isfinite(lo) and np.isfinite(hi)):
+    return not (np.isfinite(lo) and np.isfinite(hi))
+
+
+def check_finite(arr, name="image"):
+    if _any_nonfinite(arr):
         n_nan = int(np.isnan(arr).sum())
         n_inf = int(np.isinf(arr).sum())
         raise NonFiniteError(

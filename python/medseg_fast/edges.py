@@ -17,7 +17,7 @@ from ._dispatch import family
 from ._errors import InvalidParameterError
 from ._validation import (check_image, check_mask, check_threads, core_axes, dtype_max, native_c, per_axis,
                           unwrap_image)
-from .filters import _sigma_voxels
+from .filters import _sigma_voxels, kernel_weights
 
 __all__ = ["sobel", "canny", "hysteresis_threshold"]
 
@@ -241,9 +241,11 @@ def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, mask=None, 
     same interpolated suppression and 8-connected hysteresis); float32
     arithmetic can move a voxel whose magnitude ties a threshold or a
     neighbour within rounding.  scikit-image, OpenCV and cuCIM have no 3D
-    Canny.  Peak extra memory: the smoothed image and the magnitude (two
-    float32 volumes) plus one byte per voxel, i.e. 2.25x the bytes of a
-    float32 input.
+    Canny.  The gradient, its magnitude and the suppression are computed in
+    one pass over the smoothed image with per-thread rings of three planes, so
+    the peak extra memory is the smoothed image (float32) plus one byte per
+    voxel: 1.25x the bytes of a float32 input (plus one more float32 volume
+    with ``use_quantiles``, for the percentiles).
 
     Examples
     --------
@@ -272,16 +274,16 @@ def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, mask=None, 
 
     fam = family(name, "edges")
     view, transposed = _as_kernel_input(arr)
-    sig_c = core_axes(sig, ndim, transposed)
+    weights = kernel_weights(core_axes(sig, ndim, transposed), 4.0)
     if m is None:
-        smooth = fam.gaussian(view, sig_c, 4.0, 4, 0.0, True, nt)
+        smooth = fam.gaussian(view, weights, 4, 0.0, True, transposed, nt)
         mview = None
     else:
-        mview, _ = native_c(m.T if transposed else m)
+        mview = np.ascontiguousarray(m.T if transposed else m)  # 1 byte/voxel, kernel orientation
         masked = np.where(mview, view, 0)
-        smooth = fam.gaussian(masked, sig_c, 4.0, 4, 0.0, False, nt)
+        smooth = fam.gaussian(masked, weights, 4, 0.0, False, transposed, nt)
         del masked
-        bleed = fam.gaussian(mview.view(np.uint8), sig_c, 4.0, 4, 0.0, False, nt)
+        bleed = fam.gaussian(mview.view(np.uint8), weights, 4, 0.0, False, transposed, nt)
         bleed += np.finfo(smooth.dtype).eps
         smooth /= bleed.astype(smooth.dtype, copy=False)
         del bleed
@@ -289,13 +291,14 @@ def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, mask=None, 
     if spacing is not None:
         sp = core_axes(per_axis(spacing, ndim, "spacing"), ndim, transposed, fill=1.0)
         coef = [1.0 / (smooth_norm * 2.0 * d) for d in sp]
-        dscale = [c / d for c, d in zip(coef, sp)]
+        inv_sp = [1.0 / d for d in sp]
     else:
-        coef = [1.0, 1.0, 1.0]
-        dscale = [1.0, 1.0, 1.0]
-    axes = [ndim == 3, True, True]
-    mag = fam.sobel(smooth, axes, coef, True, 1.0, nt)
+        coef = [1.0, 1.0, 1.0]  # the raw ndi.sobel derivatives, as scikit-image
+        inv_sp = [1.0, 1.0, 1.0]
     if use_quantiles:
+        # the one place a magnitude volume is needed: the same values the fused pass computes
+        mag = fam.canny_magnitude(smooth, coef, nt)
         low, high = (float(v) for v in np.percentile(mag, [100.0 * low, 100.0 * high]))
-    out = fam.canny_suppress(smooth, mag, mview, dscale, float(low), float(high), nt)
+        del mag
+    out = fam.canny_suppress(smooth, mview, coef, inv_sp, float(low), float(high), nt)
     return out.T if transposed else out

@@ -14,6 +14,19 @@ __all__ = ["gaussian"]
 _MODES = {"nearest": 0, "reflect": 1, "mirror": 2, "wrap": 3, "constant": 4}
 
 
+def gaussian_kernel1d(sigma, truncate=4.0):
+    """scipy.ndimage's Gaussian weights (same arithmetic, so bit-identical)."""
+    radius = int(truncate * float(sigma) + 0.5)
+    x = np.arange(-radius, radius + 1)
+    phi = np.exp(-0.5 / (float(sigma) * float(sigma)) * x**2)
+    return phi / phi.sum()
+
+
+def kernel_weights(sig_core, truncate):
+    """Per core axis (z, y, x) weight lists for the kernels; [] skips an axis (scipy's sigma <= 1e-15 rule)."""
+    return [gaussian_kernel1d(s, truncate).tolist() if s > 1e-15 else [] for s in sig_core]
+
+
 def _sigma_voxels(sigma, ndim, spacing):
     """Validated per-axis sigma in voxels (sigma in mm when spacing is given)."""
     scalar = np.isscalar(sigma)
@@ -55,9 +68,11 @@ def gaussian(image, sigma, *, spacing=None, mode="nearest", cval=0.0, truncate=4
     Returns
     -------
     ndarray of float32 (float64 for float64 input), the input's shape.  Values
-    stay in the input's units (scikit-image's ``preserve_range=True``); equal to
-    ``scipy.ndimage.gaussian_filter(image.astype(float), sigma, mode=mode,
-    truncate=truncate)`` to float32 rounding.
+    stay in the input's units (scikit-image's ``preserve_range=True``).  Each
+    pass accumulates in double and rounds once, in scipy's order, so a float32
+    or float64 result equals ``scipy.ndimage.gaussian_filter(image, sigma,
+    mode=mode, truncate=truncate)`` on the same dtype bit for bit (and, for
+    integer input, ``gaussian_filter(image.astype(np.float32), ...)``).
 
     Notes
     -----
@@ -95,6 +110,6 @@ def gaussian(image, sigma, *, spacing=None, mode="nearest", cval=0.0, truncate=4
 
         return _cuda_api.gaussian(arr, sigma, spacing=spacing, mode=mode, cval=cval, truncate=truncate)
     view, transposed = native_c(arr.view(np.uint8) if arr.dtype == np.bool_ else arr)
-    out = family(name, "edges").gaussian(view, core_axes(sig, arr.ndim, transposed), float(truncate),
-                                         _MODES[mode], float(cval), False, nt)
+    weights = kernel_weights(core_axes(sig, arr.ndim, transposed), float(truncate))
+    out = family(name, "edges").gaussian(view, weights, _MODES[mode], float(cval), False, transposed, nt)
     return out.T if transposed else out

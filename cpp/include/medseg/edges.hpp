@@ -23,12 +23,13 @@
 //
 // Hysteresis (as skimage.filters.apply_hysteresis_threshold): voxels > low that
 // are connected, with the given connectivity, to a voxel > high.  Implemented as
-// a flood from strong voxels through weak ones with an explicit stack; every
-// voxel is pushed at most once, so the cost is linear and the result (a set) does
-// not depend on the order of the scan or on the thread count.
+// a scanline flood from strong voxels through weak ones (see hysteresis_flood);
+// the result (a set) does not depend on the visiting order or the thread count.
 #pragma once
 
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <cstdint>
 #include <vector>
 
@@ -89,7 +90,7 @@ void sobel(const T* in, R* out, const Shape& s, const SobelParams& p, int num_th
         // 2D: ring of three rows of SX and DX per thread.  A 3D volume one slice
         // deep is smoothed by [1,2,1] along z with replicated borders: a factor 4.
         const R zf = s.ndim == 3 ? R(4) : R(1);
-        parallel_blocks(ny, num_threads, 8, [&](int64_t y0, int64_t y1) {
+        parallel_blocks(ny, num_threads, grain_for(nx, 8), [&](int64_t y0, int64_t y1) {
             std::vector<R> sx(3 * nx), dx(3 * nx);
             int64_t held[3] = {-1, -1, -1};
             auto row = [&](int64_t y) -> int {
@@ -123,7 +124,7 @@ void sobel(const T* in, R* out, const Shape& s, const SobelParams& p, int num_th
     }
     // 3D: ring of three planes of A, B, C per thread (see the header comment).
     const bool needA = p.axes[2], needB = p.axes[1], needC = p.axes[0];
-    parallel_blocks(nz, num_threads, 2, [&](int64_t z0, int64_t z1) {
+    parallel_blocks(nz, num_threads, grain_for(P, 2), [&](int64_t z0, int64_t z1) {
         std::vector<R> SX(needB || needC ? P : 0), DX(needA ? P : 0);
         std::vector<R> A(needA ? 3 * P : 0), B(needB ? 3 * P : 0), C(needC ? 3 * P : 0);
         int64_t held[3] = {-1, -1, -1};
@@ -190,7 +191,7 @@ inline bool eroded_at(const uint8_t* m, const Shape& s, int64_t z, int64_t y, in
 }
 
 inline void erode_full(const uint8_t* m, uint8_t* out, const Shape& s, int num_threads) {
-    parallel_blocks(s.nz * s.ny, num_threads, 16, [&](int64_t b, int64_t e) {
+    parallel_blocks(s.nz * s.ny, num_threads, grain_for(s.nx, 16), [&](int64_t b, int64_t e) {
         for (int64_t r = b; r < e; ++r) {
             const int64_t z = r / s.ny, y = r % s.ny;
             for (int64_t x = 0; x < s.nx; ++x) out[r * s.nx + x] = eroded_at(m, s, z, y, x) ? 1 : 0;
@@ -200,37 +201,68 @@ inline void erode_full(const uint8_t* m, uint8_t* out, const Shape& s, int num_t
 
 // Keep voxels of `st` marked 1 (weak) or 2 (strong) that are connected to a strong
 // voxel; on return st holds 0/1.
-inline void hysteresis_flood(uint8_t* st, const Shape& s, int connectivity) {
-    const int ndim = s.nz > 1 || s.ndim == 3 ? 3 : 2;
-    const auto nb = neighbourhood(ndim, connectivity);
-    std::vector<int64_t> lin(nb.size());
-    for (size_t k = 0; k < nb.size(); ++k) lin[k] = (nb[k].dz * s.ny + nb[k].dy) * s.nx + nb[k].dx;
-    const int64_t N = s.size(), P = s.plane();
-    std::vector<int64_t> stack;
+//
+// Scanline flood fill (Heckbert, "A seed fill algorithm", Graphics Gems 1990,
+// extended to 3D and to every connectivity): a popped seed grows into the
+// maximal run of candidate voxels along x; each neighbouring row (y±1, z±1 and
+// their diagonals, as the connectivity allows) is then scanned over the run's
+// x-range — widened by one voxel when the row offset leaves room for a diagonal
+// step in x — and one seed is pushed per candidate run found there.  Runs are
+// scanned sequentially in memory, so the cost is a few byte compares per voxel
+// and no division per voxel.  The kept set does not depend on the visiting
+// order, hence not on anything else either.
+inline void hysteresis_flood(uint8_t* st, const Shape& s, int connectivity, int num_threads = 0) {
+    const bool is3 = s.nz > 1 || s.ndim == 3;
+    const int64_t nz = s.nz, ny = s.ny, nx = s.nx, P = s.plane(), N = s.size();
+    struct RowOff { int dz, dy; bool wide; };
+    std::vector<RowOff> rows;
+    const int zr = is3 ? 1 : 0;
+    for (int dz = -zr; dz <= zr; ++dz)
+        for (int dy = -1; dy <= 1; ++dy) {
+            const int k = std::abs(dz) + std::abs(dy);
+            if (k == 0 || k > connectivity) continue;
+            rows.push_back({dz, dy, k + 1 <= connectivity});
+        }
+    auto candidate = [](uint8_t v) { return v == 1 || v == 2; };
+    std::vector<int64_t> stack;  // linear indices of run seeds
     for (int64_t seed = 0; seed < N; ++seed) {
-        if (st[seed] != 2) continue;
-        st[seed] = 3;
+        // jump to the next strong voxel (memchr is vectorised)
+        const void* hit = std::memchr(st + seed, 2, static_cast<size_t>(N - seed));
+        if (!hit) break;
+        seed = static_cast<const uint8_t*>(hit) - st;
         stack.push_back(seed);
         while (!stack.empty()) {
             const int64_t i = stack.back();
             stack.pop_back();
-            const int64_t z = i / P, y = (i / s.nx) % s.ny, x = i % s.nx;
-            const bool interior = x > 0 && x < s.nx - 1 && y > 0 && y < s.ny - 1 &&
-                                  (ndim == 2 || (z > 0 && z < s.nz - 1));
-            for (size_t k = 0; k < nb.size(); ++k) {
-                if (!interior) {
-                    const int64_t zz = z + nb[k].dz, yy = y + nb[k].dy, xx = x + nb[k].dx;
-                    if (zz < 0 || zz >= s.nz || yy < 0 || yy >= s.ny || xx < 0 || xx >= s.nx) continue;
-                }
-                const int64_t j = i + lin[k];
-                if (st[j] == 1 || st[j] == 2) {
-                    st[j] = 3;
-                    stack.push_back(j);
+            if (!candidate(st[i])) continue;  // already filled from another seed
+            const int64_t row = i / nx;       // one division per run, not per voxel
+            const int64_t y = row % ny, z = row / ny;
+            uint8_t* r = st + row * nx;
+            int64_t x0 = i - row * nx, x1 = x0;
+            while (x0 > 0 && candidate(r[x0 - 1])) --x0;
+            while (x1 + 1 < nx && candidate(r[x1 + 1])) ++x1;
+            for (int64_t x = x0; x <= x1; ++x) r[x] = 3;
+            for (const auto& o : rows) {
+                const int64_t zz = z + o.dz, yy = y + o.dy;
+                if (zz < 0 || zz >= nz || yy < 0 || yy >= ny) continue;
+                const int64_t base = zz * P + yy * nx;
+                const uint8_t* q = st + base;
+                int64_t a = o.wide && x0 > 0 ? x0 - 1 : x0;
+                const int64_t b = o.wide && x1 + 1 < nx ? x1 + 1 : x1;
+                while (a <= b) {
+                    if (candidate(q[a])) {
+                        stack.push_back(base + a);
+                        while (a <= b && candidate(q[a])) ++a;  // one seed per run
+                    } else {
+                        ++a;
+                    }
                 }
             }
         }
     }
-    for (int64_t i = 0; i < N; ++i) st[i] = st[i] == 3 ? 1 : 0;
+    parallel_blocks(N, num_threads, 1 << 16, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) st[i] = st[i] == 3 ? 1 : 0;
+    });
 }
 
 // skimage.filters.apply_hysteresis_threshold: (image > low) connected to (image > high).
@@ -243,88 +275,228 @@ void hysteresis_threshold(const T* img, uint8_t* out, const Shape& s, double low
             out[i] = v > high ? 2 : (v > low ? 1 : 0);
         }
     });
-    hysteresis_flood(out, s, connectivity);
+    hysteresis_flood(out, s, connectivity, num_threads);
 }
 
-// Canny: non-maximum suppression of `mag` along the gradient of `smooth`, then
-// hysteresis.  dscale[a] converts the raw Sobel derivative along core axis a into
-// the index-space direction used for interpolation (1 for voxel units; with
-// spacing, coef_a / spacing_a).  `mask` (may be null) is eroded on the fly.
+namespace detail {
+
+// One row of the 2D Canny gradient with scipy.ndimage.sobel's association, so
+// that float32 results equal scikit-image's bit for bit: each derivative is a
+// [-1, 0, 1] difference rounded to R, then the [1, 2, 1] smoothing of those
+// differences summed in double and rounded once (ndimage's correlate1d works
+// in double and stores R between passes).  Borders replicate (= "reflect" for
+// 3 taps).  tmp holds nx values of scratch.
 template <class R>
-void canny_suppress(const R* smooth, const R* mag, const uint8_t* mask, uint8_t* out, const Shape& s,
-                    const double dscale[3], double low, double high, int num_threads) {
-    const int64_t ny = s.ny, nx = s.nx, P = s.plane();
-    const bool is3 = s.nz > 1 || s.ndim == 3;
+inline void canny_grad_row_2d(const R* S, int64_t ny, int64_t nx, int64_t y, R cy, R cx, R* gy, R* gx, R* mag,
+                              R* tmp) {
+    const R* ru = S + (y > 0 ? y - 1 : 0) * nx;
+    const R* rm = S + y * nx;
+    const R* rd = S + (y + 1 < ny ? y + 1 : ny - 1) * nx;
+    // d/dy first (rounded), then smoothed along x
+    for (int64_t x = 0; x < nx; ++x) tmp[x] = rd[x] - ru[x];
+    for (int64_t x = 0; x < nx; ++x) {
+        const int64_t xl = x > 0 ? x - 1 : 0, xr = x + 1 < nx ? x + 1 : nx - 1;
+        gy[x] = static_cast<R>(double(tmp[xl]) + 2.0 * double(tmp[x]) + double(tmp[xr]));
+    }
+    // d/dx per row (rounded), then smoothed along y
+    for (int64_t x = 0; x < nx; ++x) {
+        const int64_t xl = x > 0 ? x - 1 : 0, xr = x + 1 < nx ? x + 1 : nx - 1;
+        const R du = ru[xr] - ru[xl], dm = rm[xr] - rm[xl], dd = rd[xr] - rd[xl];
+        gx[x] = static_cast<R>(double(du) + 2.0 * double(dm) + double(dd));
+    }
+    for (int64_t x = 0; x < nx; ++x) {
+        const R a = cx * gx[x], b = cy * gy[x];
+        gx[x] = a;
+        gy[x] = b;
+        mag[x] = std::sqrt(a * a + b * b);
+    }
+}
+
+// 3D non-maximum suppression test at in-plane offset j of the middle plane:
+// mz[0..2] are the magnitude planes z-1, z, z+1, u the gradient direction (index
+// space), nx the row stride.  See the header comment for the interpolation.
+template <class R>
+inline bool nms_keep_3d(const R* const mz[3], int64_t j, const R u[3], int64_t nx) {
+    const R au[3] = {std::fabs(u[0]), std::fabs(u[1]), std::fabs(u[2])};
+    int a = 2;
+    if (au[1] > au[a]) a = 1;
+    if (au[0] > au[a]) a = 0;
+    if (!(au[a] > R(0))) return false;
+    const R m = mz[1][j];
+    const int sz = u[0] > 0 ? 1 : -1;            // plane step
+    const int64_t sy = u[1] > 0 ? nx : -nx;      // row step
+    const int64_t sx = u[2] > 0 ? 1 : -1;        // column step
+    for (int sg = 1; sg >= -1; sg -= 2) {
+        const R* q = mz[1];
+        const R* qz = mz[1 + sg * sz];
+        R wb, wc, n00, n10, n01, n11;
+        if (a == 0) {          // face z±1: minor axes y (b) and x (c)
+            wb = au[1] / au[0]; wc = au[2] / au[0];
+            n00 = qz[j]; n10 = qz[j + sg * sy]; n01 = qz[j + sg * sx]; n11 = qz[j + sg * (sy + sx)];
+        } else if (a == 1) {   // face y±1: minor axes z (b) and x (c)
+            const int64_t jj = j + sg * sy;
+            wb = au[0] / au[1]; wc = au[2] / au[1];
+            n00 = q[jj]; n10 = qz[jj]; n01 = q[jj + sg * sx]; n11 = qz[jj + sg * sx];
+        } else {               // face x±1: minor axes z (b) and y (c)
+            const int64_t jj = j + sg * sx;
+            wb = au[0] / au[2]; wc = au[1] / au[2];
+            n00 = q[jj]; n10 = qz[jj]; n01 = q[jj + sg * sy]; n11 = qz[jj + sg * sy];
+        }
+        const R v = (R(1) - wc) * (n10 * wb + n00 * (R(1) - wb)) + wc * (n11 * wb + n01 * (R(1) - wb));
+        if (!(v <= m)) return false;
+    }
+    return true;
+}
+
+// 2D test at column x of row r[1] (rows r[0], r[1], r[2] = y-1, y, y+1): exactly
+// scikit-image's _nonmaximum_suppression_bilinear.
+template <class R>
+inline bool nms_keep_2d(const R* const r[3], int64_t x, R uy, R ux) {
+    const R ay = std::fabs(uy), ax = std::fabs(ux);
+    const bool ymajor = ay > ax;
+    const R amax = ymajor ? ay : ax;
+    if (!(amax > R(0))) return false;
+    const R m = r[1][x];
+    const int sy = uy > 0 ? 1 : -1;
+    const int64_t sx = ux > 0 ? 1 : -1;
+    if (ymajor) {
+        const R w = ax / ay;
+        const R plus = r[1 + sy][x + sx] * w + r[1 + sy][x] * (R(1) - w);
+        if (!(plus <= m)) return false;
+        const R minus = r[1 - sy][x - sx] * w + r[1 - sy][x] * (R(1) - w);
+        return minus <= m;
+    }
+    const R w = ay / ax;
+    const R plus = r[1 + sy][x + sx] * w + r[1][x + sx] * (R(1) - w);
+    if (!(plus <= m)) return false;
+    const R minus = r[1 - sy][x - sx] * w + r[1][x - sx] * (R(1) - w);
+    return minus <= m;
+}
+
+}  // namespace detail
+
+// Canny: Sobel gradient of the smoothed image `S`, non-maximum suppression and
+// hysteresis in one pass, without a magnitude or gradient volume: each thread
+// keeps rings of three planes (rows in 2D) of the gradient and its magnitude.
+// In 3D they are built with the arithmetic of `sobel` (its all-axes magnitude
+// path); in 2D with scipy.ndimage's association (canny_grad_row_2d) so that
+// the edges equal scikit-image's.  `canny_magnitude` returns the same
+// magnitude as a volume (for quantile thresholds).  coef[a] scales the raw
+// derivative along core axis a; the suppression direction is g[a] * inv_sp[a]
+// (1 in voxel units, 1/spacing for a physical gradient).  `mask` (may be null)
+// is eroded on the fly.  Extra memory: one byte per voxel plus the rings.
+template <class R>
+void canny_suppress(const R* S, const uint8_t* mask, uint8_t* out, const Shape& s, const double coef[3],
+                    const double inv_sp[3], double low, double high, int num_threads) {
+    const int64_t nz = s.nz, ny = s.ny, nx = s.nx, P = s.plane();
+    const bool is3 = s.ndim == 3;
     // scikit-image compares against a C float low threshold and nudges 0 to 1e-14.
     R lo = static_cast<R>(static_cast<float>(low));
     if (lo == R(0)) lo = R(1e-14);
     const R hi = static_cast<R>(high);
-    const R ds0 = R(dscale[0]), ds1 = R(dscale[1]), ds2 = R(dscale[2]);
-    parallel_blocks(s.nz * ny, num_threads, 8, [&](int64_t b, int64_t e) {
-        for (int64_t r = b; r < e; ++r) {
-            const int64_t z = r / ny, y = r % ny;
-            uint8_t* o = out + r * nx;
-            for (int64_t x = 0; x < nx; ++x) {
-                o[x] = 0;
-                const int64_t i = r * nx + x;
-                const R m = mag[i];
-                if (!(m >= lo)) continue;
-                if (!eroded_at(mask, s, z, y, x)) continue;
-                const R* f = smooth + i;
-                // raw Sobel derivatives at an interior voxel
-                R gz = 0, gy, gx;
-                if (!is3) {
-                    gy = (f[nx - 1] + R(2) * f[nx] + f[nx + 1]) - (f[-nx - 1] + R(2) * f[-nx] + f[-nx + 1]);
-                    gx = (f[-nx + 1] + R(2) * f[1] + f[nx + 1]) - (f[-nx - 1] + R(2) * f[-1] + f[nx - 1]);
-                } else {
-                    auto sm2 = [&](const R* c, int64_t sa, int64_t sb) {  // [1,2,1]x[1,2,1] around c
-                        return (c[-sa - sb] + R(2) * c[-sa] + c[-sa + sb]) +
-                               R(2) * (c[-sb] + R(2) * c[0] + c[sb]) + (c[sa - sb] + R(2) * c[sa] + c[sa + sb]);
-                    };
-                    gz = sm2(f + P, nx, 1) - sm2(f - P, nx, 1);
-                    gy = sm2(f + nx, P, 1) - sm2(f - nx, P, 1);
-                    gx = sm2(f + 1, P, nx) - sm2(f - 1, P, nx);
+    const R cz = R(coef[0]), cy = R(coef[1]), cx = R(coef[2]);
+    const R i0 = R(inv_sp[0]), i1 = R(inv_sp[1]), i2 = R(inv_sp[2]);
+    if (!is3) {
+        parallel_blocks(ny, num_threads, grain_for(nx, 8), [&](int64_t y0, int64_t y1) {
+            std::vector<R> gx(3 * nx), gy(3 * nx), mg(3 * nx), tmp(nx);
+            int64_t heldg[3] = {-1, -1, -1};
+            auto grad = [&](int64_t y) {
+                const int slot = static_cast<int>(y % 3);
+                if (heldg[slot] == y) return;
+                detail::canny_grad_row_2d(S, ny, nx, y, cy, cx, &gy[slot * nx], &gx[slot * nx], &mg[slot * nx],
+                                          tmp.data());
+                heldg[slot] = y;
+            };
+            for (int64_t y = y0; y < y1; ++y) {
+                uint8_t* o = out + y * nx;
+                std::fill(o, o + nx, uint8_t(0));
+                if (y == 0 || y == ny - 1 || nx < 3) continue;
+                grad(y - 1); grad(y); grad(y + 1);
+                const R* rows[3] = {&mg[((y - 1) % 3) * nx], &mg[(y % 3) * nx], &mg[((y + 1) % 3) * nx]};
+                const R* gxr = &gx[(y % 3) * nx];
+                const R* gyr = &gy[(y % 3) * nx];
+                for (int64_t x = 1; x < nx - 1; ++x) {
+                    const R m = rows[1][x];
+                    if (!(m >= lo)) continue;
+                    if (mask && !eroded_at(mask, s, 0, y, x)) continue;
+                    if (detail::nms_keep_2d(rows, x, gyr[x] * i1, gxr[x] * i2)) o[x] = m >= hi ? 2 : 1;
                 }
-                const R u[3] = {gz * ds0, gy * ds1, gx * ds2};
-                const R au[3] = {std::fabs(u[0]), std::fabs(u[1]), std::fabs(u[2])};
-                const int64_t st[3] = {P, nx, 1};
-                // major axis a (largest |u|), minor axes b, c
-                int a = 2;
-                if (au[1] > au[a]) a = 1;
-                if (is3 && au[0] > au[a]) a = 0;
-                if (!(au[a] > R(0))) continue;
-                const int b = a == 0 ? 1 : 0;
-                const int c = a == 2 ? 1 : 2;
-                const int64_t sa = u[a] > 0 ? st[a] : -st[a];
-                const int64_t sb = u[b] > 0 ? st[b] : -st[b];
-                const int64_t sc = u[c] > 0 ? st[c] : -st[c];
-                bool keep;
-                if (!is3) {
-                    // 2D: a, b are y/x (c == 2 or 1 is unused since u[0] == 0 when b == 0)
-                    const int bb = a == 1 ? 2 : 1;
-                    const int64_t sbb = u[bb] > 0 ? st[bb] : -st[bb];
-                    const R w = au[bb] / au[a];
-                    const R plus = mag[i + sa + sbb] * w + mag[i + sa] * (R(1) - w);
-                    keep = plus <= m;
-                    if (keep) {
-                        const R minus = mag[i - sa - sbb] * w + mag[i - sa] * (R(1) - w);
-                        keep = minus <= m;
-                    }
-                } else {
-                    const R wb = au[b] / au[a], wc = au[c] / au[a];
-                    auto sample = [&](int64_t sgn) {
-                        const int64_t q = i + sgn * sa;
-                        const R n00 = mag[q], n10 = mag[q + sgn * sb], n01 = mag[q + sgn * sc],
-                                n11 = mag[q + sgn * (sb + sc)];
-                        return (R(1) - wc) * (n10 * wb + n00 * (R(1) - wb)) + wc * (n11 * wb + n01 * (R(1) - wb));
-                    };
-                    keep = sample(1) <= m && sample(-1) <= m;
-                }
-                if (keep) o[x] = m >= hi ? 2 : 1;
             }
+        });
+        hysteresis_flood(out, s, 2, num_threads);
+        return;
+    }
+    parallel_blocks(nz, num_threads, grain_for(P, 2), [&](int64_t z0, int64_t z1) {
+        std::vector<R> SX(P), DX(P), A(3 * P), B(3 * P), C(3 * P), GX(3 * P), GY(3 * P), GZ(3 * P), M(3 * P);
+        int64_t held[3] = {-1, -1, -1}, heldg[3] = {-1, -1, -1};
+        auto abc = [&](int64_t zz) {
+            const int slot = static_cast<int>(zz % 3);
+            if (held[slot] == zz) return slot * P;
+            const R* f = S + zz * P;
+            for (int64_t y = 0; y < ny; ++y) detail::row_sx_dx(f + y * nx, &SX[y * nx], &DX[y * nx], nx);
+            R *a = &A[slot * P], *b = &B[slot * P], *c = &C[slot * P];
+            for (int64_t y = 0; y < ny; ++y) {
+                const int64_t yu = (y > 0 ? y - 1 : 0) * nx, ym = y * nx, yd = (y + 1 < ny ? y + 1 : ny - 1) * nx;
+                for (int64_t x = 0; x < nx; ++x) {
+                    a[ym + x] = DX[yu + x] + R(2) * DX[ym + x] + DX[yd + x];
+                    b[ym + x] = SX[yd + x] - SX[yu + x];
+                    c[ym + x] = SX[yu + x] + R(2) * SX[ym + x] + SX[yd + x];
+                }
+            }
+            held[slot] = zz;
+            return slot * P;
+        };
+        auto grad = [&](int64_t zz) {
+            const int slot = static_cast<int>(zz % 3);
+            if (heldg[slot] == zz) return;
+            const int64_t u = abc(zz > 0 ? zz - 1 : 0), m = abc(zz), d = abc(zz + 1 < nz ? zz + 1 : nz - 1);
+            R *gx = &GX[slot * P], *gy = &GY[slot * P], *gz = &GZ[slot * P], *mg = &M[slot * P];
+            for (int64_t i = 0; i < P; ++i) {
+                const R a = cx * (A[u + i] + R(2) * A[m + i] + A[d + i]);
+                const R b = cy * (B[u + i] + R(2) * B[m + i] + B[d + i]);
+                const R c = cz * (C[d + i] - C[u + i]);
+                gx[i] = a; gy[i] = b; gz[i] = c;
+                mg[i] = std::sqrt(a * a + b * b + c * c);
+            }
+            heldg[slot] = zz;
+        };
+        for (int64_t z = z0; z < z1; ++z) {
+            uint8_t* oz = out + z * P;
+            std::fill(oz, oz + P, uint8_t(0));
+            if (z == 0 || z == nz - 1 || ny < 3 || nx < 3) continue;
+            grad(z - 1); grad(z); grad(z + 1);
+            const R* mz[3] = {&M[((z - 1) % 3) * P], &M[(z % 3) * P], &M[((z + 1) % 3) * P]};
+            const int64_t gs = (z % 3) * P;
+            for (int64_t y = 1; y < ny - 1; ++y)
+                for (int64_t x = 1; x < nx - 1; ++x) {
+                    const int64_t j = y * nx + x;
+                    const R m = mz[1][j];
+                    if (!(m >= lo)) continue;
+                    if (mask && !eroded_at(mask, s, z, y, x)) continue;
+                    const R u[3] = {GZ[gs + j] * i0, GY[gs + j] * i1, GX[gs + j] * i2};
+                    if (detail::nms_keep_3d(mz, j, u, nx)) oz[j] = m >= hi ? 2 : 1;
+                }
         }
     });
-    hysteresis_flood(out, s, is3 ? 3 : 2);
+    hysteresis_flood(out, s, 3, num_threads);
+}
+
+// The magnitude canny_suppress uses, as a volume (2D: canny_grad_row_2d; 3D: sobel's
+// all-axes path with post = 1).
+template <class R>
+void canny_magnitude(const R* S, R* mag, const Shape& s, const double coef[3], int num_threads) {
+    if (s.ndim == 3) {
+        SobelParams p;
+        for (int a = 0; a < 3; ++a) p.coef[a] = coef[a];
+        sobel<R, R>(S, mag, s, p, num_threads);
+        return;
+    }
+    parallel_blocks(s.ny, num_threads, grain_for(s.nx, 8), [&](int64_t y0, int64_t y1) {
+        std::vector<R> gx(s.nx), gy(s.nx), tmp(s.nx);
+        for (int64_t y = y0; y < y1; ++y)
+            detail::canny_grad_row_2d(S, s.ny, s.nx, y, R(coef[1]), R(coef[2]), gy.data(), gx.data(), mag + y * s.nx,
+                                      tmp.data());
+    });
 }
 
 }  // namespace medseg

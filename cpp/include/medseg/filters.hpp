@@ -1,24 +1,33 @@
 // medseg/filters.hpp — separable Gaussian smoothing in 2D and 3D.
 //
 // Algorithm: a Gaussian is separable, so an N-D Gaussian is N passes of a 1D
-// correlation along each axis (the same decomposition as scipy.ndimage's
-// gaussian_filter).  Weights are those of scipy: w_k = exp(-k^2 / (2 sigma^2)) for
-// |k| <= radius, radius = int(truncate * sigma + 0.5), normalised to sum 1.
-// Borders follow scipy.ndimage's modes.  "constant" may be combined with
-// renormalisation by the weight that fell inside the image, which equals
-// dividing by the Gaussian of a ones image (scikit-image's Canny "bleed-over"
-// correction, Canny 1986 as implemented in skimage.feature.canny), computed per
-// axis because the kernel is separable.
+// correlation along each axis (the decomposition scipy.ndimage.gaussian_filter
+// uses).  The weights come from the caller (Python computes them exactly as
+// scipy's _gaussian_kernel1d: exp(-x^2 / (2 sigma^2)) for |x| <= int(truncate *
+// sigma + 0.5), divided by their sum), and each pass accumulates in double in
+// scipy's order (centre first, then the symmetric pairs from the outside in)
+// and rounds once to the output type, so float32 results equal scipy's bit for
+// bit.  Borders follow scipy.ndimage's modes.
 //
-// Memory: the first pass converts the input type to the real type R straight
-// into the output; later passes work in place through a per-task slab buffer of
-// (n + 2 radius) x 128 values.  No padded copy of the volume is ever made.
-// Parallel over independent lines/slabs; the arithmetic per voxel does not depend
-// on the partition, so any thread count gives bit-identical results.
+// Bleed-over correction (scikit-image's Canny, after Canny 1986): with mode
+// "constant" and cval 0, dividing by the Gaussian of a ones image restores the
+// weight that fell outside.  That Gaussian depends only on each voxel's
+// distance to the border along each axis, so it is evaluated once per distinct
+// border pattern (a small table), with the same per-pass rounding as if a ones
+// volume had been smoothed, and no ones volume is ever allocated.
+//
+// Memory: the first pass converts the input straight into the output; later
+// passes work in place through a per-task slab buffer of (n + 2 radius) x 128
+// values.  No padded copy of the volume is made.  Parallel over independent
+// lines/slabs; the arithmetic per voxel does not depend on the partition, so
+// any thread count gives bit-identical results.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
+#include <map>
+#include <utility>
 #include <vector>
 
 #include "core/parallel.hpp"
@@ -26,27 +35,46 @@
 
 namespace medseg {
 
-template <class R>
-std::vector<R> gaussian_weights(double sigma, double truncate) {
-    int radius = static_cast<int>(truncate * sigma + 0.5);
-    std::vector<double> w(2 * radius + 1);
-    double sum = 0.0;
-    for (int k = -radius; k <= radius; ++k) {
-        w[k + radius] = std::exp(-0.5 / (sigma * sigma) * double(k) * double(k));
-        sum += w[k + radius];
+// numpy's pairwise summation (what ndarray.sum() does for float64), so that the
+// weights below equal scipy's when std::exp agrees with numpy's exp.
+inline double numpy_pairwise_sum(const double* a, int64_t n) {
+    if (n < 8) {
+        double r = 0.0;
+        for (int64_t i = 0; i < n; ++i) r += a[i];
+        return r;
     }
-    std::vector<R> out(w.size());
-    for (size_t i = 0; i < w.size(); ++i) out[i] = static_cast<R>(w[i] / sum);
-    return out;
+    if (n <= 128) {
+        double r[8];
+        for (int j = 0; j < 8; ++j) r[j] = a[j];
+        int64_t i = 8;
+        for (; i < n - (n % 8); i += 8)
+            for (int j = 0; j < 8; ++j) r[j] += a[i + j];
+        double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; ++i) res += a[i];
+        return res;
+    }
+    int64_t n2 = n / 2;
+    n2 -= n2 % 8;
+    return numpy_pairwise_sum(a, n2) + numpy_pairwise_sum(a + n2, n - n2);
+}
+
+// Gaussian weights as scipy's _gaussian_kernel1d (for callers without Python,
+// e.g. the CUDA launcher); the Python layer passes numpy-computed weights.
+inline std::vector<double> gaussian_weights(double sigma, double truncate) {
+    const int radius = static_cast<int>(truncate * sigma + 0.5);
+    std::vector<double> w(2 * radius + 1);
+    const double c = -0.5 / (sigma * sigma);
+    for (int k = -radius; k <= radius; ++k) w[k + radius] = std::exp(c * double(k * k));
+    const double sum = numpy_pairwise_sum(w.data(), static_cast<int64_t>(w.size()));
+    for (auto& v : w) v /= sum;
+    return w;
 }
 
 // One symmetric 1D correlation along `axis` of a C-ordered (nz, ny, nx) block.
 // `in` and `out` may alias (In == R).  `w` has odd length 2r+1 and is symmetric.
-// With mode == constant and `renormalise`, each output is divided by the sum of
-// the weights that fell inside the image (a value of ones would stay one).
 template <class In, class R>
-void correlate_axis(const In* in, R* out, const Shape& s, int axis, const std::vector<R>& w,
-                    BorderMode mode, R cval, bool renormalise, int num_threads) {
+void correlate_axis(const In* in, R* out, const Shape& s, int axis, const std::vector<double>& w,
+                    BorderMode mode, double cval, int num_threads) {
     const int64_t n = s.extent(axis);
     const int r = static_cast<int>(w.size() / 2);
     int64_t outer, inner;
@@ -54,39 +82,29 @@ void correlate_axis(const In* in, R* out, const Shape& s, int axis, const std::v
     else if (axis == 1) { outer = s.nz; inner = s.nx; }
     else { outer = s.nz * s.ny; inner = 1; }
 
-    // Border index table and optional renormalisation factors.
     std::vector<int64_t> src(n + 2 * r);
     for (int64_t j = -r; j < n + r; ++j) src[j + r] = border_index(j, n, mode);
-    std::vector<R> norm;
-    if (renormalise && mode == BorderMode::constant) {
-        norm.resize(n);
-        for (int64_t i = 0; i < n; ++i) {
-            double acc = 0.0;
-            for (int k = -r; k <= r; ++k)
-                if (i + k >= 0 && i + k < n) acc += w[k + r];
-            norm[i] = static_cast<R>(1.0 / acc);
-        }
-    }
-    const R* wc = w.data() + r;  // wc[k], k in [-r, r]
+    const double* wc = w.data() + r;  // wc[k], k in [-r, r]
 
+    // Lines are gathered into a double buffer (exact for every input type, as
+    // scipy's line buffers), so the inner loops are plain double arithmetic.
+    const double cvd = static_cast<double>(static_cast<R>(cval));
     if (inner == 1) {
-        parallel_blocks(outer, num_threads, 16, [&](int64_t b, int64_t e) {
-            std::vector<R> buf(n + 2 * r), acc(n);
+        parallel_blocks(outer, num_threads, grain_for(n, 16), [&](int64_t b, int64_t e) {
+            std::vector<double> buf(n + 2 * r), acc(n);
             for (int64_t o = b; o < e; ++o) {
                 const In* line = in + o * n;
-                for (int64_t j = 0; j < n + 2 * r; ++j)
-                    buf[j] = src[j] < 0 ? cval : static_cast<R>(line[src[j]]);
-                const R* c = buf.data() + r;
-                for (int64_t i = 0; i < n; ++i) acc[i] = wc[0] * c[i];
-                for (int k = 1; k <= r; ++k) {
-                    const R wk = wc[k];
-                    for (int64_t i = 0; i < n; ++i) acc[i] += wk * (c[i - k] + c[i + k]);
+                for (int64_t j = 0; j < n + 2 * r; ++j) buf[j] = src[j] < 0 ? cvd : static_cast<double>(line[src[j]]);
+                const double* __restrict c = buf.data() + r;
+                double* __restrict ac = acc.data();
+                const double w0 = wc[0];
+                for (int64_t i = 0; i < n; ++i) ac[i] = c[i] * w0;
+                for (int k = r; k >= 1; --k) {
+                    const double wk = wc[k];
+                    for (int64_t i = 0; i < n; ++i) ac[i] += (c[i - k] + c[i + k]) * wk;
                 }
                 R* dst = out + o * n;
-                if (!norm.empty())
-                    for (int64_t i = 0; i < n; ++i) dst[i] = acc[i] * norm[i];
-                else
-                    for (int64_t i = 0; i < n; ++i) dst[i] = acc[i];
+                for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<R>(ac[i]);
             }
         });
         return;
@@ -95,59 +113,141 @@ void correlate_axis(const In* in, R* out, const Shape& s, int axis, const std::v
     constexpr int64_t C = 128;
     const int64_t nchunks = (inner + C - 1) / C;
     const int64_t ntasks = outer * nchunks;
-    parallel_blocks(ntasks, num_threads, 1, [&](int64_t b, int64_t e) {
-        std::vector<R> buf((n + 2 * r) * C), acc(C);
+    parallel_blocks(ntasks, num_threads, grain_for(n * C), [&](int64_t b, int64_t e) {
+        std::vector<double> buf((n + 2 * r) * C), acc(C);
         for (int64_t t = b; t < e; ++t) {
             const int64_t o = t / nchunks, c0 = (t % nchunks) * C;
             const int64_t cw = std::min<int64_t>(C, inner - c0);
             const In* base = in + o * n * inner + c0;
             for (int64_t j = 0; j < n + 2 * r; ++j) {
-                R* row = buf.data() + j * C;
+                double* row = buf.data() + j * C;
                 if (src[j] < 0) {
-                    for (int64_t c = 0; c < cw; ++c) row[c] = cval;
+                    for (int64_t c = 0; c < cw; ++c) row[c] = cvd;
                 } else {
                     const In* s_row = base + src[j] * inner;
-                    for (int64_t c = 0; c < cw; ++c) row[c] = static_cast<R>(s_row[c]);
+                    for (int64_t c = 0; c < cw; ++c) row[c] = static_cast<double>(s_row[c]);
                 }
             }
             R* obase = out + o * n * inner + c0;
+            const double w0 = wc[0];
+            double* __restrict ac = acc.data();
             for (int64_t i = 0; i < n; ++i) {
-                const R* ctr = buf.data() + (i + r) * C;
-                for (int64_t c = 0; c < cw; ++c) acc[c] = wc[0] * ctr[c];
-                for (int k = 1; k <= r; ++k) {
-                    const R wk = wc[k];
-                    const R* lo = ctr - k * C;
-                    const R* hi = ctr + k * C;
-                    for (int64_t c = 0; c < cw; ++c) acc[c] += wk * (lo[c] + hi[c]);
+                const double* __restrict ctr = buf.data() + (i + r) * C;
+                for (int64_t c = 0; c < cw; ++c) ac[c] = ctr[c] * w0;
+                for (int k = r; k >= 1; --k) {
+                    const double wk = wc[k];
+                    const double* __restrict lo = ctr - k * C;
+                    const double* __restrict hi = ctr + k * C;
+                    for (int64_t c = 0; c < cw; ++c) ac[c] += (lo[c] + hi[c]) * wk;
                 }
                 R* dst = obase + i * inner;
-                const R f = norm.empty() ? R(1) : norm[i];
-                for (int64_t c = 0; c < cw; ++c) dst[c] = acc[c] * f;
+                for (int64_t c = 0; c < cw; ++c) dst[c] = static_cast<R>(ac[c]);
             }
         }
     });
 }
 
-// N-D Gaussian: sigma[a] in voxels for the core axes (z, y, x); axes with
-// sigma <= 1e-15 are skipped (scipy's rule).  In 2D (ndim == 2) only y and x are used.
+namespace detail {
+
+// For one axis: the pattern id of every position (which neighbours at distance
+// 1..r lie inside) and, per pattern, the left/right validity masks.
+struct BorderPatterns {
+    std::vector<int> id;                                  // per position
+    std::vector<std::pair<int, int>> extent;              // per pattern: valid steps left, right (capped at r)
+};
+
+inline BorderPatterns border_patterns(int64_t n, int r) {
+    BorderPatterns p;
+    p.id.resize(n);
+    std::map<std::pair<int, int>, int> seen;
+    for (int64_t i = 0; i < n; ++i) {
+        const std::pair<int, int> key{static_cast<int>(std::min<int64_t>(i, r)),
+                                      static_cast<int>(std::min<int64_t>(n - 1 - i, r))};
+        auto it = seen.find(key);
+        if (it == seen.end()) {
+            it = seen.emplace(key, static_cast<int>(p.extent.size())).first;
+            p.extent.push_back(key);
+        }
+        p.id[i] = it->second;
+    }
+    return p;
+}
+
+// The value one pass of correlate_axis (constant mode, cval 0) produces at a
+// position with the given valid extents when every valid input equals v.
+template <class R>
+inline R pass_of_constant(R v, const std::vector<double>& w, std::pair<int, int> ext) {
+    const int r = static_cast<int>(w.size() / 2);
+    const double* wc = w.data() + r;
+    const double dv = double(v);
+    double acc = dv * wc[0];
+    for (int k = r; k >= 1; --k) {
+        const double left = k <= ext.first ? dv : 0.0, right = k <= ext.second ? dv : 0.0;
+        acc += (left + right) * wc[k];
+    }
+    return static_cast<R>(acc);
+}
+
+}  // namespace detail
+
+// N-D Gaussian with per-axis weights w[a] for the core axes (z, y, x); an empty
+// weight vector skips that axis.  Passes run z, y, x — or x, y, z with
+// `reverse_axes`, which the Python layer sets for a Fortran-ordered input seen
+// through its transposed view, so that the caller's axes are smoothed in the
+// same order and the result is bit-identical whatever the memory layout.
+// `bleed_correct` (mode constant, cval 0) divides by the Gaussian of ones + eps.
 template <class In, class R>
-void gaussian(const In* in, R* out, const Shape& s, const double sigma[3], double truncate,
-              BorderMode mode, double cval, bool renormalise, int num_threads) {
-    bool first = true;
+void gaussian(const In* in, R* out, const Shape& s, const std::vector<double> w[3], BorderMode mode, double cval,
+              bool bleed_correct, bool reverse_axes, int num_threads) {
+    std::vector<int> order;
     const int a0 = s.ndim == 2 ? 1 : 0;
-    for (int a = a0; a < 3; ++a) {
-        if (!(sigma[a] > 1e-15)) continue;
-        auto w = gaussian_weights<R>(sigma[a], truncate);
-        if (first) correlate_axis<In, R>(in, out, s, a, w, mode, R(cval), renormalise, num_threads);
-        else correlate_axis<R, R>(out, out, s, a, w, mode, R(cval), renormalise, num_threads);
+    for (int i = a0; i < 3; ++i) order.push_back(reverse_axes ? 2 - (i - a0) : i);
+    bool first = true;
+    for (int a : order) {
+        if (w[a].empty()) continue;
+        if (first) correlate_axis<In, R>(in, out, s, a, w[a], mode, cval, num_threads);
+        else correlate_axis<R, R>(out, out, s, a, w[a], mode, cval, num_threads);
         first = false;
     }
+    const int64_t N = s.size();
     if (first) {  // no smoothing at all: convert
-        const int64_t N = s.size();
         parallel_blocks(N, num_threads, 1 << 16, [&](int64_t b, int64_t e) {
             for (int64_t i = b; i < e; ++i) out[i] = static_cast<R>(in[i]);
         });
     }
+    if (!bleed_correct) return;
+    // table of Gaussian-of-ones values over (pattern_z, pattern_y, pattern_x)
+    detail::BorderPatterns pat[3];
+    for (int a = 0; a < 3; ++a) {
+        const int r = w[a].empty() ? 0 : static_cast<int>(w[a].size() / 2);
+        pat[a] = detail::border_patterns(s.extent(a), r);
+    }
+    const int64_t n0 = pat[0].extent.size(), n1 = pat[1].extent.size(), n2 = pat[2].extent.size();
+    std::vector<R> table(n0 * n1 * n2);
+    const R eps = std::numeric_limits<R>::epsilon();
+    for (int64_t p0 = 0; p0 < n0; ++p0)
+        for (int64_t p1 = 0; p1 < n1; ++p1)
+            for (int64_t p2 = 0; p2 < n2; ++p2) {
+                const int64_t pp[3] = {p0, p1, p2};
+                R v = R(1);
+                bool any = false;
+                for (int a : order) {
+                    if (w[a].empty()) continue;
+                    v = detail::pass_of_constant<R>(v, w[a], pat[a].extent[pp[a]]);
+                    any = true;
+                }
+                (void)any;
+                table[(p0 * n1 + p1) * n2 + p2] = v + eps;
+            }
+    parallel_blocks(s.nz * s.ny, num_threads, grain_for(s.nx, 16), [&](int64_t b, int64_t e) {
+        for (int64_t row = b; row < e; ++row) {
+            const int64_t z = row / s.ny, y = row % s.ny;
+            const R* t = table.data() + (int64_t(pat[0].id[z]) * n1 + pat[1].id[y]) * n2;
+            const int* idx = pat[2].id.data();
+            R* o = out + row * s.nx;
+            for (int64_t x = 0; x < s.nx; ++x) o[x] = o[x] / t[idx[x]];
+        }
+    });
 }
 
 }  // namespace medseg

@@ -20,20 +20,6 @@ from ._util import CACHE, as3d, real_of, threads
 
 
 @njit(cache=CACHE)
-def _weights(sigma, truncate, out_dtype_sample):
-    radius = int(truncate * sigma + 0.5)
-    w = np.empty(2 * radius + 1, np.float64)
-    s = 0.0
-    for k in range(-radius, radius + 1):
-        w[k + radius] = math.exp(-0.5 / (sigma * sigma) * float(k) * float(k))
-        s += w[k + radius]
-    out = np.empty(2 * radius + 1, out_dtype_sample.dtype)
-    for i in range(2 * radius + 1):
-        out[i] = w[i] / s
-    return out
-
-
-@njit(cache=CACHE)
 def _border_index(j, n, mode):
     if 0 <= j < n:
         return j
@@ -55,7 +41,8 @@ def _border_index(j, n, mode):
 
 
 @njit(cache=CACHE, parallel=True)
-def _correlate_axis(src, dst, axis, w, mode, cval, renormalise):
+def _correlate_axis(src, dst, axis, w, mode, cval):
+    """filters.hpp correlate_axis: double accumulation, centre then pairs r..1."""
     nz, ny, nx = src.shape
     n = src.shape[axis]
     r = w.shape[0] // 2
@@ -63,15 +50,6 @@ def _correlate_axis(src, dst, axis, w, mode, cval, renormalise):
     idx = np.empty(n + 2 * r, np.int64)
     for j in range(-r, n + r):
         idx[j + r] = _border_index(j, n, mode)
-    norm = np.ones(n, dst.dtype)
-    use_norm = renormalise and mode == 4
-    if use_norm:
-        for i in range(n):
-            acc = 0.0
-            for k in range(-r, r + 1):
-                if 0 <= i + k < n:
-                    acc += w[k + r]
-            norm[i] = 1.0 / acc
     if axis == 0:
         n_a, n_b = ny, nx
     elif axis == 1:
@@ -94,36 +72,80 @@ def _correlate_axis(src, dst, axis, w, mode, cval, renormalise):
             else:
                 buf[j] = R(src[a, b, s])
         for i in range(n):
-            acc = w[r] * buf[i + r]
-            for k in range(1, r + 1):
-                acc += w[r + k] * (buf[i + r - k] + buf[i + r + k])
-            if use_norm:
-                acc = acc * norm[i]
+            acc = np.float64(buf[i + r]) * w[r]
+            for k in range(r, 0, -1):
+                acc += (np.float64(buf[i + r - k]) + np.float64(buf[i + r + k])) * w[r + k]
             if axis == 0:
-                dst[i, a, b] = acc
+                dst[i, a, b] = R(acc)
             elif axis == 1:
-                dst[a, i, b] = acc
+                dst[a, i, b] = R(acc)
             else:
-                dst[a, b, i] = acc
+                dst[a, b, i] = R(acc)
 
 
-def gaussian(image, sigma, truncate, mode, cval, renormalise, num_threads):
+def _pattern_ids(n, r):
+    keys = {}
+    ids = np.empty(n, np.int64)
+    ext = []
+    for i in range(n):
+        key = (min(i, r), min(n - 1 - i, r))
+        if key not in keys:
+            keys[key] = len(ext)
+            ext.append(key)
+        ids[i] = keys[key]
+    return ids, ext
+
+
+def _bleed_table(shape3, weights, order, rt):
+    """filters.hpp's Gaussian-of-ones table, evaluated with numpy scalars of type rt."""
+    pats = []
+    for a in range(3):
+        r = len(weights[a]) // 2 if len(weights[a]) else 0
+        pats.append(_pattern_ids(shape3[a], r))
+    n0, n1, n2 = (len(p[1]) for p in pats)
+    table = np.empty((n0, n1, n2), rt)
+    for p0 in range(n0):
+        for p1 in range(n1):
+            for p2 in range(n2):
+                pp = (p0, p1, p2)
+                v = rt(1)
+                for a in order:
+                    w = weights[a]
+                    if not len(w):
+                        continue
+                    r = len(w) // 2
+                    left, right = pats[a][1][pp[a]]
+                    dv = float(v)
+                    acc = dv * w[r]
+                    for k in range(r, 0, -1):
+                        acc += ((dv if k <= left else 0.0) + (dv if k <= right else 0.0)) * w[r + k]
+                    v = rt(acc)
+                table[p0, p1, p2] = v + np.finfo(rt).eps
+    return table, [p[0] for p in pats]
+
+
+def gaussian(image, weights, mode, cval, bleed_correct, reverse_axes, num_threads):
     src, ndim = as3d(image)
     if src.dtype.kind == "b":
         src = src.view(np.uint8)
     rt = real_of(image.dtype)
     out = np.empty(src.shape, rt)
-    sample = np.zeros(1, rt)
     first = True
+    order = list(range(1 if ndim == 2 else 0, 3))
+    if reverse_axes:
+        order = order[::-1]
     with threads(num_threads):
-        for a in range(1 if ndim == 2 else 0, 3):
-            if not sigma[a] > 1e-15:
+        for a in order:
+            if not len(weights[a]):
                 continue
-            w = _weights(float(sigma[a]), float(truncate), sample)
-            _correlate_axis(src if first else out, out, a, w, int(mode), float(cval), bool(renormalise))
+            _correlate_axis(src if first else out, out, a, np.asarray(weights[a], np.float64), int(mode),
+                            float(cval))
             first = False
     if first:
         out[...] = src
+    if bleed_correct:
+        table, ids = _bleed_table(out.shape, weights, order, rt)
+        out /= table[np.ix_(ids[0], ids[1], ids[2])]
     return out.reshape(image.shape)
 
 
@@ -345,13 +367,16 @@ def hysteresis(image, low, high, connectivity, num_threads):
 
 
 @njit(cache=CACHE, parallel=True)
-def _nms(f, mag, m, has_mask, out, is3, ds, lo, hi):
+def _nms(f, mag, m, has_mask, out, is3, coef, inv_sp, lo, hi, c):
+    """Suppression with the gradient rebuilt per voxel by the arithmetic of
+    edges.hpp's fused pass (the same as _sobel's all-axes path)."""
     nz, ny, nx = f.shape
     R = f.dtype.type
     one = R(1)
-    two = R(2)
+    two = c[0]
     zero = R(0)
-    d0, d1, d2 = R(ds[0]), R(ds[1]), R(ds[2])
+    cz, cy, cx = R(coef[0]), R(coef[1]), R(coef[2])
+    i0, i1, i2 = R(inv_sp[0]), R(inv_sp[1]), R(inv_sp[2])
     for row in prange(nz * ny):
         z = row // ny
         y = row % ny
@@ -362,76 +387,83 @@ def _nms(f, mag, m, has_mask, out, is3, ds, lo, hi):
                 continue
             if not _eroded_at(m, has_mask, is3, z, y, x, nz, ny, nx):
                 continue
-            gz = zero
             if not is3:
-                gy = (f[z, y + 1, x - 1] + two * f[z, y + 1, x] + f[z, y + 1, x + 1]) - (
-                    f[z, y - 1, x - 1] + two * f[z, y - 1, x] + f[z, y - 1, x + 1])
-                gx = (f[z, y - 1, x + 1] + two * f[z, y, x + 1] + f[z, y + 1, x + 1]) - (
-                    f[z, y - 1, x - 1] + two * f[z, y, x - 1] + f[z, y + 1, x - 1])
-            else:
-                gz = _sm2(f, z + 1, y, x, 0, two) - _sm2(f, z - 1, y, x, 0, two)
-                gy = _sm2(f, z, y + 1, x, 1, two) - _sm2(f, z, y - 1, x, 1, two)
-                gx = _sm2(f, z, y, x + 1, 2, two) - _sm2(f, z, y, x - 1, 2, two)
-            u0 = gz * d0
-            u1 = gy * d1
-            u2 = gx * d2
-            au0, au1, au2 = abs(u0), abs(u1), abs(u2)
-            a = 2
-            amax = au2
-            if au1 > amax:
-                a = 1
-                amax = au1
-            if is3 and au0 > amax:
-                a = 0
-                amax = au0
-            if not amax > zero:
-                continue
-            # unit steps along each axis in the gradient's direction
-            s0 = 1 if u0 > zero else -1
-            s1 = 1 if u1 > zero else -1
-            s2 = 1 if u2 > zero else -1
-            if not is3:
-                if a == 1:
-                    w = au2 / au1
-                    plus = mag[z, y + s1, x + s2] * w + mag[z, y + s1, x] * (one - w)
+                gy0, gx0 = _grad2d(f, y, x, ny, nx)
+                gx = cx * gx0
+                gy = cy * gy0
+                uy = gy * i1
+                ux = gx * i2
+                ay = abs(uy)
+                ax = abs(ux)
+                ymajor = ay > ax
+                amax = ay if ymajor else ax
+                if not amax > zero:
+                    continue
+                sy = 1 if uy > zero else -1
+                sx = 1 if ux > zero else -1
+                if ymajor:
+                    w = ax / ay
+                    plus = mag[z, y + sy, x + sx] * w + mag[z, y + sy, x] * (one - w)
                     keep = plus <= mv
                     if keep:
-                        minus = mag[z, y - s1, x - s2] * w + mag[z, y - s1, x] * (one - w)
+                        minus = mag[z, y - sy, x - sx] * w + mag[z, y - sy, x] * (one - w)
                         keep = minus <= mv
                 else:
-                    w = au1 / au2
-                    plus = mag[z, y + s1, x + s2] * w + mag[z, y, x + s2] * (one - w)
+                    w = ay / ax
+                    plus = mag[z, y + sy, x + sx] * w + mag[z, y, x + sx] * (one - w)
                     keep = plus <= mv
                     if keep:
-                        minus = mag[z, y - s1, x - s2] * w + mag[z, y, x - s2] * (one - w)
+                        minus = mag[z, y - sy, x - sx] * w + mag[z, y, x - sx] * (one - w)
                         keep = minus <= mv
             else:
+                a0, b0, c0 = _abc(f, z - 1, y - 1, y, y + 1, x, nx, c)
+                a1, b1, c1 = _abc(f, z, y - 1, y, y + 1, x, nx, c)
+                a2, b2, c2 = _abc(f, z + 1, y - 1, y, y + 1, x, nx, c)
+                u0 = cz * (c2 - c0) * i0
+                u1 = cy * (b0 + two * b1 + b2) * i1
+                u2 = cx * (a0 + two * a1 + a2) * i2
+                au0, au1, au2 = abs(u0), abs(u1), abs(u2)
+                a = 2
+                amax = au2
+                if au1 > amax:
+                    a = 1
+                    amax = au1
+                if au0 > amax:
+                    a = 0
+                    amax = au0
+                if not amax > zero:
+                    continue
+                s0 = 1 if u0 > zero else -1
+                s1 = 1 if u1 > zero else -1
+                s2 = 1 if u2 > zero else -1
                 keep = True
                 for sg in (1, -1):
                     if a == 0:
                         wb = au1 / au0
                         wc = au2 / au0
-                        zq, yq, xq = z + sg * s0, y, x
-                        n00 = mag[zq, yq, xq]
-                        n10 = mag[zq, yq + sg * s1, xq]
-                        n01 = mag[zq, yq, xq + sg * s2]
-                        n11 = mag[zq, yq + sg * s1, xq + sg * s2]
+                        zq = z + sg * s0
+                        n00 = mag[zq, y, x]
+                        n10 = mag[zq, y + sg * s1, x]
+                        n01 = mag[zq, y, x + sg * s2]
+                        n11 = mag[zq, y + sg * s1, x + sg * s2]
                     elif a == 1:
                         wb = au0 / au1
                         wc = au2 / au1
-                        zq, yq, xq = z, y + sg * s1, x
-                        n00 = mag[zq, yq, xq]
-                        n10 = mag[zq + sg * s0, yq, xq]
-                        n01 = mag[zq, yq, xq + sg * s2]
-                        n11 = mag[zq + sg * s0, yq, xq + sg * s2]
+                        yq = y + sg * s1
+                        zq = z + sg * s0
+                        n00 = mag[z, yq, x]
+                        n10 = mag[zq, yq, x]
+                        n01 = mag[z, yq, x + sg * s2]
+                        n11 = mag[zq, yq, x + sg * s2]
                     else:
                         wb = au0 / au2
                         wc = au1 / au2
-                        zq, yq, xq = z, y, x + sg * s2
-                        n00 = mag[zq, yq, xq]
-                        n10 = mag[zq + sg * s0, yq, xq]
-                        n01 = mag[zq, yq + sg * s1, xq]
-                        n11 = mag[zq + sg * s0, yq + sg * s1, xq]
+                        xq = x + sg * s2
+                        zq = z + sg * s0
+                        n00 = mag[z, y, xq]
+                        n10 = mag[zq, y, xq]
+                        n01 = mag[z, y + sg * s1, xq]
+                        n11 = mag[zq, y + sg * s1, xq]
                     v = (one - wc) * (n10 * wb + n00 * (one - wb)) + wc * (n11 * wb + n01 * (one - wb))
                     if not (v <= mv):
                         keep = False
@@ -441,28 +473,53 @@ def _nms(f, mag, m, has_mask, out, is3, ds, lo, hi):
 
 
 @njit(cache=True, inline="always")
-def _sm2(f, z, y, x, axis, two):
-    """[1,2,1] x [1,2,1] smoothing over the two axes other than `axis` around (z, y, x).
+def _grad2d(f, y, x, ny, nx):
+    """Raw (gy, gx) of edges.hpp's canny_grad_row_2d: rounded [-1,0,1] differences,
+    [1,2,1] smoothing summed in float64 and rounded once."""
+    R = f.dtype.type
+    yu = y - 1 if y > 0 else 0
+    yd = y + 1 if y + 1 < ny else ny - 1
+    xl = x - 1 if x > 0 else 0
+    xr = x + 1 if x + 1 < nx else nx - 1
+    tl = f[0, yd, xl] - f[0, yu, xl]
+    tm = f[0, yd, x] - f[0, yu, x]
+    tr = f[0, yd, xr] - f[0, yu, xr]
+    gy = R(np.float64(tl) + 2.0 * np.float64(tm) + np.float64(tr))
+    du = f[0, yu, xr] - f[0, yu, xl]
+    dm = f[0, y, xr] - f[0, y, xl]
+    dd = f[0, yd, xr] - f[0, yd, xl]
+    gx = R(np.float64(du) + 2.0 * np.float64(dm) + np.float64(dd))
+    return gy, gx
 
-    Same association as the C++ sm2 lambda: rows along the first remaining axis."""
-    if axis == 0:  # remaining (y, x): sa = y, sb = x
-        return (f[z, y - 1, x - 1] + two * f[z, y - 1, x] + f[z, y - 1, x + 1]) + two * (
-            f[z, y, x - 1] + two * f[z, y, x] + f[z, y, x + 1]) + (
-            f[z, y + 1, x - 1] + two * f[z, y + 1, x] + f[z, y + 1, x + 1])
-    if axis == 1:  # remaining (z, x): sa = z, sb = x
-        return (f[z - 1, y, x - 1] + two * f[z - 1, y, x] + f[z - 1, y, x + 1]) + two * (
-            f[z, y, x - 1] + two * f[z, y, x] + f[z, y, x + 1]) + (
-            f[z + 1, y, x - 1] + two * f[z + 1, y, x] + f[z + 1, y, x + 1])
-    # remaining (z, y): sa = z, sb = y
-    return (f[z - 1, y - 1, x] + two * f[z - 1, y, x] + f[z - 1, y + 1, x]) + two * (
-        f[z, y - 1, x] + two * f[z, y, x] + f[z, y + 1, x]) + (
-        f[z + 1, y - 1, x] + two * f[z + 1, y, x] + f[z + 1, y + 1, x])
+
+@njit(cache=CACHE, parallel=True)
+def _canny_mag2d(f, out, cy, cx):
+    ny, nx = f.shape[1], f.shape[2]
+    R = out.dtype.type
+    ry, rx = R(cy), R(cx)
+    for y in prange(ny):
+        for x in range(nx):
+            gy, gx = _grad2d(f, y, x, ny, nx)
+            a = rx * gx
+            b = ry * gy
+            out[0, y, x] = math.sqrt(a * a + b * b)
 
 
-def canny_suppress(smooth, mag, mask, dscale, low, high, num_threads):
+def canny_magnitude(smooth, coef, num_threads):
     f, ndim = as3d(smooth)
-    g, _ = as3d(mag)
+    if ndim == 3:
+        return sobel(f, [True, True, True], coef, True, 1.0, num_threads)
+    out = np.empty(f.shape, f.dtype)
+    with threads(num_threads):
+        _canny_mag2d(f, out, float(coef[1]), float(coef[2]))
+    return out.reshape(smooth.shape)
+
+
+def canny_suppress(smooth, mask, coef, inv_sp, low, high, num_threads):
+    f, ndim = as3d(smooth)
     rt = f.dtype.type
+    # the magnitude the C++ fused pass keeps in its rings
+    g, _ = as3d(canny_magnitude(smooth, coef, num_threads))
     lo = rt(np.float32(low))
     if lo == 0:
         lo = rt(1e-14)
@@ -475,6 +532,7 @@ def canny_suppress(smooth, mag, mask, dscale, low, high, num_threads):
         has = False
     out = np.empty(f.shape, np.uint8)
     with threads(num_threads):
-        _nms(f, g, m, has, out, ndim == 3, np.array(dscale, np.float64), lo, hi)
+        _nms(f, g, m, has, out, ndim == 3, np.array(coef, np.float64), np.array(inv_sp, np.float64), lo, hi,
+             np.array([2, 3, 4], f.dtype))
     _flood(out, ndim == 3, 3 if ndim == 3 else 2)
     return out.view(np.bool_).reshape(smooth.shape)

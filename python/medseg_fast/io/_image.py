@@ -60,8 +60,11 @@ def spacing_from_affine(affine: np.ndarray) -> tuple[float, float, float]:
     a0, a1, a2 = m[:, 0], m[:, 1], m[:, 2]
     dy = float(np.linalg.norm(a1))
     dx = float(np.linalg.norm(a2))
-    area = float(np.linalg.norm(np.cross(a1, a2)))
-    dz = abs(float(np.linalg.det(m))) / area if area > 0 else float(np.linalg.norm(a0))
+    dz = float(np.linalg.norm(a0))
+    normal = np.cross(a1, a2)
+    area = float(np.linalg.norm(normal))
+    if area > 0 and dz > 0 and abs(float(np.dot(a0, normal))) < (1 - 1e-9) * dz * area:
+        dz = abs(float(np.dot(a0, normal))) / area  # sheared: distance between planes
     return (dz, dy, dx)
 
 
@@ -114,7 +117,9 @@ class Image:
     spacing : sequence of 3 floats, optional
         (dz, dy, dx) in mm. Derived from *affine* when omitted (1 mm when both are).
     affine : (4, 4) array_like, optional
-        Maps (z, y, x, 1) indices to RAS+ mm. Defaults to ``diag(dz, dy, dx, 1)``.
+        Maps (z, y, x, 1) indices to RAS+ mm. Defaults to the axis-aligned grid with
+        x toward +x (Right), y toward +y (Anterior), z toward +z (Superior) and the
+        origin at 0, i.e. nibabel's ``diag(dx, dy, dz, 1)``.
     meta : dict, optional
         Free-form metadata; ``'shape'``, ``'dtype'``, ``'orientation'``,
         ``'orientation_xyz'`` and ``'warnings'`` are filled in.
@@ -126,8 +131,8 @@ class Image:
     >>> img = Image(np.zeros((4, 5, 6), np.int16), spacing=(2.0, 0.5, 0.5))
     >>> img.shape, img.spacing
     ((4, 5, 6), (2.0, 0.5, 0.5))
-    >>> img.affine[:3, 3].tolist()
-    [0.0, 0.0, 0.0]
+    >>> img.affine[:3, 3].tolist(), img.orientation
+    ([0.0, 0.0, 0.0], 'SAR')
     """
 
     __slots__ = ("array", "spacing", "affine", "meta")
@@ -138,9 +143,9 @@ class Image:
             raise InvalidImageError(
                 f"Image needs a 3D (z, y, x) array, got {array.ndim}D with shape {array.shape}"
             )
-        if affine is None:
+        if affine is None:  # x -> +x (R), y -> +y (A), z -> +z (S), origin 0
             sp = _check_spacing(spacing) if spacing is not None else (1.0, 1.0, 1.0)
-            affine = np.diag([sp[0], sp[1], sp[2], 1.0])
+            affine = ijk_to_zyx_affine(np.diag([sp[2], sp[1], sp[0], 1.0]))
         affine = _check_affine(affine)
         if spacing is None:
             spacing = spacing_from_affine(affine)
@@ -178,6 +183,11 @@ class Image:
     def with_array(self, array) -> "Image":
         """A new Image on the same grid holding *array* (same shape required).
 
+        The geometry and most metadata are kept (``meta['derived_from']`` names the
+        source); ``format``, ``source``, ``rescale`` and ``warnings`` are dropped,
+        since they described the original voxels. Saving the result writes the
+        same grid as the original (for a NIfTI source, its sform/qform exactly).
+
         >>> import numpy as np
         >>> from medseg_fast.io import Image
         >>> ct = Image(np.zeros((2, 3, 4), np.int16), spacing=(3, 1, 1))
@@ -190,7 +200,8 @@ class Image:
             raise InvalidImageError(
                 f"array shape {array.shape} does not match the image shape {self.array.shape}"
             )
-        meta = {k: v for k, v in self.meta.items() if k not in ("warnings", "rescale")}
+        meta = {k: v for k, v in self.meta.items() if k not in ("warnings", "rescale", "format", "source")}
+        meta["derived_from"] = self.meta.get("source")
         return Image(array, spacing=self.spacing, affine=self.affine, meta=meta)
 
     def __array__(self, dtype=None, copy=None):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 import warnings
 
 import numpy as np
@@ -33,27 +34,21 @@ __all__ = [
 ]
 
 
-class ImageFileNotFoundError(ImageIOError, FileNotFoundError):
-    """The path given to a loader does not exist.
-
-    Derives from both :class:`~medseg_fast.ImageIOError` and the built-in
-    :class:`FileNotFoundError`, so either ``except`` clause catches it.
-    """
-
-
-class UnsupportedMosaicError(ImageIOError):
-    """A Siemens MOSAIC DICOM (slices tiled into one frame) was asked for.
-
-    Demosaicing needs the private CSA header; convert such series with dcm2niix.
-    """
+# re-exported from the package's one error hierarchy
+from .._errors import ImageFileNotFoundError, UnsupportedMosaicError  # noqa: E402,F401
 
 
 class WarningLog(list):
     """A list of warning messages that also emits each one as a MedsegWarning."""
 
-    def warn(self, message: str, stacklevel: int = 4) -> None:
+    def warn(self, message: str) -> None:
         self.append(message)
-        warnings.warn(message, MedsegWarning, stacklevel=stacklevel)
+        # Point the warning at the first caller outside medseg_fast.io.
+        here = os.path.dirname(os.path.abspath(__file__))
+        frame, level = sys._getframe(0), 1
+        while frame is not None and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == here:
+            frame, level = frame.f_back, level + 1
+        warnings.warn(message, MedsegWarning, stacklevel=level)
 
 
 def check_exists(path: str) -> None:

@@ -84,6 +84,7 @@ _PIXEL_TAGS = {(0x7FE0, 0x0010), (0x7FE0, 0x0008), (0x7FE0, 0x0009)}
 _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 _DICOMDIR_SOP = "1.2.840.10008.1.3.10"
 _GREY = ("MONOCHROME2",)
+_PIXEL_SOP_NAMES = {"Segmentation Storage", "RT Dose Storage", "Parametric Map Storage"}
 
 
 # --------------------------------------------------------------------------- records
@@ -201,6 +202,17 @@ def _frame_attr(per_frame, shared, seq_keyword, keyword):
     return None
 
 
+def _valid_iop(iop):
+    """*iop* when its two direction vectors are non-zero and not parallel, else None."""
+    if iop is None:
+        return None
+    r, c = np.asarray(iop[:3]), np.asarray(iop[3:])
+    nr, nc = np.linalg.norm(r), np.linalg.norm(c)
+    if nr < 1e-3 or nc < 1e-3 or np.linalg.norm(np.cross(r / nr, c / nc)) < 1e-3:
+        return None
+    return iop
+
+
 def _normal(iop) -> np.ndarray:
     r = np.asarray(iop[:3], dtype=np.float64)
     c = np.asarray(iop[3:], dtype=np.float64)
@@ -217,22 +229,23 @@ def _normal(iop) -> np.ndarray:
 def _probe_pixels(fp, ds, size: int, ts: str):
     """Look at the element where ``stop_before_pixels`` stopped.
 
-    Returns ``(has_pixels, problem)``: whether a pixel data element starts there, and
-    a message when its declared length runs past the end of the file.
+    Returns ``(has_pixels, problem, length)``: whether a pixel data element starts
+    there, a message when its declared length runs past the end of the file, and the
+    declared length (None when unknown or undefined, i.e. encapsulated).
     """
     if ts == pydicom.uid.DeflatedExplicitVRLittleEndian:
-        return None, None  # the file position does not map to the inflated stream
+        return None, None, None  # the file position does not map to the inflated stream
     pos = fp.tell()
     head = fp.read(12)
     if len(head) < 8:
-        return False, None
+        return False, None, None
     implicit, little = getattr(ds, "original_encoding", (None, None))
     if little is None:
         little = True
     e = "<" if little else ">"
     group, elem = struct.unpack(e + "HH", head[:4])
     if (group, elem) not in _PIXEL_TAGS:
-        return False, None
+        return False, None, None
     if implicit is None:
         implicit = head[4:6] not in (b"OB", b"OW", b"OF", b"OD", b"UN")
     if implicit:
@@ -240,18 +253,20 @@ def _probe_pixels(fp, ds, size: int, ts: str):
         start = pos + 8
     elif head[4:6] in _LONG_VRS:
         if len(head) < 12:
-            return True, "the file ends inside the pixel data element header"
+            return True, "the file ends inside the pixel data element header", None
         length = struct.unpack(e + "I", head[8:12])[0]
         start = pos + 12
     else:
         length = struct.unpack(e + "H", head[6:8])[0]
         start = pos + 8
-    if length != 0xFFFFFFFF and start + length > size:
+    if length == 0xFFFFFFFF:
+        return True, None, None
+    if start + length > size:
         return True, (
             f"pixel data declares {length} bytes but only {max(size - start, 0)} remain: "
             "truncated file"
-        )
-    return True, None
+        ), length
+    return True, None, length
 
 
 def _read_header(source, name: str, *, skip_localizers: bool):
@@ -278,9 +293,9 @@ def _read_header(source, name: str, *, skip_localizers: bool):
         meta = getattr(ds, "file_meta", None)
         ts = _str(_get(meta, "TransferSyntaxUID")) if meta is not None else ""
         try:
-            has_pixels, problem = _probe_pixels(fp, ds, size, ts)
+            has_pixels, problem, pixel_bytes = _probe_pixels(fp, ds, size, ts)
         except Exception:  # noqa: BLE001
-            has_pixels, problem = None, None
+            has_pixels, problem, pixel_bytes = None, None, None
     finally:
         fp.close()
 
@@ -296,6 +311,22 @@ def _read_header(source, name: str, *, skip_localizers: bool):
             kind = UID(sop_class).name if sop_class else "unknown SOP class"
         except Exception:  # noqa: BLE001
             kind = sop_class
+        if "Image Storage" in kind or kind in _PIXEL_SOP_NAMES:
+            reason = (
+                f"corrupt: a {kind} object without Rows, Columns or pixel data: the file is "
+                "probably truncated"
+            )
+            series_uid = _str(_get(ds, "SeriesInstanceUID"))
+            if not series_uid:
+                return None, reason
+            # Keep it (without frames) so that loading its series can refuse it.
+            return _File(
+                path=name, source=source, transfer_syntax=ts,
+                study_uid=_str(_get(ds, "StudyInstanceUID")), series_uid=series_uid,
+                modality=_str(_get(ds, "Modality")) or None, description="", series_number=None,
+                rows=0, cols=0, n_frames=0, image_type=(), photometric="", samples=1,
+                instance=None, sop_class=sop_class, corrupt=reason,
+            ), None
         return None, f"not an image: no pixel data ({kind})"
     image_type = tuple(_str(v).upper() for v in (_get(ds, "ImageType") or ()))
     if skip_localizers and "LOCALIZER" in image_type:
@@ -306,6 +337,20 @@ def _read_header(source, name: str, *, skip_localizers: bool):
             "has image attributes (Rows, Columns) but no pixel data: the file is "
             "probably truncated"
         )
+    n_frames = max(_int(_get(ds, "NumberOfFrames"), 1) or 1, 1)
+    samples = _int(_get(ds, "SamplesPerPixel"), 1) or 1
+    bits = _int(_get(ds, "BitsAllocated"), 16) or 16
+    if pixel_bytes is not None and corrupt is None:
+        need = (rows * cols * samples * n_frames * bits + 7) // 8
+        if pixel_bytes < need:
+            corrupt = (
+                f"pixel data holds {pixel_bytes} bytes but {n_frames} frame(s) of "
+                f"{rows}x{cols}x{samples} at {bits} bits need {need}"
+            )
+    elif n_frames > size // 8 and corrupt is None:  # every encapsulated frame takes >= 8 bytes
+        corrupt = f"NumberOfFrames {n_frames} cannot fit in a {size}-byte file"
+    if corrupt and n_frames > 1:
+        n_frames = 1  # do not build frame records for a bogus count
     f = _File(
         path=name,
         source=source,
@@ -317,10 +362,10 @@ def _read_header(source, name: str, *, skip_localizers: bool):
         series_number=_int(_get(ds, "SeriesNumber")),
         rows=rows,
         cols=cols,
-        n_frames=max(_int(_get(ds, "NumberOfFrames"), 1) or 1, 1),
+        n_frames=n_frames,
         image_type=image_type,
         photometric=_str(_get(ds, "PhotometricInterpretation")).upper() or "MONOCHROME2",
-        samples=_int(_get(ds, "SamplesPerPixel"), 1) or 1,
+        samples=samples,
         instance=_int(_get(ds, "InstanceNumber")),
         sop_class=sop_class,
         corrupt=corrupt,
@@ -333,14 +378,17 @@ def _read_header(source, name: str, *, skip_localizers: bool):
         "pixel_representation": _int(_get(ds, "PixelRepresentation")),
         "frame_of_reference_uid": _str(_get(ds, "FrameOfReferenceUID")) or None,
     }
-    f.frames = _frames_of(ds, f)
+    try:
+        f.frames = _frames_of(ds, f)
+    except Exception as exc:  # noqa: BLE001 - malformed functional groups
+        return None, f"corrupt: unreadable frame geometry: {type(exc).__name__}: {exc}"
     return f, None
 
 
 def _frames_of(ds, f: _File) -> list:
     """Per-frame geometry and rescale, with fallback to the shared groups and top level."""
     top_ipp = _floats(_get(ds, "ImagePositionPatient"), 3)
-    top_iop = _floats(_get(ds, "ImageOrientationPatient"), 6)
+    top_iop = _valid_iop(_floats(_get(ds, "ImageOrientationPatient"), 6))
     top_ps = _floats(_get(ds, "PixelSpacing"), 2)
     top_th = _float(_get(ds, "SliceThickness"))
     top_slope = _float(_get(ds, "RescaleSlope"), 1.0)
@@ -375,7 +423,9 @@ def _frames_of(ds, f: _File) -> list:
             frames.append(_Frame(f, k, ipp, top_iop, top_ps, top_th, top_slope, top_inter, dict(top_split)))
             continue
         ipp = _floats(_frame_attr(pf, sfg, "PlanePositionSequence", "ImagePositionPatient"), 3)
-        iop = _floats(_frame_attr(pf, sfg, "PlaneOrientationSequence", "ImageOrientationPatient"), 6)
+        iop = _valid_iop(
+            _floats(_frame_attr(pf, sfg, "PlaneOrientationSequence", "ImageOrientationPatient"), 6)
+        )
         ps = _floats(_frame_attr(pf, sfg, "PixelMeasuresSequence", "PixelSpacing"), 2)
         th = _float(_frame_attr(pf, sfg, "PixelMeasuresSequence", "SliceThickness"))
         slope = _float(_frame_attr(pf, sfg, "PixelValueTransformationSequence", "RescaleSlope"))
@@ -442,10 +492,13 @@ def _split_by_value(frames):
 def _group(files) -> list:
     """Group frames into candidate series; returns a list of dicts (internal)."""
     by_series: dict = {}
+    orphans: dict = {}  # corrupt files of a series that yielded no frames
     for f in files:
-        by_series.setdefault((f.study_uid, f.series_uid), []).append(f)
+        if f.frames:
+            by_series.setdefault((f.study_uid, f.series_uid), []).append(f)
+        else:
+            orphans.setdefault((f.study_uid, f.series_uid), []).append(f)
     candidates = []
-    uid_count: dict = {}
     for (study, series), members in by_series.items():
         clusters: list = []  # [key, iop representative, frames]
         for f in members:
@@ -480,8 +533,8 @@ def _group(files) -> list:
                 "frames": frs,
                 "split_by": "; ".join(reasons) if reasons else None,
                 "_sub": k + 1 if multi else None,
+                "orphans": orphans.get((study, series), []),
             })
-            uid_count[series] = uid_count.get(series, 0) + 1
     # unique ids
     seen: dict = {}
     for c in candidates:
@@ -499,11 +552,7 @@ def _group(files) -> list:
 def _describe(c) -> dict:
     frames = c["frames"]
     f0 = frames[0].file
-    files = []
-    for fr in frames:
-        if not files or files[-1] != fr.file.path:
-            files.append(fr.file.path)
-    files = list(dict.fromkeys(files))
+    files = list(dict.fromkeys(fr.file.path for fr in frames))
     return {
         "id": c["id"],
         "uid": c["uid"],
@@ -520,7 +569,10 @@ def _describe(c) -> dict:
         "photometric": f0.photometric,
         "transfer_syntaxes": sorted({fr.file.transfer_syntax for fr in frames}),
         "split_by": c["split_by"],
-        "corrupt_files": {fr.file.path: fr.file.corrupt for fr in frames if fr.file.corrupt},
+        "corrupt_files": {
+            **{f.path: f.corrupt for f in c["orphans"]},
+            **{fr.file.path: fr.file.corrupt for fr in frames if fr.file.corrupt},
+        },
         "files": files,
     }
 
@@ -540,6 +592,8 @@ def _scan_folder(folder: str, recursive: bool):
         if f is None:
             skipped[p] = reason
         else:
+            if not f.frames:
+                skipped[p] = f.corrupt
             files.append(f)
     return files, skipped
 
@@ -744,7 +798,8 @@ def _geometry(frames, strict: bool, log: WarningLog, name: str):
         order = [0]
         proj = [float(np.dot(ipp, nrm))]
         positions = np.asarray([ipp], dtype=np.float64)
-        meta.update(slice_gaps_mm=[], uneven_spacing=False, gantry_tilt_deg=0.0, sheared=False)
+        meta.update(slice_gaps_mm=[], uneven_spacing=False, missing_slices_estimate=0,
+                    gantry_tilt_deg=0.0, sheared=False)
     else:
         missing = []
         for fr in frames:
@@ -784,8 +839,13 @@ def _geometry(frames, strict: bool, log: WarningLog, name: str):
         uneven = np.abs(gaps - gap) > GAP_REL_TOL * gap + GAP_ABS_TOL_MM
         meta["slice_gaps_mm"] = [float(g) for g in gaps]
         meta["uneven_spacing"] = bool(uneven.any())
+        meta["missing_slices_estimate"] = 0
         if uneven.any():
-            n_missing = int(sum(max(round(g / gap) - 1, 0) for g in gaps if g > 1.5 * gap))
+            # "missing slices" only when every gap is a whole multiple of the median
+            multiples = np.round(gaps / gap)
+            on_grid = np.all(np.abs(gaps - multiples * gap) <= GAP_REL_TOL * gaps + GAP_ABS_TOL_MM)
+            n_missing = int(np.sum(multiples - 1)) if on_grid and multiples.min() >= 1 else 0
+            meta["missing_slices_estimate"] = n_missing
             msg = (
                 f"{name}: uneven slice spacing: gaps along the normal range from "
                 f"{gaps.min():.4g} to {gaps.max():.4g} mm (median {gap:.4g} mm, {int(uneven.sum())} "
@@ -981,9 +1041,11 @@ def _assemble(frames, *, strict: bool, name: str, source: str, log: WarningLog,
 def _load_file(source, name: str, strict: bool) -> Image:
     f, reason = _read_header(source, name, skip_localizers=False)
     if f is None:
-        if reason.startswith(("empty file", "corrupt DICOM header", "cannot open")):
+        if reason.startswith(("empty file", "corrupt", "cannot open")):
             raise CorruptFileError(f"{name}: {reason}")
         raise NotAnImageError(f"{name}: {reason}")
+    if not f.frames:
+        raise CorruptFileError(f"{name}: {f.corrupt}")
     log = WarningLog()
     return _assemble(f.frames, strict=strict, name=name, source=name, log=log)
 
@@ -1031,6 +1093,11 @@ def _load_folder(folder: str, series_uid, strict: bool, recursive: bool) -> Imag
                 f"{listing([described[0]])}. Others (pass series_uid=): {listing(described[1:])}"
             )
     chosen = candidates[pick]
+    bad = described[pick]["corrupt_files"]
+    if bad:
+        path, why = next(iter(bad.items()))
+        more = f" ({len(bad) - 1} more corrupt file(s) in this series)" if len(bad) > 1 else ""
+        raise CorruptFileError(f"{path}: {why}{more}")
     extra = {
         "series_id": described[pick]["id"],
         "other_series": [

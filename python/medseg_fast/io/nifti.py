@@ -44,6 +44,7 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
+from nibabel.spatialimages import HeaderDataError
 
 from .._errors import (
     CorruptFileError,
@@ -236,8 +237,8 @@ def _load(opener, size: int | None, name: str, *, volume, mmap: bool, path: str 
         return _load_unchecked(opener, size, name, volume=volume, mmap=mmap, path=path)
     except MedsegError:
         raise
-    except (EOFError, OSError, zlib.error, struct.error) as exc:
-        raise CorruptFileError(f"{name}: unreadable NIfTI file: {exc}") from exc
+    except (EOFError, OSError, zlib.error, struct.error, ValueError, HeaderDataError) as exc:
+        raise CorruptFileError(f"{name}: unreadable NIfTI file: {type(exc).__name__}: {exc}") from exc
 
 
 def _load_unchecked(opener, size, name, *, volume, mmap, path) -> Image:
@@ -279,7 +280,8 @@ def _load_unchecked(opener, size, name, *, volume, mmap, path) -> Image:
         scaled = slope is not None and (float(slope) != 1.0 or (inter is not None and float(inter) != 0.0))
         start = offset + vol * vol_bytes
         if mmap and path is not None and not compressed and not scaled and dtype.isnative:
-            raw_ijk = np.memmap(path, dtype=dtype, mode="c", offset=start, shape=shape3, order="F")
+            raw_ijk = np.memmap(path, dtype=dtype.newbyteorder("="), mode="c", offset=start,
+                                shape=shape3, order="F")
             raw_ijk = raw_ijk.view(np.ndarray)
             mapped = True
         else:
@@ -294,7 +296,7 @@ def _load_unchecked(opener, size, name, *, volume, mmap, path) -> Image:
             raw_ijk = buf.view(dtype).reshape(shape3, order="F")
             if not dtype.isnative:
                 raw_ijk.byteswap(inplace=True)
-                raw_ijk = raw_ijk.view(dtype.newbyteorder("="))
+            raw_ijk = raw_ijk.view(dtype.newbyteorder("="))
     raw = raw_ijk.T  # (z, y, x), C-contiguous
     stored_dtype = str(dtype)
     if scaled:
@@ -389,7 +391,7 @@ def load_nifti(path, *, volume: int | None = None, mmap: bool = False) -> Image:
     >>> p = os.path.join(os.path.dirname(nibabel.__file__), "tests", "data", "anatomical.nii")
     >>> img = load(p)                    # big-endian int16 on disk
     >>> img.shape, img.dtype, img.array.dtype.isnative
-    ((33, 56, 57), dtype('int16'), True)
+    ((25, 41, 33), dtype('int16'), True)
     """
     path = os.fspath(path)
     check_exists(path)
@@ -453,7 +455,7 @@ def _storage_dtype(array: np.ndarray, label: bool) -> np.dtype:
     if kind == "b":
         return np.dtype(np.uint8)
     if kind in "iu":
-        if not label:
+        if not label:  # keep the dtype (NIfTI has every integer type up to 64 bits)
             return array.dtype.newbyteorder("=")
         if array.size == 0:
             return np.dtype(np.uint8)
@@ -466,6 +468,17 @@ def _storage_dtype(array: np.ndarray, label: bool) -> np.dtype:
     if kind == "f":
         return np.dtype(np.float32)
     raise InvalidImageError(f"cannot save an array of dtype {array.dtype} as NIfTI")
+
+
+def _header_matches(hdr, image: Image) -> bool:
+    """True when a stored source header still describes *image*'s grid."""
+    try:
+        best = ijk_to_zyx_affine(hdr.get_best_affine())
+        shape = tuple(int(n) for n in hdr.get_data_shape()[:3])
+    except Exception:  # noqa: BLE001
+        return False
+    shape = shape + (1,) * (3 - len(shape))
+    return shape[::-1] == tuple(image.shape) and np.allclose(best, image.affine, rtol=0, atol=1e-6)
 
 
 def _nifti_class(ref_hdr, shape):
@@ -506,7 +519,10 @@ def save_nifti(
     affine : (4, 4) array_like, optional
         Array-order (z, y, x) -> RAS+ affine, instead of *reference*.
     label : bool, optional
-        Store as a label map. Default: True for bool and integer arrays. Label maps
+        Store as a label map. Default: True for bool and integer arrays, except for
+        an :class:`Image` loaded straight from a file (``meta['format']`` set), which
+        is a label map only if it was one (bool, or NIfTI intent LABEL), so that a
+        CT saved back keeps its dtype and no label intent. Label maps
         are written as the smallest of uint8, uint16, int16, int32, int64 holding
         the values, with ``scl_slope=1``, ``scl_inter=0`` and
         ``intent_code=NIFTI_INTENT_LABEL``. Float arrays are written as float32.
@@ -538,9 +554,12 @@ def save_nifti(
     if not is_nifti_path(path):
         raise InvalidParameterError(f"{path}: NIfTI output names must end in .nii or .nii.gz")
     log = WarningLog()
+    loaded_scan = None
     if isinstance(array, Image):
         if reference is None and affine is None and spacing is None:
             reference = array
+        if array.meta.get("format") in ("dicom", "nifti"):
+            loaded_scan = array  # an image straight from a file, not a derived result
         array = array.array
     array = np.asarray(array)
     if array.ndim != 3:
@@ -558,14 +577,17 @@ def save_nifti(
             )
         geom = Image(np.empty((1, 1, 1), np.uint8), spacing=reference.spacing, affine=reference.affine)
         ref_hdr = reference.meta.get("nifti_header")
-        if ref_hdr is not None and reference.meta.get("format") != "nifti":
-            ref_hdr = None
+        if ref_hdr is not None and not _header_matches(ref_hdr, reference):
+            ref_hdr = None  # the Image was edited after loading: its affine wins
     else:
         geom = Image(np.empty((1, 1, 1), np.uint8), spacing=spacing, affine=affine)
         ref_hdr = None
 
     if label is None:
-        label = array.dtype.kind in "biu"
+        if loaded_scan is not None:  # a CT saved back is not a label map
+            label = array.dtype.kind == "b" or loaded_scan.meta.get("intent_code") == _INTENT_LABEL
+        else:
+            label = array.dtype.kind in "biu"
     out_dtype = _storage_dtype(array, label)
     img_class, hdr_class = _nifti_class(ref_hdr, array.shape)
     hdr = hdr_class()

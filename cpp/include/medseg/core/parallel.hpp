@@ -62,6 +62,13 @@ void parallel_blocks(int64_t n, int num_threads, int64_t grain, F&& f) {
 #endif
 }
 
+// Grain (in units of `unit`-sized items) that gives each thread at least about
+// 32K voxels of work, so small images do not pay for waking a thread team.
+inline int64_t grain_for(int64_t unit, int64_t min_items = 1) {
+    const int64_t g = (int64_t(1) << 15) / (unit > 0 ? unit : 1);
+    return g > min_items ? g : min_items;
+}
+
 // Calls f(i) for i in [0, n) with dynamic scheduling in chunks (for uneven work
 // such as tiles of different cost).  f must write disjoint outputs.
 template <class F>

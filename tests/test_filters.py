@@ -1,0 +1,85 @@
+"""medseg_fast.filters.gaussian against scipy.ndimage.gaussian_filter."""
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+
+from medseg_fast import filters
+from medseg_fast._errors import EmptyImageError, InvalidImageError, InvalidParameterError, NonFiniteError
+
+from conftest import ellipsoid_phantom, layouts
+
+
+def _ref(img, sigma, mode="nearest", cval=0.0):
+    return ndi.gaussian_filter(img.astype(np.float64), sigma, mode=mode, cval=cval, truncate=4.0)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "reflect", "mirror", "wrap", "constant"])
+@pytest.mark.parametrize("shape,sigma", [((37, 41), 1.5), ((9, 13, 17), (0.7, 1.2, 2.0))])
+def test_matches_scipy_modes(backend, mode, shape, sigma):
+    for dtype in (np.float32, np.float64):
+        img = np.random.default_rng(1).normal(size=shape).astype(dtype)
+        out = filters.gaussian(img, sigma, mode=mode, cval=0.5, backend=backend)
+        assert out.dtype == dtype and out.shape == img.shape
+        # same weights, same double accumulation order, one rounding per pass: bit-identical
+        np.testing.assert_array_equal(out, ndi.gaussian_filter(img, sigma, mode=mode, cval=0.5, truncate=4.0))
+        np.testing.assert_allclose(out, _ref(img, sigma, mode, 0.5), rtol=0, atol=2e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint16, np.int32, np.float32, np.float64, np.bool_])
+def test_dtypes_on_ct(backend, ct_small, dtype):
+    img = ct_small.astype(dtype) if dtype != np.bool_ else ct_small > 1000
+    out = filters.gaussian(img, 2.0, backend=backend)
+    assert out.dtype == (np.float64 if dtype == np.float64 else np.float32)
+    ref = _ref(img, 2.0)
+    np.testing.assert_allclose(out, ref, rtol=2e-6, atol=2e-6 * max(1.0, np.abs(ref).max()))
+
+
+def test_spacing_means_mm(backend):
+    img, _ = ellipsoid_phantom((20, 24, 28))
+    sp = (2.5, 0.8, 0.8)
+    out = filters.gaussian(img, 2.0, spacing=sp, backend=backend)
+    np.testing.assert_allclose(out, _ref(img, [2.0 / s for s in sp]), atol=1e-3)
+
+
+def test_layouts_and_threads(backend):
+    img, _ = ellipsoid_phantom((16, 20, 24), noise=5)
+    ref = filters.gaussian(img, 1.3, backend=backend, num_threads=1)
+    for name, a in layouts(img).items():
+        before = a.copy()
+        out = filters.gaussian(a, 1.3, backend=backend, num_threads=2)
+        np.testing.assert_array_equal(out, ref, err_msg=name)
+        np.testing.assert_array_equal(a, before)
+
+
+def test_cpu_and_numba_agree(ct_small):
+    a = filters.gaussian(ct_small, 1.7, backend="cpu")
+    b = filters.gaussian(ct_small, 1.7, backend="numba")
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "args,exc",
+    [
+        ((np.zeros((0, 5), np.float32), 1.0), EmptyImageError),
+        ((np.zeros(5, np.float32), 1.0), InvalidImageError),
+        ((np.zeros((2, 2, 2, 2), np.float32), 1.0), InvalidImageError),
+        ((np.array([[1.0, np.nan]], np.float32), 1.0), NonFiniteError),
+        ((np.array([[1.0, np.inf]]), 1.0), NonFiniteError),
+        ((np.zeros((4, 4)), 0.0), InvalidParameterError),
+        ((np.zeros((4, 4)), -1.0), InvalidParameterError),
+        ((np.zeros((4, 4)), (1.0, 2.0, 3.0)), InvalidParameterError),
+        ((np.zeros((4, 4), np.int64), 1.0), InvalidImageError),
+        ((np.zeros((4, 4), np.complex64), 1.0), InvalidImageError),
+    ],
+)
+def test_bad_input(args, exc):
+    with pytest.raises(exc):
+        filters.gaussian(*args)
+
+
+def test_bad_mode_and_threads():
+    with pytest.raises(InvalidParameterError):
+        filters.gaussian(np.zeros((4, 4)), 1.0, mode="bogus")
+    with pytest.raises(InvalidParameterError):
+        filters.gaussian(np.zeros((4, 4)), 1.0, num_threads=-2)
