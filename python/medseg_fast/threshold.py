@@ -660,16 +660,19 @@ def local(image, block_size, method="gaussian", offset=0.0, *, mode="reflect", c
     offset = _finite(offset, "offset")
     cval = _finite(cval, "cval")
     win = _window_voxels(block_size, arr, spacing, "block_size")
-    view, transposed = native_c(arr.view(np.uint8) if arr.dtype == np.bool_ else arr)
-    win_c = [int(w) for w in core_axes(win, arr.ndim, transposed, fill=1)]
     if method == "gaussian":
-        sigma = [(w - 1) / 6.0 for w in win_c]
-        if arr.ndim == 2:
-            sigma[0] = 0.0
-        out = family(name, "edges").gaussian(view, sigma, 4.0, _MODES[mode], cval, False, nt)
+        # the package's scipy-exact separable Gaussian (medseg_fast.filters), with
+        # scikit-image's sigma = (block_size - 1) / 6 per axis and truncate 4
+        from .filters import gaussian
+
+        sigma = tuple((w - 1) / 6.0 for w in win)
+        out = gaussian(arr, sigma, mode=mode, cval=cval, truncate=4.0, backend=name, num_threads=num_threads)
         if offset:
             out -= out.dtype.type(offset)
-    elif method == "mean":
+        return out
+    view, transposed = native_c(arr.view(np.uint8) if arr.dtype == np.bool_ else arr)
+    win_c = [int(w) for w in core_axes(win, arr.ndim, transposed, fill=1)]
+    if method == "mean":
         out = family(name, "threshold").local_threshold(view, win_c, _MODES[mode], cval, 0, 0.0, 1.0, offset, nt)
     else:
         out = family(name, "threshold").local_median(view, win_c, _MODES[mode], cval, offset, nt)
