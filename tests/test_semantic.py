@@ -189,3 +189,18 @@ def test_ct_tissues_totalsegmentator_lungs(shared_data, backend):
     body = S.body_mask(ct, backend=backend)
     assert body[seg > 0].mean() > 0.999  # every labelled organ is inside the body
     assert (out[~body] == 0).all() and (out[body] > 0).all()
+
+
+def test_class_maps_save_as_label_maps(shared_data, tmp_path, backend):
+    nib = pytest.importorskip("nibabel")
+    from medseg_fast import io
+
+    img = io.load(str(shared_data / "totalsegmentator" / "example_ct_sm.nii.gz"))  # Image: (z, y, x) HU + spacing
+    classes = S.ct_tissues(img, backend=backend)
+    thr = T.sauvola(img, 15.0, r=1000.0, backend=backend)  # window in mm from the Image's spacing
+    assert thr.shape == img.array.shape
+    out = io.save(classes, str(tmp_path / "tissues.nii.gz"), reference=img)
+    back = io.load(out)
+    np.testing.assert_array_equal(back.array, classes)
+    hdr = nib.load(out).header
+    assert hdr.get_data_dtype() == np.uint8 and hdr.get_intent()[0] == "label"
