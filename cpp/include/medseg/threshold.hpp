@@ -497,14 +497,21 @@ void local_threshold(const T* img, R* out, const Shape& s, const LocalParams& p,
         auto box = [&](int64_t zsrc) {
             detail::plane_box(img, s, zsrc, c0, cw, p, ty, tx, rowbuf, hx1, hx2, b1.data(), sq ? b2.data() : nullptr);
         };
+        // window of one plane along z (2D images): each plane's box sums are the
+        // result, no z accumulation
+        const bool flat = wz == 1;
         // initial window of planes z0 - rz .. z0 + rz
-        for (int64_t j = 0; j < wz; ++j) {
+        for (int64_t j = 0; j < wz && !flat; ++j) {
             box(tz[z0 + j]);
             for (int64_t i = 0; i < M; ++i) a1[i] += b1[i];
             if (sq) for (int64_t i = 0; i < M; ++i) a2[i] += b2[i];
         }
         for (int64_t z = z0; z < z1; ++z) {
-            if (z > z0) {
+            if (flat) {
+                box(z);
+                a1.swap(b1);
+                if (sq) a2.swap(b2);
+            } else if (z > z0) {
                 // slide: add plane z + rz, subtract plane z - rz - 1
                 box(tz[z + wz - 1]);
                 for (int64_t i = 0; i < M; ++i) a1[i] += b1[i];

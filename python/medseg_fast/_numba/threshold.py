@@ -354,15 +354,20 @@ def _local(img, out, wz, wy, wx, mode, cv, op, k, r, offset):
         b2 = np.empty(M if sq else 0)
         a1 = np.zeros(M)
         a2 = np.zeros(M if sq else 0)
-        for j in range(wz):
-            _plane_box(img, tz[z0 + j], c0, cw, wy, wx, cv, sq, ty, tx, rowbuf, hx1, hx2, b1, b2)
-            for i in range(M):
-                a1[i] += b1[i]
-            if sq:
+        flat = wz == 1
+        if not flat:
+            for j in range(wz):
+                _plane_box(img, tz[z0 + j], c0, cw, wy, wx, cv, sq, ty, tx, rowbuf, hx1, hx2, b1, b2)
                 for i in range(M):
-                    a2[i] += b2[i]
+                    a1[i] += b1[i]
+                if sq:
+                    for i in range(M):
+                        a2[i] += b2[i]
         for z in range(z0, z1):
-            if z > z0:
+            if flat:
+                # one plane along z: the plane's box sums are the result
+                _plane_box(img, z, c0, cw, wy, wx, cv, sq, ty, tx, rowbuf, hx1, hx2, a1, a2)
+            elif z > z0:
                 _plane_box(img, tz[z + wz - 1], c0, cw, wy, wx, cv, sq, ty, tx, rowbuf, hx1, hx2, b1, b2)
                 for i in range(M):
                     a1[i] += b1[i]
