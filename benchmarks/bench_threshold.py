@@ -1,0 +1,163 @@
+"""Benchmarks of medseg_fast.threshold against scikit-image and OpenCV.
+
+Run:  pytest benchmarks/bench_threshold.py --benchmark-only
+      (MEDSEG_BENCH_SIZE=small|tiny for quicker runs; MEDSEG_BENCH_REF_ROUNDS
+      rounds for the slow scikit-image references, default 1)
+
+Groups pair our function (all cores, and one thread) with the reference on the
+same input and assert that the answers agree.  The "read floor" of the otsu
+groups is one single-threaded numpy reduction over the volume (``max``), i.e.
+about the cost of reading it once.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import numpy as np
+import pytest
+
+from medseg_fast import threshold as T
+
+SIZE = os.environ.get("MEDSEG_BENCH_SIZE", "full")
+SHAPE_3D = {"tiny": (32, 32, 32), "small": (128, 128, 128), "full": (256, 256, 256)}[SIZE]
+SHAPE_2D = {"tiny": (128, 128), "small": (1024, 1024), "full": (2048, 2048)}[SIZE]
+BLOCK = {"tiny": 11, "small": 31, "full": 51}[SIZE]
+REF_ROUNDS = int(os.environ.get("MEDSEG_BENCH_REF_ROUNDS", "1"))
+
+
+@functools.lru_cache(maxsize=None)
+def ct_phantom(shape, dtype):
+    """CT-like volume/image in HU: air -1000, body 40, lungs -850, bone 700, noise 15 HU."""
+    rng = np.random.default_rng(0)
+    grids = np.ogrid[tuple(slice(-1, 1, complex(0, n)) for n in shape)]
+    body = sum((g / 0.85) ** 2 for g in grids) <= 1
+    img = np.where(body, np.float32(40), np.float32(-1000))
+    for c in (-0.35, 0.35):
+        lung = sum(((g - (c if i == len(grids) - 1 else 0.0)) / 0.28) ** 2 for i, g in enumerate(grids)) <= 1
+        img[lung] = -850
+    bone = sum(((g - (0.5 if i == len(grids) - 2 else 0.0)) / 0.12) ** 2 for i, g in enumerate(grids)) <= 1
+    img[bone] = 700
+    img += rng.normal(0, 15, shape).astype(np.float32)
+    out = img.astype(dtype) if np.dtype(dtype).kind == "f" else np.rint(img).astype(dtype)
+    out.flags.writeable = False
+    return out
+
+
+def _ours(benchmark, fn, *args, role="medseg_fast", **kw):
+    benchmark.extra_info["role"] = role
+    return benchmark(fn, *args, **kw)
+
+
+def _ref(benchmark, fn, *args, role, **kw):
+    benchmark.extra_info["role"] = role
+    return benchmark.pedantic(fn, args=args, kwargs=kw, rounds=REF_ROUNDS, iterations=1, warmup_rounds=0)
+
+
+@functools.lru_cache(maxsize=None)
+def _skimage_result(name, key):
+    import skimage.filters as F
+
+    img = ct_phantom(*key[:2])
+    if name == "otsu":
+        return float(F.threshold_otsu(img))
+    if name == "multiotsu":
+        return F.threshold_multiotsu(img, 4)
+    raise KeyError(name)
+
+
+# ---------------------------------------------------------------- global
+
+
+@pytest.mark.parametrize("dtype", ["int16", "float32"])
+@pytest.mark.parametrize("who", ["medseg_fast", "medseg_fast-1t", "skimage", "read-floor"])
+def test_otsu_3d(benchmark, who, dtype):
+    benchmark.group = f"otsu-3d-{dtype}"
+    img = ct_phantom(SHAPE_3D, dtype)
+    if who == "skimage":
+        F = pytest.importorskip("skimage.filters")
+        t = _ref(benchmark, F.threshold_otsu, img, role="skimage")
+        assert t == T.otsu(img)
+    elif who == "read-floor":
+        _ours(benchmark, np.max, img, role="read-floor")
+    else:
+        t = _ours(benchmark, T.otsu, img, num_threads=1 if who.endswith("1t") else None, role=who)
+        ref = _skimage_result("otsu", (SHAPE_3D, dtype)) if SIZE != "full" else None
+        if ref is not None:
+            assert t == ref
+
+
+@pytest.mark.parametrize("who", ["medseg_fast", "medseg_fast-1t", "skimage"])
+def test_multiotsu_3d(benchmark, who):
+    benchmark.group = "multiotsu-3d-float32-4classes"
+    img = ct_phantom(SHAPE_3D, "float32")
+    if who == "skimage":
+        F = pytest.importorskip("skimage.filters")
+        t = _ref(benchmark, F.threshold_multiotsu, img, 4, role="skimage")
+        np.testing.assert_allclose(T.multiotsu(img, 4), t, rtol=0, atol=(img.max() - img.min()) / 256 * 1.01)
+    else:
+        t = _ours(benchmark, T.multiotsu, img, 4, num_threads=1 if who.endswith("1t") else None, role=who)
+        assert t.shape == (3,) and np.all(np.diff(t) > 0)
+
+
+# ---------------------------------------------------------------- adaptive, 3D
+
+
+def _rel(a, b):
+    b = np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1.0)))
+
+
+@pytest.mark.parametrize("method", ["gaussian", "mean"])
+@pytest.mark.parametrize("who", ["medseg_fast", "medseg_fast-1t", "skimage"])
+def test_local_3d(benchmark, who, method):
+    benchmark.group = f"local-{method}-3d-block{BLOCK}"
+    img = ct_phantom(SHAPE_3D, "float32")
+    if who == "skimage":
+        F = pytest.importorskip("skimage.filters")
+        ref = _ref(benchmark, F.threshold_local, img, BLOCK, method, role="skimage")
+        assert _rel(T.local(img, BLOCK, method), ref) < 1e-4
+    else:
+        out = _ours(benchmark, T.local, img, BLOCK, method, num_threads=1 if who.endswith("1t") else None,
+                    role=who)
+        assert out.shape == img.shape
+
+
+@pytest.mark.parametrize("who", ["medseg_fast", "medseg_fast-1t", "skimage"])
+def test_sauvola_3d(benchmark, who):
+    benchmark.group = f"sauvola-3d-window{BLOCK}"
+    img = ct_phantom(SHAPE_3D, "float32")
+    if who == "skimage":
+        F = pytest.importorskip("skimage.filters")
+        ref = _ref(benchmark, F.threshold_sauvola, img, BLOCK, role="skimage")
+        # scikit-image computes float32 input in float32 (variance by cancellation): compare loosely
+        assert _rel(T.sauvola(img, BLOCK), ref) < 1e-3
+    else:
+        out = _ours(benchmark, T.sauvola, img, BLOCK, num_threads=1 if who.endswith("1t") else None, role=who)
+        assert out.shape == img.shape
+
+
+# ---------------------------------------------------------------- adaptive, 2D vs OpenCV
+
+
+@pytest.mark.parametrize("method", ["mean", "gaussian"])
+@pytest.mark.parametrize("who", ["medseg_fast", "medseg_fast-1t", "opencv-uint8"])
+def test_adaptive_2d(benchmark, who, method):
+    benchmark.group = f"adaptive-{method}-2d-block{BLOCK}"
+    img = ct_phantom(SHAPE_2D, "float32")
+    if who == "opencv-uint8":
+        cv2 = pytest.importorskip("cv2")
+        u8 = np.ascontiguousarray(T.window(img, 40, 400, dtype=np.uint8))
+        how = cv2.ADAPTIVE_THRESH_MEAN_C if method == "mean" else cv2.ADAPTIVE_THRESH_GAUSSIAN_C
+        out = _ours(benchmark, cv2.adaptiveThreshold, u8, 255, how, cv2.THRESH_BINARY, BLOCK, 0, role="opencv")
+        ours = (u8 > T.local(u8, BLOCK, method, mode="nearest" if method == "gaussian" else "reflect"))
+        # OpenCV rounds its uint8 mean and uses BORDER_REPLICATE|ISOLATED: agree on most pixels
+        assert np.mean((out > 0) == ours) > 0.97
+    else:
+        def run():
+            t = T.local(img, BLOCK, method, num_threads=1 if who.endswith("1t") else None)
+            return img > t
+
+        mask = _ours(benchmark, run, role=who)
+        assert mask.shape == img.shape

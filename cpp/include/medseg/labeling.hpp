@@ -1,0 +1,264 @@
+// medseg/labeling.hpp — connected-component labelling (2D/3D) and per-label statistics.
+//
+// Algorithm: the classical two-pass labelling with an equivalence table
+// (Rosenfeld & Pfaltz 1966; union-find form of Wu, Otoo & Suzuki 2009,
+// "Optimizing two-pass connected-component labeling algorithms"), made parallel
+// by slabs of rows as in the "block-based" scheme of Gupta et al. (2014):
+//
+//  1. The volume is seen as nz*ny rows of nx voxels and cut into contiguous
+//     blocks of rows (one per thread).  Each block is scanned in raster order;
+//     a foreground voxel looks at its already-visited ("backward") neighbours
+//     inside the block that carry the same value, takes the label of the first
+//     and records the equivalence with the others in a block-local union-find;
+//     with no such neighbour it gets a new provisional label.  Provisional labels
+//     are written to the output array itself (no extra voxel-sized buffer).
+//  2. Block tables are concatenated (global label = block offset + local label),
+//     then the voxels at the top of each block are united, serially, with their
+//     backward neighbours in earlier blocks.
+//  3. Union by smaller index makes every set's root its smallest provisional
+//     label, which is the label created first in raster order — the one of the
+//     component's first voxel.  Numbering roots in increasing order therefore
+//     numbers components in raster order of their first voxel, which is exactly
+//     scipy.ndimage.label's numbering, whatever the block boundaries: the result
+//     is identical for any thread count (HAZARDS C5).
+//  4. A parallel pass replaces provisional labels by final ones.
+//
+// Multi-label input: two neighbours are connected when they hold the same value
+// (and it is not `background`), so each label's components are numbered
+// separately, in one shared raster-order numbering (as cc3d does).
+//
+// Connectivity c in the scipy sense (neighbours differing in at most c
+// coordinates): 2D 1/2 = 4/8, 3D 1/2/3 = 6/18/26.  A 2D image is one slice deep.
+// Memory: the output alone plus the label tables (at most one entry per
+// foreground run).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <stdexcept>
+#include <vector>
+
+#include "core/parallel.hpp"
+#include "core/union_find.hpp"
+#include "core/volume.hpp"
+
+namespace medseg {
+
+namespace detail {
+
+// A backward neighbour row of the current row, with the x offsets it contributes.
+struct NbRow {
+    int dz, dy;
+    bool dxm, dx0, dxp;  // x-1, x, x+1 in that row are neighbours
+};
+
+inline std::vector<NbRow> backward_rows(int ndim, int connectivity) {
+    // Backward neighbours of (z, y, x): same row x-1; row y-1 (x-1..x+1); plane z-1 rows y-1..y+1.
+    std::vector<NbRow> rows;
+    auto add = [&](int dz, int dy) {
+        NbRow r{dz, dy, false, false, false};
+        for (int dx = -1; dx <= 1; ++dx) {
+            int k = std::abs(dz) + std::abs(dy) + std::abs(dx);
+            if (k == 0 || k > connectivity) continue;
+            if (dz == 0 && dy == 0 && dx >= 0) continue;  // forward or self
+            (dx < 0 ? r.dxm : dx == 0 ? r.dx0 : r.dxp) = true;
+        }
+        if (r.dxm || r.dx0 || r.dxp) rows.push_back(r);
+    };
+    if (ndim == 3)
+        for (int dy = -1; dy <= 1; ++dy) add(-1, dy);
+    add(0, -1);
+    add(0, 0);
+    return rows;
+}
+
+template <class L>
+inline L uf_find(std::vector<L>& p, L x) {
+    while (p[x] != x) {
+        p[x] = p[p[x]];
+        x = p[x];
+    }
+    return x;
+}
+
+template <class L>
+inline L uf_unite(std::vector<L>& p, L a, L b) {
+    a = uf_find(p, a);
+    b = uf_find(p, b);
+    if (a == b) return a;
+    if (b < a) std::swap(a, b);
+    p[b] = a;
+    return a;
+}
+
+}  // namespace detail
+
+// Label the connected components of `in` (values != background; equal values
+// connect).  T: unsigned pixel type (signed maps are viewed as unsigned by the
+// caller), L: output label type (uint32_t or uint64_t).  Returns the number of
+// components.  `out` must hold s.size() elements.
+template <class T, class L>
+int64_t label_components(const T* in, L* out, const Shape& s, int connectivity, T background, int num_threads) {
+    if (connectivity < 1 || connectivity > s.ndim) throw std::invalid_argument("connectivity out of range");
+    const int64_t nx = s.nx, ny = s.ny, nz = s.nz;
+    const int64_t nrows = nz * ny;
+    const int64_t N = s.size();
+    if (N == 0) return 0;
+    const auto nbrows = detail::backward_rows(s.ndim, connectivity);
+
+    // Blocks of rows: at most one per thread, at least a few rows each.
+    int nt = resolve_threads(num_threads);
+    int64_t nblocks = std::max<int64_t>(1, std::min<int64_t>(nt, nrows / 4));
+    if (N < (int64_t(1) << 15)) nblocks = 1;
+    std::vector<int64_t> row_begin(nblocks + 1);
+    for (int64_t b = 0; b <= nblocks; ++b) row_begin[b] = nrows * b / nblocks;
+    std::vector<std::vector<L>> tables(nblocks);
+
+    // ---- pass 1: provisional labels per block
+    auto scan_block = [&](int64_t b) {
+        std::vector<L>& par = tables[b];
+        par.clear();
+        par.push_back(0);  // local label 0 = background
+        const int64_t r0 = row_begin[b], r1 = row_begin[b + 1];
+        const int64_t vbegin = r0 * nx;
+        for (int64_t r = r0; r < r1; ++r) {
+            const int64_t z = r / ny, y = r % ny;
+            const int64_t base = r * nx;
+            // valid neighbour rows (inside the image and inside this block)
+            const T* nin[5];
+            L* nout[5];
+            bool nm[5], n0[5], np[5];
+            int nn = 0;
+            for (const auto& q : nbrows) {
+                if (q.dz == 0 && q.dy == 0) continue;  // same row handled inline
+                const int64_t zz = z + q.dz, yy = y + q.dy;
+                if (zz < 0 || yy < 0 || yy >= ny) continue;
+                const int64_t nb = (zz * ny + yy) * nx;
+                if (nb < vbegin) continue;
+                nin[nn] = in + nb;
+                nout[nn] = out + nb;
+                nm[nn] = q.dxm; n0[nn] = q.dx0; np[nn] = q.dxp;
+                ++nn;
+            }
+            const T* row = in + base;
+            L* orow = out + base;
+            for (int64_t x = 0; x < nx; ++x) {
+                const T v = row[x];
+                if (v == background) {
+                    orow[x] = 0;
+                    continue;
+                }
+                L lab = 0;
+                // When the left voxel belongs to the same set, the neighbours it shares
+                // with this voxel were already united with it: only the new columns count.
+                const bool left = x > 0 && row[x - 1] == v;
+                if (left) lab = orow[x - 1];
+                for (int k = 0; k < nn; ++k) {
+                    const T* ir = nin[k];
+                    const L* lr = nout[k];
+                    if (n0[k] && !(left && np[k]) && ir[x] == v) {
+                        const L o = lr[x];
+                        if (lab == 0) lab = o; else if (o != lab) lab = detail::uf_unite(par, lab, o);
+                    }
+                    if (nm[k] && !(left && n0[k]) && x > 0 && ir[x - 1] == v) {
+                        const L o = lr[x - 1];
+                        if (lab == 0) lab = o; else if (o != lab) lab = detail::uf_unite(par, lab, o);
+                    }
+                    if (np[k] && x + 1 < nx && ir[x + 1] == v) {
+                        const L o = lr[x + 1];
+                        if (lab == 0) lab = o; else if (o != lab) lab = detail::uf_unite(par, lab, o);
+                    }
+                }
+                if (lab == 0) {
+                    lab = static_cast<L>(par.size());
+                    par.push_back(lab);
+                }
+                orow[x] = lab;
+            }
+        }
+    };
+    if (nblocks == 1) {
+        scan_block(0);
+    } else {
+        parallel_for_dynamic(nblocks, static_cast<int>(nblocks), scan_block);
+    }
+
+    // ---- pass 2: global table, merge across block tops
+    std::vector<int64_t> offset(nblocks + 1, 0);
+    for (int64_t b = 0; b < nblocks; ++b) offset[b + 1] = offset[b] + static_cast<int64_t>(tables[b].size()) - 1;
+    const int64_t total = offset[nblocks];
+    std::vector<L> gpar(static_cast<size_t>(total) + 1);
+    gpar[0] = 0;
+    parallel_blocks(nblocks, num_threads, 1, [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) {
+            const auto& t = tables[b];
+            const L off = static_cast<L>(offset[b]);
+            for (size_t k = 1; k < t.size(); ++k) gpar[off + k] = static_cast<L>(off + t[k]);
+        }
+    });
+    for (auto& t : tables) std::vector<L>().swap(t);
+    auto block_of_row = [&](int64_t r) {
+        return static_cast<int64_t>(std::upper_bound(row_begin.begin(), row_begin.end(), r) - row_begin.begin()) - 1;
+    };
+    auto glabel = [&](int64_t idx) -> L {
+        const L o = out[idx];
+        return static_cast<L>(offset[block_of_row(idx / nx)] + o);
+    };
+    for (int64_t b = 1; b < nblocks; ++b) {
+        const int64_t r0 = row_begin[b], r1 = row_begin[b + 1];
+        const int64_t reach = std::min(r1, r0 + (s.ndim == 3 ? ny + 1 : 1));
+        for (int64_t r = r0; r < reach; ++r) {
+            const int64_t z = r / ny, y = r % ny;
+            for (const auto& q : nbrows) {
+                if (q.dz == 0 && q.dy == 0) continue;
+                const int64_t zz = z + q.dz, yy = y + q.dy;
+                if (zz < 0 || yy < 0 || yy >= ny) continue;
+                const int64_t nr = zz * ny + yy;
+                if (nr >= r0) continue;
+                for (int64_t x = 0; x < nx; ++x) {
+                    const int64_t i = r * nx + x;
+                    const T v = in[i];
+                    if (v == background) continue;
+                    const L gi = glabel(i);
+                    for (int dx = -1; dx <= 1; ++dx) {
+                        if (dx < 0 ? !q.dxm : dx == 0 ? !q.dx0 : !q.dxp) continue;
+                        const int64_t xx = x + dx;
+                        if (xx < 0 || xx >= nx) continue;
+                        const int64_t j = nr * nx + xx;
+                        if (in[j] != v) continue;
+                        detail::uf_unite(gpar, gi, glabel(j));
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- pass 3: final numbering of roots in increasing (= raster) order
+    int64_t count = 0;
+    for (int64_t k = 1; k <= total; ++k) {
+        const L p = gpar[k];
+        if (p == static_cast<L>(k)) {
+            gpar[k] = static_cast<L>(++count);
+        } else {
+            // p < k (links always point to a smaller label), so gpar[p] was already
+            // rewritten to the final number of p's set, which is k's set.
+            gpar[k] = gpar[p];
+        }
+    }
+
+    // ---- pass 4: provisional -> final
+    parallel_blocks(nblocks, static_cast<int>(nblocks), 1, [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) {
+            const L off = static_cast<L>(offset[b]);
+            const int64_t i0 = row_begin[b] * nx, i1 = row_begin[b + 1] * nx;
+            for (int64_t i = i0; i < i1; ++i) {
+                const L o = out[i];
+                out[i] = o ? gpar[off + o] : L(0);
+            }
+        }
+    });
+    return count;
+}
+
+}  // namespace medseg

@@ -1,0 +1,608 @@
+// medseg/threshold.hpp — histograms, multi-Otsu search, local statistics and
+// class maps for global and adaptive thresholding, 2D (nz == 1) and 3D.
+//
+// Histograms.  Integer images get an exact histogram, one bin per integer value
+// (the bincount histogram of skimage.exposure.histogram); float images a binned
+// one that reproduces numpy.histogram bit for bit: the caller passes numpy's
+// np.linspace edges in the image's float type, the bin is
+// int((v - lo) * (nbins / (hi - lo))) computed in that type, then corrected
+// against the edges exactly as numpy.lib._histograms_impl does.  Each thread
+// fills its own histogram over a contiguous block (uint32 counts flushed to
+// int64 before they can overflow) and the histograms are merged in block order;
+// counts are integers, so the result never depends on the thread count.
+// `scan` returns min, max, count, non-finite count and the sum; the sum is formed
+// over fixed 64Ki-voxel chunks whose partial sums are added in chunk order, so it
+// too is independent of the thread count.
+//
+// Multi-Otsu (Otsu 1979, IEEE SMC 9(1); Liao, Chen & Chung 2001, J. Inf. Sci.
+// Eng. 17) maximises sum_k S_k^2 / W_k over K classes of consecutive histogram
+// bins (W, S: zeroth and first moments of a class).  The objective is a sum over
+// classes, so it is solved exactly by dynamic programming over the non-empty
+// bins, O(K L^2) for L non-empty bins, instead of scikit-image's O(L^(K-1))
+// enumeration; empty bins never change a class's moments, so removing them does
+// not change the optimum.  The DP runs backwards (best split of bins i..L-1 into
+// the last k classes) and the thresholds are read forwards taking the first
+// maximum, which gives the lexicographically smallest optimal thresholds, the
+// tie rule of scikit-image's search.  A threshold is the last bin of its lower
+// class.
+//
+// Local statistics.  The mean and standard deviation over a box window (Niblack
+// 1986, "An Introduction to Digital Image Processing"; Sauvola & Pietikainen 2000,
+// Pattern Recognition 33(2)) are separable box sums of v and v^2, computed with
+// running sums so the cost per voxel does not depend on the window: per row a
+// running sum along x, per plane a running sum of those rows along y, and along z
+// a running sum of planes (the plane entering the window is added, the one leaving
+// subtracted; both are recomputed rather than stored, which keeps the memory at a
+// few plane-sized buffers per task).  Everything accumulates in double: with a 51^3
+// window of CT values the sum of squares reaches 1e11 and sum(v^2)/n - mean^2
+// cancels catastrophically in float32.  Borders use scipy.ndimage's modes through
+// index tables, so no padded copy is made.  The work is split into fixed tasks of
+// (z-block of 64 planes, x-chunk of 128 columns); the running sums restart at the
+// start of each task, so results depend on that fixed partition only, never on
+// the thread count.
+//
+// Median: per voxel, the window is gathered (border by index table) and the middle
+// element selected with nth_element: exact, O(window) per voxel, so only practical
+// for small windows in 3D.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include "core/parallel.hpp"
+#include "core/volume.hpp"
+
+namespace medseg {
+
+// ----------------------------------------------------------------- scan
+
+struct ScanResult {
+    double lo = std::numeric_limits<double>::infinity();
+    double hi = -std::numeric_limits<double>::infinity();
+    int64_t count = 0;      // selected finite voxels
+    int64_t nonfinite = 0;  // selected NaN / inf voxels
+    double sum = 0.0;       // sum of selected finite voxels
+};
+
+template <class T>
+inline bool is_finite_value(T v) {
+    if constexpr (std::is_floating_point_v<T>) return std::isfinite(v);
+    else return true;
+}
+
+namespace detail {
+constexpr int kLanes = 8;
+
+inline double combine_lanes(const double* s) {
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+// One chunk, general path (mask and/or non-finite values present).
+template <class T>
+ScanResult scan_chunk_slow(const T* img, const uint8_t* mask, int64_t i0, int64_t i1) {
+    ScanResult r;
+    double lo = r.lo, hi = r.hi, s[kLanes] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t cnt = 0, nf = 0;
+    for (int64_t i = i0; i < i1; ++i) {
+        if (mask && !mask[i]) continue;
+        const T v = img[i];
+        if (!is_finite_value(v)) { ++nf; continue; }
+        const double d = static_cast<double>(v);
+        lo = d < lo ? d : lo;
+        hi = d > hi ? d : hi;
+        s[cnt & (kLanes - 1)] += d;
+        ++cnt;
+    }
+    r.lo = lo; r.hi = hi; r.count = cnt; r.nonfinite = nf;
+    r.sum = combine_lanes(s);
+    return r;
+}
+}  // namespace detail
+
+// Sum: per chunk of 64Ki voxels, eight partial sums (the k-th selected finite
+// voxel of the chunk goes to sum k mod 8) combined as a fixed tree; chunks are
+// combined in order, so the sum does not depend on the thread count.  Without
+// a mask, a branch-free pass with eight independent lanes (which compilers
+// vectorise) runs first and a chunk is redone on the general path only if it
+// holds NaN/inf; both paths give the same bits.
+template <class T>
+ScanResult scan(const T* img, const uint8_t* mask, int64_t N, int num_threads, bool need_sum = true) {
+    constexpr int64_t CH = int64_t(1) << 16;
+    constexpr int L = detail::kLanes;
+    const int64_t nch = (N + CH - 1) / CH;
+    std::vector<ScanResult> part(nch);
+    parallel_blocks(nch, num_threads, 4, [&](int64_t b, int64_t e) {
+        for (int64_t c = b; c < e; ++c) {
+            const int64_t i0 = c * CH, i1 = std::min(N, i0 + CH);
+            if (mask) { part[c] = detail::scan_chunk_slow(img, mask, i0, i1); continue; }
+            T lo[L], hi[L], bad[L];
+            double s[L];
+            for (int k = 0; k < L; ++k) { lo[k] = img[i0]; hi[k] = img[i0]; bad[k] = T(0); s[k] = 0.0; }
+            int64_t i = i0;
+            if (need_sum) {
+                for (; i + L <= i1; i += L) {
+                    for (int k = 0; k < L; ++k) {
+                        const T v = img[i + k];
+                        lo[k] = v < lo[k] ? v : lo[k];
+                        hi[k] = v > hi[k] ? v : hi[k];
+                        s[k] += static_cast<double>(v);
+                        if constexpr (std::is_floating_point_v<T>) bad[k] += v - v;  // NaN iff NaN/inf seen
+                    }
+                }
+            } else {  // min/max only: stays in T, vectorises well
+                for (; i + L <= i1; i += L) {
+                    for (int k = 0; k < L; ++k) {
+                        const T v = img[i + k];
+                        lo[k] = v < lo[k] ? v : lo[k];
+                        hi[k] = v > hi[k] ? v : hi[k];
+                        if constexpr (std::is_floating_point_v<T>) bad[k] += v - v;
+                    }
+                }
+            }
+            for (int k = 0; i < i1; ++i, ++k) {
+                const T v = img[i];
+                lo[k] = v < lo[k] ? v : lo[k];
+                hi[k] = v > hi[k] ? v : hi[k];
+                s[k] += static_cast<double>(v);
+                if constexpr (std::is_floating_point_v<T>) bad[k] += v - v;
+            }
+            bool finite = true;
+            for (int k = 0; k < L; ++k) finite = finite && bad[k] == T(0);
+            if (!finite) { part[c] = detail::scan_chunk_slow(img, mask, i0, i1); continue; }
+            ScanResult r;
+            T l = lo[0], h = hi[0];
+            for (int k = 1; k < L; ++k) { l = lo[k] < l ? lo[k] : l; h = hi[k] > h ? hi[k] : h; }
+            r.lo = static_cast<double>(l); r.hi = static_cast<double>(h);
+            r.count = i1 - i0; r.nonfinite = 0;
+            r.sum = detail::combine_lanes(s);
+            part[c] = r;
+        }
+    });
+    ScanResult out;
+    for (const auto& r : part) {
+        out.lo = std::min(out.lo, r.lo);
+        out.hi = std::max(out.hi, r.hi);
+        out.count += r.count;
+        out.nonfinite += r.nonfinite;
+        out.sum += r.sum;
+    }
+    return out;
+}
+
+// ----------------------------------------------------------------- histograms
+
+namespace detail {
+// Calls fill(i0, i1, local) per thread block with four zeroed uint32
+// sub-histograms of nbins each (local[q * nbins + k]; four of them break the
+// store-to-load chains of runs of equal values), flushing them into the int64
+// `counts` (merged in block order) before any can overflow.
+template <class Fill>
+void blocked_histogram(int64_t N, int64_t nbins, int64_t* counts, int num_threads, Fill&& fill) {
+    std::fill(counts, counts + nbins, int64_t(0));
+    const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(resolve_threads(num_threads), N / 65536 + 1)));
+    std::vector<std::vector<int64_t>> parts(nt);
+    parallel_blocks(nt, nt, 1, [&](int64_t tb, int64_t te) {
+        for (int64_t t = tb; t < te; ++t) {
+            const int64_t b = N * t / nt, e = N * (t + 1) / nt;
+            std::vector<uint32_t> local(4 * nbins, 0u);
+            std::vector<int64_t> total(nbins, 0);
+            constexpr int64_t FLUSH = int64_t(1) << 30;  // < 2^32 increments between flushes
+            for (int64_t s = b; s < e; s += FLUSH) {
+                fill(s, std::min(e, s + FLUSH), local.data());
+                for (int q = 0; q < 4; ++q)
+                    for (int64_t k = 0; k < nbins; ++k) { total[k] += local[q * nbins + k]; local[q * nbins + k] = 0; }
+            }
+            parts[t] = std::move(total);
+        }
+    });
+    for (int t = 0; t < nt; ++t)
+        if (!parts[t].empty())
+            for (int64_t k = 0; k < nbins; ++k) counts[k] += parts[t][k];
+}
+}  // namespace detail
+
+// One bin per integer value lo .. lo + nbins - 1; other values are ignored.
+template <class T>
+void histogram_exact(const T* img, const uint8_t* mask, int64_t N, int64_t lo, int64_t nbins, int64_t* counts,
+                     int num_threads) {
+    static_assert(std::is_integral_v<T>, "exact histograms are for integer images");
+    detail::blocked_histogram(N, nbins, counts, num_threads, [&](int64_t b, int64_t e, uint32_t* h) {
+        const uint64_t span = static_cast<uint64_t>(nbins);
+        uint32_t* h1 = h + nbins;
+        uint32_t* h2 = h + 2 * nbins;
+        uint32_t* h3 = h + 3 * nbins;
+        auto bin = [&](int64_t i) { return static_cast<uint64_t>(static_cast<int64_t>(img[i]) - lo); };
+        int64_t i = b;
+        if (mask) {
+            for (; i < e; ++i) {
+                const uint64_t k = bin(i);
+                if (mask[i] && k < span) ++h[k];
+            }
+        } else {
+            for (; i + 4 <= e; i += 4) {
+                const uint64_t k0 = bin(i), k1 = bin(i + 1), k2 = bin(i + 2), k3 = bin(i + 3);
+                if (k0 < span) ++h[k0];
+                if (k1 < span) ++h1[k1];
+                if (k2 < span) ++h2[k2];
+                if (k3 < span) ++h3[k3];
+            }
+            for (; i < e; ++i) {
+                const uint64_t k = bin(i);
+                if (k < span) ++h[k];
+            }
+        }
+    });
+}
+
+// numpy.histogram(values, bins=nbins, range=(edges[0], edges[nbins])) with E the
+// type numpy computes in (the image's float type, double for integer images).
+// Values outside [edges[0], edges[nbins]] and non-finite values are ignored.
+template <class T, class E>
+void histogram_binned(const T* img, const uint8_t* mask, int64_t N, const E* edges, int64_t nbins, int64_t* counts,
+                      int num_threads) {
+    const E first = edges[0], last = edges[nbins];
+    const E norm = static_cast<E>(nbins) / (last - first);
+    detail::blocked_histogram(N, nbins, counts, num_threads, [&](int64_t b, int64_t e, uint32_t* h) {
+        // bin of v, or -1 when v is outside the range (or NaN)
+        auto bin = [&](E v) -> int64_t {
+            if (!(v >= first && v <= last)) return -1;
+            int64_t k = static_cast<int64_t>((v - first) * norm);
+            if (k >= nbins) k = nbins - 1;
+            if (k < 0) k = 0;
+            if (v < edges[k]) --k;
+            else if (v >= edges[k + 1] && k != nbins - 1) ++k;
+            return k;
+        };
+        int64_t i = b;
+        if (!mask) {
+            // first guesses for a block of values in a vectorisable loop, then
+            // numpy's edge correction and the increments (four sub-histograms)
+            constexpr int64_t BLK = 256;
+            int32_t guess[BLK];
+            const E top = static_cast<E>(nbins - 1);
+            for (; i + BLK <= e; i += BLK) {
+                for (int64_t j = 0; j < BLK; ++j) {
+                    E f = (static_cast<E>(img[i + j]) - first) * norm;
+                    f = f < E(0) ? E(0) : f;  // NaN stays NaN and is rejected below
+                    f = f > top ? top : f;
+                    guess[j] = static_cast<int32_t>(f);
+                }
+                for (int64_t j = 0; j < BLK; ++j) {
+                    const E v = static_cast<E>(img[i + j]);
+                    if (!(v >= first && v <= last)) continue;
+                    int64_t k = guess[j];
+                    if (v < edges[k]) --k;
+                    else if (v >= edges[k + 1] && k != nbins - 1) ++k;
+                    ++h[(j & 3) * nbins + k];
+                }
+            }
+        }
+        for (; i < e; ++i) {
+            if (mask && !mask[i]) continue;
+            const int64_t k = bin(static_cast<E>(img[i]));
+            if (k >= 0) ++h[k];
+        }
+    });
+}
+
+// ----------------------------------------------------------------- multi-Otsu
+
+// counts[0..L) (non-empty bins), centers[0..L): returns K-1 indices into the bins,
+// the last bin of each lower class.  Requires L >= K.
+inline std::vector<int64_t> multiotsu_indices(const double* counts, const double* centers, int64_t L, int K) {
+    std::vector<double> W(L + 1, 0.0), S(L + 1, 0.0);
+    for (int64_t i = 0; i < L; ++i) {
+        W[i + 1] = W[i] + counts[i];
+        S[i + 1] = S[i] + counts[i] * centers[i];
+    }
+    auto cost = [&](int64_t a, int64_t b) {  // bins a..b-1
+        const double w = W[b] - W[a];
+        const double s = S[b] - S[a];
+        return w > 0 ? s * s / w : 0.0;
+    };
+    // G[k][i]: best value for bins i..L-1 split into k classes (k = 1..K).
+    const double NEG = -std::numeric_limits<double>::infinity();
+    std::vector<std::vector<double>> G(K + 1, std::vector<double>(L + 1, NEG));
+    for (int64_t i = 0; i < L; ++i) G[1][i] = cost(i, L);
+    for (int k = 2; k <= K; ++k) {
+        for (int64_t i = 0; i + k <= L; ++i) {
+            double best = NEG;
+            for (int64_t j = i + 1; j + (k - 1) <= L; ++j) {  // first class i..j-1
+                const double v = cost(i, j) + G[k - 1][j];
+                if (v > best) best = v;
+            }
+            G[k][i] = best;
+        }
+    }
+    std::vector<int64_t> idx;
+    int64_t i = 0;
+    for (int k = K; k >= 2; --k) {
+        double best = NEG;
+        int64_t arg = i + 1;
+        for (int64_t j = i + 1; j + (k - 1) <= L; ++j) {
+            const double v = cost(i, j) + G[k - 1][j];
+            if (v > best) { best = v; arg = j; }
+        }
+        idx.push_back(arg - 1);
+        i = arg;
+    }
+    return idx;
+}
+
+// ----------------------------------------------------------------- local statistics
+
+enum class LocalOp : int { mean = 0, niblack = 1, sauvola = 2 };
+
+struct LocalParams {
+    int64_t win[3] = {1, 1, 1};  // odd window per core axis (z, y, x)
+    BorderMode mode = BorderMode::reflect;
+    double cval = 0.0;
+    LocalOp op = LocalOp::mean;
+    double k = 0.2, r = 1.0, offset = 0.0;
+};
+
+namespace detail {
+constexpr int64_t kLocalZBlock = 64;
+constexpr int64_t kLocalXChunk = 128;
+
+inline std::vector<int64_t> border_table(int64_t n, int64_t r, BorderMode mode) {
+    std::vector<int64_t> t(n + 2 * r);
+    for (int64_t j = -r; j < n + 2 * r - r; ++j) t[j + r] = border_index(j, n, mode);
+    return t;
+}
+
+// Box sums over the (y, x) window of plane `z` (z < 0: a constant plane), for the
+// columns c0 .. c0+cw-1; out1/out2 hold ny*cw values (out2 may be null).
+template <class T>
+void plane_box(const T* img, const Shape& s, int64_t z, int64_t c0, int64_t cw, const LocalParams& p,
+               const std::vector<int64_t>& ty, const std::vector<int64_t>& tx, std::vector<double>& rowbuf,
+               std::vector<double>& hx1, std::vector<double>& hx2, double* out1, double* out2) {
+    const int64_t ny = s.ny, nx = s.nx, ry = p.win[1] / 2, rx = p.win[2] / 2, wy = p.win[1], wx = p.win[2];
+    const bool sq = out2 != nullptr;
+    const double cv = p.cval;
+    if (z < 0) {  // constant plane (mode constant along z)
+        const double a = cv * double(wy * wx), b = cv * cv * double(wy * wx);
+        for (int64_t i = 0; i < ny * cw; ++i) { out1[i] = a; if (sq) out2[i] = b; }
+        return;
+    }
+    const T* plane = img + z * s.plane();
+    // x pass: running sums along each row, restricted to the chunk.  Rows go in
+    // groups of G, their running sums interleaved so that G independent
+    // dependency chains overlap (the arithmetic of each row is unchanged).
+    constexpr int64_t G = 4;
+    const int64_t n = cw + 2 * rx;
+    const int64_t jlo = std::clamp<int64_t>(rx - c0, 0, n), jhi = std::clamp<int64_t>(nx - c0 + rx, jlo, n);
+    for (int64_t y0 = 0; y0 < ny; y0 += G) {
+        const int64_t g = std::min<int64_t>(G, ny - y0);
+        for (int64_t r = 0; r < g; ++r) {
+            const T* row = plane + (y0 + r) * nx;
+            double* rb = rowbuf.data() + r * n;
+            // rb[j] = value at column c0 - rx + j (tx is offset by rx); the
+            // columns inside the image are copied directly, the others by table
+            for (int64_t j = 0; j < jlo; ++j) {
+                const int64_t src = tx[c0 + j];
+                rb[j] = src < 0 ? cv : static_cast<double>(row[src]);
+            }
+            const T* direct = row + (c0 - rx);
+            for (int64_t j = jlo; j < jhi; ++j) rb[j] = static_cast<double>(direct[j]);
+            for (int64_t j = jhi; j < n; ++j) {
+                const int64_t src = tx[c0 + j];
+                rb[j] = src < 0 ? cv : static_cast<double>(row[src]);
+            }
+        }
+        if (g == G) {
+            const double *b0 = rowbuf.data(), *b1 = b0 + n, *b2 = b1 + n, *b3 = b2 + n;
+            double s0 = 0, s1 = 0, s2 = 0, s3 = 0, q0 = 0, q1 = 0, q2 = 0, q3 = 0;
+            for (int64_t j = 0; j < wx; ++j) {
+                s0 += b0[j]; s1 += b1[j]; s2 += b2[j]; s3 += b3[j];
+                if (sq) { q0 += b0[j] * b0[j]; q1 += b1[j] * b1[j]; q2 += b2[j] * b2[j]; q3 += b3[j] * b3[j]; }
+            }
+            double* h0 = hx1.data() + y0 * cw;
+            h0[0] = s0; h0[cw] = s1; h0[2 * cw] = s2; h0[3 * cw] = s3;
+            for (int64_t c = 1; c < cw; ++c) {
+                s0 += b0[c + wx - 1] - b0[c - 1];
+                s1 += b1[c + wx - 1] - b1[c - 1];
+                s2 += b2[c + wx - 1] - b2[c - 1];
+                s3 += b3[c + wx - 1] - b3[c - 1];
+                h0[c] = s0; h0[cw + c] = s1; h0[2 * cw + c] = s2; h0[3 * cw + c] = s3;
+            }
+            if (sq) {
+                double* k0 = hx2.data() + y0 * cw;
+                k0[0] = q0; k0[cw] = q1; k0[2 * cw] = q2; k0[3 * cw] = q3;
+                for (int64_t c = 1; c < cw; ++c) {
+                    const double i0 = b0[c + wx - 1], o0 = b0[c - 1], i1 = b1[c + wx - 1], o1 = b1[c - 1];
+                    const double i2 = b2[c + wx - 1], o2 = b2[c - 1], i3 = b3[c + wx - 1], o3 = b3[c - 1];
+                    q0 += i0 * i0 - o0 * o0;
+                    q1 += i1 * i1 - o1 * o1;
+                    q2 += i2 * i2 - o2 * o2;
+                    q3 += i3 * i3 - o3 * o3;
+                    k0[c] = q0; k0[cw + c] = q1; k0[2 * cw + c] = q2; k0[3 * cw + c] = q3;
+                }
+            }
+            continue;
+        }
+        for (int64_t r = 0; r < g; ++r) {
+            const double* rb = rowbuf.data() + r * n;
+            double a1 = 0.0, a2 = 0.0;
+            for (int64_t j = 0; j < wx; ++j) { a1 += rb[j]; if (sq) a2 += rb[j] * rb[j]; }
+            double* h1 = hx1.data() + (y0 + r) * cw;
+            double* h2 = sq ? hx2.data() + (y0 + r) * cw : nullptr;
+            h1[0] = a1;
+            if (sq) h2[0] = a2;
+            for (int64_t c = 1; c < cw; ++c) {
+                const double in = rb[c + wx - 1], outv = rb[c - 1];
+                a1 += in - outv;
+                h1[c] = a1;
+                if (sq) { a2 += in * in - outv * outv; h2[c] = a2; }
+            }
+        }
+    }
+    // y pass: running sums of the row sums; rows outside the image (constant mode)
+    // contribute wx * cval
+    const double crow1 = cv * double(wx), crow2 = cv * cv * double(wx);
+    for (int64_t c = 0; c < cw; ++c) { out1[c] = 0.0; if (sq) out2[c] = 0.0; }
+    for (int64_t j = 0; j < wy; ++j) {
+        const int64_t src = ty[j];
+        if (src < 0) {
+            for (int64_t c = 0; c < cw; ++c) { out1[c] += crow1; if (sq) out2[c] += crow2; }
+        } else {
+            const double* h1 = hx1.data() + src * cw;
+            for (int64_t c = 0; c < cw; ++c) out1[c] += h1[c];
+            if (sq) { const double* h2 = hx2.data() + src * cw; for (int64_t c = 0; c < cw; ++c) out2[c] += h2[c]; }
+        }
+    }
+    for (int64_t y = 1; y < ny; ++y) {
+        const int64_t sin = ty[y + wy - 1], sout = ty[y - 1];
+        const double* p1 = out1 + (y - 1) * cw;
+        double* q1 = out1 + y * cw;
+        const double* in1 = sin < 0 ? nullptr : hx1.data() + sin * cw;
+        const double* ot1 = sout < 0 ? nullptr : hx1.data() + sout * cw;
+        for (int64_t c = 0; c < cw; ++c) q1[c] = p1[c] + ((in1 ? in1[c] : crow1) - (ot1 ? ot1[c] : crow1));
+        if (sq) {
+            const double* p2 = out2 + (y - 1) * cw;
+            double* q2 = out2 + y * cw;
+            const double* in2 = sin < 0 ? nullptr : hx2.data() + sin * cw;
+            const double* ot2 = sout < 0 ? nullptr : hx2.data() + sout * cw;
+            for (int64_t c = 0; c < cw; ++c) q2[c] = p2[c] + ((in2 ? in2[c] : crow2) - (ot2 ? ot2[c] : crow2));
+        }
+    }
+}
+}  // namespace detail
+
+// Threshold image from local box statistics: op mean -> mean - offset,
+// niblack -> mean - k * std, sauvola -> mean * (1 + k * (std / r - 1)).
+template <class T, class R>
+void local_threshold(const T* img, R* out, const Shape& s, const LocalParams& p, int num_threads) {
+    const int64_t nz = s.nz, ny = s.ny, nx = s.nx, P = s.plane();
+    const int64_t wz = p.win[0], rz = wz / 2, ry = p.win[1] / 2, rx = p.win[2] / 2;
+    const auto tz = detail::border_table(nz, rz, p.mode);
+    const auto ty = detail::border_table(ny, ry, p.mode);
+    const auto tx = detail::border_table(nx, rx, p.mode);
+    const bool sq = p.op != LocalOp::mean;
+    const double inv_n = 1.0 / (double(wz) * double(p.win[1]) * double(p.win[2]));
+    const int64_t C = detail::kLocalXChunk, ZB = detail::kLocalZBlock;
+    const int64_t nxc = (nx + C - 1) / C, nzb = (nz + ZB - 1) / ZB;
+    const int64_t ntasks = nxc * nzb;
+    parallel_for_dynamic(ntasks, num_threads, [&](int64_t t) {
+        const int64_t zb = t / nxc, xc = t % nxc;
+        const int64_t z0 = zb * ZB, z1 = std::min(nz, z0 + ZB);
+        const int64_t c0 = xc * C, cw = std::min(C, nx - c0);
+        const int64_t M = ny * cw;
+        std::vector<double> rowbuf(4 * (cw + 2 * rx)), hx1(M), hx2(sq ? M : 0);
+        std::vector<double> b1(M), b2(sq ? M : 0), a1(M, 0.0), a2(sq ? M : 0, 0.0);
+        auto box = [&](int64_t zsrc) {
+            detail::plane_box(img, s, zsrc, c0, cw, p, ty, tx, rowbuf, hx1, hx2, b1.data(), sq ? b2.data() : nullptr);
+        };
+        // window of one plane along z (2D images): each plane's box sums are the
+        // result, no z accumulation
+        const bool flat = wz == 1;
+        // initial window of planes z0 - rz .. z0 + rz
+        for (int64_t j = 0; j < wz && !flat; ++j) {
+            box(tz[z0 + j]);
+            for (int64_t i = 0; i < M; ++i) a1[i] += b1[i];
+            if (sq) for (int64_t i = 0; i < M; ++i) a2[i] += b2[i];
+        }
+        for (int64_t z = z0; z < z1; ++z) {
+            if (flat) {
+                box(z);
+                a1.swap(b1);
+                if (sq) a2.swap(b2);
+            } else if (z > z0) {
+                // slide: add plane z + rz, subtract plane z - rz - 1
+                box(tz[z + wz - 1]);
+                for (int64_t i = 0; i < M; ++i) a1[i] += b1[i];
+                if (sq) for (int64_t i = 0; i < M; ++i) a2[i] += b2[i];
+                box(tz[z - 1]);
+                for (int64_t i = 0; i < M; ++i) a1[i] -= b1[i];
+                if (sq) for (int64_t i = 0; i < M; ++i) a2[i] -= b2[i];
+            }
+            R* o = out + z * P + c0;
+            for (int64_t y = 0; y < ny; ++y) {
+                const double* m1 = a1.data() + y * cw;
+                const double* m2 = sq ? a2.data() + y * cw : nullptr;
+                R* oy = o + y * nx;
+                switch (p.op) {
+                    case LocalOp::mean:
+                        for (int64_t c = 0; c < cw; ++c) oy[c] = static_cast<R>(m1[c] * inv_n - p.offset);
+                        break;
+                    case LocalOp::niblack:
+                        for (int64_t c = 0; c < cw; ++c) {
+                            const double m = m1[c] * inv_n;
+                            const double var = std::max(0.0, m2[c] * inv_n - m * m);
+                            oy[c] = static_cast<R>(m - p.k * std::sqrt(var));
+                        }
+                        break;
+                    case LocalOp::sauvola:
+                        for (int64_t c = 0; c < cw; ++c) {
+                            const double m = m1[c] * inv_n;
+                            const double var = std::max(0.0, m2[c] * inv_n - m * m);
+                            oy[c] = static_cast<R>(m * (1.0 + p.k * (std::sqrt(var) / p.r - 1.0)));
+                        }
+                        break;
+                }
+            }
+        }
+    });
+}
+
+// Median over a box window (odd sizes), border by mode, minus offset.
+template <class T, class R>
+void local_median(const T* img, R* out, const Shape& s, const int64_t win[3], BorderMode mode, double cval,
+                  double offset, int num_threads) {
+    const int64_t nz = s.nz, ny = s.ny, nx = s.nx, P = s.plane();
+    const int64_t rz = win[0] / 2, ry = win[1] / 2, rx = win[2] / 2;
+    const auto tz = detail::border_table(nz, rz, mode);
+    const auto ty = detail::border_table(ny, ry, mode);
+    const auto tx = detail::border_table(nx, rx, mode);
+    const int64_t W = win[0] * win[1] * win[2];
+    parallel_blocks(nz * ny, num_threads, 1, [&](int64_t b, int64_t e) {
+        std::vector<double> buf(W);
+        for (int64_t row = b; row < e; ++row) {
+            const int64_t z = row / ny, y = row % ny;
+            for (int64_t x = 0; x < nx; ++x) {
+                int64_t n = 0;
+                for (int64_t dz = 0; dz < win[0]; ++dz) {
+                    const int64_t zz = tz[z + dz];
+                    for (int64_t dy = 0; dy < win[1]; ++dy) {
+                        const int64_t yy = ty[y + dy];
+                        for (int64_t dx = 0; dx < win[2]; ++dx) {
+                            const int64_t xx = tx[x + dx];
+                            buf[n++] = (zz < 0 || yy < 0 || xx < 0) ? cval
+                                                                    : static_cast<double>(img[zz * P + yy * nx + xx]);
+                        }
+                    }
+                }
+                std::nth_element(buf.begin(), buf.begin() + W / 2, buf.end());
+                out[row * nx + x] = static_cast<R>(buf[W / 2] - offset);
+            }
+        }
+    });
+}
+
+// ----------------------------------------------------------------- class maps
+
+// out[i] = number of thresholds t with v > t (thresholds sorted ascending);
+// voxels outside the mask (if any) get 0.  NaN gets 0.
+template <class T, class L>
+void classify(const T* img, const uint8_t* mask, L* out, int64_t N, const double* thr, int64_t nthr,
+              int num_threads) {
+    parallel_blocks(N, num_threads, 1 << 15, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) {
+            if (mask && !mask[i]) { out[i] = 0; continue; }
+            const double v = static_cast<double>(img[i]);
+            int64_t lo = 0, hi = nthr;  // first threshold >= v
+            while (lo < hi) {
+                const int64_t mid = (lo + hi) / 2;
+                if (thr[mid] < v) lo = mid + 1;
+                else hi = mid;
+            }
+            out[i] = static_cast<L>(lo);
+        }
+    });
+}
+
+}  // namespace medseg

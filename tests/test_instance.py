@@ -1,0 +1,171 @@
+"""medseg_fast.instance against scipy.ndimage, cc3d, edt and scikit-image."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import layouts
+
+from medseg_fast import instance
+from medseg_fast._errors import EmptyImageError, InvalidImageError, InvalidParameterError
+
+ndi = pytest.importorskip("scipy.ndimage")
+
+
+def _struct(ndim, c):
+    return ndi.generate_binary_structure(ndim, c)
+
+
+def _blobs(shape, seed, p=0.5, sigma=1.5):
+    rng = np.random.default_rng(seed)
+    noise = ndi.gaussian_filter(rng.random(shape), sigma)
+    return noise > np.quantile(noise, 1 - p)
+
+
+def same_partition(a, b):
+    """True when a and b are equal up to a relabelling of non-zero labels."""
+    if not np.array_equal(a == 0, b == 0):
+        return False
+    fg = a != 0
+    pairs = np.unique(np.stack([a[fg].astype(np.int64), b[fg].astype(np.int64)]), axis=1)
+    return len(np.unique(pairs[0])) == pairs.shape[1] == len(np.unique(pairs[1]))
+
+
+# ------------------------------------------------------------------ label
+
+SHAPES = [(37, 41), (9, 23, 31), (1, 12, 13), (12, 1, 13), (12, 13, 1), (1, 1, 1), (1, 17), (17, 1)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("p", [0.3, 0.6])
+def test_label_equals_scipy(backend, shape, p):
+    rng = np.random.default_rng(abs(hash((shape, p))) % 2**32)
+    mask = rng.random(shape) < p
+    ndim = mask.ndim
+    for c in range(1, ndim + 1):
+        ref, n = ndi.label(mask, _struct(ndim, c))
+        got, k = instance.label(mask, c, return_num=True, backend=backend, num_threads=1)
+        assert got.dtype == np.uint32
+        assert k == n
+        np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_label_threads_identical_and_blobs(backend, ndim):
+    shape = (160, 170) if ndim == 2 else (40, 45, 50)
+    mask = _blobs(shape, 3, p=0.45)
+    for c in range(1, ndim + 1):
+        ref, n = ndi.label(mask, _struct(ndim, c))
+        assert n > 5
+        a = instance.label(mask, c, backend=backend, num_threads=1)
+        b = instance.label(mask, c, backend=backend, num_threads=2)
+        np.testing.assert_array_equal(a, ref)
+        np.testing.assert_array_equal(b, ref)
+
+
+def test_label_neighbour_counts_accepted():
+    mask = _blobs((20, 22, 24), 1)
+    np.testing.assert_array_equal(instance.label(mask, 26), ndi.label(mask, np.ones((3, 3, 3)))[0])
+    np.testing.assert_array_equal(instance.label(mask[0], 8), ndi.label(mask[0], np.ones((3, 3)))[0])
+    np.testing.assert_array_equal(instance.label(mask, 6), ndi.label(mask)[0])
+
+
+def test_label_cpu_numba_agree_multilabel():
+    rng = np.random.default_rng(5)
+    lab = rng.integers(0, 4, (14, 15, 16)).astype(np.int32)
+    for c in (1, 2, 3):
+        a = instance.label(lab, c, backend="cpu")
+        b = instance.label(lab, c, backend="numba")
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.int64])
+def test_label_multilabel_vs_cc3d(backend, dtype):
+    cc3d = pytest.importorskip("cc3d")
+    rng = np.random.default_rng(7)
+    lab = (rng.integers(0, 5, (18, 19, 21)) * (_blobs((18, 19, 21), 2, p=0.7))).astype(dtype)
+    if np.dtype(dtype).kind == "i":
+        lab = np.where(lab == 3, -3, lab).astype(dtype)  # negative labels
+    for c, cc in ((1, 6), (2, 18), (3, 26)):
+        got, n = instance.label(lab, c, return_num=True, backend=backend)
+        ref, nref = cc3d.connected_components(lab, connectivity=cc, return_N=True)
+        assert n == nref
+        assert same_partition(got, ref)
+        # per label: exactly scipy's components, in raster order
+        for v in np.unique(lab[lab != 0]):
+            sel = lab == v
+            r, _ = ndi.label(sel, _struct(3, c))
+            ids = got[sel]
+            _, first = np.unique(ids, return_index=True)
+            order = ids[np.sort(first)]  # our ids in raster order of first voxel
+            remap = np.zeros(int(got.max()) + 1, np.int64)
+            remap[order] = np.arange(1, len(order) + 1)
+            np.testing.assert_array_equal(remap[got] * sel, r)
+            assert np.all(np.diff(order.astype(np.int64)) > 0)  # raster-order numbering
+
+
+def test_label_layouts_and_not_modified(backend):
+    mask = _blobs((11, 13, 17), 4).astype(np.uint16) * 3
+    ref = ndi.label(mask)[0]
+    for name, arr in layouts(mask).items():
+        before = arr.copy()
+        got = instance.label(arr, backend=backend)
+        np.testing.assert_array_equal(got, ref, err_msg=name)
+        np.testing.assert_array_equal(arr, before)
+
+
+def test_label_background_and_out_dtype(backend):
+    mask = _blobs((30, 31), 8)
+    inv = instance.label(mask, background=1, backend=backend)
+    np.testing.assert_array_equal(inv, ndi.label(~mask)[0])
+    small = instance.label(mask, out_dtype=np.uint8, backend=backend)
+    assert small.dtype == np.uint8
+    np.testing.assert_array_equal(small, ndi.label(mask)[0])
+    checker = np.indices((40, 40)).sum(0) % 2 == 0  # 800 isolated voxels
+    with pytest.raises(InvalidParameterError, match="cannot hold"):
+        instance.label(checker, out_dtype=np.uint8, backend=backend)
+    assert instance.label(checker, out_dtype=np.int64).dtype == np.int64
+
+
+def test_label_edge_cases(backend):
+    assert instance.label(np.zeros((5, 6), bool), return_num=True, backend=backend)[1] == 0
+    e, n = instance.label(np.zeros((0, 4), bool), return_num=True, backend=backend)
+    assert e.shape == (0, 4) and n == 0
+    full = np.ones((4, 5, 6), np.uint8)
+    assert instance.label(full, return_num=True, backend=backend)[1] == 1
+    with pytest.raises(InvalidImageError, match="integer"):
+        instance.label(np.zeros((4, 4), np.float32))
+    with pytest.raises(InvalidImageError, match="2D or 3D"):
+        instance.label(np.zeros(4, bool))
+    with pytest.raises(InvalidImageError, match="2D or 3D"):
+        instance.label(np.zeros((2, 2, 2, 2), bool))
+    with pytest.raises(InvalidParameterError, match="connectivity"):
+        instance.label(np.zeros((4, 4), bool), 3)
+    with pytest.raises(InvalidParameterError, match="connectivity"):
+        instance.label(np.zeros((4, 4, 4), bool), 0)
+    with pytest.raises(InvalidParameterError, match="background"):
+        instance.label(np.zeros((4, 4), np.uint8), background=300)
+
+
+def test_label_real_segmentation_every_label(shared_data):
+    nib = pytest.importorskip("nibabel")
+    seg = np.asanyarray(nib.load(shared_data / "totalsegmentator" / "example_seg.nii.gz").dataobj)
+    assert seg.flags.f_contiguous
+    labels = np.unique(seg[seg != 0])
+    assert len(labels) == 41
+    for c in (1, 3):
+        got = instance.label(seg, c, num_threads=2)
+        got_nb = instance.label(seg, c, backend="numba")
+        np.testing.assert_array_equal(got, got_nb)
+        for v in labels:
+            sel = seg == v
+            ref, n = ndi.label(sel, _struct(3, c))
+            ids = got[sel]
+            uniq, first = np.unique(ids, return_index=True)
+            assert len(uniq) == n
+            order = ids[np.sort(first)]
+            remap = np.zeros(int(got.max()) + 1, np.int64)
+            remap[order] = np.arange(1, n + 1)
+            np.testing.assert_array_equal(remap[got] * sel, ref)
+        # the binary mask of the whole body equals scipy exactly
+        np.testing.assert_array_equal(instance.label(seg != 0, c), ndi.label(seg != 0, _struct(3, c))[0])

@@ -1,0 +1,377 @@
+"""medseg_fast.threshold against scikit-image (global and adaptive methods),
+on pydicom's CT_small / MR_small, nibabel's big-endian anatomical.nii and
+phantoms, on every host backend."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from conftest import ellipsoid_phantom, layouts, nibabel_file
+
+from medseg_fast import threshold as T
+from medseg_fast._errors import EmptyImageError, InvalidImageError, InvalidParameterError, MedsegWarning, NonFiniteError
+
+F = pytest.importorskip("skimage.filters")
+
+GLOBAL = ["otsu", "yen", "isodata", "triangle", "li", "mean", "minimum"]
+
+
+@pytest.fixture(scope="module")
+def anatomical():
+    import nibabel
+
+    return np.asarray(nibabel.load(nibabel_file("tests", "data", "anatomical.nii")).dataobj)  # >i2, F order, 3D
+
+
+@pytest.fixture(scope="module")
+def noisy_f32(ct_small):
+    rng = np.random.default_rng(0)
+    return (ct_small.astype(np.float32) + rng.normal(0, 3, ct_small.shape)).astype(np.float32)
+
+
+def _sk(method, img, **kw):
+    return float(getattr(F, "threshold_" + method)(img, **kw))
+
+
+def _bin_width(img, nbins=256):
+    return (float(img.max()) - float(img.min())) / nbins
+
+
+# ---------------------------------------------------------------- global methods
+
+
+@pytest.mark.parametrize("method", GLOBAL)
+def test_global_real_data_vs_skimage(method, backend, ct_small, mr_small, noisy_f32, anatomical):
+    for img in (ct_small, mr_small, noisy_f32, anatomical):
+        if method == "minimum" and img is not noisy_f32:
+            continue  # exact int histograms: scikit-image's smoothing loop takes 2-100 s here
+        try:
+            ref = _sk(method, np.ascontiguousarray(img, img.dtype.newbyteorder("=")))
+        except RuntimeError:  # threshold_minimum: histogram never bimodal
+            with pytest.raises(InvalidParameterError):
+                getattr(T, method)(img, backend=backend)
+            continue
+        ours = getattr(T, method)(img, backend=backend)
+        if method == "li" and img.dtype.kind == "f":
+            # histogram iteration vs scikit-image's iteration on the voxels
+            assert abs(ours - ref) <= _bin_width(img), (ours, ref)
+        elif method == "mean":
+            assert ours == pytest.approx(ref, rel=1e-6)
+        else:
+            assert ours == ref, (method, img.dtype, ours, ref)
+
+
+@pytest.mark.parametrize("dtype", [np.bool_, np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32,
+                                   np.float32, np.float64])
+def test_otsu_dtypes(dtype, backend):
+    img, _ = ellipsoid_phantom((12, 16, 20), seed=1, noise=20.0)
+    if dtype == np.bool_:
+        a = img > 150
+        ref = 0.0  # scikit-image: first bin center of bincount([False, True])
+    else:
+        info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else None
+        a = img if info is None else np.clip(img * (0.4 if info.max < 200 else 1.0) - (50 if info.min < 0 else 0),
+                                             info.min, info.max)
+        a = a.astype(dtype)
+        ref = _sk("otsu", a)
+    assert T.otsu(a, backend=backend) == ref
+
+
+def test_int32_wide_range_is_binned(backend):
+    rng = np.random.default_rng(3)
+    a = np.concatenate([rng.normal(-1e7, 1e6, 500), rng.normal(2e7, 1e6, 500)]).astype(np.int32).reshape(20, 50)
+    ours = T.otsu(a, backend=backend)  # > 2**20 distinct-value span: 256 bins, as numpy.histogram on floats
+    ref = _sk("otsu", a.astype(np.float64))
+    assert abs(ours - ref) <= _bin_width(a)
+
+
+def _between(img, t):
+    v = np.asarray(img, np.float64).ravel()
+    cls = np.searchsorted(np.asarray(t, np.float64), v, side="left")
+    return sum(v[cls == c].sum() ** 2 / max(1, (cls == c).sum()) for c in range(len(t) + 1))
+
+
+def test_multiotsu_vs_skimage(backend, ct_small, noisy_f32):
+    u8 = (ct_small // 8).astype(np.uint8)
+    for img in (u8, noisy_f32):
+        np.testing.assert_array_equal(T.multiotsu(img, 3, backend=backend),
+                                      F.threshold_multiotsu(img, 3).astype(np.float64))
+    # scikit-image searches with float32 class moments, which round on these histograms (16k voxels,
+    # values up to 2000): its thresholds land 1-3 values off the optimum.  Ours, in float64, must give
+    # a between-class variance at least as large, and stay close.
+    for img, classes in ((u8, 4), (u8, 5), (ct_small, 3)):
+        ours, ref = T.multiotsu(img, classes, backend=backend), F.threshold_multiotsu(img, classes)
+        assert np.abs(ours - ref).max() <= 0.005 * (float(img.max()) - float(img.min()))
+        assert _between(img, ours) >= _between(img, ref)
+
+
+def test_multiotsu_few_values(backend):
+    a = np.array([[0, 0, 5, 5, 9, 9]], np.uint8)
+    np.testing.assert_array_equal(T.multiotsu(a, 3, backend=backend), [0.0, 5.0])
+    with pytest.raises(InvalidParameterError, match="distinct"):
+        T.multiotsu(a, 4, backend=backend)
+    with pytest.raises(InvalidParameterError):
+        T.multiotsu(a, 6)
+
+
+def test_histogram_matches_numpy(backend, noisy_f32, ct_small):
+    counts, centers = T.histogram(noisy_f32, nbins=100, backend=backend)
+    ref, edges = np.histogram(noisy_f32, bins=100, range=(noisy_f32.min(), noisy_f32.max()))
+    np.testing.assert_array_equal(counts, ref)
+    np.testing.assert_array_equal(centers, ((edges[:-1] + edges[1:]) / 2).astype(np.float64))
+    counts, centers = T.histogram(ct_small, backend=backend)
+    np.testing.assert_array_equal(counts, np.bincount((ct_small - ct_small.min()).ravel()))
+    assert centers[0] == ct_small.min() and centers[-1] == ct_small.max()
+
+
+def test_mask(backend, ct_small, anatomical):
+    m = np.zeros(ct_small.shape, bool)
+    m[20:100, 30:90] = True
+    for method in ("otsu", "yen", "triangle", "li"):
+        assert getattr(T, method)(ct_small, mask=m, backend=backend) == pytest.approx(_sk(method, ct_small[m]))
+    a = np.ascontiguousarray(anatomical, np.int16)
+    m3 = a > 0
+    assert T.otsu(anatomical, mask=m3, backend=backend) == _sk("otsu", a[m3])
+    # integer masks are accepted
+    assert T.otsu(ct_small, mask=m.astype(np.uint8), backend=backend) == T.otsu(ct_small, mask=m)
+
+
+def test_layouts_and_threads(backend, anatomical, noisy_f32):
+    a = np.ascontiguousarray(anatomical, np.int16)
+    m = a > 50
+    ref = T.otsu(a, mask=m, backend=backend)
+    for name, v in layouts(a).items():
+        mv = {"C": m, "F": np.asfortranarray(m)}.get(name, m)
+        assert T.otsu(v, mask=mv, backend=backend) == ref, name
+    for v in layouts(noisy_f32).values():
+        assert T.li(v, backend=backend) == T.li(noisy_f32, backend=backend)
+    assert T.mean(noisy_f32, num_threads=1, backend=backend) == T.mean(noisy_f32, num_threads=2, backend=backend)
+    for nb in (None, 64):
+        c1, _ = T.histogram(a, nbins=nb, num_threads=1, backend=backend)
+        c2, _ = T.histogram(a, nbins=nb, num_threads=2, backend=backend)
+        np.testing.assert_array_equal(c1, c2)
+
+
+def test_backends_agree(ct_small, noisy_f32):
+    for img in (ct_small, noisy_f32):
+        for method in GLOBAL:
+            assert getattr(T, method)(img, backend="cpu") == getattr(T, method)(img, backend="numba")
+        np.testing.assert_array_equal(T.multiotsu(img, 4, nbins=128, backend="cpu"),
+                                      T.multiotsu(img, 4, nbins=128, backend="numba"))
+
+
+def test_constant_nan_and_masked_out(backend):
+    c = np.full((4, 5, 6), 7, np.int16)
+    for method in GLOBAL:
+        with pytest.warns(MedsegWarning, match="constant"):
+            assert getattr(T, method)(c, backend=backend) == 7.0
+    with pytest.warns(MedsegWarning):
+        np.testing.assert_array_equal(T.multiotsu(c.astype(np.float32), 3, backend=backend), [7.0, 7.0])
+    f = np.linspace(0, 1, 60, dtype=np.float32).reshape(6, 10)
+    f[0, 0] = np.nan
+    f[1, 1] = np.inf
+    with pytest.raises(NonFiniteError, match="nan_policy"):
+        T.otsu(f, backend=backend)
+    finite = f[np.isfinite(f)]
+    assert T.otsu(f, nan_policy="omit", backend=backend) == _sk("otsu", finite)
+    with pytest.raises(InvalidParameterError):
+        T.otsu(f, nan_policy="propagate")
+    with pytest.raises(EmptyImageError, match="mask"):
+        T.otsu(np.arange(12, dtype=np.int16).reshape(3, 4), mask=np.zeros((3, 4), bool), backend=backend)
+    with pytest.raises(EmptyImageError):
+        T.otsu(np.full((3, 3), np.nan, np.float32), nan_policy="omit", backend=backend)
+    with pytest.raises(EmptyImageError):
+        T.otsu(np.zeros((0, 5), np.float32))
+    with pytest.raises(InvalidImageError):
+        T.otsu(np.zeros(5, np.float32))
+    with pytest.raises(InvalidImageError):
+        T.otsu(np.zeros((4, 4), np.float32), mask=np.ones((4, 5), bool))
+    with pytest.raises(InvalidParameterError):
+        T.otsu(np.zeros((4, 4), np.float32), nbins=1)
+
+
+def test_input_not_modified(backend, noisy_f32):
+    a = noisy_f32.copy()
+    T.li(a, backend=backend)
+    T.sauvola(a, 5, backend=backend)
+    T.local(a, 5, "gaussian", backend=backend)
+    np.testing.assert_array_equal(a, noisy_f32)
+
+
+# ---------------------------------------------------------------- adaptive methods
+
+
+def _rel(ours, ref):
+    ref = np.asarray(ref, np.float64)
+    scale = np.maximum(np.abs(ref), 1e-3 * np.abs(ref).max())
+    return float(np.max(np.abs(ours.astype(np.float64) - ref) / scale))
+
+
+@pytest.fixture(scope="module")
+def vol3d():
+    img, _ = ellipsoid_phantom((14, 18, 22), seed=2, noise=15.0)
+    return img
+
+
+@pytest.mark.parametrize("method", ["gaussian", "mean", "median"])
+def test_local_vs_skimage(method, backend, ct_small, vol3d):
+    for img, bs in ((ct_small, 11), (vol3d, 5), (vol3d, (3, 5, 7))):
+        ours = T.local(img, bs, method, offset=2.5, backend=backend)
+        ref = F.threshold_local(img, bs, method, offset=2.5)
+        assert ours.dtype == np.float32
+        assert _rel(ours, ref) < 1e-4, (method, bs)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "mirror", "wrap", "constant"])
+def test_local_border_modes(mode, backend, vol3d):
+    for method in ("mean", "gaussian"):
+        ours = T.local(vol3d, 7, method, mode=mode, cval=40.0, backend=backend)
+        ref = F.threshold_local(vol3d, 7, method, mode=mode, cval=40.0)
+        assert _rel(ours, ref) < 1e-4, (method, mode)
+
+
+def test_niblack_sauvola_vs_skimage(backend, ct_small, mr_small, anatomical):
+    a = np.ascontiguousarray(anatomical, np.int16)
+    for img, w in ((ct_small, 15), (mr_small, 7), (a, 7), (a, (3, 5, 9))):
+        np.testing.assert_array_less(_rel(T.niblack(img, w, k=0.3, backend=backend),
+                                          F.threshold_niblack(img, w, k=0.3)), 1e-4)
+        np.testing.assert_array_less(_rel(T.sauvola(img, w, k=0.3, backend=backend),
+                                          F.threshold_sauvola(img, w, k=0.3)), 1e-4)
+        np.testing.assert_array_less(_rel(T.sauvola(img, w, k=0.5, r=300.0, backend=backend),
+                                          F.threshold_sauvola(img, w, k=0.5, r=300.0)), 1e-4)
+    # the big-endian Fortran-ordered original gives the same answer
+    np.testing.assert_array_equal(T.sauvola(anatomical, 7, backend=backend), T.sauvola(a, 7, backend=backend))
+
+
+def test_borders_mirror_like_skimage(backend):
+    # near the border the window mirrors without repeating the edge voxel (numpy 'reflect')
+    img = np.arange(1, 8, dtype=np.float64)[None, :] * np.ones((7, 1))
+    ours = T.niblack(img, 3, k=0.0, backend=backend)
+    assert ours[3, 0] == pytest.approx((2 + 1 + 2) / 3)
+    np.testing.assert_allclose(ours, F.threshold_niblack(img, 3, k=0.0), rtol=1e-12)
+
+
+def test_sauvola_precision_big_window(backend):
+    # CT-like values (mean ~1000, small local std) over a 31^3 window: float64
+    # accumulation keeps the std; compare with scikit-image run in float64.
+    rng = np.random.default_rng(4)
+    img = (1000 + rng.normal(0, 2, (32, 34, 36))).astype(np.float32)
+    ours = T.sauvola(img, 31, k=0.5, r=4.0, backend=backend)
+    ref = F.threshold_sauvola(img.astype(np.float64), 31, k=0.5, r=4.0)
+    assert _rel(ours, ref) < 1e-5
+    ours_n = T.niblack(img, 31, k=2.0, backend=backend)
+    ref_n = F.threshold_niblack(img.astype(np.float64), 31, k=2.0)
+    assert _rel(ours_n, ref_n) < 1e-5
+
+
+def test_adaptive_backends_and_threads_identical(vol3d, ct_small):
+    for img in (vol3d, ct_small):
+        for fn, args in ((T.niblack, (5,)), (T.sauvola, (5,)), (T.local, (5, "mean")), (T.local, (3, "median"))):
+            r1 = fn(img, *args, backend="cpu", num_threads=1)
+            np.testing.assert_array_equal(r1, fn(img, *args, backend="cpu", num_threads=2))
+            np.testing.assert_array_equal(r1, fn(img, *args, backend="numba", num_threads=2))
+
+
+def test_adaptive_layouts_and_2d_vs_3d(backend, ct_small):
+    ref = T.sauvola(ct_small, (9, 5), backend=backend)
+    for name, v in layouts(ct_small).items():
+        np.testing.assert_array_equal(T.sauvola(v, (9, 5), backend=backend), ref, err_msg=name)
+    one = T.sauvola(ct_small[None], (1, 9, 5), backend=backend)
+    np.testing.assert_array_equal(one[0], ref)
+    np.testing.assert_array_equal(T.local(ct_small[None], (1, 9, 9), "mean", backend=backend)[0],
+                                  T.local(ct_small, 9, "mean", backend=backend))
+
+
+@pytest.mark.parametrize("shape, win", [((1, 9, 11), (1, 3, 5)), ((7, 1, 9), (3, 1, 5)), ((7, 9, 1), (5, 3, 1)),
+                                        ((1, 1, 9), (1, 1, 3))])
+def test_adaptive_thin_shapes(shape, win, backend):
+    rng = np.random.default_rng(5)
+    img = rng.normal(100, 10, shape).astype(np.float32)
+    for method in ("mean", "gaussian", "median"):
+        assert _rel(T.local(img, win, method, backend=backend), F.threshold_local(img, win, method)) < 1e-4
+    assert _rel(T.sauvola(img, win, backend=backend), F.threshold_sauvola(img, win)) < 1e-4
+    with pytest.raises(InvalidParameterError, match="exceeds"):
+        T.niblack(img, 3, backend=backend)
+    # a window in mm is clipped to what fits
+    np.testing.assert_array_equal(T.niblack(img, 3.0, spacing=(1, 1, 1), backend=backend),
+                                  T.niblack(img, tuple(min(3, n if n % 2 else n - 1) for n in shape), backend=backend))
+
+
+def test_spacing_window_in_mm(backend, vol3d):
+    sp = (3.0, 1.0, 0.5)
+    # 9 mm -> 3, 9, 17 voxels (odd count nearest to 9 / spacing)
+    np.testing.assert_array_equal(T.niblack(vol3d, 9.0, spacing=sp, backend=backend),
+                                  T.niblack(vol3d, (3, 9, 17), backend=backend))
+    np.testing.assert_array_equal(T.local(vol3d, 9.0, "gaussian", spacing=sp, backend=backend),
+                                  T.local(vol3d, (3, 9, 17), "gaussian", backend=backend))
+
+
+def test_adaptive_bad_input(backend, vol3d):
+    with pytest.raises(InvalidParameterError, match="odd"):
+        T.local(vol3d, 4, "mean", backend=backend)
+    with pytest.raises(InvalidParameterError, match="odd"):
+        T.sauvola(vol3d, (3, 4, 5), backend=backend)
+    with pytest.raises(InvalidParameterError, match="exceeds"):
+        T.niblack(vol3d, 17, backend=backend)
+    with pytest.raises(InvalidParameterError, match="one voxel"):
+        T.sauvola(vol3d, 1, backend=backend)
+    with pytest.raises(InvalidParameterError):
+        T.local(vol3d, 5, "generic")
+    with pytest.raises(InvalidParameterError):
+        T.local(vol3d, 5, mode="bogus")
+    with pytest.raises(InvalidParameterError):
+        T.sauvola(vol3d, 5, r=0.0)
+    with pytest.raises(InvalidParameterError):
+        T.niblack(vol3d, 5, k=np.nan)
+    bad = vol3d.copy()
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(NonFiniteError):
+        T.sauvola(bad, 5, backend=backend)
+    with pytest.raises(EmptyImageError):
+        T.local(np.zeros((0, 4), np.float32), 3)
+    with pytest.raises(InvalidImageError):
+        T.niblack(np.zeros((2, 3, 4, 5), np.float32), 3)
+
+
+# ---------------------------------------------------------------- helpers and CLI
+
+
+def test_window_and_binarize(ct_small):
+    w = T.window(ct_small, 40, 400)
+    assert w.dtype == np.float32 and w.min() >= 0 and w.max() <= 1
+    np.testing.assert_allclose(w, np.clip((ct_small - (40 - 200)) / 400.0, 0, 1), atol=1e-6)
+    u = T.window(ct_small, 40, 400, dtype=np.uint8)
+    assert u.dtype == np.uint8 and u.max() == 255
+    with pytest.raises(InvalidParameterError):
+        T.window(ct_small, 40, 0)
+    t = T.otsu(ct_small)
+    np.testing.assert_array_equal(T.binarize(ct_small, t), ct_small > t)
+    thr = T.local(ct_small, 11, "mean")
+    np.testing.assert_array_equal(T.binarize(ct_small, thr), ct_small > thr)
+    m = ct_small > 500
+    np.testing.assert_array_equal(T.binarize(ct_small, t, mask=m), (ct_small > t) & m)
+    with pytest.raises(InvalidImageError):
+        T.binarize(ct_small, thr[:10])
+
+
+def test_cli_methods(ct_small):
+    from medseg_fast.semantic import CLI_METHODS as SEM
+
+    img = ct_small[None, :64, :64]
+    for name in ("otsu", "li", "yen", "multiotsu", "local", "sauvola", "niblack"):
+        spec = T.CLI_METHODS[name]
+        assert spec["help"] and isinstance(spec["params"], dict)
+        defaults = {k: v[1] for k, v in spec["params"].items() if v[1] is not None}
+        out = spec["run"](img, (2.0, 0.5, 0.5), **defaults)
+        assert out.shape == img.shape and out.dtype in (np.bool_, np.uint8)
+    out = T.CLI_METHODS["local"]["run"](img, None, block_size=5)
+    assert out.shape == img.shape
+    assert "ct-tissues" in SEM
+
+
+def test_minimum_exact_histogram(backend, ct_small):
+    u8 = (ct_small // 8).astype(np.uint8)
+    assert T.minimum(u8, backend=backend) == _sk("minimum", u8)
