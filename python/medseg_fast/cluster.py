@@ -432,7 +432,7 @@ def _fcm_hist(v, w, c, m, max_iter, tol):
     Frobenius norm of the membership change over all voxels is < tol."""
     u = _fcm_u_1d(v, c, m)
     it = 0
-    while it < max_iter - 1:
+    while it < max_iter:
         u_old = u
         um = np.maximum(u_old, _EPS) ** m * w[:, None]
         c = (um * v[:, None]).sum(0) / um.sum(0)
