@@ -176,9 +176,11 @@ def _value_histogram(d: _Data):
     return v.astype(np.float64), c.astype(np.int64)
 
 
-def _constant_result(d: _Data, value, what):
+def _constant_result(d: _Data, value, what, mask=None):
     warnings.warn(f"{what}: every voxel in the mask has the value {value!r}; returning a single cluster",
                   MedsegWarning, stacklevel=3)
+    if mask is not None:
+        return mask.astype(np.uint8)
     return d.scatter(np.ones(d.n_voxels(), np.uint8), np.uint8)
 
 
@@ -742,6 +744,11 @@ def mean_shift(image, bandwidth, spatial_bandwidth=None, mask=None, channel_axis
     X = np.empty(d.shape + (F,), np.float32)
     for ci, ch in enumerate(d.channels):
         X[..., ci] = ch
+    inside = X[d.mask] if d.mask is not None else X.reshape(-1, F)
+    lo, hi = inside.min(0), inside.max(0)
+    if np.all(lo == hi):
+        return _constant_result(d, lo[0] if F == 1 else tuple(lo.tolist()), "mean_shift"), lo.astype(np.float64)
+    del inside
     sp = d.spacing if d.ndim == 3 else (1.0,) + tuple(d.spacing)
     inv = [s / hs for s in sp]
     rad = [int(np.floor(hs / s + 1e-9)) for s in sp]
@@ -864,7 +871,7 @@ def agglomerative(image, n_clusters, linkage="ward", connectivity=1, mask=None, 
         counts = np.bincount(inv, minlength=R).astype(np.float64)
         sums = np.stack([np.bincount(inv, weights=X[:, f], minlength=R) for f in range(X.shape[1])], axis=1)
     if R == 1 or np.all(X.min(0) == X.max(0)):
-        return _constant_result(d, tuple(X[0].tolist()) if X.shape[1] > 1 else X[0, 0], "agglomerative")
+        return _constant_result(d, tuple(X[0].tolist()) if X.shape[1] > 1 else X[0, 0], "agglomerative", m)
     if k > R:
         raise InvalidParameterError(f"n_clusters={k} exceeds the {R} voxels/regions that take part")
     assign, C = d.fam.ward(region, np.ascontiguousarray(counts), np.ascontiguousarray(sums), k, connectivity)
