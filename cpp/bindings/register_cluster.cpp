@@ -82,6 +82,29 @@ void label_thresholds_py(const py::array& image, const py::object& mask, const f
     });
 }
 
+py::array gather_lut_py(const py::array& image, const py::object& mask, int64_t lo, const f32& lut,
+                         int num_threads) {
+    if (lut.ndim() != 2) throw py::value_error("lut must be (k, nbins)");
+    const int k = static_cast<int>(lut.shape(0));
+    const int64_t nbins = lut.shape(1);
+    u8 mk;
+    const uint8_t* mp = mask_ptr(mask, image.size(), mk);
+    std::vector<py::ssize_t> dims{static_cast<py::ssize_t>(k)};
+    for (py::ssize_t a = 0; a < image.ndim(); ++a) dims.push_back(image.shape(a));
+    f32 out(dims);
+    float* op = out.mutable_data();
+    const float* lp = lut.data();
+    dispatch<int_types>(dtype_tag(image.dtype()), [&](auto tag) {
+        using T = decltype(tag);
+        auto in = c_array<T>(image);
+        const T* ip = in.data();
+        const int64_t n = in.size();
+        py::gil_scoped_release release;
+        cluster::gather_lut<T>(ip, mp, n, lo, nbins, lp, k, op, num_threads);
+    });
+    return out;
+}
+
 void check_features(const f32& X, const f64& C, int& F, int& k) {
     if (X.ndim() != 2 || C.ndim() != 2 || X.shape(1) != C.shape(1))
         throw py::value_error("features must be (n, F) and centres (k, F)");
@@ -252,6 +275,8 @@ MEDSEG_REGISTER(cluster) {
           py::arg("num_threads"));
     m.def("label_thresholds", &label_thresholds_py, py::arg("image"), py::arg("mask"), py::arg("thresholds"),
           py::arg("out"), py::arg("num_threads"));
+    m.def("gather_lut", &gather_lut_py, py::arg("image"), py::arg("mask"), py::arg("lo"), py::arg("lut"),
+          py::arg("num_threads"));
     m.def("kmeans_assign", &kmeans_assign_py, py::arg("X"), py::arg("centers"), py::arg("labels"),
           py::arg("num_threads"));
     m.def("fcm_step", &fcm_step_py, py::arg("X"), py::arg("xbar"), py::arg("alpha"), py::arg("centers"),

@@ -161,19 +161,35 @@ def _rng(random_state):
     return np.random.default_rng(random_state)
 
 
-def _value_histogram(d: _Data):
-    """Distinct values (float64, ascending) and their counts among the voxels in mask."""
+def _value_histogram(d: _Data, want_range=False):
+    """Distinct values (float64, ascending) and their counts among the voxels in mask.
+
+    With ``want_range``, also (lo, nbins) of the exact integer histogram's compact range
+    (None for floats and very wide integer ranges)."""
     view, mv, _ = d.kernel_view()
-    lo, hi, count = d.fam.minmax(view, mv, d.nt)
-    if count == 0:
-        raise EmptyImageError("no voxel takes part (empty mask)")
-    if view.dtype.kind in "iu" and hi - lo + 1 <= _INT_RANGE_LIMIT:
-        counts = d.fam.int_histogram(view, mv, int(lo), int(hi - lo + 1), d.nt)
+    rng_out = None
+    if view.dtype.kind in "iu" and view.dtype.itemsize <= 2:
+        info = np.iinfo(view.dtype)  # 8/16-bit: histogram over the whole type range, no min/max pass
+        counts = d.fam.int_histogram(view, mv, int(info.min), int(info.max) - int(info.min) + 1, d.nt)
         nz = np.flatnonzero(counts)
-        return (nz + lo).astype(np.float64), counts[nz]
-    vals = view[mv.view(bool)] if mv is not None else view.reshape(-1)
-    v, c = np.unique(vals, return_counts=True)
-    return v.astype(np.float64), c.astype(np.int64)
+        if len(nz) == 0:
+            raise EmptyImageError("no voxel takes part (empty mask)")
+        v, w = (nz + int(info.min)).astype(np.float64), counts[nz]
+        rng_out = (int(v[0]), int(v[-1] - v[0]) + 1)
+    else:
+        lo, hi, count = d.fam.minmax(view, mv, d.nt)
+        if count == 0:
+            raise EmptyImageError("no voxel takes part (empty mask)")
+        if view.dtype.kind in "iu" and hi - lo + 1 <= _INT_RANGE_LIMIT:
+            counts = d.fam.int_histogram(view, mv, int(lo), int(hi - lo + 1), d.nt)
+            nz = np.flatnonzero(counts)
+            v, w = (nz + lo).astype(np.float64), counts[nz]
+            rng_out = (int(lo), int(hi - lo) + 1)
+        else:
+            vals = view[mv.view(bool)] if mv is not None else view.reshape(-1)
+            v, c = np.unique(vals, return_counts=True)
+            v, w = v.astype(np.float64), c.astype(np.int64)
+    return (v, w, rng_out) if want_range else (v, w)
 
 
 def _constant_result(d: _Data, value, what, mask=None):
@@ -543,15 +559,28 @@ def fuzzy_cmeans(image, n_clusters, m=2.0, mask=None, channel_axis=None, spatial
     rng = _rng(random_state)
     F = d.n_features
     if d.single:
-        v, w = _value_histogram(d)
+        v, w, vrange = _value_histogram(d, want_range=True)
         if len(v) == 1:
             out = _constant_result(d, v[0], "fuzzy_cmeans")
             return out, out[None].astype(np.float32), v.copy()
         if k > len(v):
             raise InvalidParameterError(f"n_clusters={k} exceeds the {len(v)} distinct values in the image")
         c0 = _initial_centers(init, v[:, None], w.astype(np.float64), k, rng, 1)
-    else:
-        P = None
+        if alpha == 0:
+            c, _ = _fcm_hist(v, w.astype(np.float64), c0[:, 0], m, max_iter, tol)
+            c = np.sort(c)
+            if vrange is not None:
+                # integer image: memberships depend on the value only -> one table per value, spread
+                # over the image (no feature copy)
+                lo, nbins = vrange
+                lut = np.ascontiguousarray(_fcm_u_1d(lo + np.arange(nbins, dtype=np.float64), c, m).T, np.float32)
+                view, mv, tr = d.kernel_view()
+                memb = d.fam.gather_lut(view, mv, lo, lut, d.nt)
+                if tr:
+                    memb = memb.transpose((0,) + tuple(range(d.ndim, 0, -1)))
+                return _label_1d(d, c, k), memb, c
+            c0 = c[:, None]
+            max_iter = 0  # float image: centres done, memberships below
     X = d.features()
     if not d.single:
         if X.shape[0] < k:
@@ -569,31 +598,25 @@ def fuzzy_cmeans(image, n_clusters, m=2.0, mask=None, channel_axis=None, spatial
             Xb[:, ci] = bm[d.mask] if d.mask is not None else bm.reshape(-1)
         if F > len(d.channels):
             Xb[:, len(d.channels):] = X[:, len(d.channels):]
-    if d.single and alpha == 0:
-        c, _ = _fcm_hist(v, w.astype(np.float64), c0[:, 0], m, max_iter, tol)
-        c = c[:, None]
-    else:
-        c = c0
-        scale = float((X.max(0) - X.min(0)).max())
-        for _ in range(max_iter):
-            num, den, _ = d.fam.fcm_step(X, Xb, alpha, np.ascontiguousarray(c), m, d.nt)
-            new = num / den[:, None]
-            done = np.abs(new - c).max() <= tol * scale
-            c = new
-            if done:
-                break
+    c = c0
+    scale = float((X.max(0) - X.min(0)).max())
+    for _ in range(max_iter):
+        num, den, _ = d.fam.fcm_step(X, Xb, alpha, np.ascontiguousarray(c), m, d.nt)
+        new = num / den[:, None]
+        done = np.abs(new - c).max() <= tol * scale
+        c = new
+        if done:
+            break
+    c = c[_sort_order(c)]
     U, lab = d.fam.fcm_memberships(X, Xb, alpha, np.ascontiguousarray(c), m, d.nt)
-    order = _sort_order(c)
-    lut = np.empty(k, np.int64)
-    lut[order] = np.arange(1, k + 1)
-    labels = d.scatter(lut[lab], _label_dtype(k))
-    U = U[order]
+    del X, Xb
+    lab += 1
+    labels = d.scatter(lab, _label_dtype(k))
     if d.mask is None:
         memberships = U.reshape((k,) + d.shape)
     else:
         memberships = np.zeros((k,) + d.shape, np.float32)
         memberships[:, d.mask] = U
-    c = c[order]
     return labels, memberships, (c[:, 0].copy() if d.single else c)
 
 

@@ -104,20 +104,42 @@ void int_histogram(const T* img, const uint8_t* mask, int64_t n, int64_t lo, int
     }
 }
 
-// out[i] = 1 + #{thresholds < value} inside mask, 0 outside (thresholds ascending).
+// out[i] = 1 + #{thresholds < value} inside mask, 0 outside (thresholds ascending).  A branch-free
+// count for a few thresholds (no mispredictions on noisy images), binary search beyond.
 template <class T, class L>
 void label_thresholds(const T* img, const uint8_t* mask, int64_t n, const double* thr, int nthr, L* out,
                       int num_threads) {
     parallel_blocks(n, num_threads, 1 << 15, [&](int64_t s, int64_t e) {
         for (int64_t i = s; i < e; ++i) {
-            if (mask && !mask[i]) { out[i] = 0; continue; }
             const double v = static_cast<double>(img[i]);
-            int lo = 0, hi = nthr;  // first threshold >= v
-            while (lo < hi) {
-                int mid = (lo + hi) >> 1;
-                if (thr[mid] < v) lo = mid + 1; else hi = mid;
+            int lo = 0;
+            if (nthr <= 16) {
+                for (int j = 0; j < nthr; ++j) lo += thr[j] < v ? 1 : 0;
+            } else {
+                int hi = nthr;  // first threshold >= v
+                while (lo < hi) {
+                    int mid = (lo + hi) >> 1;
+                    if (thr[mid] < v) lo = mid + 1; else hi = mid;
+                }
             }
-            out[i] = static_cast<L>(lo + 1);
+            out[i] = (mask && !mask[i]) ? L(0) : static_cast<L>(lo + 1);
+        }
+    });
+}
+
+// out[c * n + i] = lut[c * nbins + (img[i] - lo)] inside mask, 0 outside: per-value tables (e.g.
+// fuzzy memberships computed once per distinct value) spread over the image.
+template <class T>
+void gather_lut(const T* img, const uint8_t* mask, int64_t n, int64_t lo, int64_t nbins, const float* lut, int k,
+                float* out, int num_threads) {
+    parallel_blocks(n, num_threads, 1 << 15, [&](int64_t s, int64_t e) {
+        for (int c = 0; c < k; ++c) {
+            const float* lc = lut + c * nbins;
+            float* oc = out + c * n;
+            for (int64_t i = s; i < e; ++i) {
+                const int64_t v = static_cast<int64_t>(img[i]) - lo;
+                oc[i] = (mask && !mask[i]) || v < 0 || v >= nbins ? 0.0f : lc[v];
+            }
         }
     });
 }

@@ -145,6 +145,27 @@ def label_thresholds(image, mask, thresholds, out, num_threads):
     out.reshape(-1)[:] = tmp
 
 
+@njit(cache=CACHE, parallel=True)
+def _gather_lut(img, mask, use_mask, lo, lut, out):
+    n = img.shape[0]
+    k, nbins = lut.shape
+    for i in prange(n):
+        v = img[i] - lo
+        bad = (use_mask and mask[i] == 0) or v < 0 or v >= nbins
+        for c in range(k):
+            out[c, i] = np.float32(0.0) if bad else lut[c, v]
+
+
+def gather_lut(image, mask, lo, lut, num_threads):
+    img = _flat(image)
+    m, um = _mask(mask, img.size)
+    lut = np.ascontiguousarray(lut, np.float32)
+    out = np.empty((lut.shape[0], img.size), np.float32)
+    with threads(num_threads):
+        _gather_lut(img, m, um, np.int64(lo), lut, out)
+    return out.reshape((lut.shape[0],) + np.shape(image))
+
+
 # ---------------------------------------------------------------- k-means
 
 
