@@ -210,7 +210,8 @@ Shape grid_shape(const py::array& X) {
 }
 
 py::array ms_filter_py(const f32& X, const py::object& mask, const std::vector<double>& inv,
-                       const std::vector<int64_t>& rad, double hr, int max_iter, double eps, int num_threads) {
+                       const std::vector<int64_t>& rad, double hr, int max_iter, double eps, bool integer_valued,
+                       int num_threads) {
     const Shape s = grid_shape(X);
     const int F = static_cast<int>(X.shape(X.ndim() - 1));
     if (inv.size() != 3 || rad.size() != 3) throw py::value_error("inv and rad need 3 entries (z, y, x)");
@@ -222,7 +223,7 @@ py::array ms_filter_py(const f32& X, const py::object& mask, const std::vector<d
     float* op = out.mutable_data();
     {
         py::gil_scoped_release release;
-        cluster::ms_filter(xp, mp, s, F, inv.data(), rad.data(), hr, max_iter, eps, op, num_threads);
+        cluster::ms_filter(xp, mp, s, F, inv.data(), rad.data(), hr, max_iter, eps, integer_valued, op, num_threads);
     }
     return out;
 }
@@ -286,7 +287,7 @@ MEDSEG_REGISTER(cluster) {
     m.def("mean_shift_seeds", &mean_shift_seeds_py, py::arg("X"), py::arg("seeds"), py::arg("bandwidth"),
           py::arg("max_iter"), py::arg("num_threads"));
     m.def("ms_filter", &ms_filter_py, py::arg("X"), py::arg("mask"), py::arg("inv"), py::arg("rad"), py::arg("hr"),
-          py::arg("max_iter"), py::arg("eps"), py::arg("num_threads"));
+          py::arg("max_iter"), py::arg("eps"), py::arg("integer_valued"), py::arg("num_threads"));
     m.def("ms_segment", &ms_segment_py, py::arg("Y"), py::arg("mask"), py::arg("thr"), py::arg("connectivity"));
     m.def("ward", &ward_py, py::arg("region"), py::arg("counts"), py::arg("sums"), py::arg("n_clusters"),
           py::arg("connectivity"));

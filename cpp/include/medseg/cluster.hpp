@@ -327,14 +327,34 @@ inline int64_t round_half_up(double v) { return static_cast<int64_t>(std::floor(
 
 // Joint spatial-range mean-shift filtering (Comaniciu & Meer 2002, flat kernels): each voxel in
 // mask starts at (its position, its features) and moves to the mean position (rounded to the
-// grid, as OpenCV's pyrMeanShiftFiltering) and mean features of the mask voxels q with
+// grid, as OpenCV's pyrMeanShiftFiltering; the mean offset is rounded half up) and mean features of the mask voxels q with
 // sum((q - p) * spacing / hs)^2 <= 1 and |X[q] - y| <= hr, until the position stays and the
 // features move by <= eps, or max_iter steps.  X and out are (nvox, F); out is set only in mask.
 // `inv` = spacing / hs per axis (z, y, x); `rad` = window half-width in voxels per axis.
 inline void ms_filter(const float* X, const uint8_t* mask, const Shape& s, int F, const double* inv, const int64_t* rad,
-                      double hr, int max_iter, double eps, float* out, int num_threads) {
+                      double hr, int max_iter, double eps, bool integer_valued, float* out, int num_threads) {
     const double hr2 = hr * hr, eps2 = eps * eps;
     const int64_t plane = s.plane();
+    // the window: offsets inside the ellipsoid, in raster order
+    struct Off { int64_t dz, dy, dx, lin; };
+    std::vector<Off> offs;
+    for (int64_t dz = -rad[0]; dz <= rad[0]; ++dz)
+        for (int64_t dy = -rad[1]; dy <= rad[1]; ++dy)
+            for (int64_t dx = -rad[2]; dx <= rad[2]; ++dx) {
+                const double a = dz * inv[0], b = dy * inv[1], c = dx * inv[2];
+                if (a * a + b * b + c * c <= 1.0) offs.push_back({dz, dy, dx, dz * plane + dy * s.nx + dx});
+            }
+    const int64_t no = static_cast<int64_t>(offs.size());
+    // the same window as rows (dz, dy, x-extent ex, offset of the row centre); the ellipsoid is
+    // symmetric in x, so each row is the contiguous run -ex..ex of the raster-ordered offsets
+    struct Row { int64_t dz, dy, ex, lin; };
+    std::vector<Row> rows;
+    for (int64_t o = 0; o < no;) {
+        int64_t e = o;
+        while (e < no && offs[e].dz == offs[o].dz && offs[e].dy == offs[o].dy) ++e;
+        rows.push_back({offs[o].dz, offs[o].dy, -offs[o].dx, offs[o].dz * plane + offs[o].dy * s.nx});
+        o = e;
+    }
     parallel_for_dynamic(s.nz * s.ny, num_threads, [&](int64_t row) {
         std::vector<double> y(F), acc(F);
         const int64_t z0 = row / s.ny, y0 = row % s.ny;
@@ -346,38 +366,69 @@ inline void ms_filter(const float* X, const uint8_t* mask, const Shape& s, int F
             for (int it = 0; it < max_iter; ++it) {
                 int64_t sz = 0, sy = 0, sx = 0, cnt = 0;
                 std::fill(acc.begin(), acc.end(), 0.0);
-                const int64_t zb = std::max<int64_t>(0, pz - rad[0]), ze = std::min<int64_t>(s.nz - 1, pz + rad[0]);
-                const int64_t yb = std::max<int64_t>(0, py - rad[1]), ye = std::min<int64_t>(s.ny - 1, py + rad[1]);
-                const int64_t xb = std::max<int64_t>(0, px - rad[2]), xe = std::min<int64_t>(s.nx - 1, px + rad[2]);
-                for (int64_t qz = zb; qz <= ze; ++qz) {
-                    const double dz = (qz - pz) * inv[0];
-                    for (int64_t qy = yb; qy <= ye; ++qy) {
-                        const double dy = (qy - py) * inv[1];
-                        const double dzy = dz * dz + dy * dy;
-                        if (dzy > 1.0) continue;
-                        for (int64_t qx = xb; qx <= xe; ++qx) {
-                            const double dx = (qx - px) * inv[2];
-                            if (dzy + dx * dx > 1.0) continue;
-                            const int64_t q = qz * plane + qy * s.nx + qx;
-                            if (mask && !mask[q]) continue;
-                            const float* xq = X + q * F;
-                            double d = 0.0;
-                            for (int f = 0; f < F; ++f) {
-                                double t = static_cast<double>(xq[f]) - y[f];
-                                d += t * t;
+                const int64_t base = pz * plane + py * s.nx + px;
+                const bool interior = pz - rad[0] >= 0 && pz + rad[0] < s.nz && py - rad[1] >= 0 &&
+                                      py + rad[1] < s.ny && px - rad[2] >= 0 && px + rad[2] < s.nx;
+                if (interior && !mask && F == 1) {
+                    // fast path over the window's rows, branch-free: adding 0 leaves every sum
+                    // unchanged and the position sums are small integers (exact in double), so it
+                    // equals the general loop below bit for bit.  For integer-valued images the
+                    // value sums are exact too, so the rows may be vectorised (any order is exact).
+                    const double yv = y[0];
+                    double a0 = 0.0, c0 = 0.0, s0 = 0.0, s1 = 0.0, s2 = 0.0;
+                    for (size_t r = 0; r < rows.size(); ++r) {
+                        const float* xr = X + base + rows[r].lin;
+                        const int64_t ex = rows[r].ex;
+                        double rc = 0.0, rx = 0.0, ra = 0.0;
+                        if (integer_valued) {
+#ifdef _OPENMP
+#pragma omp simd reduction(+ : rc, rx, ra)
+#endif
+                            for (int64_t dx = -ex; dx <= ex; ++dx) {
+                                const double v = static_cast<double>(xr[dx]);
+                                const double t = v - yv;
+                                const double w = t * t <= hr2 ? 1.0 : 0.0;
+                                rc += w; rx += w * static_cast<double>(dx); ra += w * v;
                             }
-                            if (d > hr2) continue;
-                            ++cnt;
-                            sz += qz; sy += qy; sx += qx;
-                            for (int f = 0; f < F; ++f) acc[f] += static_cast<double>(xq[f]);
+                            a0 += ra;
+                        } else {
+                            for (int64_t dx = -ex; dx <= ex; ++dx) {
+                                const double v = static_cast<double>(xr[dx]);
+                                const double t = v - yv;
+                                const double w = t * t <= hr2 ? 1.0 : 0.0;
+                                rc += w; rx += w * static_cast<double>(dx);
+                                a0 += w * v;
+                            }
                         }
+                        c0 += rc; s2 += rx;
+                        s0 += rc * static_cast<double>(rows[r].dz); s1 += rc * static_cast<double>(rows[r].dy);
+                    }
+                    acc[0] = a0;
+                    cnt = static_cast<int64_t>(c0);
+                    sz = static_cast<int64_t>(s0); sy = static_cast<int64_t>(s1); sx = static_cast<int64_t>(s2);
+                } else {
+                    for (int64_t o = 0; o < no; ++o) {
+                        const int64_t qz = pz + offs[o].dz, qy = py + offs[o].dy, qx = px + offs[o].dx;
+                        if (!interior && (qz < 0 || qz >= s.nz || qy < 0 || qy >= s.ny || qx < 0 || qx >= s.nx)) continue;
+                        const int64_t q = base + offs[o].lin;
+                        if (mask && !mask[q]) continue;
+                        const float* xq = X + q * F;
+                        double d = 0.0;
+                        for (int f = 0; f < F; ++f) {
+                            double t = static_cast<double>(xq[f]) - y[f];
+                            d += t * t;
+                        }
+                        if (d > hr2) continue;
+                        ++cnt;
+                        sz += offs[o].dz; sy += offs[o].dy; sx += offs[o].dx;
+                        for (int f = 0; f < F; ++f) acc[f] += static_cast<double>(xq[f]);
                     }
                 }
-                // cnt >= 1: the window always holds the voxel the position sits on? Not necessarily
-                // (the position may sit on a voxel of very different value); then stop.
+                // the window may be empty when the position sits on a voxel of very different value
                 if (cnt == 0) break;
                 const double ic = 1.0 / static_cast<double>(cnt);
-                const int64_t nz_ = round_half_up(sz * ic), ny_ = round_half_up(sy * ic), nx_ = round_half_up(sx * ic);
+                const int64_t nz_ = pz + round_half_up(sz * ic), ny_ = py + round_half_up(sy * ic),
+                              nx_ = px + round_half_up(sx * ic);
                 double sh = 0.0;
                 for (int f = 0; f < F; ++f) {
                     double v = acc[f] * ic;

@@ -407,11 +407,33 @@ def mean_shift_seeds(X, seeds, bandwidth, max_iter, num_threads):
     return modes, sizes
 
 
+@njit(cache=CACHE)
+def _ms_offsets(inv, rad, ny, nx):
+    n = (2 * rad[0] + 1) * (2 * rad[1] + 1) * (2 * rad[2] + 1)
+    offs = np.empty((n, 4), np.int64)
+    no = 0
+    for dz in range(-rad[0], rad[0] + 1):
+        for dy in range(-rad[1], rad[1] + 1):
+            for dx in range(-rad[2], rad[2] + 1):
+                a = dz * inv[0]
+                b = dy * inv[1]
+                c = dx * inv[2]
+                if a * a + b * b + c * c <= 1.0:
+                    offs[no, 0] = dz
+                    offs[no, 1] = dy
+                    offs[no, 2] = dx
+                    offs[no, 3] = (dz * ny + dy) * nx + dx
+                    no += 1
+    return offs[:no]
+
+
 @njit(cache=CACHE, parallel=True)
 def _ms_filter(X, mask, use_mask, inv, rad, hr, max_iter, eps, out):
     nz, ny, nx, F = X.shape
     hr2 = hr * hr
     eps2 = eps * eps
+    offs = _ms_offsets(inv, rad, ny, nx)
+    no = offs.shape[0]
     for row in prange(nz * ny):
         y = np.empty(F)
         acc = np.empty(F)
@@ -431,43 +453,34 @@ def _ms_filter(X, mask, use_mask, inv, rad, hr, max_iter, eps, out):
                 sx = 0
                 cnt = 0
                 acc[:] = 0.0
-                zb = max(0, pz - rad[0])
-                ze = min(nz - 1, pz + rad[0])
-                yb = max(0, py - rad[1])
-                ye = min(ny - 1, py + rad[1])
-                xb = max(0, px - rad[2])
-                xe = min(nx - 1, px + rad[2])
-                for qz in range(zb, ze + 1):
-                    dz = (qz - pz) * inv[0]
-                    for qy in range(yb, ye + 1):
-                        dy = (qy - py) * inv[1]
-                        dzy = dz * dz + dy * dy
-                        if dzy > 1.0:
-                            continue
-                        for qx in range(xb, xe + 1):
-                            dx = (qx - px) * inv[2]
-                            if dzy + dx * dx > 1.0:
-                                continue
-                            if use_mask and mask[qz, qy, qx] == 0:
-                                continue
-                            d = 0.0
-                            for f in range(F):
-                                t = float(X[qz, qy, qx, f]) - y[f]
-                                d += t * t
-                            if d > hr2:
-                                continue
-                            cnt += 1
-                            sz += qz
-                            sy += qy
-                            sx += qx
-                            for f in range(F):
-                                acc[f] += float(X[qz, qy, qx, f])
+                interior = (pz - rad[0] >= 0 and pz + rad[0] < nz and py - rad[1] >= 0 and py + rad[1] < ny
+                            and px - rad[2] >= 0 and px + rad[2] < nx)
+                for o in range(no):
+                    qz = pz + offs[o, 0]
+                    qy = py + offs[o, 1]
+                    qx = px + offs[o, 2]
+                    if not interior and (qz < 0 or qz >= nz or qy < 0 or qy >= ny or qx < 0 or qx >= nx):
+                        continue
+                    if use_mask and mask[qz, qy, qx] == 0:
+                        continue
+                    d = 0.0
+                    for f in range(F):
+                        t = float(X[qz, qy, qx, f]) - y[f]
+                        d += t * t
+                    if d > hr2:
+                        continue
+                    cnt += 1
+                    sz += offs[o, 0]
+                    sy += offs[o, 1]
+                    sx += offs[o, 2]
+                    for f in range(F):
+                        acc[f] += float(X[qz, qy, qx, f])
                 if cnt == 0:
                     break
                 ic = 1.0 / float(cnt)
-                nz_ = int(math.floor(sz * ic + 0.5))
-                ny_ = int(math.floor(sy * ic + 0.5))
-                nx_ = int(math.floor(sx * ic + 0.5))
+                nz_ = pz + int(math.floor(sz * ic + 0.5))
+                ny_ = py + int(math.floor(sy * ic + 0.5))
+                nx_ = px + int(math.floor(sx * ic + 0.5))
                 sh = 0.0
                 for f in range(F):
                     v = acc[f] * ic
@@ -498,7 +511,8 @@ def _grid_mask(mask, shape3):
     return np.ascontiguousarray(mask).view(np.uint8).reshape(shape3), True
 
 
-def ms_filter(X, mask, inv, rad, hr, max_iter, eps, num_threads):
+def ms_filter(X, mask, inv, rad, hr, max_iter, eps, integer_valued, num_threads):
+    # integer_valued only licenses a vectorised summation order in C++ (exact either way)
     X4, _ = _grid4(X)
     m, use = _grid_mask(mask, X4.shape[:3])
     out = np.zeros(X4.shape, np.float32)
