@@ -74,6 +74,12 @@ def test_bad_parameters(backend):
         fuzzy_cmeans(few, 4, backend=backend)
     with pytest.raises(InvalidParameterError, match="exceeds"):
         agglomerative(few, 7, backend=backend)
+    rgb = np.zeros((6, 6, 3), np.uint8)
+    rgb[:3] = (10, 20, 30)
+    with pytest.raises(InvalidParameterError, match="distinct feature vectors"):
+        kmeans(rgb, 3, channel_axis=-1, backend=backend)
+    with pytest.raises(InvalidParameterError, match="distinct feature vectors"):
+        fuzzy_cmeans(rgb, 3, channel_axis=-1, backend=backend)
     for m in (1.0, 0.5, -2, np.nan, np.inf):
         with pytest.raises(InvalidParameterError, match="fuzzifier"):
             fuzzy_cmeans(img, 2, m=m, backend=backend)

@@ -266,6 +266,16 @@ def _initial_centers(init, X, w, k, rng, F):
     return c.copy()
 
 
+def _check_distinct_rows(X, P, k):
+    """n_clusters must not exceed the number of distinct feature vectors (checked on the sample
+    first, on all points only when the sample has fewer than k)."""
+    if len(np.unique(P, axis=0)) >= k:
+        return
+    n = len(np.unique(X, axis=0))
+    if n < k:
+        raise InvalidParameterError(f"n_clusters={k} exceeds the {n} distinct feature vectors in the image")
+
+
 def _init_points(d: _Data, X):
     """Points and weights the initialisation draws from (a subsample for large X)."""
     rng_sample = np.random.default_rng(0)  # fixed: the sample must not consume the user's stream
@@ -381,7 +391,7 @@ def kmeans(image, n_clusters, mask=None, channel_axis=None, init="k-means++", n_
     array([[1, 1, 2, 2],
            [1, 1, 2, 2]], dtype=uint8)
     >>> centers
-    array([ 0.5, 11. ])
+    array([ 0.5 , 10.75])
     """
     d = _Data(image, mask, channel_axis, spacing, position_weight, backend, num_threads)
     k = _check_n_clusters(n_clusters)
@@ -420,6 +430,7 @@ def kmeans(image, n_clusters, mask=None, channel_axis=None, init="k-means++", n_
         return (out, lo[None].astype(np.float64), 0.0) if return_inertia else (out, lo[None].astype(np.float64))
     tol_abs = tol * float(np.mean(np.var(X, axis=0, dtype=np.float64)))
     P, W = _init_points(d, X)
+    _check_distinct_rows(X, P, k)
     best = None
     for _ in range(n_init):
         c0 = _initial_centers(init, P, W, k, rng, X.shape[1])
@@ -589,6 +600,7 @@ def fuzzy_cmeans(image, n_clusters, m=2.0, mask=None, channel_axis=None, spatial
             out = _constant_result(d, tuple(X[0].tolist()), "fuzzy_cmeans")
             return out, out[None].astype(np.float32), X[:1].astype(np.float64)
         P, W = _init_points(d, X)
+        _check_distinct_rows(X, P, k)
         c0 = _initial_centers(init, P, W, k, rng, F)
     Xb = None
     if alpha > 0:
