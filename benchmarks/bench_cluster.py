@@ -46,7 +46,9 @@ def grey8(shape):
 
 
 def _init4(img):
-    return np.quantile(img[::7].astype(np.float64), [0.05, 0.4, 0.7, 0.97])
+    """Initial centres at the phantom's class values (air, soft tissue, organ, bone), so that every
+    implementation converges to the same well-separated solution."""
+    return np.array([-950.0, 40.0, 100.0, 740.0])
 
 
 # ---------------------------------------------------------------- k-means, 256^3 int16, k=4
@@ -64,7 +66,7 @@ def test_kmeans_sklearn(benchmark):
     cluster = pytest.importorskip("sklearn.cluster")
     vol = ct_like((_n(256),) * 3)
     init = _init4(vol)
-    X = vol.reshape(-1, 1).astype(np.float32)
+    X = vol.reshape(-1, 1).astype(np.float64)
     km = benchmark.pedantic(lambda: cluster.KMeans(4, init=init[:, None], n_init=1).fit(X), rounds=1, iterations=1)
     _, ours = kmeans(vol, 4, init=init)
     np.testing.assert_allclose(ours, np.sort(km.cluster_centers_[:, 0]), rtol=1e-3)
@@ -81,7 +83,7 @@ def test_kmeans_opencv(benchmark):
     _, _, centers = benchmark.pedantic(
         lambda: cv2.kmeans(X, 4, lab0.copy(), crit, 1, cv2.KMEANS_USE_INITIAL_LABELS), rounds=1, iterations=1)
     _, ours = kmeans(vol, 4, init=init, tol=0.0)
-    np.testing.assert_allclose(ours, np.sort(centers[:, 0]), rtol=1e-2)
+    np.testing.assert_allclose(ours, np.sort(centers[:, 0]), rtol=5e-3)  # OpenCV: float32 only
 
 
 # ---------------------------------------------------------------- fuzzy c-means
