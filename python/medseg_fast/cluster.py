@@ -790,7 +790,7 @@ def mean_shift(image, bandwidth, spatial_bandwidth=None, mask=None, channel_axis
     if d.ndim == 2:
         inv[0], rad[0] = 0.0, 0
     mk = None if d.mask is None else np.ascontiguousarray(d.mask).view(np.uint8)
-    integer_valued = all(ch.dtype.kind in "iub" for ch in d.channels)
+    integer_valued = all(ch.dtype.kind in "iub" and ch.dtype.itemsize <= 2 for ch in d.channels)
     Y = d.fam.ms_filter(X, mk, inv, rad, bw, max_iter, 1e-3 * bw, integer_valued, d.nt)
     del X
     lab, R = d.fam.ms_segment(Y, mk, bw / 2.0, connectivity)

@@ -372,36 +372,48 @@ inline void ms_filter(const float* X, const uint8_t* mask, const Shape& s, int F
                 if (interior && !mask && F == 1) {
                     // fast path over the window's rows, branch-free: adding 0 leaves every sum
                     // unchanged and the position sums are small integers (exact in double), so it
-                    // equals the general loop below bit for bit.  For integer-valued images the
-                    // value sums are exact too, so the rows may be vectorised (any order is exact).
-                    const double yv = y[0];
+                    // equals the general loop below bit for bit.  One feature: the range test
+                    // |v - y| <= hr is the interval lo <= v <= hi (the same in every loop).
+                    const double lo = y[0] - hr, hi = y[0] + hr;
                     double a0 = 0.0, c0 = 0.0, s0 = 0.0, s1 = 0.0, s2 = 0.0;
-                    for (size_t r = 0; r < rows.size(); ++r) {
-                        const float* xr = X + base + rows[r].lin;
-                        const int64_t ex = rows[r].ex;
-                        double rc = 0.0, rx = 0.0, ra = 0.0;
-                        if (integer_valued) {
+                    if (integer_valued) {
+                        // 8/16-bit integer values: v >= lo <=> v >= ceil(lo) (v an integer), and
+                        // integer sums are exact in any order, so the rows run in vectorised
+                        // integer arithmetic with the same result as the double loop
+                        const float lof = static_cast<float>(std::ceil(lo)), hif = static_cast<float>(std::floor(hi));
+                        int64_t ic = 0, isz = 0, isy = 0, isx = 0, ia = 0;
+                        for (size_t r = 0; r < rows.size(); ++r) {
+                            const float* xr = X + base + rows[r].lin;
+                            const int32_t ex = static_cast<int32_t>(rows[r].ex);
+                            int32_t rc = 0, rx = 0, ra = 0;
 #ifdef _OPENMP
 #pragma omp simd reduction(+ : rc, rx, ra)
 #endif
-                            for (int64_t dx = -ex; dx <= ex; ++dx) {
-                                const double v = static_cast<double>(xr[dx]);
-                                const double t = v - yv;
-                                const double w = t * t <= hr2 ? 1.0 : 0.0;
-                                rc += w; rx += w * static_cast<double>(dx); ra += w * v;
+                            for (int32_t dx = -ex; dx <= ex; ++dx) {
+                                const float v = xr[dx];
+                                const int32_t w = (v >= lof) & (v <= hif);
+                                rc += w; rx += w * dx; ra += w * static_cast<int32_t>(v);
                             }
-                            a0 += ra;
-                        } else {
+                            ic += rc; isx += rx; ia += ra;
+                            isz += int64_t(rc) * rows[r].dz; isy += int64_t(rc) * rows[r].dy;
+                        }
+                        a0 = static_cast<double>(ia);
+                        c0 = static_cast<double>(ic);
+                        s0 = static_cast<double>(isz); s1 = static_cast<double>(isy); s2 = static_cast<double>(isx);
+                    } else {
+                        for (size_t r = 0; r < rows.size(); ++r) {
+                            const float* xr = X + base + rows[r].lin;
+                            const int64_t ex = rows[r].ex;
+                            double rc = 0.0, rx = 0.0;
                             for (int64_t dx = -ex; dx <= ex; ++dx) {
                                 const double v = static_cast<double>(xr[dx]);
-                                const double t = v - yv;
-                                const double w = t * t <= hr2 ? 1.0 : 0.0;
+                                const double w = (v >= lo && v <= hi) ? 1.0 : 0.0;
                                 rc += w; rx += w * static_cast<double>(dx);
                                 a0 += w * v;
                             }
+                            c0 += rc; s2 += rx;
+                            s0 += rc * static_cast<double>(rows[r].dz); s1 += rc * static_cast<double>(rows[r].dy);
                         }
-                        c0 += rc; s2 += rx;
-                        s0 += rc * static_cast<double>(rows[r].dz); s1 += rc * static_cast<double>(rows[r].dy);
                     }
                     acc[0] = a0;
                     cnt = static_cast<int64_t>(c0);
@@ -413,12 +425,17 @@ inline void ms_filter(const float* X, const uint8_t* mask, const Shape& s, int F
                         const int64_t q = base + offs[o].lin;
                         if (mask && !mask[q]) continue;
                         const float* xq = X + q * F;
-                        double d = 0.0;
-                        for (int f = 0; f < F; ++f) {
-                            double t = static_cast<double>(xq[f]) - y[f];
-                            d += t * t;
+                        if (F == 1) {
+                            const double v = static_cast<double>(xq[0]);
+                            if (!(v >= y[0] - hr && v <= y[0] + hr)) continue;
+                        } else {
+                            double d = 0.0;
+                            for (int f = 0; f < F; ++f) {
+                                double t = static_cast<double>(xq[f]) - y[f];
+                                d += t * t;
+                            }
+                            if (d > hr2) continue;
                         }
-                        if (d > hr2) continue;
                         ++cnt;
                         sz += offs[o].dz; sy += offs[o].dy; sx += offs[o].dx;
                         for (int f = 0; f < F; ++f) acc[f] += static_cast<double>(xq[f]);

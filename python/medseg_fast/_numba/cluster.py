@@ -463,12 +463,17 @@ def _ms_filter(X, mask, use_mask, inv, rad, hr, max_iter, eps, out):
                         continue
                     if use_mask and mask[qz, qy, qx] == 0:
                         continue
-                    d = 0.0
-                    for f in range(F):
-                        t = float(X[qz, qy, qx, f]) - y[f]
-                        d += t * t
-                    if d > hr2:
-                        continue
+                    if F == 1:
+                        v = float(X[qz, qy, qx, 0])
+                        if not (v >= y[0] - hr and v <= y[0] + hr):
+                            continue
+                    else:
+                        d = 0.0
+                        for f in range(F):
+                            t = float(X[qz, qy, qx, f]) - y[f]
+                            d += t * t
+                        if d > hr2:
+                            continue
                     cnt += 1
                     sz += offs[o, 0]
                     sy += offs[o, 1]
