@@ -293,7 +293,6 @@ def _init_points(d: _Data, X):
 def _lloyd_hist(v, w, c, max_iter, tol):
     """Lloyd's algorithm on a weighted 1-D histogram (scikit-learn's loop and stopping rules)."""
     labels_old = np.full(len(v), -1)
-    strict = False
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
         lab = np.argmin((v[:, None] - c[None, :]) ** 2, axis=1)
@@ -302,15 +301,13 @@ def _lloyd_hist(v, w, c, max_iter, tol):
         new = np.where(cnt > 0, sums / np.where(cnt > 0, cnt, 1), c)
         shift = ((new - c) ** 2).sum()
         c = new
-        if np.array_equal(lab, labels_old):
-            strict = True
+        if np.array_equal(lab, labels_old):  # strict convergence
             break
         if shift <= tol:
             break
         labels_old = lab
     lab = np.argmin((v[:, None] - c[None, :]) ** 2, axis=1)
     inertia = float((w * (v - c[lab]) ** 2).sum())
-    del strict
     return c, inertia, n_iter
 
 
