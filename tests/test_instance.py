@@ -169,3 +169,75 @@ def test_label_real_segmentation_every_label(shared_data):
             np.testing.assert_array_equal(remap[got] * sel, ref)
         # the binary mask of the whole body equals scipy exactly
         np.testing.assert_array_equal(instance.label(seg != 0, c), ndi.label(seg != 0, _struct(3, c))[0])
+
+
+# ------------------------------------------------------------------ distance transform
+
+
+def _check_edt(got, ref):
+    assert got.dtype == np.float32
+    scale = max(float(ref.max()), 1.0)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("shape,spacing", [((37, 41), (0.7, 1.9)), ((13, 17, 19), (2.5, 0.8, 1.1)),
+                                           ((1, 15, 16), (3.0, 1.0, 0.5)), ((15, 1, 16), (1.0, 2.0, 0.5)),
+                                           ((15, 16, 1), (1.0, 2.0, 0.5)), ((9, 10), None)])
+def test_distance_equals_scipy(backend, shape, spacing):
+    mask = _blobs(shape, 11, p=0.6, sigma=1.2)
+    ref = ndi.distance_transform_edt(mask, sampling=spacing)
+    got = instance.distance_transform(mask, spacing, backend=backend, num_threads=1)
+    _check_edt(got, ref)
+    np.testing.assert_array_equal(instance.distance_transform(mask, spacing, backend=backend, num_threads=2), got)
+
+
+def test_distance_backends_identical_signed():
+    mask = _blobs((21, 22, 23), 12)
+    for signed in (False, True):
+        a = instance.distance_transform(mask, (1.5, 0.6, 0.9), signed=signed, backend="cpu")
+        b = instance.distance_transform(mask, (1.5, 0.6, 0.9), signed=signed, backend="numba")
+        np.testing.assert_array_equal(a, b)
+    s = instance.distance_transform(mask, (1.5, 0.6, 0.9), signed=True)
+    np.testing.assert_allclose(s[mask], -ndi.distance_transform_edt(mask, sampling=(1.5, 0.6, 0.9))[mask], rtol=1e-6)
+    np.testing.assert_allclose(s[~mask], ndi.distance_transform_edt(~mask, sampling=(1.5, 0.6, 0.9))[~mask],
+                               rtol=1e-6)
+
+
+def test_distance_vs_edt_package_and_layouts():
+    edt = pytest.importorskip("edt")
+    mask = _blobs((16, 18, 20), 13).astype(np.uint8) * 7
+    ref = edt.edt(mask != 0, anisotropy=(2.0, 0.5, 0.75))
+    for name, arr in layouts(mask).items():
+        before = arr.copy()
+        got = instance.distance_transform(arr, (2.0, 0.5, 0.75))
+        _check_edt(got, ref)
+        np.testing.assert_array_equal(arr, before, err_msg=name)
+
+
+def test_distance_phantom_known_truth(backend):
+    # a ball of radius 10 mm sampled at 1 x 0.5 x 0.5 mm: the centre is ~10 mm from the outside
+    zz, yy, xx = np.mgrid[-12:13, -24:25, -24:25].astype(np.float64)
+    r = np.sqrt(zz**2 + (yy * 0.5) ** 2 + (xx * 0.5) ** 2)
+    ball = r <= 10
+    d = instance.distance_transform(ball, (1.0, 0.5, 0.5), backend=backend)
+    assert 10.0 <= d[12, 24, 24] <= 10.5
+    inner = ball & (r < 8)
+    assert np.all(np.abs(d[inner] - (10 - r[inner])) <= 0.6)
+
+
+def test_distance_edge_cases(backend):
+    full = np.ones((4, 5), bool)
+    assert np.all(np.isinf(instance.distance_transform(full, backend=backend)))
+    assert np.all(instance.distance_transform(np.zeros((4, 5), bool), backend=backend) == 0)
+    assert np.all(np.isinf(instance.distance_transform(np.zeros((4, 5), bool), signed=True, backend=backend)))
+    one = np.zeros((5, 5, 5), bool)
+    one[2, 2, 2] = True
+    assert instance.distance_transform(one, backend=backend)[2, 2, 2] == 1.0
+    with pytest.raises(InvalidParameterError, match="spacing"):
+        instance.distance_transform(one, (1.0, -1.0, 1.0))
+    with pytest.raises(InvalidParameterError, match="spacing"):
+        instance.distance_transform(one, (1.0, 1.0))
+    with pytest.raises(InvalidImageError):
+        instance.distance_transform(one.astype(np.float32))
+    with pytest.raises(EmptyImageError):
+        instance.distance_transform(np.zeros((0, 3), bool))

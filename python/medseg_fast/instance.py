@@ -16,9 +16,9 @@ import numpy as np
 from . import _backend
 from ._dispatch import family
 from ._errors import EmptyImageError, InvalidImageError, InvalidParameterError
-from ._validation import check_threads, unwrap_image
+from ._validation import check_threads, core_axes, native_c, per_axis, unwrap_image
 
-__all__ = ["label"]
+__all__ = ["label", "distance_transform"]
 
 _WIDE_VOXELS = 2**31 - 1
 
@@ -190,3 +190,79 @@ def label(image, connectivity=None, *, background=0, return_num=False, out_dtype
             )
         out = out.astype(odt)
     return (out, n) if return_num else out
+
+
+# ------------------------------------------------------------------ distance transform
+
+
+def _mask_u8(arr):
+    """A native C-ordered (or transposed F-ordered) uint8 view/copy of a mask: (view, transposed)."""
+    if arr.dtype == np.bool_:
+        return native_c(arr.view(np.uint8))
+    if arr.dtype == np.uint8 and arr.max(initial=0) <= 1:
+        return native_c(arr)
+    return native_c((arr != 0).view(np.uint8))
+
+
+def _spacing(spacing, ndim):
+    if spacing is None:
+        return (1.0,) * ndim
+    return per_axis(spacing, ndim, "spacing")
+
+
+def distance_transform(mask, spacing=None, *, signed=False, backend="auto", num_threads=None):
+    """Exact Euclidean distance transform in mm, 2D or 3D, anisotropic.
+
+    Parameters
+    ----------
+    mask : (M, N) or (P, M, N) array of bool or integers, or medseg_fast.io.Image
+        Non-zero voxels are inside.
+    spacing : float or sequence of float, optional
+        Voxel size per axis (mm); default 1 (distances in voxels).  An Image
+        brings its own spacing.
+    signed : bool
+        If True, inside voxels get minus their distance to the nearest outside
+        voxel and outside voxels plus their distance to the nearest inside
+        voxel (so neither side has zeros).  If False (default) outside voxels
+        are 0, as in scipy.
+    backend : {'auto', 'cpu', 'numba'}
+    num_threads : int, optional
+
+    Returns
+    -------
+    ndarray of float32
+        For ``signed=False`` equal to ``scipy.ndimage.distance_transform_edt(
+        mask, sampling=spacing)`` to float32 rounding (relative 1e-6).  When
+        there is no outside voxel at all the distances are +inf (scipy returns
+        distances to a virtual voxel before the array's origin instead); with
+        ``signed`` an empty mask gives +inf everywhere.
+
+    Notes
+    -----
+    Felzenszwalb & Huttenlocher's separable lower-envelope algorithm, exact,
+    O(voxels), parallel over lines (cpp/include/medseg/distance.hpp).
+    Memory: the float32 output (two with ``signed``); Fortran-ordered input is
+    processed as its transpose without a copy; integer masks other than 0/1
+    uint8 are converted to one byte per voxel first.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from medseg_fast.instance import distance_transform
+    >>> m = np.zeros((1, 7), bool); m[0, 1:6] = True
+    >>> distance_transform(m)
+    array([[0., 1., 2., 3., 2., 1., 0.]], dtype=float32)
+    >>> distance_transform(m, spacing=(1.0, 0.5))[0, 3]
+    np.float32(1.5)
+    >>> distance_transform(m, signed=True)[0, [0, 3]]
+    array([ 1., -3.], dtype=float32)
+    """
+    mask, spacing = unwrap_image(mask, spacing)
+    arr = _check_labels(mask, "mask")
+    sp = _spacing(spacing, arr.ndim)
+    nt = check_threads(num_threads)
+    name = _backend.resolve(backend, arr, supported=("cpu", "numba"))
+    view, transposed = _mask_u8(arr)
+    out = family(name, "instance").distance_transform(view, core_axes(sp, arr.ndim, transposed, fill=1.0),
+                                                       bool(signed), nt)
+    return out.T if transposed else out

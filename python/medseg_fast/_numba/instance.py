@@ -11,7 +11,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._util import CACHE, as3d
+from numba import prange
+
+from ._util import CACHE, as3d, threads
 
 # ----------------------------------------------------------------- labelling
 
@@ -120,3 +122,146 @@ def label(labels, connectivity, background, wide, num_threads):
     n = _label_kernel(arr, out, _backward_offsets(ndim, connectivity), arr.dtype.type(background))
     out = out.astype(np.uint64 if wide else np.uint32)
     return out.reshape(labels.shape), n
+
+
+# ----------------------------------------------------------------- distance transform
+# Mirrors cpp/include/medseg/distance.hpp operation for operation (float32 storage
+# of squared distances, float64 envelope arithmetic), so results are bit-identical.
+
+_FAR = 1 << 40
+
+
+@njit(cache=CACHE)
+def _envelope_range(f, d, lo, hi, plo, phi, w2, w, v, zb):
+    inf = np.inf
+    k = -1
+    for q in range(lo, hi):
+        fq = np.float64(f[q])
+        if fq == inf:
+            continue
+        while k >= 0:
+            vk = v[k]
+            a = w2 * np.float64(q - vk)
+            num = fq - np.float64(f[vk]) + a * np.float64(q + vk)
+            den = 2.0 * a
+            if num <= zb[k] * den:
+                k -= 1
+            else:
+                k += 1
+                v[k] = q
+                zb[k] = num / den
+                zb[k + 1] = inf
+                break
+        if k < 0:
+            k = 0
+            v[0] = q
+            zb[0] = -inf
+            zb[1] = inf
+    if k < 0:
+        for p in range(plo, phi):
+            d[p] = np.float32(np.inf)
+        return
+    j = 0
+    for p in range(plo, phi):
+        while zb[j + 1] < np.float64(p):
+            j += 1
+        dp = np.float64(p - v[j]) * w
+        d[p] = np.float32(np.float64(f[v[j]]) + dp * dp)
+
+
+@njit(cache=CACHE)
+def _envelope_1d(f, d, n, w, v, zb):
+    w2 = w * w
+    p = 0
+    while p < n:
+        if f[p] == 0.0:
+            d[p] = 0.0
+            p += 1
+            continue
+        e = p
+        while e < n and f[e] != 0.0:
+            e += 1
+        _envelope_range(f, d, p - 1 if p > 0 else p, e + 1 if e < n else e, p, e, w2, w, v, zb)
+        p = e
+
+
+@njit(cache=CACHE, parallel=True)
+def _edt_sq(m, site_nonzero, out, sz, sy, sx):
+    nz, ny, nx = m.shape
+    finf = np.float32(np.inf)
+    rows = nz * ny
+    for r in prange(rows):
+        z = r // ny
+        y = r % ny
+        last = -_FAR
+        for x in range(nx):
+            if (m[z, y, x] != 0) == site_nonzero:
+                last = x
+            out[z, y, x] = np.float32(min(x - last, _FAR))
+        last = 2 * _FAR
+        for x in range(nx - 1, -1, -1):
+            if (m[z, y, x] != 0) == site_nonzero:
+                last = x
+            dv = min(np.float64(out[z, y, x]), np.float64(last - x))
+            dm = dv * sx
+            out[z, y, x] = finf if dv >= np.float64(_FAR) else np.float32(dm * dm)
+    if ny > 1:
+        for l in prange(nz * nx):
+            z = l // nx
+            x = l % nx
+            f = np.empty(ny, np.float32)
+            d = np.empty(ny, np.float32)
+            v = np.empty(ny + 1, np.int64)
+            zb = np.empty(ny + 2, np.float64)
+            for y in range(ny):
+                f[y] = out[z, y, x]
+            _envelope_1d(f, d, ny, sy, v, zb)
+            for y in range(ny):
+                out[z, y, x] = d[y]
+    if nz > 1:
+        for l in prange(ny * nx):
+            y = l // nx
+            x = l % nx
+            f = np.empty(nz, np.float32)
+            d = np.empty(nz, np.float32)
+            v = np.empty(nz + 1, np.int64)
+            zb = np.empty(nz + 2, np.float64)
+            for z in range(nz):
+                f[z] = out[z, y, x]
+            _envelope_1d(f, d, nz, sz, v, zb)
+            for z in range(nz):
+                out[z, y, x] = d[z]
+
+
+@njit(cache=CACHE, parallel=True)
+def _finish(m, out, tmp, signed):
+    flat_m = m.ravel()
+    flat_o = out.ravel()
+    flat_t = tmp.ravel()
+    for i in prange(flat_o.shape[0]):
+        if signed:
+            flat_o[i] = -np.sqrt(flat_o[i]) if flat_m[i] != 0 else np.sqrt(flat_t[i])
+        else:
+            flat_o[i] = np.sqrt(flat_o[i])
+
+
+def edt_squared(mask, site_nonzero, spacing, num_threads):
+    """Squared distance (mm^2) to the nearest site; see distance.hpp."""
+    m, _ = as3d(mask)
+    out = np.empty(m.shape, np.float32)
+    with threads(num_threads):
+        _edt_sq(m, bool(site_nonzero), out, float(spacing[0]), float(spacing[1]), float(spacing[2]))
+    return out.reshape(mask.shape)
+
+
+def distance_transform(mask, spacing, signed, num_threads):
+    m, _ = as3d(mask)
+    out = np.empty(m.shape, np.float32)
+    with threads(num_threads):
+        _edt_sq(m, False, out, float(spacing[0]), float(spacing[1]), float(spacing[2]))
+        tmp = out
+        if signed:
+            tmp = np.empty(m.shape, np.float32)
+            _edt_sq(m, True, tmp, float(spacing[0]), float(spacing[1]), float(spacing[2]))
+        _finish(m, out, tmp, bool(signed))
+    return out.reshape(mask.shape)
