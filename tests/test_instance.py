@@ -241,3 +241,90 @@ def test_distance_edge_cases(backend):
         instance.distance_transform(one.astype(np.float32))
     with pytest.raises(EmptyImageError):
         instance.distance_transform(np.zeros((0, 3), bool))
+
+
+# ------------------------------------------------------------------ properties and utilities
+
+
+def _instances(shape, seed):
+    mask = _blobs(shape, seed, p=0.4, sigma=1.0)
+    return ndi.label(mask)[0]
+
+
+@pytest.mark.parametrize("shape", [(40, 45), (14, 15, 16), (1, 20, 21)])
+def test_properties_vs_regionprops(backend, shape):
+    measure = pytest.importorskip("skimage.measure")
+    lab = _instances(shape, 21)
+    rng = np.random.default_rng(0)
+    img = rng.normal(100, 20, shape).astype(np.float32)
+    sp = (1.5, 0.5, 0.75)[-lab.ndim:]
+    p = instance.properties(lab, img, spacing=sp, backend=backend, num_threads=1)
+    ref = measure.regionprops(lab, intensity_image=img)
+    assert p["label"].tolist() == [r.label for r in ref]
+    np.testing.assert_array_equal(p["voxel_count"], [r.area for r in ref])
+    np.testing.assert_array_equal(p["bbox"], [r.bbox for r in ref])
+    np.testing.assert_allclose(p["centroid"], [r.centroid for r in ref], rtol=1e-12)
+    np.testing.assert_allclose(p["centroid_mm"], np.array([r.centroid for r in ref]) * sp, rtol=1e-12)
+    np.testing.assert_allclose(p["volume_mm3"], np.array([r.area for r in ref]) * np.prod(sp))
+    np.testing.assert_allclose(p["mean_intensity"], [r.intensity_mean for r in ref], rtol=1e-6)
+    np.testing.assert_array_equal(p["min_intensity"], [r.intensity_min for r in ref])
+    np.testing.assert_array_equal(p["max_intensity"], [r.intensity_max for r in ref])
+    p2 = instance.properties(lab, img, spacing=sp, backend=backend, num_threads=2)
+    for k in p:
+        np.testing.assert_array_equal(p[k], p2[k])
+
+
+def test_properties_backends_layouts_dtypes():
+    lab = _instances((12, 13, 14), 22)
+    img = np.random.default_rng(1).integers(-500, 1500, lab.shape).astype(np.int16)
+    ref = instance.properties(lab, img, backend="cpu")
+    nb = instance.properties(lab, img, backend="numba")
+    for k in ref:
+        np.testing.assert_array_equal(ref[k], nb[k], err_msg=k)
+    for dt in (np.uint8, np.uint16, np.int32, np.int64):
+        for name, arr in layouts(lab.astype(dt)).items():
+            got = instance.properties(arr, layouts(img)[name] if name in layouts(img) else img)
+            for k in ref:
+                np.testing.assert_array_equal(got[k], ref[k], err_msg=f"{dt} {name} {k}")
+    big = lab.astype(np.int64) * 10**9  # sparse label values: compacted first
+    pb = instance.properties(big)
+    np.testing.assert_array_equal(pb["label"], ref["label"].astype(np.int64) * 10**9)
+    np.testing.assert_array_equal(pb["voxel_count"], ref["voxel_count"])
+    with pytest.raises(InvalidImageError, match="negative"):
+        instance.properties(-lab.astype(np.int32))
+    with pytest.raises(InvalidImageError, match="shape"):
+        instance.properties(lab, img[:-1])
+
+
+def test_remove_small_keep_largest_relabel(backend):
+    morphology = pytest.importorskip("skimage.morphology")
+    mask = _blobs((30, 32, 34), 23, p=0.3, sigma=1.0)
+    for c in (1, 3):
+        got = instance.remove_small(mask, 20, connectivity=c, backend=backend)
+        ref = morphology.remove_small_objects(mask, max_size=19, connectivity=c)
+        np.testing.assert_array_equal(got, ref)
+    lab, n = ndi.label(mask)
+    sizes = np.bincount(lab.ravel())
+    got = instance.remove_small(lab.astype(np.uint16), 20, backend=backend)
+    assert got.dtype == np.uint16
+    np.testing.assert_array_equal(got, np.where(sizes[lab] >= 20, lab, 0))
+    # in mm^3
+    got_mm = instance.remove_small(lab, 20 * 0.5, spacing=(0.5, 1.0, 1.0), backend=backend)
+    np.testing.assert_array_equal(got_mm, np.where(sizes[lab] >= 20, lab, 0))
+    # keep_largest
+    sizes[0] = 0
+    order = np.argsort(-sizes, kind="stable")
+    np.testing.assert_array_equal(instance.keep_largest(mask, backend=backend), lab == order[0])
+    np.testing.assert_array_equal(instance.keep_largest(mask, 3, backend=backend), np.isin(lab, order[:3]))
+    assert not instance.keep_largest(np.zeros((4, 4), bool), backend=backend).any()
+    # relabel_sequential vs skimage
+    segmentation = pytest.importorskip("skimage.segmentation")
+    sparse = (lab * 7).astype(np.int32)
+    out, values = instance.relabel_sequential(sparse, backend=backend)
+    ref, fw, inv = segmentation.relabel_sequential(sparse)
+    np.testing.assert_array_equal(out, ref)
+    np.testing.assert_array_equal(values, np.unique(sparse[sparse != 0]))
+    with pytest.raises(InvalidParameterError):
+        instance.remove_small(mask, -1)
+    with pytest.raises(InvalidParameterError):
+        instance.keep_largest(mask, 0)

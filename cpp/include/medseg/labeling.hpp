@@ -304,3 +304,131 @@ int64_t label_components(const T* in, L* out, const Shape& s, int connectivity, 
 }
 
 }  // namespace medseg
+
+namespace medseg {
+
+// ---------------------------------------------------------------- properties
+//
+// Per-label statistics in one pass over a label map (label values index dense
+// tables of size nlab = max label + 1): voxel count, bounding box, sums of the
+// voxel coordinates (exact int64, so centroids are exact up to the final
+// division) and, with an intensity image, sum / min / max of the intensities.
+// Rows are cut into a fixed number of chunks (independent of the thread count),
+// each with its own tables, merged in chunk order: float sums are therefore
+// identical for any thread count.  Runs of equal labels along x are handled at
+// once (count, box and coordinate sums need only the run ends).
+struct LabelProps {
+    int64_t nlab = 0;
+    std::vector<int64_t> count, lo, hi, csum;  // lo/hi/csum: nlab * 3 (z, y, x)
+    std::vector<double> isum, imin, imax;      // nlab (only with an image)
+
+    void init(int64_t n, bool with_image) {
+        nlab = n;
+        count.assign(n, 0);
+        lo.assign(n * 3, INT64_MAX);
+        hi.assign(n * 3, -1);
+        csum.assign(n * 3, 0);
+        if (with_image) {
+            isum.assign(n, 0.0);
+            imin.assign(n, std::numeric_limits<double>::infinity());
+            imax.assign(n, -std::numeric_limits<double>::infinity());
+        } else {
+            isum.clear(); imin.clear(); imax.clear();
+        }
+    }
+    void merge(const LabelProps& o) {
+        const bool img = !isum.empty();
+        for (int64_t l = 0; l < nlab; ++l) {
+            if (!o.count[l]) continue;
+            count[l] += o.count[l];
+            for (int d = 0; d < 3; ++d) {
+                lo[l * 3 + d] = std::min(lo[l * 3 + d], o.lo[l * 3 + d]);
+                hi[l * 3 + d] = std::max(hi[l * 3 + d], o.hi[l * 3 + d]);
+                csum[l * 3 + d] += o.csum[l * 3 + d];
+            }
+            if (img) {
+                isum[l] += o.isum[l];
+                imin[l] = std::min(imin[l], o.imin[l]);
+                imax[l] = std::max(imax[l], o.imax[l]);
+            }
+        }
+    }
+};
+
+// T: unsigned label type (values < nlab); I: intensity type (image may be null).
+template <class T, class I>
+void label_properties(const T* lab, const I* image, const Shape& s, int64_t nlab, LabelProps& res, int num_threads) {
+    const int64_t nx = s.nx, ny = s.ny, nrows = s.nz * s.ny;
+    const bool with_image = image != nullptr;
+    // fixed chunk count: bounded by the table memory (about 64 bytes per label and chunk)
+    int64_t P = std::min<int64_t>(16, std::max<int64_t>(1, nrows / 4));
+    while (P > 1 && nlab * P * 64 > (int64_t(1) << 28)) P /= 2;
+    std::vector<LabelProps> part(P);
+    parallel_for_dynamic(P, num_threads, [&](int64_t c) {
+        LabelProps& t = part[c];
+        t.init(nlab, with_image);
+        for (int64_t r = nrows * c / P; r < nrows * (c + 1) / P; ++r) {
+            const int64_t z = r / ny, y = r % ny;
+            const T* row = lab + r * nx;
+            const I* irow = with_image ? image + r * nx : nullptr;
+            int64_t x = 0;
+            while (x < nx) {
+                const T v = row[x];
+                int64_t e = x + 1;
+                while (e < nx && row[e] == v) ++e;
+                if (v != 0 && static_cast<uint64_t>(v) >= static_cast<uint64_t>(nlab)) {
+                    t.count[0] = -1;  // out-of-range label: reported below, never written
+                } else if (v != 0) {
+                    const int64_t l = static_cast<int64_t>(v), len = e - x;
+                    t.count[l] += len;
+                    int64_t* L = &t.lo[l * 3];
+                    int64_t* H = &t.hi[l * 3];
+                    L[0] = std::min(L[0], z); H[0] = std::max(H[0], z);
+                    L[1] = std::min(L[1], y); H[1] = std::max(H[1], y);
+                    L[2] = std::min(L[2], x); H[2] = std::max(H[2], e - 1);
+                    int64_t* C = &t.csum[l * 3];
+                    C[0] += z * len;
+                    C[1] += y * len;
+                    C[2] += (x + e - 1) * len / 2;
+                    if (with_image) {
+                        double sum = 0.0, mn = t.imin[l], mx = t.imax[l];
+                        for (int64_t k = x; k < e; ++k) {
+                            const double iv = static_cast<double>(irow[k]);
+                            sum += iv;
+                            mn = std::min(mn, iv);
+                            mx = std::max(mx, iv);
+                        }
+                        t.isum[l] += sum;
+                        t.imin[l] = mn;
+                        t.imax[l] = mx;
+                    }
+                }
+                x = e;
+            }
+        }
+    });
+    for (const auto& t : part)
+        if (t.count[0] < 0) throw std::out_of_range("label value >= nlab in label_properties");
+    res = std::move(part[0]);
+    for (int64_t c = 1; c < P; ++c) res.merge(part[c]);
+}
+
+// Per label l < nlab: number of voxels where a == l and b == l (a, b unsigned).
+template <class T>
+std::vector<int64_t> matching_counts(const T* a, const T* b, int64_t n, int64_t nlab, int num_threads) {
+    int64_t P = std::min<int64_t>(16, std::max<int64_t>(1, n >> 16));
+    while (P > 1 && nlab * P * 8 > (int64_t(1) << 28)) P /= 2;
+    std::vector<std::vector<int64_t>> part(P);
+    parallel_for_dynamic(P, num_threads, [&](int64_t c) {
+        auto& t = part[c];
+        t.assign(nlab, 0);
+        for (int64_t i = n * c / P; i < n * (c + 1) / P; ++i)
+            if (a[i] == b[i] && static_cast<uint64_t>(a[i]) < static_cast<uint64_t>(nlab)) ++t[static_cast<int64_t>(a[i])];
+    });
+    std::vector<int64_t> res = std::move(part[0]);
+    for (int64_t c = 1; c < P; ++c)
+        for (int64_t l = 0; l < nlab; ++l) res[l] += part[c][l];
+    return res;
+}
+
+}  // namespace medseg

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from numba import prange
+from numba import prange  # noqa: F401
 
 from ._util import CACHE, as3d, threads
 
@@ -265,3 +265,117 @@ def distance_transform(mask, spacing, signed, num_threads):
             _edt_sq(m, True, tmp, float(spacing[0]), float(spacing[1]), float(spacing[2]))
         _finish(m, out, tmp, bool(signed))
     return out.reshape(mask.shape)
+
+
+# ----------------------------------------------------------------- properties
+# Mirrors label_properties / matching_counts in labeling.hpp, including the fixed
+# chunking of rows, so float sums are bit-identical to the cpu backend's.
+
+_I64MAX = np.iinfo(np.int64).max
+
+
+def _chunks(nrows, nlab, per_label_bytes, limit_shift=28, cap=16, minrows=4):
+    P = min(cap, max(1, nrows // minrows))
+    while P > 1 and nlab * P * per_label_bytes > (1 << limit_shift):
+        P //= 2
+    return P
+
+
+@njit(cache=CACHE, parallel=True)
+def _props(lab, img, with_image, nlab, P, count, lo, hi, csum, isum, imin, imax):
+    nz, ny, nx = lab.shape
+    nrows = nz * ny
+    for c in prange(P):
+        r0 = nrows * c // P
+        r1 = nrows * (c + 1) // P
+        for r in range(r0, r1):
+            z = r // ny
+            y = r % ny
+            x = 0
+            while x < nx:
+                v = lab[z, y, x]
+                e = x + 1
+                while e < nx and lab[z, y, e] == v:
+                    e += 1
+                if v != 0:
+                    l = np.int64(v)
+                    ln = e - x
+                    count[c, l] += ln
+                    lo[c, l, 0] = min(lo[c, l, 0], z)
+                    hi[c, l, 0] = max(hi[c, l, 0], z)
+                    lo[c, l, 1] = min(lo[c, l, 1], y)
+                    hi[c, l, 1] = max(hi[c, l, 1], y)
+                    lo[c, l, 2] = min(lo[c, l, 2], x)
+                    hi[c, l, 2] = max(hi[c, l, 2], e - 1)
+                    csum[c, l, 0] += z * ln
+                    csum[c, l, 1] += y * ln
+                    csum[c, l, 2] += (x + e - 1) * ln // 2
+                    if with_image:
+                        s = 0.0
+                        mn = imin[c, l]
+                        mx = imax[c, l]
+                        for k in range(x, e):
+                            iv = img[z, y, k]
+                            s += iv
+                            mn = min(mn, iv)
+                            mx = max(mx, iv)
+                        isum[c, l] += s
+                        imin[c, l] = mn
+                        imax[c, l] = mx
+                x = e
+
+
+def properties(labels, image, nlab, num_threads):
+    lab, _ = as3d(labels)
+    nrows = lab.shape[0] * lab.shape[1]
+    P = _chunks(nrows, nlab, 64)
+    with_image = image is not None
+    img = as3d(image)[0].astype(np.float64) if with_image else np.zeros((1, 1, 1), np.float64)
+    count = np.zeros((P, nlab), np.int64)
+    lo = np.full((P, nlab, 3), _I64MAX, np.int64)
+    hi = np.full((P, nlab, 3), -1, np.int64)
+    csum = np.zeros((P, nlab, 3), np.int64)
+    k = nlab if with_image else 1
+    isum = np.zeros((P, k), np.float64)
+    imin = np.full((P, k), np.inf)
+    imax = np.full((P, k), -np.inf)
+    with threads(num_threads):
+        _props(lab, img, with_image, nlab, P, count, lo, hi, csum, isum, imin, imax)
+    # merge in chunk order (same order as the C++ merge)
+    res = {"count": count[0].copy(), "lo": lo[0].copy(), "hi": hi[0].copy(), "csum": csum[0].copy()}
+    if with_image:
+        res.update(isum=isum[0].copy(), imin=imin[0].copy(), imax=imax[0].copy())
+    for c in range(1, P):
+        present = count[c] > 0
+        res["count"] += count[c]
+        res["lo"] = np.minimum(res["lo"], lo[c])
+        res["hi"] = np.maximum(res["hi"], hi[c])
+        res["csum"] += csum[c]
+        if with_image:
+            res["isum"][present] += isum[c][present]
+            res["imin"] = np.minimum(res["imin"], imin[c])
+            res["imax"] = np.maximum(res["imax"], imax[c])
+    return res
+
+
+@njit(cache=CACHE, parallel=True)
+def _matching(a, b, P, out):
+    n = a.shape[0]
+    for c in prange(P):
+        for i in range(n * c // P, n * (c + 1) // P):
+            if a[i] == b[i]:
+                out[c, np.int64(a[i])] += 1
+
+
+def matching_counts(a, b, nlab, num_threads):
+    if a.shape != b.shape or a.dtype != b.dtype:
+        raise ValueError("the two label maps must share shape and dtype")
+    fa = np.ascontiguousarray(a).ravel()
+    fb = np.ascontiguousarray(b).ravel()
+    P = min(16, max(1, fa.shape[0] >> 16))
+    while P > 1 and nlab * P * 8 > (1 << 28):
+        P //= 2
+    out = np.zeros((P, nlab), np.int64)
+    with threads(num_threads):
+        _matching(fa, fb, P, out)
+    return out.sum(axis=0)
