@@ -201,10 +201,11 @@ def test_real_segmentation_shifted_by_one_voxel(shared_data):
         a, b = shifted == v, seg == v
         inter = np.sum(a & b)
         assert t["dice"][i] == pytest.approx(2 * inter / (a.sum() + b.sum()), rel=1e-12)
-        d_ab, d_ba = _oracle_directed(a, b, sp)
-        assert t["hausdorff_percentile"][i] == pytest.approx(
-            max(np.percentile(d_ab, 95), np.percentile(d_ba, 95)), rel=1e-6)
-        assert t["hausdorff"][i] == pytest.approx(binary.hd(a, b, voxelspacing=sp), rel=1e-6)
+        if i % 6 == 0:  # the full-volume references are slow: every 6th label
+            d_ab, d_ba = _oracle_directed(a, b, sp)
+            assert t["hausdorff_percentile"][i] == pytest.approx(
+                max(np.percentile(d_ab, 95), np.percentile(d_ba, 95)), rel=1e-6)
+            assert t["hausdorff"][i] == pytest.approx(binary.hd(a, b, voxelspacing=sp), rel=1e-6)
         # a 3 mm shift: no surface point moves further than the shift
         assert t["hausdorff_percentile"][i] <= 3.0 + 1e-6
     nb = metrics.evaluate(shifted, seg, spacing=sp, backend="numba")

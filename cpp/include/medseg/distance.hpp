@@ -105,7 +105,10 @@ inline void edt_squared(const uint8_t* m, bool site_nonzero, float* out, const S
     const int64_t nx = s.nx, ny = s.ny, nz = s.nz;
     const float finf = std::numeric_limits<float>::infinity();
     // ---- pass x
-    parallel_blocks(nz * ny, num_threads, 64, [&](int64_t r0, int64_t r1) {
+    // grains keep small volumes (e.g. per-label crops) on one thread: a parallel
+    // region costs more than ~32k voxels of work
+    constexpr int64_t kGrainVoxels = 1 << 15;
+    parallel_blocks(nz * ny, num_threads, std::max<int64_t>(1, kGrainVoxels / nx), [&](int64_t r0, int64_t r1) {
         const double w = sp[2];
         for (int64_t r = r0; r < r1; ++r) {
             const uint8_t* mr = m + r * nx;
@@ -134,7 +137,8 @@ inline void edt_squared(const uint8_t* m, bool site_nonzero, float* out, const S
                          double w) {
         constexpr int64_t G = 16;
         const int64_t ngroups_per = (ninner + G - 1) / G;
-        parallel_blocks(nouter * ngroups_per, num_threads, 4, [&](int64_t g0, int64_t g1) {
+        parallel_blocks(nouter * ngroups_per, num_threads, std::max<int64_t>(1, kGrainVoxels / (G * n)),
+                        [&](int64_t g0, int64_t g1) {
             std::vector<float> f(n * G), d(n * G);
             std::vector<int64_t> v(n + 1);
             std::vector<double> zb(n + 2);

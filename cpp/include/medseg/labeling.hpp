@@ -110,7 +110,7 @@ int64_t label_components(const T* in, L* out, const Shape& s, int connectivity, 
     // Blocks of rows: at most one per thread, at least a few rows each.
     int nt = resolve_threads(num_threads);
     int64_t nblocks = std::max<int64_t>(1, std::min<int64_t>(nt, nrows / 4));
-    if (N < (int64_t(1) << 15)) nblocks = 1;
+    nblocks = std::max<int64_t>(1, std::min<int64_t>(nblocks, N >> 16));  // small images: one thread
     std::vector<int64_t> row_begin(nblocks + 1);
     for (int64_t b = 0; b <= nblocks; ++b) row_begin[b] = nrows * b / nblocks;
     std::vector<std::vector<L>> tables(nblocks);
@@ -364,7 +364,9 @@ void label_properties(const T* lab, const I* image, const Shape& s, int64_t nlab
     int64_t P = std::min<int64_t>(16, std::max<int64_t>(1, nrows / 4));
     while (P > 1 && nlab * P * 64 > (int64_t(1) << 28)) P /= 2;
     std::vector<LabelProps> part(P);
-    parallel_for_dynamic(P, num_threads, [&](int64_t c) {
+    const int ntp = static_cast<int>(
+        std::max<int64_t>(1, std::min<int64_t>(resolve_threads(num_threads), s.size() >> 16)));
+    parallel_for_dynamic(P, ntp, [&](int64_t c) {
         LabelProps& t = part[c];
         t.init(nlab, with_image);
         for (int64_t r = nrows * c / P; r < nrows * (c + 1) / P; ++r) {
@@ -419,7 +421,8 @@ std::vector<int64_t> matching_counts(const T* a, const T* b, int64_t n, int64_t 
     int64_t P = std::min<int64_t>(16, std::max<int64_t>(1, n >> 16));
     while (P > 1 && nlab * P * 8 > (int64_t(1) << 28)) P /= 2;
     std::vector<std::vector<int64_t>> part(P);
-    parallel_for_dynamic(P, num_threads, [&](int64_t c) {
+    const int ntp = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(resolve_threads(num_threads), n >> 16)));
+    parallel_for_dynamic(P, ntp, [&](int64_t c) {
         auto& t = part[c];
         t.assign(nlab, 0);
         for (int64_t i = n * c / P; i < n * (c + 1) / P; ++i)

@@ -65,7 +65,8 @@ struct Box {
 // Bounding box of the voxels where a != 0 or b != 0.
 inline Box union_box(const uint8_t* a, const uint8_t* b, const Shape& s, int num_threads) {
     const int64_t nrows = s.nz * s.ny, nx = s.nx;
-    const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(resolve_threads(num_threads), nrows / 8)));
+    const int nt = static_cast<int>(
+        std::max<int64_t>(1, std::min<int64_t>(resolve_threads(num_threads), nrows * nx >> 16)));
     std::vector<Box> part(nt);
     for (auto& p : part) {
         p.lo[0] = p.lo[1] = p.lo[2] = INT64_MAX;
@@ -106,7 +107,7 @@ inline void surface_in_box(const uint8_t* m, uint8_t* sm, const Shape& s, const 
     const int64_t bz = bx.hi[0] - bx.lo[0] + 1, by = bx.hi[1] - bx.lo[1] + 1, bxn = bx.hi[2] - bx.lo[2] + 1;
     const int64_t nx = s.nx, ny = s.ny, nz = s.nz, plane = s.plane();
     const bool three = s.ndim == 3;
-    parallel_blocks(bz * by, num_threads, 16, [&](int64_t r0, int64_t r1) {
+    parallel_blocks(bz * by, num_threads, std::max<int64_t>(1, (int64_t(1) << 15) / bxn), [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) {
             const int64_t z = bx.lo[0] + r / by, y = bx.lo[1] + r % by;
             uint8_t* o = sm + r * bxn;
