@@ -328,3 +328,91 @@ def test_remove_small_keep_largest_relabel(backend):
         instance.remove_small(mask, -1)
     with pytest.raises(InvalidParameterError):
         instance.keep_largest(mask, 0)
+
+
+# ------------------------------------------------------------------ split
+
+
+def _touching_phantom(shape, spacing, n, rmin, rmax, seed):
+    """Balls (disks) with known labels, many of them touching or overlapping slightly."""
+    rng = np.random.default_rng(seed)
+    grids = np.meshgrid(*[np.arange(s) * d for s, d in zip(shape, spacing)], indexing="ij")
+    truth = np.zeros(shape, np.int32)
+    placed = []
+    tries = 0
+    while len(placed) < n and tries < 20000:
+        tries += 1
+        r = rng.uniform(rmin, rmax)
+        c = np.array([rng.uniform(r, s * d - r) for s, d in zip(shape, spacing)])
+        dists = [np.linalg.norm(c - c2) / (r + r2) for c2, r2 in placed]
+        if dists and min(dists) < 0.85:
+            continue  # too much overlap
+        if dists and min(dists) > 1.05 and rng.random() < 0.8:
+            continue  # prefer touching placements
+        placed.append((c, r))
+        ball = sum((g - ci) ** 2 for g, ci in zip(grids, c)) <= r * r
+        truth[ball & (truth == 0)] = len(placed)
+    touching = sum(1 for i, (c, r) in enumerate(placed)
+                   if any(np.linalg.norm(c - c2) <= (r + r2) for j, (c2, r2) in enumerate(placed) if i != j))
+    return truth, touching
+
+
+def _matched_fraction(truth, lab):
+    ok = 0
+    n = int(truth.max())
+    for i in range(1, n + 1):
+        t = truth == i
+        ids, cnt = np.unique(lab[t], return_counts=True)
+        best = max((c / np.sum(t | (lab == j)) for j, c in zip(ids, cnt) if j != 0), default=0.0)
+        ok += best >= 0.5
+    return ok / n
+
+
+@pytest.mark.parametrize("shape,spacing,r", [((160, 170), (1.0, 1.0), (7, 12)),
+                                             ((40, 70, 72), (2.0, 1.0, 1.0), (6, 10))])
+def test_split_touching_phantom(backend, shape, spacing, r):
+    pytest.importorskip("medseg_fast.region")
+    truth, touching = _touching_phantom(shape, spacing, 20 if len(shape) == 2 else 12, *r, seed=3)
+    mask = truth > 0
+    assert touching >= 4  # the phantom really has touching objects
+    n_cc = ndi.label(mask)[1]
+    assert n_cc < truth.max()  # connected components alone do not separate them
+    lab = instance.split(mask, spacing, min_distance=0.8 * r[0], backend=backend)
+    assert lab.dtype == np.uint32
+    assert np.array_equal(lab > 0, mask)
+    assert _matched_fraction(truth, lab) >= 0.9
+    np.testing.assert_array_equal(instance.split(mask, spacing, min_distance=0.8 * r[0], backend=backend, num_threads=2), lab)
+
+
+def test_split_backends_agree_and_edge_cases():
+    pytest.importorskip("medseg_fast.region")
+    truth, _ = _touching_phantom((60, 64), (1.0, 1.0), 6, 6, 9, seed=4)
+    a = instance.split(truth > 0, backend="cpu")
+    b = instance.split(truth > 0, backend="numba")
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(instance.split(np.asfortranarray(truth > 0)), a)
+    assert not instance.split(np.zeros((8, 9), bool)).any()
+    tiny = np.zeros((9, 9), bool)
+    tiny[4, 4] = True
+    # a one-voxel object has no marker above min_radius but is kept
+    assert instance.split(tiny, min_radius=5.0)[4, 4] == 1
+    with pytest.raises(InvalidParameterError, match="min_distance"):
+        instance.split(tiny, min_distance=0)
+    with pytest.raises(InvalidParameterError, match="min_radius"):
+        instance.split(tiny, min_radius=-1)
+
+
+def test_cli_methods():
+    methods = instance.CLI_METHODS
+    assert {"components", "split"} <= set(methods)
+    img = np.zeros((20, 30), np.float32)
+    img[2:6, 2:6] = 1
+    img[10:15, 10:25] = 1
+    lab = methods["components"]["run"](img, (1.0, 1.0), threshold=0.5, connectivity=1, min_size=17.0)
+    assert lab.shape == img.shape and lab.max() == 1 and lab[12, 12] == 1
+    lab = methods["split"]["run"](img, (1.0, 1.0), threshold=0.5)
+    assert lab.shape == img.shape and lab.max() >= 2
+    for m in methods.values():
+        assert callable(m["run"]) and isinstance(m["help"], str)
+        for name, (typ, default, helptext) in m["params"].items():
+            assert isinstance(default, typ) and helptext

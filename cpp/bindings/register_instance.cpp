@@ -129,6 +129,22 @@ py::array matching_py(const py::array& a, const py::array& b, int64_t nlab, int 
     });
 }
 
+// image: float32 (e.g. a distance map); radius (z, y, x) voxels.
+py::array peaks_py(const py::array& image, const std::vector<int64_t>& radius, double min_value, int num_threads) {
+    const Shape s = shape_of(image);
+    if (radius.size() != 3) throw py::value_error("radius must have 3 entries (z, y, x)");
+    auto v = c_array<float>(image);
+    auto out = py::array_t<bool>(bind::dims_of(image));
+    std::vector<float> tmp(static_cast<size_t>(s.size()));
+    const float* vp = v.data();
+    auto* op = reinterpret_cast<uint8_t*>(out.mutable_data());
+    {
+        py::gil_scoped_release release;
+        box_peaks(vp, op, tmp.data(), s, radius.data(), min_value, num_threads);
+    }
+    return out;
+}
+
 }  // namespace
 
 MEDSEG_REGISTER(instance) {
@@ -136,6 +152,7 @@ MEDSEG_REGISTER(instance) {
           py::arg("num_threads"));
     m.def("properties", &properties_py, py::arg("labels"), py::arg("image"), py::arg("nlab"), py::arg("num_threads"));
     m.def("matching_counts", &matching_py, py::arg("a"), py::arg("b"), py::arg("nlab"), py::arg("num_threads"));
+    m.def("peaks", &peaks_py, py::arg("image"), py::arg("radius"), py::arg("min_value"), py::arg("num_threads"));
     m.def("distance_transform", &distance_py, py::arg("mask"), py::arg("spacing"), py::arg("signed"),
           py::arg("num_threads"));
 }

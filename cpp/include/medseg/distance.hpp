@@ -184,4 +184,51 @@ inline void distance_transform(const uint8_t* m, float* out, float* tmp, const S
     });
 }
 
+// ---------------------------------------------------------------- peaks (for split)
+//
+// Local maxima of a float volume within a box of half-widths r (z, y, x) voxels:
+// peak[i] = 1 when v[i] > min_value and v[i] equals the maximum of its box.  The
+// box maximum is separable (x, then y, then z; naive O(r) per voxel, fine for
+// the small radii used by marker finding).  `tmp` holds s.size() floats.
+inline void box_peaks(const float* v, uint8_t* peak, float* tmp, const Shape& s, const int64_t* r, double min_value,
+                      int num_threads) {
+    const int64_t nx = s.nx, ny = s.ny, nz = s.nz, plane = s.plane(), N = s.size();
+    constexpr int64_t kGrain = 1 << 15;
+    // x: v -> tmp
+    parallel_blocks(nz * ny, num_threads, std::max<int64_t>(1, kGrain / nx), [&](int64_t r0, int64_t r1) {
+        for (int64_t row = r0; row < r1; ++row) {
+            const float* a = v + row * nx;
+            float* o = tmp + row * nx;
+            for (int64_t x = 0; x < nx; ++x) {
+                float m = a[x];
+                const int64_t lo = std::max<int64_t>(0, x - r[2]), hi = std::min<int64_t>(nx - 1, x + r[2]);
+                for (int64_t k = lo; k <= hi; ++k) m = std::max(m, a[k]);
+                o[x] = m;
+            }
+        }
+    });
+    // y and z: in place along lines, with a line buffer
+    auto along = [&](int64_t n, int64_t stride, int64_t nlines, int64_t rad, auto base_of) {
+        if (rad <= 0 || n <= 1) return;
+        parallel_blocks(nlines, num_threads, std::max<int64_t>(1, kGrain / n), [&](int64_t l0, int64_t l1) {
+            std::vector<float> buf(n);
+            for (int64_t l = l0; l < l1; ++l) {
+                float* b = tmp + base_of(l);
+                for (int64_t t = 0; t < n; ++t) buf[t] = b[t * stride];
+                for (int64_t t = 0; t < n; ++t) {
+                    float m = buf[t];
+                    const int64_t lo = std::max<int64_t>(0, t - rad), hi = std::min<int64_t>(n - 1, t + rad);
+                    for (int64_t k = lo; k <= hi; ++k) m = std::max(m, buf[k]);
+                    b[t * stride] = m;
+                }
+            }
+        });
+    };
+    along(ny, nx, nz * nx, r[1], [&](int64_t l) { return (l / nx) * plane + (l % nx); });
+    along(nz, plane, plane, r[0], [&](int64_t l) { return l; });
+    parallel_blocks(N, num_threads, 1 << 16, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) peak[i] = (v[i] > min_value && v[i] >= tmp[i]) ? 1 : 0;
+    });
+}
+
 }  // namespace medseg

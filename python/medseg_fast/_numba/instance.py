@@ -379,3 +379,53 @@ def matching_counts(a, b, nlab, num_threads):
     with threads(num_threads):
         _matching(fa, fb, P, out)
     return out.sum(axis=0)
+
+
+# ----------------------------------------------------------------- peaks (box_peaks in distance.hpp)
+
+
+@njit(cache=CACHE, parallel=True)
+def _box_peaks(v, tmp, peak, rz, ry, rx, min_value):
+    nz, ny, nx = v.shape
+    for row in prange(nz * ny):
+        z = row // ny
+        y = row % ny
+        for x in range(nx):
+            m = v[z, y, x]
+            for k in range(max(0, x - rx), min(nx - 1, x + rx) + 1):
+                m = max(m, v[z, y, k])
+            tmp[z, y, x] = m
+    if ry > 0 and ny > 1:
+        for l in prange(nz * nx):
+            z = l // nx
+            x = l % nx
+            buf = tmp[z, :, x].copy()
+            for t in range(ny):
+                m = buf[t]
+                for k in range(max(0, t - ry), min(ny - 1, t + ry) + 1):
+                    m = max(m, buf[k])
+                tmp[z, t, x] = m
+    if rz > 0 and nz > 1:
+        for l in prange(ny * nx):
+            y = l // nx
+            x = l % nx
+            buf = tmp[:, y, x].copy()
+            for t in range(nz):
+                m = buf[t]
+                for k in range(max(0, t - rz), min(nz - 1, t + rz) + 1):
+                    m = max(m, buf[k])
+                tmp[t, y, x] = m
+    for row in prange(nz * ny):
+        z = row // ny
+        y = row % ny
+        for x in range(nx):
+            peak[z, y, x] = np.float64(v[z, y, x]) > min_value and v[z, y, x] >= tmp[z, y, x]
+
+
+def peaks(image, radius, min_value, num_threads):
+    v, _ = as3d(image)
+    tmp = np.empty(v.shape, np.float32)
+    out = np.empty(v.shape, np.bool_)
+    with threads(num_threads):
+        _box_peaks(v, tmp, out, int(radius[0]), int(radius[1]), int(radius[2]), float(min_value))
+    return out.reshape(image.shape)
