@@ -22,22 +22,24 @@ py::tuple label_py(const py::array& labels, int connectivity, uint64_t backgroun
         auto in = c_array<T>(labels);
         const T* ip = in.data();
         const T bg = static_cast<T>(background);
+        // numpy.zeros: calloc'd, so pages of empty regions are never touched
+        auto zeros = py::module_::import("numpy").attr("zeros");
         if (wide) {
-            auto out = bind::empty_like_shape<uint64_t>(labels);
+            auto out = zeros(bind::dims_of(labels), py::dtype::of<uint64_t>()).cast<py::array_t<uint64_t>>();
             uint64_t* op = out.mutable_data();
             int64_t n;
             {
                 py::gil_scoped_release release;  // kernel reads ip, writes op only
-                n = label_components<T, uint64_t>(ip, op, s, connectivity, bg, num_threads);
+                n = label_components<T, uint64_t>(ip, op, s, connectivity, bg, num_threads, true);
             }
             return py::make_tuple(out, n);
         }
-        auto out = bind::empty_like_shape<uint32_t>(labels);
+        auto out = zeros(bind::dims_of(labels), py::dtype::of<uint32_t>()).cast<py::array_t<uint32_t>>();
         uint32_t* op = out.mutable_data();
         int64_t n;
         {
             py::gil_scoped_release release;
-            n = label_components<T, uint32_t>(ip, op, s, connectivity, bg, num_threads);
+            n = label_components<T, uint32_t>(ip, op, s, connectivity, bg, num_threads, true);
         }
         return py::make_tuple(out, n);
     });

@@ -98,8 +98,12 @@ inline L uf_unite(std::vector<L>& p, L a, L b) {
 // connect).  T: unsigned pixel type (signed maps are viewed as unsigned by the
 // caller), L: output label type (uint32_t or uint64_t).  Returns the number of
 // components.  `out` must hold s.size() elements.
+// `out_is_zero`: the caller passes a zero-filled output (e.g. numpy.zeros, whose
+// pages the OS maps lazily); background voxels are then never written, so the
+// pages of empty regions are never touched.
 template <class T, class L>
-int64_t label_components(const T* in, L* out, const Shape& s, int connectivity, T background, int num_threads) {
+int64_t label_components(const T* in, L* out, const Shape& s, int connectivity, T background, int num_threads,
+                         bool out_is_zero = false) {
     if (connectivity < 1 || connectivity > s.ndim) throw std::invalid_argument("connectivity out of range");
     const int64_t nx = s.nx, ny = s.ny, nz = s.nz;
     const int64_t nrows = nz * ny;
@@ -158,6 +162,8 @@ int64_t label_components(const T* in, L* out, const Shape& s, int connectivity, 
         if (nbs[k].dx > 0) bit_xp |= 1u << k;
     }
 
+    const uint32_t full_mask = K >= 32 ? ~0u : ((1u << K) - 1u);
+
     // ---- pass 1: provisional labels per block
     auto scan_block = [&](int64_t b) {
         std::vector<L>& par = tables[b];
@@ -176,13 +182,39 @@ int64_t label_components(const T* in, L* out, const Shape& s, int connectivity, 
                 if ((zz * ny + yy) * nx < vbegin) continue;
                 rowmask |= 1u << k;
             }
+            const bool m_all_interior = rowmask == full_mask;  // every neighbour row readable
             const T* row = in + base;
             L* orow = out + base;
+            {
+                // empty rows (most rows of a sparse mask): a vectorisable test, then a fill
+                T any = 0;
+                for (int64_t x = 0; x < nx; ++x) any |= static_cast<T>(row[x] ^ background);
+                if (!any) {
+                    if (!out_is_zero) std::fill(orow, orow + nx, L(0));
+                    row_lo[r] = static_cast<int32_t>(nx);
+                    row_hi[r] = -1;
+                    continue;
+                }
+            }
             int64_t lo = nx, hi = -1;
+            int64_t chunk_end = 0;  // voxels before this are known to hold foreground somewhere
             for (int64_t x = 0; x < nx; ++x) {
+                if (x >= chunk_end) {
+                    // skip background 16 voxels at a time (a vectorisable test)
+                    constexpr int64_t C = 16;
+                    while (x + C <= nx) {
+                        T acc = 0;
+                        for (int64_t j = 0; j < C; ++j) acc |= static_cast<T>(row[x + j] ^ background);
+                        if (acc) break;
+                        if (!out_is_zero) std::fill(orow + x, orow + x + C, L(0));
+                        x += C;
+                    }
+                    chunk_end = x + 4 * C;  // after a chunk with foreground, scan voxel by voxel for a while
+                    if (x >= nx) break;
+                }
                 const T v = row[x];
                 if (v == background) {
-                    orow[x] = 0;
+                    if (!out_is_zero) orow[x] = 0;
                     continue;
                 }
                 if (lo == nx) lo = x;
@@ -201,7 +233,13 @@ int64_t label_components(const T* in, L* out, const Shape& s, int connectivity, 
                 }
                 // the other matching neighbours as a bit set, computed without branches
                 uint32_t hit = 0;
-                for (int k = 0; k < K; ++k) hit |= static_cast<uint32_t>((m >> k) & 1u & (row[x + (((m >> k) & 1u) ? noff[k] : 0)] == v)) << k;
+                if (m_all_interior && x > 0 && x + 1 < nx) {
+                    for (int k = 0; k < K; ++k) hit |= static_cast<uint32_t>(row[x + noff[k]] == v) << k;
+                    hit &= m;
+                } else {
+                    for (int k = 0; k < K; ++k)
+                        hit |= static_cast<uint32_t>((m >> k) & 1u & (row[x + (((m >> k) & 1u) ? noff[k] : 0)] == v)) << k;
+                }
                 while (hit) {
                     const int k = __builtin_ctz(hit);
                     const L o = orow[x + noff[k]];
