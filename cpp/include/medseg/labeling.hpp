@@ -266,16 +266,21 @@ int64_t label_components(const T* in, L* out, const Shape& s, int connectivity, 
     std::vector<int64_t> offset(nblocks + 1, 0);
     for (int64_t b = 0; b < nblocks; ++b) offset[b + 1] = offset[b] + static_cast<int64_t>(tables[b].size()) - 1;
     const int64_t total = offset[nblocks];
-    std::vector<L> gpar(static_cast<size_t>(total) + 1);
-    gpar[0] = 0;
-    parallel_blocks(nblocks, num_threads, 1, [&](int64_t b0, int64_t b1) {
-        for (int64_t b = b0; b < b1; ++b) {
-            const auto& t = tables[b];
-            const L off = static_cast<L>(offset[b]);
-            for (size_t k = 1; k < t.size(); ++k) gpar[off + k] = static_cast<L>(off + t[k]);
-        }
-    });
-    for (auto& t : tables) std::vector<L>().swap(t);
+    std::vector<L> gpar;
+    if (nblocks == 1) {
+        gpar.swap(tables[0]);  // one block: its table is the global one
+    } else {
+        gpar.resize(static_cast<size_t>(total) + 1);
+        gpar[0] = 0;
+        parallel_blocks(nblocks, num_threads, 1, [&](int64_t b0, int64_t b1) {
+            for (int64_t b = b0; b < b1; ++b) {
+                const auto& t = tables[b];
+                const L off = static_cast<L>(offset[b]);
+                for (size_t k = 1; k < t.size(); ++k) gpar[off + k] = static_cast<L>(off + t[k]);
+            }
+        });
+        for (auto& t : tables) std::vector<L>().swap(t);
+    }
     auto block_of_row = [&](int64_t r) {
         return static_cast<int64_t>(std::upper_bound(row_begin.begin(), row_begin.end(), r) - row_begin.begin()) - 1;
     };
@@ -328,12 +333,14 @@ int64_t label_components(const T* in, L* out, const Shape& s, int connectivity, 
     // ---- pass 4: provisional -> final
     parallel_blocks(nblocks, static_cast<int>(nblocks), 1, [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
-            const L off = static_cast<L>(offset[b]);
+            const L* gp = gpar.data() + offset[b];  // hoisted: the stores below cannot alias it
             for (int64_t r = row_begin[b]; r < row_begin[b + 1]; ++r) {
                 L* orow = out + r * nx;
-                for (int64_t x = row_lo[r]; x <= row_hi[r]; ++x) {
+                const int64_t x0 = row_lo[r], x1 = row_hi[r];
+                for (int64_t x = x0; x <= x1; ++x) {
                     const L o = orow[x];
-                    if (o) orow[x] = gpar[off + o];
+                    const L f = gp[o];  // gp[0] is readable (the table has an entry 0 or the previous block's)
+                    orow[x] = o ? f : L(0);
                 }
             }
         }
