@@ -67,11 +67,19 @@ inline void envelope_range(const float* f, float* d, int64_t lo, int64_t hi, int
         for (int64_t p = plo; p < phi; ++p) d[p] = std::numeric_limits<float>::infinity();
         return;
     }
+    // evaluation: the current parabola's root and height kept in registers
+    // (integers are exact in double, so this equals double(p - v[j]) * w)
     int64_t j = 0;
-    for (int64_t p = plo; p < phi; ++p) {
-        while (zb[j + 1] < double(p)) ++j;
-        const double dp = double(p - v[j]) * w;
-        d[p] = static_cast<float>(double(f[v[j]]) + dp * dp);
+    double vj = double(v[0]), fj = f[v[0]], znext = zb[1], pd = double(plo);
+    for (int64_t p = plo; p < phi; ++p, pd += 1.0) {
+        while (znext < pd) {
+            ++j;
+            vj = double(v[j]);
+            fj = f[v[j]];
+            znext = zb[j + 1];
+        }
+        const double dp = (pd - vj) * w;
+        d[p] = static_cast<float>(fj + dp * dp);
     }
 }
 
