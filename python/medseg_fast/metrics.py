@@ -349,8 +349,9 @@ def evaluate(pred, truth, labels=None, spacing=None, *, percentile=95.0, toleran
         Labels to evaluate; default every non-zero label present in either map.
     spacing : float or sequence of float, optional
         Voxel size (mm).
-    percentile : float
-        Percentile of the ``hausdorff_percentile`` column (default 95).
+    percentile : float or None
+        Percentile of the ``hausdorff_percentile`` column (default 95; None
+        makes it the maximum, like ``hausdorff``).
     tolerance_mm : float
         Tolerance of the ``surface_dice`` column.
     backend : {'auto', 'cpu', 'numba'}
@@ -483,7 +484,7 @@ def evaluate(pred, truth, labels=None, spacing=None, *, percentile=95.0, toleran
         cols["pred_empty"].append(na == 0)
         cols["truth_empty"].append(nb == 0)
         cols["hausdorff"].append(_hd_from(d_ab, d_ba, None))
-        cols["hausdorff_percentile"].append(_hd_from(d_ab, d_ba, pct if pct is not None else 95.0))
+        cols["hausdorff_percentile"].append(_hd_from(d_ab, d_ba, pct))
         cols["assd"].append(_assd_from(d_ab, d_ba))
         cols["surface_dice"].append(_sdice_from(d_ab, d_ba, float(tolerance_mm)))
     out = {}
