@@ -234,7 +234,11 @@ int64_t label_components(const T* in, L* out, const Shape& s, int connectivity, 
                 // the other matching neighbours as a bit set, computed without branches
                 uint32_t hit = 0;
                 if (m_all_interior && x > 0 && x + 1 < nx) {
-                    for (int k = 0; k < K; ++k) hit |= static_cast<uint32_t>(row[x + noff[k]] == v) << k;
+                    if (K == 13) {  // 26-connectivity: a constant trip count the compiler unrolls
+                        for (int k = 0; k < 13; ++k) hit |= static_cast<uint32_t>(row[x + noff[k]] == v) << k;
+                    } else {
+                        for (int k = 0; k < K; ++k) hit |= static_cast<uint32_t>(row[x + noff[k]] == v) << k;
+                    }
                     hit &= m;
                 } else {
                     for (int k = 0; k < K; ++k)
