@@ -434,7 +434,8 @@ def remove_small(labels, min_size, *, spacing=None, connectivity=None, backend="
     """
     labels, spacing = unwrap_image(labels, spacing)
     arr = _check_labels(labels, "labels")
-    if isinstance(min_size, bool) or not isinstance(min_size, numbers.Real) or not np.isfinite(min_size) or min_size < 0:
+    if isinstance(min_size, bool) or not isinstance(min_size, numbers.Real) or not np.isfinite(min_size) \
+            or min_size < 0:
         raise InvalidParameterError(f"min_size must be a finite number >= 0, got {min_size!r}")
     vox = float(np.prod(_spacing(spacing, arr.ndim))) if spacing is not None else 1.0
     nt = check_threads(num_threads)

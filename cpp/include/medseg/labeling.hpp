@@ -242,7 +242,8 @@ int64_t label_components(const T* in, L* out, const Shape& s, int connectivity, 
                     hit &= m;
                 } else {
                     for (int k = 0; k < K; ++k)
-                        hit |= static_cast<uint32_t>((m >> k) & 1u & (row[x + (((m >> k) & 1u) ? noff[k] : 0)] == v)) << k;
+                        hit |= static_cast<uint32_t>((m >> k) & 1u & (row[x + (((m >> k) & 1u) ? noff[k] : 0)] == v))
+                               << k;
                 }
                 while (hit) {
                     const int k = __builtin_ctz(hit);
@@ -475,7 +476,8 @@ std::vector<int64_t> matching_counts(const T* a, const T* b, int64_t n, int64_t 
         auto& t = part[c];
         t.assign(nlab, 0);
         for (int64_t i = n * c / P; i < n * (c + 1) / P; ++i)
-            if (a[i] == b[i] && static_cast<uint64_t>(a[i]) < static_cast<uint64_t>(nlab)) ++t[static_cast<int64_t>(a[i])];
+            if (a[i] == b[i] && static_cast<uint64_t>(a[i]) < static_cast<uint64_t>(nlab))
+                ++t[static_cast<int64_t>(a[i])];
     });
     std::vector<int64_t> res = std::move(part[0]);
     for (int64_t c = 1; c < P; ++c)
