@@ -118,7 +118,6 @@ int64_t label_components(const T* in, L* out, const Shape& s, int connectivity, 
     std::vector<int64_t> row_begin(nblocks + 1);
     for (int64_t b = 0; b <= nblocks; ++b) row_begin[b] = nrows * b / nblocks;
     std::vector<std::vector<L>> tables(nblocks);
-    const bool full = connectivity == s.ndim;
     // foreground x-range of every row, so the relabelling pass skips background
     std::vector<int32_t> row_lo(nrows), row_hi(nrows);
 
