@@ -1,0 +1,70 @@
+// bindings/register_region.cpp — watershed, region growing, split-and-merge, Felzenszwalb.
+// Thin: check shapes, dispatch on dtype, release the GIL, call the kernels in
+// medseg/{watershed,region,felzenszwalb}.hpp.  Python-level argument checking
+// lives in medseg_fast/region.py.
+#include "common.hpp"
+#include "medseg/watershed.hpp"
+
+using namespace medseg;
+using medseg::bind::c_array;
+using medseg::bind::dtype_tag;
+using medseg::bind::shape_of;
+
+namespace {
+
+bool same_shape(const py::array& a, const py::array& b) {
+    return a.ndim() == b.ndim() && std::equal(a.shape(), a.shape() + a.ndim(), b.shape());
+}
+
+py::array_t<uint8_t, py::array::c_style> mask_view(const py::object& mask, const py::array& like) {
+    py::array_t<uint8_t, py::array::c_style> m;
+    if (mask.is_none()) return m;
+    auto ma = mask.cast<py::array>();
+    if (!same_shape(ma, like)) throw py::value_error("mask shape differs from image shape");
+    if (ma.dtype().kind() != 'b') throw py::type_error("mask must be boolean");
+    return c_array<uint8_t>(ma.attr("view")(py::dtype("uint8")).cast<py::array>());
+}
+
+py::array watershed_py(const py::array& image, const py::array& markers, const py::object& mask, int connectivity,
+                       double compactness, bool line, const std::vector<double>& spacing, bool reverse_axes,
+                       int num_threads) {
+    const Shape s = shape_of(image);
+    if (!same_shape(image, markers)) throw py::value_error("markers shape differs from image shape");
+    if (connectivity < 1 || connectivity > s.ndim) throw py::value_error("connectivity out of range");
+    if (spacing.size() != 3) throw py::value_error("spacing must have 3 entries (z, y, x)");
+    if (!(compactness >= 0.0)) throw py::value_error("compactness must be >= 0");
+    WatershedParams p;
+    p.connectivity = connectivity;
+    p.compactness = compactness;
+    p.line = line;
+    for (int a = 0; a < 3; ++a) p.spacing[a] = spacing[a];
+    p.reverse_axes = reverse_axes;
+    auto m = mask_view(mask, image);
+    const uint8_t* mp = mask.is_none() ? nullptr : m.data();
+    return dispatch<intensity_types>(dtype_tag(image.dtype()), [&](auto tag) -> py::array {
+        using T = decltype(tag);
+        auto img = c_array<T>(image);
+        return dispatch<label_types>(dtype_tag(markers.dtype()), [&](auto ltag) -> py::array {
+            using L = decltype(ltag);
+            auto mk = c_array<L>(markers);
+            auto out = bind::empty_like_shape<L>(image);
+            const T* ip = img.data();
+            const L* kp = mk.data();
+            L* op = out.mutable_data();
+            {
+                py::gil_scoped_release release;  // kernels touch only these buffers
+                masked_copy<L>(kp, mp, op, s.size(), num_threads);
+                watershed<T, L>(ip, op, mp, s, p);
+            }
+            return out;
+        });
+    });
+}
+
+}  // namespace
+
+MEDSEG_REGISTER(region) {
+    m.def("watershed", &watershed_py, py::arg("image"), py::arg("markers"), py::arg("mask"), py::arg("connectivity"),
+          py::arg("compactness"), py::arg("line"), py::arg("spacing"), py::arg("reverse_axes"),
+          py::arg("num_threads"));
+}
