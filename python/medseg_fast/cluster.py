@@ -939,7 +939,13 @@ def _cli_mean_shift(image, spacing, bandwidth=50.0, spatial_bandwidth=0.0):
     return mean_shift(image, bandwidth, spatial_bandwidth=spatial_bandwidth or None, spacing=spacing)[0]
 
 
-def _cli_agglomerative(image, spacing, n_clusters=3, grid=0):
+_CLI_MAX_NODES = 65536
+
+
+def _cli_agglomerative(image, spacing, n_clusters=3, grid=-1):
+    if grid < 0:  # auto: single voxels for small images, else cubic supervoxels (Ward is O(n log n) in nodes)
+        n = int(np.size(image))
+        grid = 0 if n <= _CLI_MAX_NODES else int(np.ceil((n / _CLI_MAX_NODES) ** (1.0 / np.ndim(image))))
     init = None if not grid else (int(grid),) * np.ndim(image)
     return agglomerative(image, n_clusters, spacing=spacing, initial_labels=init)
 
@@ -967,6 +973,7 @@ CLI_METHODS = {
         "run": _cli_agglomerative,
         "help": "grid-constrained Ward clustering (grid > 0: start from cubic supervoxels of that size)",
         "params": {"n_clusters": (int, 3, "number of clusters"),
-                   "grid": (int, 0, "supervoxel edge in voxels (0 = single voxels)")},
+                   "grid": (int, -1, "supervoxel edge in voxels (0 = single voxels, -1 = auto: "
+                                     "supervoxels once the image exceeds 65,536 voxels)")},
     },
 }
