@@ -3,6 +3,7 @@
 // medseg/{watershed,region,felzenszwalb}.hpp.  Python-level argument checking
 // lives in medseg_fast/region.py.
 #include "common.hpp"
+#include "medseg/region.hpp"
 #include "medseg/watershed.hpp"
 
 using namespace medseg;
@@ -61,10 +62,66 @@ py::array watershed_py(const py::array& image, const py::array& markers, const p
     });
 }
 
+py::array_t<int64_t, py::array::c_style> seed_view(const py::array& seeds, const Shape& s) {
+    auto sv = c_array<int64_t>(seeds);
+    const int64_t* sp = sv.data();
+    for (py::ssize_t k = 0; k < sv.size(); ++k)
+        if (sp[k] < 0 || sp[k] >= s.size()) throw py::value_error("seed index outside the image");
+    return sv;
+}
+
+py::array grow_py(const py::array& image, const py::array& seeds, const py::array& lo, const py::array& hi,
+                  int connectivity, int num_threads) {
+    const Shape s = shape_of(image);
+    if (connectivity < 1 || connectivity > s.ndim) throw py::value_error("connectivity out of range");
+    auto sv = seed_view(seeds, s);
+    auto lv = c_array<double>(lo);
+    auto hv = c_array<double>(hi);
+    if (lv.size() != sv.size() || hv.size() != sv.size()) throw py::value_error("one interval per seed expected");
+    return dispatch<intensity_types>(dtype_tag(image.dtype()), [&](auto tag) -> py::array {
+        using T = decltype(tag);
+        auto img = c_array<T>(image);
+        auto out = py::array_t<bool>(bind::dims_of(image));
+        const T* ip = img.data();
+        auto* op = reinterpret_cast<uint8_t*>(out.mutable_data());
+        {
+            py::gil_scoped_release release;
+            grow_range<T>(ip, op, s, sv.data(), lv.data(), hv.data(), sv.size(), connectivity, num_threads);
+        }
+        return out;
+    });
+}
+
+py::tuple grow_confidence_py(const py::array& image, const py::array& seeds, double multiplier, int iterations,
+                             int radius, int connectivity, int num_threads) {
+    const Shape s = shape_of(image);
+    if (connectivity < 1 || connectivity > s.ndim) throw py::value_error("connectivity out of range");
+    if (iterations < 0 || radius < 0) throw py::value_error("iterations and radius must be >= 0");
+    auto sv = seed_view(seeds, s);
+    return dispatch<intensity_types>(dtype_tag(image.dtype()), [&](auto tag) -> py::tuple {
+        using T = decltype(tag);
+        auto img = c_array<T>(image);
+        auto out = py::array_t<bool>(bind::dims_of(image));
+        const T* ip = img.data();
+        auto* op = reinterpret_cast<uint8_t*>(out.mutable_data());
+        double lo = 0.0, hi = 0.0;
+        {
+            py::gil_scoped_release release;
+            grow_confidence<T>(ip, op, s, sv.data(), sv.size(), multiplier, iterations, radius, connectivity,
+                               num_threads, &lo, &hi);
+        }
+        return py::make_tuple(out, lo, hi);
+    });
+}
+
 }  // namespace
 
 MEDSEG_REGISTER(region) {
     m.def("watershed", &watershed_py, py::arg("image"), py::arg("markers"), py::arg("mask"), py::arg("connectivity"),
           py::arg("compactness"), py::arg("line"), py::arg("spacing"), py::arg("reverse_axes"),
           py::arg("num_threads"));
+    m.def("grow", &grow_py, py::arg("image"), py::arg("seeds"), py::arg("lo"), py::arg("hi"),
+          py::arg("connectivity"), py::arg("num_threads"));
+    m.def("grow_confidence", &grow_confidence_py, py::arg("image"), py::arg("seeds"), py::arg("multiplier"),
+          py::arg("iterations"), py::arg("radius"), py::arg("connectivity"), py::arg("num_threads"));
 }

@@ -17,7 +17,7 @@ from ._dispatch import family
 from ._errors import InvalidImageError, InvalidParameterError
 from ._validation import check_image, check_mask, check_threads, core_axes, native_c, per_axis, unwrap_image
 
-__all__ = ["watershed"]
+__all__ = ["watershed", "grow", "grow_confidence"]
 
 _UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
@@ -120,6 +120,7 @@ def watershed(image, markers, mask=None, connectivity=1, compactness=0.0, waters
     arr = check_image(image)
     ndim = arr.ndim
     mk = _check_markers(markers, arr.shape)
+    out_dtype = mk.dtype.newbyteorder("=")
     m = check_mask(mask, arr.shape)
     connectivity = _check_connectivity(connectivity, ndim)
     if isinstance(compactness, bool) or not isinstance(compactness, numbers.Real) or not np.isfinite(compactness) \
@@ -129,8 +130,9 @@ def watershed(image, markers, mask=None, connectivity=1, compactness=0.0, waters
     nt = check_threads(num_threads)
     name = _backend.resolve(backend, arr, supported=("cpu", "numba"))
     view, transposed = _as_kernel_input(arr)
-    ulabels = mk.view(_UNSIGNED[mk.dtype.itemsize]) if mk.dtype.kind == "i" else mk
-    ulabels = ulabels.astype(ulabels.dtype.newbyteorder("="), copy=False)
+    if mk.dtype.kind == "i":  # signed labels are viewed as unsigned of the same width (equality only)
+        mk = mk.view(np.dtype(_UNSIGNED[mk.dtype.itemsize]).newbyteorder(mk.dtype.byteorder))
+    ulabels = mk.astype(mk.dtype.newbyteorder("="), copy=False)
     mk_view = _same_layout(ulabels, transposed)
     mview = _same_layout(m, transposed) if m is not None else None
     out = family(name, "region").watershed(view, mk_view, mview, connectivity, float(compactness),
@@ -138,4 +140,220 @@ def watershed(image, markers, mask=None, connectivity=1, compactness=0.0, waters
                                            bool(transposed), nt)
     if transposed:
         out = out.T
-    return out.view(mk.dtype.newbyteorder("="))
+    return out.view(out_dtype)
+
+
+# ------------------------------------------------------------------ region growing
+
+
+def _seed_indices(seeds, shape, transposed):
+    """Seeds (index tuples or a boolean mask) -> int64 linear indices in the kernel's layout."""
+    ndim = len(shape)
+    if seeds is None:
+        raise InvalidParameterError("seeds is required: a list of index tuples or a boolean mask")
+    if isinstance(seeds, np.ndarray) and seeds.dtype == np.bool_:
+        if seeds.shape != tuple(shape):
+            raise InvalidImageError(f"seed mask has shape {seeds.shape}, but the image has shape {tuple(shape)}")
+        coords = np.nonzero(seeds)
+    else:
+        arr = np.asarray(seeds)
+        if arr.dtype == object or (arr.size and arr.dtype.kind not in "iu"):
+            raise InvalidParameterError(
+                f"seeds must be integer index tuples (or a boolean mask of the image's shape), got {seeds!r:.80}")
+        if arr.ndim == 1 and arr.size == ndim:
+            arr = arr[None, :]
+        if arr.size == 0:
+            raise InvalidParameterError("no seeds given")
+        if arr.ndim != 2 or arr.shape[1] != ndim:
+            raise InvalidParameterError(f"each seed must be a tuple of {ndim} indices for a {ndim}D image, got "
+                                        f"an array of shape {arr.shape}")
+        arr = arr.astype(np.int64)
+        bad = np.any((arr < 0) | (arr >= np.asarray(shape)), axis=1)
+        if bad.any():
+            raise InvalidParameterError(
+                f"seed {tuple(int(v) for v in arr[np.argmax(bad)])} lies outside the image of shape {tuple(shape)}")
+        coords = tuple(arr[:, a] for a in range(ndim))
+    if len(coords[0]) == 0:
+        raise InvalidParameterError("no seeds given (the seed mask is empty)")
+    if transposed:
+        return np.ravel_multi_index(coords[::-1], tuple(shape)[::-1]).astype(np.int64)
+    return np.ravel_multi_index(coords, tuple(shape)).astype(np.int64)
+
+
+def _dtype_limits(dt):
+    if dt.kind == "b":
+        return 0.0, 1.0
+    if dt.kind in "iu":
+        info = np.iinfo(dt)
+        return float(info.min), float(info.max)
+    return -np.inf, np.inf
+
+
+def _cast_bound(x, dt):
+    """A threshold converted to the image's type as ITK and scikit-image do: clamped
+    to the type's range, then truncated toward zero (integers) or rounded (float32)."""
+    lo, hi = _dtype_limits(dt)
+    x = min(max(float(x), lo), hi)
+    if dt.kind in "iub":
+        return float(np.trunc(x))
+    return float(np.asarray(x).astype(dt))
+
+
+def _real(v, name):
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(v):
+        raise InvalidParameterError(f"{name} must be a finite number, got {v!r}")
+    return float(v)
+
+
+def grow(image, seeds, lower=None, upper=None, tolerance=None, connectivity=1, *, backend="auto", num_threads=None):
+    """Seeded region growing: the voxels connected to a seed through voxels in range.
+
+    Parameters
+    ----------
+    image : (M, N) or (P, M, N) array or medseg_fast.io.Image
+        Any supported dtype (read as is); NaN/inf raise.
+    seeds : tuple, sequence of tuples, (K, ndim) int array, or bool array
+        Seed indices, or a boolean mask of the image's shape.  A seed outside
+        the image raises InvalidParameterError.
+    lower, upper : float, optional
+        Range mode (SimpleITK ``ConnectedThreshold``): voxels with
+        ``lower <= value <= upper``.  A missing bound is open.  Bounds are
+        converted to the image's type as ITK does (clamped to the type's range,
+        truncated toward zero for integer images, rounded for float32).
+    tolerance : float, optional
+        Tolerance mode (``skimage.segmentation.flood``): each seed grows through
+        values within ``seed value -/+ tolerance`` (bounds clamped to the type's
+        range and converted like scikit-image: truncated for integer images);
+        the result is the union over seeds.
+    connectivity : int
+        1..ndim.  1 (faces) is SimpleITK's default; scikit-image's ``flood``
+        defaults to full connectivity (``connectivity=ndim``).
+    backend : {'auto', 'cpu', 'numba'}
+    num_threads : int, optional
+        The flood is sequential; only the clearing of the output uses threads.
+
+    Returns
+    -------
+    ndarray of bool
+        Empty when no seed lies in the range (in range mode a seed whose own
+        value is outside [lower, upper] contributes nothing, as in SimpleITK).
+
+    Notes
+    -----
+    A scanline flood fill (Smith 1979; Heckbert 1990) extended to 3D and to any
+    connectivity: memory is the output mask plus a stack of run starts, and the
+    result is a set, identical on every backend and to SimpleITK's
+    ``ConnectedThreshold`` / scikit-image's ``flood`` with the same
+    connectivity.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from medseg_fast.region import grow
+    >>> img = np.array([[1, 1, 5, 1], [1, 5, 5, 1], [5, 5, 1, 1]], np.uint8)
+    >>> grow(img, [(0, 2)], lower=4, upper=6).astype(int)
+    array([[0, 0, 1, 0],
+           [0, 1, 1, 0],
+           [1, 1, 0, 0]])
+    >>> grow(img, (0, 0), tolerance=0).astype(int)
+    array([[1, 1, 0, 0],
+           [1, 0, 0, 0],
+           [0, 0, 0, 0]])
+    """
+    image, _ = unwrap_image(image)
+    arr = check_image(image)
+    ndim = arr.ndim
+    connectivity = _check_connectivity(connectivity, ndim)
+    nt = check_threads(num_threads)
+    dt = arr.dtype.newbyteorder("=") if arr.dtype.kind != "b" else np.dtype(np.uint8)
+    if tolerance is not None and (lower is not None or upper is not None):
+        raise InvalidParameterError("give either lower/upper (range mode) or tolerance, not both")
+    if tolerance is None and lower is None and upper is None:
+        raise InvalidParameterError("give lower and/or upper (range mode) or tolerance")
+    name = _backend.resolve(backend, arr, supported=("cpu", "numba"))
+    view, transposed = _as_kernel_input(arr)
+    idx = _seed_indices(seeds, arr.shape, transposed)
+    if tolerance is None:
+        dlo, dhi = _dtype_limits(dt)
+        lo = _cast_bound(_real(lower, "lower"), dt) if lower is not None else dlo
+        hi = _cast_bound(_real(upper, "upper"), dt) if upper is not None else dhi
+        if lower is not None and upper is not None and lower > upper:
+            raise InvalidParameterError(f"lower ({lower}) must not exceed upper ({upper})")
+        los = np.full(idx.size, lo)
+        his = np.full(idx.size, hi)
+    else:
+        tol = abs(_real(tolerance, "tolerance"))
+        vals = view.ravel()[idx].astype(np.float64)
+        dlo, dhi = _dtype_limits(dt)
+        los = np.array([_cast_bound(max(dlo, v - tol), dt) for v in vals])
+        his = np.array([_cast_bound(min(dhi, v + tol), dt) for v in vals])
+    out = family(name, "region").grow(view, idx, los, his, connectivity, nt)
+    return out.T if transposed else out
+
+
+def grow_confidence(image, seeds, multiplier=2.5, iterations=4, radius=1, connectivity=1, *, backend="auto",
+                    num_threads=None):
+    """Confidence-connected region growing (SimpleITK ``ConfidenceConnected``).
+
+    The interval mean -/+ ``multiplier`` * std is first estimated over the
+    (2 ``radius`` + 1)^ndim neighbourhoods of the seeds (borders replicated,
+    the samples of all seeds pooled, unbiased variance) and widened to hold
+    every seed's own value, the region connected to the seeds inside it is
+    grown, and ``iterations`` times the interval is re-estimated from the
+    current region and the region regrown from the seeds (stopping early when
+    the region's variance is 0).  These are ITK's rules, read off its results.
+
+    Parameters
+    ----------
+    image : (M, N) or (P, M, N) array or medseg_fast.io.Image
+    seeds : see :func:`grow`
+    multiplier : float
+        > 0.
+    iterations : int
+        >= 0 re-estimations (SimpleITK's ``numberOfIterations``).
+    radius : int
+        >= 0, the initial neighbourhood radius in voxels.
+    connectivity : int
+        1..ndim (1 = faces, SimpleITK's default).
+    backend : {'auto', 'cpu', 'numba'}
+    num_threads : int, optional
+        Statistics use the threads; the result does not depend on them.
+
+    Returns
+    -------
+    ndarray of bool
+
+    Notes
+    -----
+    As in ITK the interval bounds are converted to the image's type (truncated
+    toward zero for integer images) before growing.  Sums are taken in double
+    over fixed 64Ki-voxel chunks combined in order (any thread count gives the
+    same result); ITK sums in flood order, so only a bound falling within
+    rounding error of a voxel value could differ.  On the test data the masks
+    equal SimpleITK's (Dice 1.0).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from medseg_fast.region import grow_confidence
+    >>> img = np.full((20, 20), 10, np.int16); img[5:15, 5:15] = 100 + np.arange(10)
+    >>> int(grow_confidence(img, [(10, 10)], multiplier=3.0).sum())
+    100
+    """
+    image, _ = unwrap_image(image)
+    arr = check_image(image)
+    ndim = arr.ndim
+    connectivity = _check_connectivity(connectivity, ndim)
+    multiplier = _real(multiplier, "multiplier")
+    if multiplier <= 0:
+        raise InvalidParameterError(f"multiplier must be > 0, got {multiplier}")
+    for nm, v in (("iterations", iterations), ("radius", radius)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
+            raise InvalidParameterError(f"{nm} must be an integer >= 0, got {v!r}")
+    nt = check_threads(num_threads)
+    name = _backend.resolve(backend, arr, supported=("cpu", "numba"))
+    view, transposed = _as_kernel_input(arr)
+    idx = _seed_indices(seeds, arr.shape, transposed)
+    out, _lo, _hi = family(name, "region").grow_confidence(view, idx, multiplier, int(iterations), int(radius),
+                                                           connectivity, nt)
+    return out.T if transposed else out

@@ -1,0 +1,495 @@
+"""Numba versions of the kernels in cpp/include/medseg/{watershed,region,felzenszwalb}.hpp.
+
+Each function takes the arguments of the ``_core.region`` function of the same
+name and follows the C++ algorithm step for step (see the headers for the
+algorithms and citations), so labels agree exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ._util import CACHE, as3d
+
+# ------------------------------------------------------------------ watershed
+
+
+@njit(cache=CACHE)
+def _ordered_offsets(ndim, connectivity, reverse_axes):
+    """Neighbour offsets in scikit-image's order, in core (z, y, x) coordinates."""
+    zr = 1 if ndim == 3 else 0
+    n = 0
+    offs = np.zeros((26, 3), np.int64)
+    for k in range(1, 4):  # stable sort by length == generate by length, raster order inside
+        for dz in range(-zr, zr + 1):
+            for dy in range(-1, 2):
+                for dx in range(-1, 2):
+                    c = abs(dz) + abs(dy) + abs(dx)
+                    if c != k or c > connectivity:
+                        continue
+                    offs[n, 0] = dz
+                    offs[n, 1] = dy
+                    offs[n, 2] = dx
+                    n += 1
+    out = offs[:n].copy()
+    if reverse_axes:
+        for i in range(n):
+            if ndim == 3:
+                out[i, 0] = offs[i, 2]
+                out[i, 2] = offs[i, 0]
+            else:
+                out[i, 0] = 0
+                out[i, 1] = offs[i, 2]
+                out[i, 2] = offs[i, 1]
+    return out
+
+
+@njit(cache=CACHE, inline="always")
+def _smaller(hk, ha, a, b):
+    if hk[a] != hk[b]:
+        return hk[a] < hk[b]
+    return ha[a] < ha[b]
+
+
+@njit(cache=CACHE, inline="always")
+def _swap(hk, ha, hi, hs, a, b):
+    hk[a], hk[b] = hk[b], hk[a]
+    ha[a], ha[b] = ha[b], ha[a]
+    hi[a], hi[b] = hi[b], hi[a]
+    hs[a], hs[b] = hs[b], hs[a]
+
+
+@njit(cache=CACHE)
+def _flood(img, labels, wmask, use_mask, connectivity, compactness, line, spacing, reverse_axes, bucket_rule, ndim):
+    nz, ny, nx = img.shape
+    plane = ny * nx
+    n = nz * plane
+    im = img.ravel()
+    lab = labels.ravel()
+    mk = wmask.ravel()
+    offs = _ordered_offsets(ndim, connectivity, reverse_axes)
+    nn = offs.shape[0]
+    delta = np.empty(nn, np.int64)
+    for k in range(nn):
+        delta[k] = offs[k, 0] * plane + offs[k, 1] * nx + offs[k, 2]
+    zr = 1 if ndim == 3 else 0
+    compact = compactness > 0.0
+    line = line and not compact
+    simple = not compact and not line
+
+    # markers in the caller's raster order
+    nm = 0
+    for i in range(n):
+        if lab[i] != 0:
+            nm += 1
+    markers = np.empty(nm, np.int64)
+    m = 0
+    if not reverse_axes:
+        for i in range(n):
+            if lab[i] != 0:
+                markers[m] = i
+                m += 1
+    else:
+        for x in range(nx):
+            for y in range(ny):
+                for z in range(nz):
+                    i = (z * ny + y) * nx + x
+                    if lab[i] != 0:
+                        markers[m] = i
+                        m += 1
+
+    cap = max(16, 2 * nm)
+    hk = np.empty(cap, np.float64)
+    ha = np.empty(cap, np.int64)
+    hi = np.empty(cap, np.int64)
+    hs = np.empty(cap, np.int64)
+    size = 0
+    age = 1
+    if bucket_rule:
+        age = nm  # markers carry ages 0..nm-1: equal values pop in raster order (the C++ bucket queue)
+
+    nb = np.empty(26, np.int64)
+    # push markers
+    for mi in range(nm):
+        i = markers[mi]
+        if size == cap:
+            cap *= 2
+            hk2 = np.empty(cap, np.float64); hk2[:size] = hk[:size]; hk = hk2
+            ha2 = np.empty(cap, np.int64); ha2[:size] = ha[:size]; ha = ha2
+            hi2 = np.empty(cap, np.int64); hi2[:size] = hi[:size]; hi = hi2
+            hs2 = np.empty(cap, np.int64); hs2[:size] = hs[:size]; hs = hs2
+        child = size
+        hk[child] = float(im[i])
+        ha[child] = mi if bucket_rule else 0
+        hi[child] = i
+        hs[child] = i
+        size += 1
+        while child > 0:
+            parent = (child + 1) // 2 - 1
+            if _smaller(hk, ha, child, parent):
+                _swap(hk, ha, hi, hs, child, parent)
+                child = parent
+            else:
+                break
+
+    while size > 0:
+        key = hk[0]
+        i = hi[0]
+        src = hs[0]
+        size -= 1
+        if size > 0:
+            _swap(hk, ha, hi, hs, 0, size)
+            p = 0
+            while True:
+                l = 2 * p + 1
+                r = 2 * p + 2
+                smallest = p
+                if l >= size:
+                    break
+                if _smaller(hk, ha, l, p):
+                    smallest = l
+                if r < size and _smaller(hk, ha, r, smallest):
+                    smallest = r
+                if smallest == p:
+                    break
+                _swap(hk, ha, hi, hs, p, smallest)
+                p = smallest
+
+        # neighbours of i (in bounds, in mask)
+        z = i // plane
+        rr = i - z * plane
+        y = rr // nx
+        x = rr - y * nx
+        interior = z >= zr and z < nz - zr and y >= 1 and y < ny - 1 and x >= 1 and x < nx - 1
+        cnt = 0
+        for k in range(nn):
+            if not interior:
+                zz = z + offs[k, 0]
+                yy = y + offs[k, 1]
+                xx = x + offs[k, 2]
+                if zz < 0 or zz >= nz or yy < 0 or yy >= ny or xx < 0 or xx >= nx:
+                    continue
+            j = i + delta[k]
+            if use_mask and mk[j] == 0:
+                continue
+            nb[cnt] = j
+            cnt += 1
+
+        if not simple:
+            if lab[i] != 0 and i != src:
+                continue
+            set_label = True
+            if not compact:
+                label = lab[src]
+                if mk[i] == 0:
+                    set_label = False
+                else:
+                    for t in range(cnt):
+                        lj = lab[nb[t]]
+                        if lj != 0 and lj != label:
+                            mk[i] = 0
+                            set_label = False
+                            break
+            if set_label:
+                lab[i] = lab[src]
+        li = lab[i]
+        for t in range(cnt):
+            j = nb[t]
+            if lab[j] != 0:
+                continue
+            age += 1
+            v = float(im[j])
+            if compact:
+                zb = src // plane
+                rb = src - zb * plane
+                yb = rb // nx
+                xb = rb - yb * nx
+                zj = j // plane
+                rj = j - zj * plane
+                yj = rj // nx
+                xj = rj - yj * nx
+                d0 = float(zj - zb) * spacing[0]
+                d1 = float(yj - yb) * spacing[1]
+                d2 = float(xj - xb) * spacing[2]
+                acc = 0.0
+                if not reverse_axes:
+                    if ndim == 3:
+                        acc += d0 * d0
+                    acc += d1 * d1
+                    acc += d2 * d2
+                else:
+                    acc += d2 * d2
+                    acc += d1 * d1
+                    if ndim == 3:
+                        acc += d0 * d0
+                v += compactness * np.sqrt(acc)
+            elif simple:
+                lab[j] = li
+            if v < key:
+                v = key
+            if size == cap:
+                cap *= 2
+                hk2 = np.empty(cap, np.float64); hk2[:size] = hk[:size]; hk = hk2
+                ha2 = np.empty(cap, np.int64); ha2[:size] = ha[:size]; ha = ha2
+                hi2 = np.empty(cap, np.int64); hi2[:size] = hi[:size]; hi = hi2
+                hs2 = np.empty(cap, np.int64); hs2[:size] = hs[:size]; hs = hs2
+            child = size
+            hk[child] = v
+            ha[child] = age
+            hi[child] = j
+            hs[child] = src
+            size += 1
+            while child > 0:
+                parent = (child + 1) // 2 - 1
+                if _smaller(hk, ha, child, parent):
+                    _swap(hk, ha, hi, hs, child, parent)
+                    child = parent
+                else:
+                    break
+
+
+def _compute_view(a):
+    """Integer images of <= 16 bits become float32, 32-bit ints float64 (exact, 2 compiled signatures)."""
+    if a.dtype == np.float32 or a.dtype == np.float64:
+        return a
+    if a.dtype.itemsize <= 2:
+        return a.astype(np.float32)
+    return a.astype(np.float64)
+
+
+def watershed(image, markers, mask, connectivity, compactness, line, spacing, reverse_axes, num_threads):
+    img3, ndim = as3d(image)
+    if markers.shape != image.shape:
+        raise ValueError("markers shape differs from image shape")
+    out = np.array(markers, copy=True, order="C")
+    if mask is not None:
+        if mask.shape != image.shape:
+            raise ValueError("mask shape differs from image shape")
+        wmask = np.ascontiguousarray(mask, dtype=np.uint8).copy()
+        out[wmask == 0] = 0
+    else:
+        wmask = np.ones(image.shape, np.uint8)
+    bucket_rule = image.dtype.kind in "iub" and image.dtype.itemsize <= 2 and not compactness > 0
+    out3, _ = as3d(out)
+    wm3, _ = as3d(wmask)
+    _flood(_compute_view(img3), out3, wm3, True, int(connectivity), float(compactness), bool(line),
+           np.asarray(spacing, np.float64), bool(reverse_axes), bool(bucket_rule), ndim)
+    return out
+
+
+# ------------------------------------------------------------------ region growing
+
+
+@njit(cache=CACHE, inline="always")
+def _in(im, o, j, lo, hi, bit):
+    w = float(im[j])
+    return w >= lo and w <= hi and (o[j] & bit) == 0
+
+
+@njit(cache=CACHE)
+def _flood_range(img, out, bit, ndim, seeds, lo, hi, connectivity, force_seeds):
+    nz, ny, nx = img.shape
+    im = img.ravel()
+    o = out.ravel()
+    zr = 1 if ndim == 3 else 0
+    rows = np.zeros((8, 3), np.int64)
+    nr = 0
+    for dz in range(-zr, zr + 1):
+        for dy in range(-1, 2):
+            k = abs(dz) + abs(dy)
+            if k == 0 or k > connectivity:
+                continue
+            rows[nr, 0] = dz
+            rows[nr, 1] = dy
+            rows[nr, 2] = 1 if k + 1 <= connectivity else 0
+            nr += 1
+    cap = 1024
+    stack = np.empty(cap, np.int64)
+    sp = 0
+    ns = seeds.shape[0]
+    k = 0
+    while True:
+        # next voxel whose run is to be filled: forced seeds first, in order, then the stack
+        if k < ns:
+            i = seeds[k]
+            k += 1
+            if force_seeds:
+                if (o[i] & bit) != 0:
+                    continue
+            else:
+                if _in(im, o, i, lo, hi, bit):
+                    if sp == cap:
+                        cap *= 2
+                        st2 = np.empty(cap, np.int64)
+                        st2[:sp] = stack[:sp]
+                        stack = st2
+                    stack[sp] = i
+                    sp += 1
+                continue
+        elif sp > 0:
+            sp -= 1
+            i = stack[sp]
+            if not _in(im, o, i, lo, hi, bit):
+                continue
+        else:
+            break
+        row = i // nx
+        x = i - row * nx
+        base = row * nx
+        x0 = x
+        x1 = x
+        while x0 > 0 and _in(im, o, base + x0 - 1, lo, hi, bit):
+            x0 -= 1
+        while x1 < nx - 1 and _in(im, o, base + x1 + 1, lo, hi, bit):
+            x1 += 1
+        for xx in range(x0, x1 + 1):
+            o[base + xx] |= bit
+        z = row // ny
+        y = row - z * ny
+        for r in range(nr):
+            zz = z + rows[r, 0]
+            yy = y + rows[r, 1]
+            if zz < 0 or zz >= nz or yy < 0 or yy >= ny:
+                continue
+            b2 = (zz * ny + yy) * nx
+            a = max(0, x0 - rows[r, 2])
+            e = min(nx - 1, x1 + rows[r, 2])
+            prev = False
+            for xx in range(a, e + 1):
+                j = b2 + xx
+                cur = _in(im, o, j, lo, hi, bit)
+                if cur and not prev:
+                    if sp == cap:
+                        cap *= 2
+                        st2 = np.empty(cap, np.int64)
+                        st2[:sp] = stack[:sp]
+                        stack = st2
+                    stack[sp] = j
+                    sp += 1
+                prev = cur
+
+
+def _grow_view(a):
+    # exact in float64 for every intensity dtype; float32 stays (one more signature)
+    if a.dtype == np.float32 or a.dtype == np.float64:
+        return a
+    return a.astype(np.float64) if a.dtype.itemsize >= 4 else a.astype(np.float32)
+
+
+def grow(image, seeds, lo, hi, connectivity, num_threads):
+    img3, ndim = as3d(image)
+    img3 = _grow_view(img3)
+    out = np.zeros(img3.shape, np.uint8)
+    seeds = np.asarray(seeds, np.int64)
+    lo = np.asarray(lo, np.float64)
+    hi = np.asarray(hi, np.float64)
+    if seeds.size and (seeds.min() < 0 or seeds.max() >= img3.size):
+        raise ValueError("seed index outside the image")
+    keys = sorted(set(zip(lo.tolist(), hi.tolist())))
+    if len(keys) == 1:
+        _flood_range(img3, out, 1, ndim, seeds, keys[0][0], keys[0][1], int(connectivity), False)
+    else:
+        for a, b in keys:
+            sel = seeds[(lo == a) & (hi == b)]
+            _flood_range(img3, out, 2, ndim, sel, a, b, int(connectivity), False)
+            out = (out | (out >> 1)) & 1
+    return out.reshape(image.shape).view(np.bool_)
+
+
+def _cast_threshold(v, dtype):
+    dt = np.dtype(dtype)
+    if dt.kind in "iu":
+        info = np.iinfo(dt)
+        v = min(max(v, float(info.min)), float(info.max))
+        return float(np.trunc(v))
+    if dt == np.float32:
+        return float(np.float32(v))
+    return float(v)
+
+
+@njit(cache=CACHE)
+def _masked_moments(img, out):
+    im = img.ravel()
+    o = out.ravel()
+    n = im.shape[0]
+    chunk = 1 << 16
+    s1 = 0.0
+    s2 = 0.0
+    cnt = 0
+    for b in range(0, n, chunk):
+        e = min(n, b + chunk)
+        a1 = 0.0
+        a2 = 0.0
+        for i in range(b, e):
+            if o[i] != 0:
+                v = float(im[i])
+                a1 += v
+                a2 += v * v
+                cnt += 1
+        s1 += a1
+        s2 += a2
+    return s1, s2, cnt
+
+
+@njit(cache=CACHE)
+def _seed_stats(img, seeds, radius, ndim):
+    nz, ny, nx = img.shape
+    im = img.ravel()
+    zr = radius if ndim == 3 else 0
+    a1 = 0.0
+    a2 = 0.0
+    cnt = 0
+    for k in range(seeds.shape[0]):
+        i = seeds[k]
+        z = i // (ny * nx)
+        rem = i - z * ny * nx
+        y = rem // nx
+        x = rem - y * nx
+        for dz in range(-zr, zr + 1):
+            for dy in range(-radius, radius + 1):
+                for dx in range(-radius, radius + 1):
+                    zz = min(max(z + dz, 0), nz - 1)
+                    yy = min(max(y + dy, 0), ny - 1)
+                    xx = min(max(x + dx, 0), nx - 1)
+                    v = float(im[(zz * ny + yy) * nx + xx])
+                    a1 += v
+                    a2 += v * v
+                    cnt += 1
+    return a1, a2, cnt
+
+
+def grow_confidence(image, seeds, multiplier, iterations, radius, connectivity, num_threads):
+    img3, ndim = as3d(image)
+    dtype = image.dtype
+    img3 = _grow_view(img3)
+    seeds = np.asarray(seeds, np.int64)
+    if seeds.size and (seeds.min() < 0 or seeds.max() >= img3.size):
+        raise ValueError("seed index outside the image")
+    out = np.zeros(img3.shape, np.uint8)
+    a1, a2, cnt = _seed_stats(img3, seeds, int(radius), ndim)
+    mean = a1 / cnt if cnt else 0.0
+    var = (a2 - a1 * a1 / cnt) / (cnt - 1.0) if cnt > 1 else 0.0
+
+    svals = img3.ravel()[seeds].astype(np.float64)
+    smin, smax = float(svals.min()), float(svals.max())
+
+    def interval():
+        sd = np.sqrt(max(var, 0.0))
+        return (_cast_threshold(min(mean - multiplier * sd, smin), dtype),
+                _cast_threshold(max(mean + multiplier * sd, smax), dtype))
+
+    lo, hi = interval()
+    _flood_range(img3, out, 1, ndim, seeds, lo, hi, int(connectivity), True)
+    for _ in range(iterations):
+        a1, a2, cnt = _masked_moments(img3, out)
+        if cnt == 0:
+            break
+        mean = a1 / cnt
+        var = (a2 - a1 * a1 / cnt) / (cnt - 1.0) if cnt > 1 else 0.0
+        if var == 0.0:
+            break
+        lo, hi = interval()
+        out[...] = 0
+        _flood_range(img3, out, 1, ndim, seeds, lo, hi, int(connectivity), True)
+    return out.reshape(image.shape).view(np.bool_), lo, hi
