@@ -3,6 +3,7 @@
 // medseg/{watershed,region,felzenszwalb}.hpp.  Python-level argument checking
 // lives in medseg_fast/region.py.
 #include "common.hpp"
+#include "medseg/felzenszwalb.hpp"
 #include "medseg/region.hpp"
 #include "medseg/watershed.hpp"
 
@@ -114,6 +115,44 @@ py::tuple grow_confidence_py(const py::array& image, const py::array& seeds, dou
     });
 }
 
+// image: (C, [Z,] Y, X) when `channels` is true, else ([Z,] Y, X).
+py::array felzenszwalb_py(const py::array& image, bool channels, const std::vector<double>& sigma, double scale,
+                          double vscale, int64_t min_size, int mode, int num_threads) {
+    if (sigma.size() != 3) throw py::value_error("sigma must have 3 entries (z, y, x)");
+    if (!(scale > 0.0)) throw py::value_error("scale must be > 0");
+    if (mode < 0 || mode > 4) throw py::value_error("bad border mode");
+    Shape s;
+    int64_t nch = 1;
+    std::vector<py::ssize_t> dims;
+    const int off = channels ? 1 : 0;
+    const int sd = static_cast<int>(image.ndim()) - off;
+    if (sd != 2 && sd != 3) throw py::value_error("expected a 2D or 3D (multichannel) image");
+    if (channels) nch = image.shape(0);
+    s.ndim = sd;
+    s.nz = sd == 3 ? image.shape(off) : 1;
+    s.ny = image.shape(off + sd - 2);
+    s.nx = image.shape(off + sd - 1);
+    for (int a = off; a < image.ndim(); ++a) dims.push_back(image.shape(a));
+    FelzenszwalbParams p;
+    for (int a = 0; a < 3; ++a) p.sigma[a] = sigma[a];
+    p.scale = scale;
+    p.vscale = vscale;
+    p.min_size = min_size;
+    p.mode = mode;
+    return dispatch<intensity_types>(dtype_tag(image.dtype()), [&](auto tag) -> py::array {
+        using T = decltype(tag);
+        auto img = c_array<T>(image);
+        auto out = py::array_t<int64_t>(dims);
+        const T* ip = img.data();
+        int64_t* op = out.mutable_data();
+        {
+            py::gil_scoped_release release;
+            felzenszwalb<T>(ip, nch, s, p, op, num_threads);
+        }
+        return out;
+    });
+}
+
 }  // namespace
 
 MEDSEG_REGISTER(region) {
@@ -122,6 +161,8 @@ MEDSEG_REGISTER(region) {
           py::arg("num_threads"));
     m.def("grow", &grow_py, py::arg("image"), py::arg("seeds"), py::arg("lo"), py::arg("hi"),
           py::arg("connectivity"), py::arg("num_threads"));
+    m.def("felzenszwalb", &felzenszwalb_py, py::arg("image"), py::arg("channels"), py::arg("sigma"),
+          py::arg("scale"), py::arg("vscale"), py::arg("min_size"), py::arg("mode"), py::arg("num_threads"));
     m.def("grow_confidence", &grow_confidence_py, py::arg("image"), py::arg("seeds"), py::arg("multiplier"),
           py::arg("iterations"), py::arg("radius"), py::arg("connectivity"), py::arg("num_threads"));
 }

@@ -17,7 +17,7 @@ from ._dispatch import family
 from ._errors import InvalidImageError, InvalidParameterError
 from ._validation import check_image, check_mask, check_threads, core_axes, native_c, per_axis, unwrap_image
 
-__all__ = ["watershed", "grow", "grow_confidence"]
+__all__ = ["watershed", "grow", "grow_confidence", "felzenszwalb"]
 
 _UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
@@ -357,3 +357,116 @@ def grow_confidence(image, seeds, multiplier=2.5, iterations=4, radius=1, connec
     out, _lo, _hi = family(name, "region").grow_confidence(view, idx, multiplier, int(iterations), int(radius),
                                                            connectivity, nt)
     return out.T if transposed else out
+
+
+# ------------------------------------------------------------------ Felzenszwalb
+
+_MODES = {"nearest": 0, "reflect": 1, "mirror": 2, "wrap": 3, "constant": 4}
+
+
+def felzenszwalb(image, scale=1.0, sigma=0.8, min_size=20, spacing=None, channel_axis=None, *, mode="reflect",
+                 backend="auto", num_threads=None):
+    """Felzenszwalb & Huttenlocher's graph-based segmentation, 2D (grey or multichannel) and 3D.
+
+    Parameters
+    ----------
+    image : (M, N) or (P, M, N) array, optionally with a channel axis
+        Any supported dtype; integer images are scaled like scikit-image's
+        ``img_as_float`` (divided by the dtype maximum), floats used as they are.
+    scale : float
+        > 0; larger gives larger segments (the paper's k, divided by 255 as in
+        scikit-image).
+    sigma : float or sequence of float
+        >= 0, Gaussian smoothing per channel, in voxels (in mm with ``spacing``).
+    min_size : int
+        >= 1; every segment has at least this many voxels (strict), unless the
+        image itself is smaller.
+    spacing : sequence of float, optional
+        Voxel size; only turns ``sigma`` into physical units.
+    channel_axis : int, optional
+        The channel axis of a multichannel image (None: grey).
+    mode : str
+        Border mode of the smoothing (scipy.ndimage names; 'reflect' as scikit-image).
+    backend : {'auto', 'cpu', 'numba'}
+    num_threads : int, optional
+        Smoothing, edge weights and sorting are parallel; the result does not
+        depend on the thread count.
+
+    Returns
+    -------
+    ndarray of int64
+        Segment labels 0..K-1, numbered in raster order of each segment's first
+        voxel.
+
+    Notes
+    -----
+    Edges join the 8-neighbourhood in 2D (as scikit-image) and the
+    6-neighbourhood in 3D (scikit-image has no 3D version), weighted by the
+    Euclidean distance of the smoothed channel vectors.  Edges are sorted by
+    (weight, fixed edge order) with a parallel bucket sort and merged with
+    union-find when the weight is below both components' Int(C) + k/|C|; then
+    components smaller than ``min_size`` are merged along the sorted edges,
+    with sizes updated at every join (scikit-image does not update them, so its
+    segments can stay below ``min_size``).  In 2D the labels agree with
+    ``skimage.segmentation.felzenszwalb`` up to numbering (adjusted Rand index
+    >= 0.95 in the tests; float32 weights and tie order differ).  A multichannel
+    image is copied once to channel-first order.  Memory: 8 bytes per edge
+    (4 edges per pixel in 2D, 3 per voxel in 3D) plus about 24 bytes per voxel.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from medseg_fast.region import felzenszwalb
+    >>> img = np.zeros((20, 20), np.uint8); img[:, 10:] = 200
+    >>> seg = felzenszwalb(img, scale=100, sigma=0.5, min_size=10)
+    >>> int(seg.max()) + 1, seg[0, 0] != seg[0, 19]
+    (2, np.True_)
+    """
+    image, spacing = unwrap_image(image, spacing)
+    arr = np.asarray(image)
+    if channel_axis is not None:
+        if arr.ndim not in (3, 4):
+            raise InvalidImageError(f"a multichannel image must have 3 or 4 dimensions, got shape {arr.shape}")
+        if (isinstance(channel_axis, bool) or not isinstance(channel_axis, numbers.Integral)
+                or not -arr.ndim <= channel_axis < arr.ndim):
+            raise InvalidParameterError(f"channel_axis {channel_axis!r} is out of range for shape {arr.shape}")
+        arr = np.moveaxis(arr, channel_axis, 0)
+        check_image(arr, ndims=(3, 4))
+        ndim = arr.ndim - 1
+    else:
+        arr = check_image(arr)
+        ndim = arr.ndim
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not np.isfinite(scale) or scale <= 0:
+        raise InvalidParameterError(f"scale must be a finite number > 0, got {scale!r}")
+    if isinstance(min_size, bool) or not isinstance(min_size, numbers.Integral) or min_size < 1:
+        raise InvalidParameterError(f"min_size must be an integer >= 1, got {min_size!r}")
+    if mode not in _MODES:
+        raise InvalidParameterError(f"mode must be one of {sorted(_MODES)}, got {mode!r}")
+    sig = per_axis(sigma, ndim, "sigma", allow_zero=True)
+    if spacing is not None:
+        sp = per_axis(spacing, ndim, "spacing")
+        sig = tuple(s / d for s, d in zip(sig, sp))
+    nt = check_threads(num_threads)
+    name = _backend.resolve(backend, arr, supported=("cpu", "numba"))
+    dt = arr.dtype
+    vscale = 1.0 / float(np.iinfo(dt).max) if dt.kind in "iu" else 1.0
+    if dt == np.bool_:
+        arr = arr.view(np.uint8)
+    if channel_axis is not None:
+        view = np.ascontiguousarray(arr)
+        if view.dtype.byteorder not in ("=", "|"):
+            view = view.astype(view.dtype.newbyteorder("="))
+        transposed = False
+    else:
+        view, transposed = native_c(arr)
+    core_sig = core_axes(sig, ndim, transposed, fill=0.0)
+    out = family(name, "region").felzenszwalb(view, channel_axis is not None, core_sig, float(scale), vscale,
+                                              int(min_size), _MODES[mode], nt)
+    if transposed:
+        # same segmentation; renumber in the caller's raster order
+        out = out.T
+        _, first, inv = np.unique(out.ravel(), return_index=True, return_inverse=True)
+        rank = np.empty(first.size, np.int64)
+        rank[np.argsort(first, kind="stable")] = np.arange(first.size)
+        out = rank[inv].reshape(out.shape)
+    return out

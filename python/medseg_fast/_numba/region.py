@@ -262,7 +262,8 @@ def watershed(image, markers, mask, connectivity, compactness, line, spacing, re
     img3, ndim = as3d(image)
     if markers.shape != image.shape:
         raise ValueError("markers shape differs from image shape")
-    out = np.array(markers, copy=True, order="C")
+    # labels handled as int64 (one compiled signature); bit patterns are kept
+    out = np.ascontiguousarray(markers).astype(markers.dtype.newbyteorder("=")).astype(np.uint64).view(np.int64)
     if mask is not None:
         if mask.shape != image.shape:
             raise ValueError("mask shape differs from image shape")
@@ -275,7 +276,7 @@ def watershed(image, markers, mask, connectivity, compactness, line, spacing, re
     wm3, _ = as3d(wmask)
     _flood(_compute_view(img3), out3, wm3, True, int(connectivity), float(compactness), bool(line),
            np.asarray(spacing, np.float64), bool(reverse_axes), bool(bucket_rule), ndim)
-    return out
+    return out.view(np.uint64).astype(markers.dtype.newbyteorder("="))
 
 
 # ------------------------------------------------------------------ region growing
@@ -493,3 +494,134 @@ def grow_confidence(image, seeds, multiplier, iterations, radius, connectivity, 
         out[...] = 0
         _flood_range(img3, out, 1, ndim, seeds, lo, hi, int(connectivity), True)
     return out.reshape(image.shape).view(np.bool_), lo, hi
+
+
+# ------------------------------------------------------------------ Felzenszwalb
+
+
+@njit(cache=CACHE)
+def _fh_keys(sm, nch, ndim, vscale):
+    """Edge keys (float32 weight bits << 32 | voxel * ndir + direction), as the C++ kernel."""
+    _, nz, ny, nx = sm.shape
+    n = nz * ny * nx
+    plane = ny * nx
+    if ndim == 2:
+        dirs = np.array([[0, 1, 0], [0, 0, 1], [0, 1, 1], [0, 1, -1]], np.int64)
+    else:
+        dirs = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1]], np.int64)
+    ndir = dirs.shape[0]
+    flat = sm.reshape(nch, n)
+    keys = np.empty(n * ndir, np.uint64)
+    w32 = np.empty(1, np.float32)
+    bits = w32.view(np.uint32)
+    m = 0
+    for i in range(n):
+        z = i // plane
+        r = i - z * plane
+        y = r // nx
+        x = r - y * nx
+        for d in range(ndir):
+            zz = z + dirs[d, 0]
+            yy = y + dirs[d, 1]
+            xx = x + dirs[d, 2]
+            if zz >= nz or yy >= ny or xx < 0 or xx >= nx:
+                continue
+            j = i + dirs[d, 0] * plane + dirs[d, 1] * nx + dirs[d, 2]
+            if nch == 1:
+                acc = abs(flat[0, j] - flat[0, i])
+            else:
+                s2 = flat[0, j] - flat[0, j]
+                for c in range(nch):
+                    df = flat[c, j] - flat[c, i]
+                    s2 += df * df
+                acc = np.sqrt(s2)
+            w32[0] = acc * vscale
+            keys[m] = (np.uint64(bits[0]) << np.uint64(32)) | np.uint64(i * ndir + d)
+            m += 1
+    return keys[:m], ndir
+
+
+@njit(cache=CACHE, inline="always")
+def _find(parent, x):
+    while parent[x] != x:
+        parent[x] = parent[parent[x]]
+        x = parent[x]
+    return x
+
+
+@njit(cache=CACHE)
+def _fh_merge(keys, n, ndir, nx, plane, ndim, k, min_size, labels):
+    if ndim == 2:
+        dirs = np.array([[0, 1, 0], [0, 0, 1], [0, 1, 1], [0, 1, -1]], np.int64)
+    else:
+        dirs = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1]], np.int64)
+    delta = np.empty(ndir, np.int64)
+    for d in range(ndir):
+        delta[d] = dirs[d, 0] * plane + dirs[d, 1] * nx + dirs[d, 2]
+    parent = np.arange(n)
+    size = np.ones(n, np.uint32)
+    cint = np.zeros(n, np.float32)
+    b32 = np.empty(1, np.uint32)
+    wv = b32.view(np.float32)
+    mask32 = np.uint64(0xFFFFFFFF)
+    for e in range(keys.shape[0]):
+        slot = np.int64(keys[e] & mask32)
+        a = slot // ndir
+        b = a + delta[slot - a * ndir]
+        a = _find(parent, a)
+        b = _find(parent, b)
+        if a == b:
+            continue
+        b32[0] = np.uint32(keys[e] >> np.uint64(32))
+        w = wv[0]
+        ta = np.float32(float(cint[a]) + k / float(size[a]))
+        tb = np.float32(float(cint[b]) + k / float(size[b]))
+        if w < min(ta, tb):
+            r = min(a, b)
+            parent[max(a, b)] = r
+            size[r] = size[a] + size[b]
+            cint[r] = w
+    if min_size > 1:
+        for e in range(keys.shape[0]):
+            slot = np.int64(keys[e] & mask32)
+            a = slot // ndir
+            b = a + delta[slot - a * ndir]
+            a = _find(parent, a)
+            b = _find(parent, b)
+            if a == b:
+                continue
+            if size[a] < min_size or size[b] < min_size:
+                r = min(a, b)
+                parent[max(a, b)] = r
+                size[r] = size[a] + size[b]
+    nxt = 0
+    for i in range(n):
+        r = _find(parent, i)
+        if r == i:
+            labels[i] = nxt
+            nxt += 1
+        else:
+            labels[i] = labels[r]
+    return nxt
+
+
+def felzenszwalb(image, channels, sigma, scale, vscale, min_size, mode, num_threads):
+    from .edges import gaussian
+
+    if not scale > 0:
+        raise ValueError("scale must be > 0")
+    arr = image if channels else image[None]
+    nch = arr.shape[0]
+    spatial = arr.shape[1:]
+    ndim = len(spatial)
+    sm = np.stack([gaussian(np.ascontiguousarray(arr[c]), list(sigma), 4.0, int(mode), 0.0, False, num_threads)
+                   for c in range(nch)])
+    sm = sm.reshape((nch,) + ((1,) + spatial if ndim == 2 else spatial))
+    rt = sm.dtype.type
+    keys, ndir = _fh_keys(sm, nch, ndim, rt(vscale))
+    keys.sort()
+    _, nz, ny, nx = sm.shape
+    n = nz * ny * nx
+    labels = np.empty(n, np.int64)
+    _fh_merge(keys, n, ndir, nx, ny * nx, ndim, float(scale) / 255.0, int(min_size), labels)
+    return labels.reshape(spatial)
