@@ -153,6 +153,26 @@ py::array felzenszwalb_py(const py::array& image, bool channels, const std::vect
     });
 }
 
+py::array split_merge_py(const py::array& image, double threshold, int64_t min_side, int criterion,
+                         int num_threads) {
+    const Shape s = shape_of(image);
+    if (!(threshold >= 0.0)) throw py::value_error("threshold must be >= 0");
+    if (min_side < 1) throw py::value_error("min_size must be >= 1");
+    if (criterion != 0 && criterion != 1) throw py::value_error("criterion must be 0 (std) or 1 (range)");
+    return dispatch<intensity_types>(dtype_tag(image.dtype()), [&](auto tag) -> py::array {
+        using T = decltype(tag);
+        auto img = c_array<T>(image);
+        auto out = py::array_t<int64_t>(bind::dims_of(image));
+        const T* ip = img.data();
+        int64_t* op = out.mutable_data();
+        {
+            py::gil_scoped_release release;
+            split_merge<T>(ip, s, threshold, min_side, criterion, op, num_threads);
+        }
+        return out;
+    });
+}
+
 }  // namespace
 
 MEDSEG_REGISTER(region) {
@@ -163,6 +183,8 @@ MEDSEG_REGISTER(region) {
           py::arg("connectivity"), py::arg("num_threads"));
     m.def("felzenszwalb", &felzenszwalb_py, py::arg("image"), py::arg("channels"), py::arg("sigma"),
           py::arg("scale"), py::arg("vscale"), py::arg("min_size"), py::arg("mode"), py::arg("num_threads"));
+    m.def("split_merge", &split_merge_py, py::arg("image"), py::arg("threshold"), py::arg("min_side"),
+          py::arg("criterion"), py::arg("num_threads"));
     m.def("grow_confidence", &grow_confidence_py, py::arg("image"), py::arg("seeds"), py::arg("multiplier"),
           py::arg("iterations"), py::arg("radius"), py::arg("connectivity"), py::arg("num_threads"));
 }

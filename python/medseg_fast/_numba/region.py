@@ -625,3 +625,187 @@ def felzenszwalb(image, channels, sigma, scale, vscale, min_size, mode, num_thre
     labels = np.empty(n, np.int64)
     _fh_merge(keys, n, ndir, nx, ny * nx, ndim, float(scale) / 255.0, int(min_size), labels)
     return labels.reshape(spatial)
+
+
+# ------------------------------------------------------------------ split and merge
+
+
+@njit(cache=CACHE)
+def _block_stats(im, ny, nx, b):
+    s1 = 0.0
+    s2 = 0.0
+    mn = np.inf
+    mx = -np.inf
+    for z in range(b[0], b[3]):
+        for y in range(b[1], b[4]):
+            base = (z * ny + y) * nx
+            for x in range(b[2], b[5]):
+                v = float(im[base + x])
+                s1 += v
+                s2 += v * v
+                mn = min(mn, v)
+                mx = max(mx, v)
+    return s1, s2, mn, mx, (b[3] - b[0]) * (b[4] - b[1]) * (b[5] - b[2])
+
+
+@njit(cache=CACHE, inline="always")
+def _homog(s1, s2, mn, mx, cnt, criterion, threshold):
+    if criterion == 1:
+        return mx - mn <= threshold
+    mean = s1 / float(cnt)
+    var = max(0.0, s2 / float(cnt) - mean * mean)
+    return np.sqrt(var) <= threshold
+
+
+@njit(cache=CACHE)
+def _split_merge(img, threshold, min_side, criterion, labels):
+    nz, ny, nx = img.shape
+    im = img.ravel()
+    lab = labels.ravel()
+    level = np.array([[0, 0, 0, nz, ny, nx]], np.int64)
+    leaves = np.empty((16, 6), np.int64)
+    lstats = np.empty((16, 4), np.float64)
+    lcount = np.empty(16, np.int64)
+    nl = 0
+    while level.shape[0] > 0:
+        m = level.shape[0]
+        nxt = np.empty((m * 8, 6), np.int64)
+        nn = 0
+        for k in range(m):
+            b = level[k]
+            s1, s2, mn, mx, cnt = _block_stats(im, ny, nx, b)
+            split = False
+            if not _homog(s1, s2, mn, mx, cnt, criterion, threshold):
+                for a in range(3):
+                    if b[a + 3] - b[a] >= 2 * min_side:
+                        split = True
+            if not split:
+                if nl == leaves.shape[0]:
+                    l2 = np.empty((2 * nl, 6), np.int64); l2[:nl] = leaves; leaves = l2
+                    s2a = np.empty((2 * nl, 4), np.float64); s2a[:nl] = lstats; lstats = s2a
+                    c2 = np.empty(2 * nl, np.int64); c2[:nl] = lcount; lcount = c2
+                leaves[nl] = b
+                lstats[nl, 0] = s1
+                lstats[nl, 1] = s2
+                lstats[nl, 2] = mn
+                lstats[nl, 3] = mx
+                lcount[nl] = cnt
+                nl += 1
+                continue
+            cuts = np.zeros((3, 3), np.int64)
+            parts = np.ones(3, np.int64)
+            for a in range(3):
+                ext = b[a + 3] - b[a]
+                cuts[a, 0] = b[a]
+                if ext >= 2 * min_side:
+                    parts[a] = 2
+                    cuts[a, 1] = b[a] + ext // 2
+                    cuts[a, 2] = b[a + 3]
+                else:
+                    cuts[a, 1] = b[a + 3]
+            for iz in range(parts[0]):
+                for iy in range(parts[1]):
+                    for ix in range(parts[2]):
+                        nxt[nn, 0] = cuts[0, iz]
+                        nxt[nn, 1] = cuts[1, iy]
+                        nxt[nn, 2] = cuts[2, ix]
+                        nxt[nn, 3] = cuts[0, iz + 1]
+                        nxt[nn, 4] = cuts[1, iy + 1]
+                        nxt[nn, 5] = cuts[2, ix + 1]
+                        nn += 1
+        level = nxt[:nn].copy()
+    for k in range(nl):
+        b = leaves[k]
+        for z in range(b[0], b[3]):
+            for y in range(b[1], b[4]):
+                base = (z * ny + y) * nx
+                for x in range(b[2], b[5]):
+                    lab[base + x] = k
+    # adjacency pairs encoded as a * nl + b (a < b)
+    cap = 1024
+    pairs = np.empty(cap, np.int64)
+    npairs = 0
+    plane = ny * nx
+    for r in range(nz * ny):
+        z = r // ny
+        y = r - z * ny
+        for x in range(nx):
+            i = r * nx + x
+            a = lab[i]
+            for d in range(3):
+                if d == 0:
+                    if x + 1 >= nx:
+                        continue
+                    j = i + 1
+                elif d == 1:
+                    if y + 1 >= ny:
+                        continue
+                    j = i + nx
+                else:
+                    if z + 1 >= nz:
+                        continue
+                    j = i + plane
+                bb = lab[j]
+                if a == bb:
+                    continue
+                code = min(a, bb) * nl + max(a, bb)
+                if npairs == cap:
+                    cap *= 2
+                    p2 = np.empty(cap, np.int64)
+                    p2[:npairs] = pairs[:npairs]
+                    pairs = p2
+                pairs[npairs] = code
+                npairs += 1
+    codes = np.unique(pairs[:npairs])
+    ne = codes.shape[0]
+    w = np.empty(ne, np.float64)
+    for e in range(ne):
+        a = codes[e] // nl
+        bb = codes[e] - a * nl
+        w[e] = abs(lstats[a, 0] / float(lcount[a]) - lstats[bb, 0] / float(lcount[bb]))
+    order = np.argsort(w, kind="mergesort")
+    parent = np.arange(nl)
+    st = lstats[:nl].copy()
+    cn = lcount[:nl].copy()
+    for t in range(ne):
+        e = order[t]
+        a = codes[e] // nl
+        bb = codes[e] - a * nl
+        a = _find(parent, a)
+        bb = _find(parent, bb)
+        if a == bb:
+            continue
+        u0 = st[a, 0] + st[bb, 0]
+        u1 = st[a, 1] + st[bb, 1]
+        u2 = min(st[a, 2], st[bb, 2])
+        u3 = max(st[a, 3], st[bb, 3])
+        uc = cn[a] + cn[bb]
+        if not _homog(u0, u1, u2, u3, uc, criterion, threshold):
+            continue
+        r = min(a, bb)
+        parent[max(a, bb)] = r
+        st[r, 0] = u0
+        st[r, 1] = u1
+        st[r, 2] = u2
+        st[r, 3] = u3
+        cn[r] = uc
+    remap = np.full(nl, -1, np.int64)
+    nxt_label = 0
+    for i in range(nz * ny * nx):
+        r = _find(parent, lab[i])
+        if remap[r] < 0:
+            remap[r] = nxt_label
+            nxt_label += 1
+        lab[i] = remap[r]
+    return nxt_label
+
+
+def split_merge(image, threshold, min_side, criterion, num_threads):
+    if not threshold >= 0:
+        raise ValueError("threshold must be >= 0")
+    img3, _ = as3d(image)
+    if img3.dtype != np.float32 and img3.dtype != np.float64:
+        img3 = img3.astype(np.float64 if img3.dtype.itemsize >= 4 else np.float32)
+    labels = np.empty(img3.shape, np.int64)
+    _split_merge(img3, float(threshold), int(min_side), int(criterion), labels)
+    return labels.reshape(image.shape)
