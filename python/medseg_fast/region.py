@@ -538,3 +538,101 @@ def split_merge(image, threshold, min_size=1, criterion="std", *, backend="auto"
     if view.dtype.byteorder not in ("=", "|"):
         view = view.astype(view.dtype.newbyteorder("="))
     return family(name, "region").split_merge(view, thr, int(min_size), _CRITERIA[criterion], nt)
+
+
+# ------------------------------------------------------------------ command line
+
+
+def _cli_seed(image, seed):
+    if seed is None:  # the centre voxel
+        return tuple(s // 2 for s in image.shape)
+    seed = tuple(int(round(v)) for v in seed)
+    if len(seed) != image.ndim:
+        raise InvalidParameterError(f"seed needs {image.ndim} indices (z,y,x order of the array), got {seed}")
+    return seed
+
+
+def _cli_grow(image, spacing, *, seed=None, lower=None, upper=None, tolerance=None, connectivity=1,
+              multiplier=2.5, iterations=4, backend="auto", num_threads=None):
+    s = _cli_seed(image, seed)
+    if lower is None and upper is None and tolerance is None:
+        return grow_confidence(image, [s], multiplier=multiplier, iterations=iterations, connectivity=connectivity,
+                               backend=backend, num_threads=num_threads)
+    return grow(image, [s], lower=lower, upper=upper, tolerance=tolerance, connectivity=connectivity,
+                backend=backend, num_threads=num_threads)
+
+
+def _as_cli_labels(seg):
+    """0-based segment ids -> 1-based uint32 labels (0 stays free for background)."""
+    return (seg + 1).astype(np.uint32)
+
+
+def _cli_felzenszwalb(image, spacing, *, scale=1.0, sigma=1.0, min_size=20, backend="auto", num_threads=None):
+    return _as_cli_labels(felzenszwalb(image, scale=scale, sigma=sigma, min_size=min_size, spacing=spacing,
+                                       backend=backend, num_threads=num_threads))
+
+
+def _cli_split_merge(image, spacing, *, threshold=20.0, min_size=1, criterion="std", backend="auto",
+                     num_threads=None):
+    return _as_cli_labels(split_merge(image, threshold, min_size=min_size, criterion=criterion, backend=backend,
+                                      num_threads=num_threads))
+
+
+def _cli_watershed(image, spacing, *, grid=10.0, compactness=0.0, backend="auto", num_threads=None):
+    from .edges import sobel
+
+    arr = np.asarray(image)
+    sp = tuple(spacing) if spacing is not None else (1.0,) * arr.ndim
+    if not grid > 0:
+        raise InvalidParameterError(f"grid must be > 0 mm, got {grid}")
+    grad = sobel(arr, spacing=sp, backend=backend, num_threads=num_threads)
+    steps = [max(1, int(round(grid / d))) for d in sp]
+    markers = np.zeros(arr.shape, np.uint32)
+    centres = tuple(slice(st // 2, None, st) for st in steps)
+    n = markers[centres].size
+    markers[centres] = np.arange(1, n + 1, dtype=np.uint32).reshape(markers[centres].shape)
+    return watershed(grad, markers, compactness=compactness, spacing=sp, backend=backend, num_threads=num_threads)
+
+
+CLI_METHODS = {
+    "grow": {
+        "run": _cli_grow,
+        "help": "region grown from --param seed=z,y,x (default: the centre voxel): within lower..upper, "
+                "or seed value +- tolerance, else confidence-connected",
+        "params": {
+            "seed": (tuple, None, "seed voxel index z,y,x in array order (default: centre)"),
+            "lower": (float, None, "lowest value in the region (image units, e.g. HU)"),
+            "upper": (float, None, "highest value in the region"),
+            "tolerance": (float, None, "instead of lower/upper: seed value +- tolerance"),
+            "connectivity": (int, 1, "1 = faces, 2 = +edges, 3 = all 26 neighbours"),
+            "multiplier": (float, 2.5, "confidence-connected (no range given): mean +- multiplier * std"),
+            "iterations": (int, 4, "confidence-connected re-estimations"),
+        },
+    },
+    "felzenszwalb": {
+        "run": _cli_felzenszwalb,
+        "help": "graph-based superpixels (Felzenszwalb & Huttenlocher), labels 1..K",
+        "params": {
+            "scale": (float, 1.0, "larger gives larger segments (integer images are scaled by 1/dtype max)"),
+            "sigma": (float, 1.0, "Gaussian smoothing in mm"),
+            "min_size": (int, 20, "minimum segment size in voxels (strict)"),
+        },
+    },
+    "split-merge": {
+        "run": _cli_split_merge,
+        "help": "quadtree/octree split-and-merge into homogeneous regions, labels 1..K",
+        "params": {
+            "threshold": (float, 20.0, "largest std (or range) of a region, image units"),
+            "min_size": (int, 1, "smallest block side in voxels"),
+            "criterion": (("std", "range"), "std", "homogeneity measure: std or range"),
+        },
+    },
+    "watershed": {
+        "run": _cli_watershed,
+        "help": "watershed of the Sobel gradient from a regular grid of markers every `grid` mm (superpixels)",
+        "params": {
+            "grid": (float, 10.0, "marker spacing in mm"),
+            "compactness": (float, 0.0, "compact watershed weight (per mm)"),
+        },
+    },
+}
