@@ -1,0 +1,212 @@
+"""medseg_fast.region.watershed against skimage.segmentation.watershed (exact labels)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import layouts
+
+from medseg_fast._errors import InvalidImageError, InvalidParameterError, NonFiniteError
+from medseg_fast.region import watershed
+
+skseg = pytest.importorskip("skimage.segmentation")
+
+
+def _problem(shape, dtype, n_markers=10, seed=0, ties=False):
+    rng = np.random.default_rng(seed)
+    n = int(np.prod(shape))
+    if np.dtype(dtype).kind == "f":
+        img = rng.random(shape)
+        if ties:
+            img = np.round(img * 20) / 20
+        img = img.astype(dtype)
+    else:
+        info = np.iinfo(dtype)
+        if ties or n > int(info.max) - max(int(info.min), 0):
+            img = rng.integers(max(int(info.min), -1000), min(int(info.max), 1000), shape).astype(dtype)
+        else:  # no ties: a permutation
+            img = (rng.permutation(n) + max(int(info.min), -n // 2)).reshape(shape).astype(dtype)
+    markers = np.zeros(shape, np.int32)
+    flat = img.ravel()
+    # markers of pairwise distinct values, so no marker tie exists
+    order = rng.permutation(n)
+    chosen, seen = [], set()
+    for i in order:
+        v = flat[i].item()
+        if v not in seen:
+            seen.add(v)
+            chosen.append(i)
+        if len(chosen) == n_markers:
+            break
+    markers.ravel()[chosen] = np.arange(1, len(chosen) + 1)
+    mask = rng.random(shape) > 0.15
+    return img, markers, mask
+
+
+MODES = [dict(), dict(watershed_line=True), dict(compactness=0.05), dict(compactness=0.5, watershed_line=True)]
+
+
+@pytest.mark.parametrize("shape", [(31, 37), (11, 14, 13)])
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint16, np.int32, np.float32, np.float64])
+def test_matches_skimage_all_modes(backend, shape, dtype):
+    img, markers, mask = _problem(shape, dtype, ties=True, seed=shape[0])
+    for conn in range(1, len(shape) + 1):
+        for mode in MODES:
+            for m in (None, mask):
+                ref = skseg.watershed(img, markers, mask=m, connectivity=conn, **mode)
+                got = watershed(img, markers, mask=m, connectivity=conn, backend=backend, **mode)
+                assert got.dtype == markers.dtype
+                np.testing.assert_array_equal(got, ref, err_msg=f"{dtype} conn={conn} {mode} mask={m is not None}")
+
+
+def test_float_ties_match_skimage_exactly(backend):
+    # plateaus everywhere and equal-valued markers: the heap replica resolves ties like scikit-image
+    rng = np.random.default_rng(5)
+    img = (rng.integers(0, 4, (40, 40))).astype(np.float32)
+    markers = np.zeros(img.shape, np.int32)
+    idx = rng.choice(img.size, 30, replace=False)
+    markers.ravel()[idx] = np.arange(1, 31)
+    for conn in (1, 2):
+        for mode in MODES:
+            ref = skseg.watershed(img, markers, connectivity=conn, **mode)
+            got = watershed(img, markers, connectivity=conn, backend=backend, **mode)
+            np.testing.assert_array_equal(got, ref)
+
+
+def test_two_touching_spheres_split(backend):
+    ndi = pytest.importorskip("scipy.ndimage")
+    z, y, x = np.ogrid[:40, :40, :60]
+    a = (z - 20) ** 2 + (y - 20) ** 2 + (x - 20) ** 2 <= 13**2
+    b = (z - 20) ** 2 + (y - 20) ** 2 + (x - 41) ** 2 <= 13**2
+    obj = a | b
+    dist = ndi.distance_transform_edt(obj).astype(np.float32)
+    markers = np.zeros(obj.shape, np.uint16)
+    markers[20, 20, 20] = 1
+    markers[20, 20, 41] = 2
+    lab = watershed(-dist, markers, mask=obj, backend=backend)
+    assert lab.dtype == np.uint16
+    assert set(np.unique(lab)) == {0, 1, 2}
+    assert np.all((lab > 0) == obj)
+    # each sphere's own half goes to its marker
+    only_a, only_b = a & ~b, b & ~a
+    assert (lab[only_a] == 1).mean() > 0.97 and (lab[only_b] == 2).mean() > 0.97
+    np.testing.assert_array_equal(lab, skseg.watershed(-dist, markers, mask=obj))
+
+
+def test_real_ct_gradient(backend, ct_small):
+    filters = pytest.importorskip("skimage.filters")
+    grad = filters.sobel(ct_small.astype(np.float32)).astype(np.float32)
+    rng = np.random.default_rng(1)
+    markers = np.zeros(ct_small.shape, np.int64)
+    idx = rng.choice(ct_small.size, 40, replace=False)
+    markers.ravel()[idx] = np.arange(1, 41)
+    for mode in MODES:
+        ref = skseg.watershed(grad, markers, **mode)
+        got = watershed(grad, markers, backend=backend, **mode)
+        np.testing.assert_array_equal(got, ref)
+    # the int16 CT itself as priorities (bucket queue path), markers of distinct values
+    img, mk, _ = _problem(ct_small.shape, np.int16, seed=3)
+    img = ct_small
+    flat = img.ravel()
+    _, first = np.unique(flat, return_index=True)
+    mk = np.zeros(img.shape, np.int32)
+    sel = rng.choice(first, 25, replace=False)
+    mk.ravel()[sel] = np.arange(1, 26)
+    np.testing.assert_array_equal(watershed(img, mk, backend=backend), skseg.watershed(img, mk))
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_layouts_identical(backend, ndim):
+    shape = (23, 19) if ndim == 2 else (9, 12, 10)
+    img, markers, mask = _problem(shape, np.float32, ties=True, seed=7)
+    ref = watershed(img, markers, mask=mask, watershed_line=True, backend=backend)
+    for name, arr in layouts(img).items():
+        for mname, mk in layouts(markers).items():
+            got = watershed(arr, mk, mask=np.asfortranarray(mask), watershed_line=True, backend=backend)
+            np.testing.assert_array_equal(got, ref, err_msg=f"{name}/{mname}")
+
+
+def test_compact_spacing_and_threads(backend):
+    img, markers, mask = _problem((8, 20, 22), np.float32, seed=11)
+    a = watershed(img, markers, compactness=0.3, spacing=(1, 1, 1), backend=backend)
+    np.testing.assert_array_equal(a, watershed(img, markers, compactness=0.3, backend=backend))
+    b1 = watershed(img, markers, compactness=0.3, spacing=(3.0, 0.7, 0.7), backend=backend, num_threads=1)
+    b2 = watershed(img, markers, compactness=0.3, spacing=(3.0, 0.7, 0.7), backend=backend, num_threads=2)
+    np.testing.assert_array_equal(b1, b2)
+    assert not np.array_equal(a, b1)  # spacing changes the compact distances
+    # with a strongly anisotropic spacing, flat image: regions are physical Voronoi cells
+    flat = np.zeros((6, 30, 30), np.float32)
+    mk = np.zeros(flat.shape, np.int32)
+    mk[0, 15, 15], mk[5, 15, 15] = 1, 2
+    lab = watershed(flat, mk, compactness=1.0, spacing=(10.0, 1.0, 1.0), backend=backend)
+    assert (lab[:3] == 1).all() and (lab[3:] == 2).all()
+
+
+def test_label_dtypes_and_2d_equals_3d(backend):
+    img, markers, _ = _problem((25, 27), np.float32, seed=2)
+    ref = skseg.watershed(img, markers)
+    for dt in (np.int8, np.uint8, np.int16, np.uint64, np.int64):
+        mk = markers.astype(dt)
+        if np.dtype(dt).kind == "i":
+            mk = np.where(mk > 0, -mk, 0).astype(dt)  # negative labels are kept
+        got = watershed(img, mk, backend=backend)
+        assert got.dtype == dt
+        np.testing.assert_array_equal(np.abs(got.astype(np.int64)), ref)
+    got3 = watershed(img[None], markers[None], backend=backend)
+    np.testing.assert_array_equal(got3[0], ref)
+
+
+def test_edge_cases(backend):
+    img = np.zeros((5, 6), np.float32)
+    mk = np.zeros(img.shape, np.int32)
+    # no markers: nothing labelled
+    assert not watershed(img, mk, backend=backend).any()
+    # constant image, one marker: one region
+    mk[2, 3] = 4
+    assert (watershed(img, mk, backend=backend) == 4).all()
+    # markers outside the mask are dropped, as in scikit-image
+    mask = np.ones(img.shape, bool)
+    mask[2, 3] = False
+    assert not watershed(img, mk, mask=mask, backend=backend).any()
+    # thin shapes
+    for shape in [(1, 7, 5), (7, 1, 5), (7, 5, 1), (1, 1, 1)]:
+        im = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+        m = np.zeros(shape, np.int32)
+        m.ravel()[0] = 1
+        for conn in (1, 3):
+            np.testing.assert_array_equal(watershed(im, m, connectivity=conn, backend=backend),
+                                          skseg.watershed(im, m, connectivity=conn))
+
+
+def test_input_not_modified(backend):
+    img, markers, mask = _problem((12, 13, 9), np.uint16, seed=4)
+    copies = img.copy(), markers.copy(), mask.copy()
+    watershed(img, markers, mask=mask, watershed_line=True, backend=backend)
+    for a, b in zip((img, markers, mask), copies):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_bad_input(backend):
+    img = np.random.default_rng(0).random((10, 10)).astype(np.float32)
+    mk = np.zeros((10, 10), np.int32)
+    mk[0, 0] = 1
+    with pytest.raises(InvalidImageError):
+        watershed(img, mk[:5], backend=backend)
+    with pytest.raises(InvalidImageError):
+        watershed(img, mk, mask=np.ones((10, 9), bool), backend=backend)
+    with pytest.raises(InvalidImageError):
+        watershed(img, mk.astype(np.float32), backend=backend)
+    with pytest.raises(InvalidImageError):
+        watershed(img, mk > 0, backend=backend)
+    bad = img.copy()
+    bad[3, 3] = np.nan
+    with pytest.raises(NonFiniteError):
+        watershed(bad, mk, backend=backend)
+    with pytest.raises(InvalidParameterError):
+        watershed(img, mk, connectivity=3, backend=backend)
+    with pytest.raises(InvalidParameterError):
+        watershed(img, mk, compactness=-1, backend=backend)
+    with pytest.raises(InvalidImageError):
+        watershed(np.zeros((0, 4), np.float32), np.zeros((0, 4), np.int32), backend=backend)
+    with pytest.raises(InvalidImageError):
+        watershed(np.zeros(5, np.float32), np.zeros(5, np.int32), backend=backend)
