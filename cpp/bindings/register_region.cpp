@@ -116,9 +116,9 @@ py::tuple grow_confidence_py(const py::array& image, const py::array& seeds, dou
 }
 
 // image: (C, [Z,] Y, X) when `channels` is true, else ([Z,] Y, X).
-py::array felzenszwalb_py(const py::array& image, bool channels, const std::vector<double>& sigma, double scale,
-                          double vscale, int64_t min_size, int mode, int num_threads) {
-    if (sigma.size() != 3) throw py::value_error("sigma must have 3 entries (z, y, x)");
+py::array felzenszwalb_py(const py::array& image, bool channels, const std::vector<std::vector<double>>& weights,
+                          double scale, double vscale, int64_t min_size, int mode, int num_threads) {
+    if (weights.size() != 3) throw py::value_error("weights must hold 3 lists (z, y, x)");
     if (!(scale > 0.0)) throw py::value_error("scale must be > 0");
     if (mode < 0 || mode > 4) throw py::value_error("bad border mode");
     Shape s;
@@ -134,7 +134,7 @@ py::array felzenszwalb_py(const py::array& image, bool channels, const std::vect
     s.nx = image.shape(off + sd - 1);
     for (int a = off; a < image.ndim(); ++a) dims.push_back(image.shape(a));
     FelzenszwalbParams p;
-    for (int a = 0; a < 3; ++a) p.sigma[a] = sigma[a];
+    for (int a = 0; a < 3; ++a) p.weights[a] = weights[a];
     p.scale = scale;
     p.vscale = vscale;
     p.min_size = min_size;
@@ -181,7 +181,7 @@ MEDSEG_REGISTER(region) {
           py::arg("num_threads"));
     m.def("grow", &grow_py, py::arg("image"), py::arg("seeds"), py::arg("lo"), py::arg("hi"),
           py::arg("connectivity"), py::arg("num_threads"));
-    m.def("felzenszwalb", &felzenszwalb_py, py::arg("image"), py::arg("channels"), py::arg("sigma"),
+    m.def("felzenszwalb", &felzenszwalb_py, py::arg("image"), py::arg("channels"), py::arg("weights"),
           py::arg("scale"), py::arg("vscale"), py::arg("min_size"), py::arg("mode"), py::arg("num_threads"));
     m.def("split_merge", &split_merge_py, py::arg("image"), py::arg("threshold"), py::arg("min_side"),
           py::arg("criterion"), py::arg("num_threads"));

@@ -15,6 +15,7 @@ import numpy as np
 from . import _backend
 from ._dispatch import family
 from ._errors import InvalidImageError, InvalidParameterError
+from .filters import kernel_weights
 from ._validation import check_image, check_mask, check_threads, core_axes, native_c, per_axis, unwrap_image
 
 __all__ = ["watershed", "grow", "grow_confidence", "felzenszwalb", "split_merge"]
@@ -459,8 +460,8 @@ def felzenszwalb(image, scale=1.0, sigma=0.8, min_size=20, spacing=None, channel
         transposed = False
     else:
         view, transposed = native_c(arr)
-    core_sig = core_axes(sig, ndim, transposed, fill=0.0)
-    out = family(name, "region").felzenszwalb(view, channel_axis is not None, core_sig, float(scale), vscale,
+    weights = kernel_weights(core_axes(sig, ndim, transposed, fill=0.0), 4.0)
+    out = family(name, "region").felzenszwalb(view, channel_axis is not None, weights, float(scale), vscale,
                                               int(min_size), _MODES[mode], nt)
     if transposed:
         # same segmentation; renumber in the caller's raster order

@@ -42,7 +42,7 @@
 namespace medseg {
 
 struct FelzenszwalbParams {
-    double sigma[3] = {0.0, 0.8, 0.8};  // voxels, core (z, y, x) order
+    std::vector<double> weights[3];     // Gaussian weights per core axis (z, y, x); empty = not smoothed
     double scale = 1.0;                 // k; the threshold function uses scale / 255
     double vscale = 1.0;                // multiplies every weight (1 / dtype max for integer images)
     int64_t min_size = 20;
@@ -80,8 +80,8 @@ int64_t felzenszwalb(const T* img, int64_t nch, const Shape& s, const Felzenszwa
     // 1. smooth each channel
     std::vector<R> sm(static_cast<size_t>(n * nch));
     for (int64_t c = 0; c < nch; ++c)
-        gaussian<T, R>(img + c * n, sm.data() + c * n, s, p.sigma, 4.0, static_cast<BorderMode>(p.mode), 0.0, false,
-                       num_threads);
+        gaussian<T, R>(img + c * n, sm.data() + c * n, s, p.weights, static_cast<BorderMode>(p.mode), 0.0, false,
+                       false, num_threads);
 
     const int64_t nx = s.nx, ny = s.ny, nz = s.nz, plane = s.plane();
     std::vector<int64_t> delta(ndir);

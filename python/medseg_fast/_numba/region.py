@@ -605,7 +605,7 @@ def _fh_merge(keys, n, ndir, nx, plane, ndim, k, min_size, labels):
     return nxt
 
 
-def felzenszwalb(image, channels, sigma, scale, vscale, min_size, mode, num_threads):
+def felzenszwalb(image, channels, weights, scale, vscale, min_size, mode, num_threads):
     from .edges import gaussian
 
     if not scale > 0:
@@ -614,7 +614,7 @@ def felzenszwalb(image, channels, sigma, scale, vscale, min_size, mode, num_thre
     nch = arr.shape[0]
     spatial = arr.shape[1:]
     ndim = len(spatial)
-    sm = np.stack([gaussian(np.ascontiguousarray(arr[c]), list(sigma), 4.0, int(mode), 0.0, False, num_threads)
+    sm = np.stack([gaussian(np.ascontiguousarray(arr[c]), weights, int(mode), 0.0, False, False, num_threads)
                    for c in range(nch)])
     sm = sm.reshape((nch,) + ((1,) + spatial if ndim == 2 else spatial))
     rt = sm.dtype.type
