@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace medseg {
@@ -25,7 +26,7 @@ namespace medseg {
 template <class Item>
 class HierarchicalQueue {
 public:
-    static constexpr int32_t kChunk = 1024;
+    static constexpr int32_t kChunk = 64;  // small: one partial chunk per used level is the overhead
 
     explicit HierarchicalQueue(int64_t levels) : head_(levels), tail_(levels), hpos_(levels, 0), tpos_(levels, 0) {
         std::fill(head_.begin(), head_.end(), -1);
@@ -48,7 +49,7 @@ public:
             tail_[level] = c;
             tpos_[level] = 0;
         }
-        pool_[static_cast<size_t>(tail_[level]) * kChunk + tpos_[level]++] = it;
+        pool_[tail_[level]][tpos_[level]++] = it;
         ++size_;
         if (level < lowest_) lowest_ = level;
     }
@@ -58,7 +59,7 @@ public:
         while (head_[lowest_] < 0) ++lowest_;
         const int64_t l = lowest_;
         int32_t c = head_[l];
-        Item it = pool_[static_cast<size_t>(c) * kChunk + hpos_[l]++];
+        Item it = pool_[c][hpos_[l]++];
         --size_;
         if (c == tail_[l] && hpos_[l] == tpos_[l]) {  // level now empty
             free_chunk(c);
@@ -82,7 +83,7 @@ private:
         }
         int32_t c = static_cast<int32_t>(next_.size());
         next_.push_back(-1);
-        pool_.resize(pool_.size() + kChunk);
+        pool_.emplace_back(new Item[kChunk]);  // chunks never move: no reallocation peak
         return c;
     }
     void free_chunk(int32_t c) {
@@ -90,7 +91,7 @@ private:
         free_ = c;
     }
 
-    std::vector<Item> pool_;
+    std::vector<std::unique_ptr<Item[]>> pool_;
     std::vector<int32_t> next_;
     std::vector<int32_t> head_, tail_;
     std::vector<int32_t> hpos_, tpos_;
