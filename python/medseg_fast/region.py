@@ -420,7 +420,7 @@ def felzenszwalb(image, scale=1.0, sigma=0.8, min_size=20, spacing=None, channel
     >>> import numpy as np
     >>> from medseg_fast.region import felzenszwalb
     >>> img = np.zeros((20, 20), np.uint8); img[:, 10:] = 200
-    >>> seg = felzenszwalb(img, scale=100, sigma=0.5, min_size=10)
+    >>> seg = felzenszwalb(img, scale=100, sigma=0, min_size=10)
     >>> int(seg.max()) + 1, seg[0, 0] != seg[0, 19]
     (2, np.True_)
     """
