@@ -255,6 +255,11 @@ void watershed(const T* image, L* labels, const uint8_t* mask, const Shape& s, c
     auto step = [&](double key, int64_t i, int64_t src, auto&& push) {
         if (!simple) {
             if (labels[i] && i != src) return;
+            // A voxel that already became a line voxel at an earlier pop: scikit-image
+            // re-pushes its neighbours, but each of them was pushed at that earlier pop
+            // with a smaller (priority, age) and is decided before these copies pop, so
+            // skipping changes nothing but the running time (which can explode there).
+            if (line && !mmask[i]) return;
             if (compact || !diff_neighbours(i, labels[src])) labels[i] = labels[src];
         }
         const L li = labels[i];

@@ -179,6 +179,8 @@ def _flood(img, labels, wmask, use_mask, connectivity, compactness, line, spacin
         if not simple:
             if lab[i] != 0 and i != src:
                 continue
+            if line and mk[i] == 0:
+                continue  # already a line voxel: its neighbours were pushed at that pop (see watershed.hpp)
             set_label = True
             if not compact:
                 label = lab[src]
