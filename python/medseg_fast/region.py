@@ -95,16 +95,18 @@ def watershed(image, markers, mask=None, connectivity=1, compactness=0.0, waters
     counts insertions (FIFO among equal priorities) and a pushed voxel's
     priority is at least that of the voxel it is reached from; neighbours are
     visited in scikit-image's order.  Labels equal scikit-image's voxel for
-    voxel, ties included, with one documented exception: for 8/16-bit integer
-    images without compactness a hierarchical queue (one FIFO per grey level)
-    is used, and equal-valued markers then leave it in raster order, where
-    scikit-image's heap uses its own order — this only matters when two
-    markers of the same value reach a voxel in the same step.  As in
-    scikit-image, ``watershed_line`` has no effect when ``compactness > 0``.
-    C and Fortran-ordered input give identical labels.  Nothing is padded or
-    converted; peak extra memory is the queue (8–32 bytes per voxel of the
-    flooding front), 8 bytes per marker voxel and, with lines, one byte per
-    voxel.
+    voxel, plateaus and other ties included, with one documented rule of our
+    own: markers enter the queue in the raster order of the array (scikit-image
+    gives them all age 0 and leaves their order to its heap), which only
+    matters when two markers of the same value reach a voxel in the same step.
+    As in scikit-image, ``watershed_line`` has no effect when
+    ``compactness > 0``.  C and Fortran-ordered input give identical labels.
+
+    Queues (all exact): a hierarchical queue (one FIFO per grey level) for
+    8/16-bit integer images, a radix heap for 32-bit images, a binary heap for
+    float64 and compact watershed.  Nothing is padded or converted; peak extra
+    memory is the queue (8–32 bytes per voxel of the flooding front), 8 bytes
+    per marker voxel and, with lines, one byte per voxel.
 
     Examples
     --------
@@ -419,7 +421,7 @@ def felzenszwalb(image, scale=1.0, sigma=0.8, min_size=20, spacing=None, channel
     >>> import numpy as np
     >>> from medseg_fast.region import felzenszwalb
     >>> img = np.zeros((20, 20), np.uint8); img[:, 10:] = 200
-    >>> seg = felzenszwalb(img, scale=100, sigma=0.5, min_size=10)
+    >>> seg = felzenszwalb(img, scale=100, sigma=0, min_size=10)
     >>> int(seg.max()) + 1, seg[0, 0] != seg[0, 19]
     (2, np.True_)
     """

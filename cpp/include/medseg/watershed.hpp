@@ -14,12 +14,11 @@
 // Neighbours are visited in scikit-image's order (offsets sorted stably by
 // length, raster order among equals, in the caller's axis order: the kernel gets
 // `reverse_axes` for Fortran-ordered input seen through its transposed view, so
-// C and F input give identical labels even on ties).  Markers of equal value all
-// have age 0; scikit-image leaves their order to its binary heap.  The heap path
-// below replicates that heap's sift rules exactly, so ties resolve as there; the
-// hierarchical-queue path (8/16-bit integer images, no compactness) pops equal
-// markers in raster order instead — the only case where a tie can resolve
-// differently (two equal-valued markers reaching a voxel in the same step).
+// C and F input give identical labels even on ties).  Markers enter with ages
+// 0..K-1 in the caller's raster order (scikit-image gives them all age 0 and
+// leaves their order to its binary heap); this is the one place where a tie can
+// resolve differently from scikit-image: two markers of equal value reaching a
+// voxel in the same step.  Everything else — plateaus included — is identical.
 //
 // Compact watershed (Neubert & Protzel 2014): priority = value + compactness *
 // Euclidean distance to the marker voxel the element floods from (physical units
@@ -28,19 +27,23 @@
 // another non-zero label leaves the mask and stays 0 (its neighbours are still
 // pushed); as in scikit-image, lines are not drawn in compact mode.
 //
-// Queues: for 8/16-bit integer images without compactness a hierarchical queue
-// (one FIFO per grey level, chunked; memory = live front, 8 bytes per item, 16
-// with lines); otherwise the binary heap (32 bytes per item of the front).  The
-// image is read in its own dtype (no float copy), labels are written in place
-// into the caller's label array (markers on entry), nothing is padded: borders
-// are handled by coordinate tests.  With lines, one byte per voxel for the
-// shrinking mask.  Flooding is sequential by nature; the result never depends on
-// a thread count.
+// Queues, all popping in exactly (priority, age) order, so the choice never
+// changes the result: 8/16-bit integer images without compactness use a
+// hierarchical queue (one FIFO per grey level, chunked; memory = live front,
+// 8 bytes per item, 16 with lines); 32-bit images (float32, int32, uint32)
+// without compactness a radix heap on (value bits, age) — monotone thanks to
+// the max() rule; float64 images and compact watershed a binary heap (32 bytes
+// per item of the front).  The image is read in its own dtype (no float copy),
+// labels are written in place into the caller's label array (markers on
+// entry), nothing is padded: borders are handled by coordinate tests.  With
+// lines, one byte per voxel for the shrinking mask.  Flooding is sequential by
+// nature; the result never depends on a thread count.
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -198,7 +201,8 @@ void watershed(const T* image, L* labels, const uint8_t* mask, const Shape& s, c
     uint8_t* mmask = line ? wmask.data() : nullptr;
 
     const std::vector<int64_t> markers = marker_list(labels, s, p.reverse_axes);
-    uint64_t age = 1;
+    // markers carry ages 0..K-1 in the caller's raster order; pushes continue from K
+    uint64_t age = static_cast<uint64_t>(markers.size());
 
     // Visit the in-bounds, in-mask neighbours j of voxel i: f(j).
     auto for_neighbours = [&](int64_t i, auto&& f) {
@@ -251,6 +255,11 @@ void watershed(const T* image, L* labels, const uint8_t* mask, const Shape& s, c
     auto step = [&](double key, int64_t i, int64_t src, auto&& push) {
         if (!simple) {
             if (labels[i] && i != src) return;
+            // A voxel that already became a line voxel at an earlier pop: scikit-image
+            // re-pushes its neighbours, but each of them was pushed at that earlier pop
+            // with a smaller (priority, age) and is decided before these copies pop, so
+            // skipping changes nothing but the running time (which can explode there).
+            if (line && !mmask[i]) return;
             if (compact || !diff_neighbours(i, labels[src])) labels[i] = labels[src];
         }
         const L li = labels[i];
@@ -268,7 +277,7 @@ void watershed(const T* image, L* labels, const uint8_t* mask, const Shape& s, c
 
     if constexpr (bucket_type<T>) {
         if (!compact) {
-            // Hierarchical queue: markers enter in the caller's raster order.
+            // Hierarchical queue: markers enter in the caller's raster order (= their ages).
             const int64_t levels = int64_t(1) << (8 * sizeof(T));
             constexpr int64_t lo = static_cast<int64_t>(std::numeric_limits<T>::lowest());
             auto run = [&](auto& q, auto make_item, auto get) {
@@ -296,12 +305,69 @@ void watershed(const T* image, L* labels, const uint8_t* mask, const Shape& s, c
             return;
         }
     }
-    // Binary heap with scikit-image's sift rules: markers (age 0) of equal value
-    // pop in the same order as there, so ties resolve identically.
+    // 32-bit images without compactness: a radix heap on (order-preserving value
+    // bits << 32 | age) — the queue is monotone because of the max() above, and
+    // every key is unique, so the pop order is exactly (value, age).
+    if constexpr (sizeof(T) == 4) {
+        const uint64_t max_pushes = static_cast<uint64_t>(n) * static_cast<uint64_t>(nn) + markers.size() + 2;
+        if (!compact && max_pushes < (uint64_t(1) << 32)) {
+            auto vkey = [](T v) -> uint64_t {
+                uint32_t u;
+                if constexpr (std::is_same_v<T, float>) {
+                    std::memcpy(&u, &v, 4);
+                    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+                } else if constexpr (std::is_signed_v<T>) {
+                    u = static_cast<uint32_t>(v) ^ 0x80000000u;
+                } else {
+                    u = static_cast<uint32_t>(v);
+                }
+                return static_cast<uint64_t>(u) << 32;
+            };
+            auto value_of = [](uint64_t key) -> double {
+                uint32_t u = static_cast<uint32_t>(key >> 32);
+                if constexpr (std::is_same_v<T, float>) {
+                    u = (u & 0x80000000u) ? (u ^ 0x80000000u) : ~u;
+                    float f;
+                    std::memcpy(&f, &u, 4);
+                    return static_cast<double>(f);
+                } else if constexpr (std::is_signed_v<T>) {
+                    return static_cast<double>(static_cast<int32_t>(u ^ 0x80000000u));
+                } else {
+                    return static_cast<double>(u);
+                }
+            };
+            auto run = [&](auto& q, auto make_item, auto get) {
+                auto push = [&](double v, uint64_t a, int64_t j, int64_t src) {
+                    q.push(vkey(static_cast<T>(v)) | a, make_item(j, src));
+                };
+                for (size_t m = 0; m < markers.size(); ++m)
+                    push(static_cast<double>(image[markers[m]]), m, markers[m], markers[m]);
+                uint64_t key = 0;
+                while (!q.empty()) {
+                    const auto it = q.pop(&key);
+                    int64_t i, src;
+                    get(it, i, src);
+                    step(value_of(key), i, src, push);
+                }
+            };
+            if (simple) {
+                RadixHeap<int64_t> q;
+                run(q, [](int64_t j, int64_t) { return j; },
+                    [](int64_t it, int64_t& i, int64_t& src) { i = it; src = it; });
+            } else {
+                RadixHeap<Item2> q;
+                run(q, [](int64_t j, int64_t src) { return Item2{j, src}; },
+                    [](const Item2& it, int64_t& i, int64_t& src) { i = it.idx; src = it.src; });
+            }
+            return;
+        }
+    }
+    // Binary heap (float64 images, compact watershed).
     SkHeap heap;
     heap.reserve(static_cast<int64_t>(markers.size()) * 2);
     auto heap_push = [&](double v, uint64_t a, int64_t j, int64_t src) { heap.push({v, a, j, src}); };
-    for (int64_t m : markers) heap.push({static_cast<double>(image[m]), 0, m, m});
+    for (size_t m = 0; m < markers.size(); ++m)
+        heap.push({static_cast<double>(image[markers[m]]), static_cast<uint64_t>(m), markers[m], markers[m]});
     while (!heap.empty()) {
         const auto e = heap.pop();
         step(e.key, e.idx, e.src, heap_push);

@@ -179,6 +179,8 @@ def _flood(img, labels, wmask, use_mask, connectivity, compactness, line, spacin
         if not simple:
             if lab[i] != 0 and i != src:
                 continue
+            if line and mk[i] == 0:
+                continue  # already a line voxel: its neighbours were pushed at that pop (see watershed.hpp)
             set_label = True
             if not compact:
                 label = lab[src]
@@ -271,7 +273,7 @@ def watershed(image, markers, mask, connectivity, compactness, line, spacing, re
         out[wmask == 0] = 0
     else:
         wmask = np.ones(image.shape, np.uint8)
-    bucket_rule = image.dtype.kind in "iub" and image.dtype.itemsize <= 2 and not compactness > 0
+    bucket_rule = True  # markers carry ages 0..K-1 in raster order on every path (see watershed.hpp)
     out3, _ = as3d(out)
     wm3, _ = as3d(wmask)
     _flood(_compute_view(img3), out3, wm3, True, int(connectivity), float(compactness), bool(line),

@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace medseg {
@@ -25,7 +26,7 @@ namespace medseg {
 template <class Item>
 class HierarchicalQueue {
 public:
-    static constexpr int32_t kChunk = 1024;
+    static constexpr int32_t kChunk = 64;  // small: one partial chunk per used level is the overhead
 
     explicit HierarchicalQueue(int64_t levels) : head_(levels), tail_(levels), hpos_(levels, 0), tpos_(levels, 0) {
         std::fill(head_.begin(), head_.end(), -1);
@@ -48,7 +49,7 @@ public:
             tail_[level] = c;
             tpos_[level] = 0;
         }
-        pool_[static_cast<size_t>(tail_[level]) * kChunk + tpos_[level]++] = it;
+        pool_[tail_[level]][tpos_[level]++] = it;
         ++size_;
         if (level < lowest_) lowest_ = level;
     }
@@ -58,7 +59,7 @@ public:
         while (head_[lowest_] < 0) ++lowest_;
         const int64_t l = lowest_;
         int32_t c = head_[l];
-        Item it = pool_[static_cast<size_t>(c) * kChunk + hpos_[l]++];
+        Item it = pool_[c][hpos_[l]++];
         --size_;
         if (c == tail_[l] && hpos_[l] == tpos_[l]) {  // level now empty
             free_chunk(c);
@@ -82,7 +83,7 @@ private:
         }
         int32_t c = static_cast<int32_t>(next_.size());
         next_.push_back(-1);
-        pool_.resize(pool_.size() + kChunk);
+        pool_.emplace_back(new Item[kChunk]);  // chunks never move: no reallocation peak
         return c;
     }
     void free_chunk(int32_t c) {
@@ -90,12 +91,51 @@ private:
         free_ = c;
     }
 
-    std::vector<Item> pool_;
+    std::vector<std::unique_ptr<Item[]>> pool_;
     std::vector<int32_t> next_;
     std::vector<int32_t> head_, tail_;
     std::vector<int32_t> hpos_, tpos_;
     int32_t free_ = -1;
     int64_t lowest_ = 0;
+    int64_t size_ = 0;
+};
+
+// RadixHeap<Item>: a monotone priority queue on unique 64-bit keys (Ahuja,
+// Mehlhorn, Orlin & Tarjan, "Faster algorithms for the shortest path problem",
+// JACM 1990): a pushed key must not be below the last popped key.  Items sit in
+// 65 buckets by the highest bit in which their key differs from the last popped
+// key; a pop refills bucket 0 from the lowest non-empty bucket.  Amortised
+// O(log C) cheap operations, 8 + sizeof(Item) bytes per queued item.  With
+// unique keys the pop order is exactly ascending key order.
+template <class Item>
+class RadixHeap {
+public:
+    bool empty() const { return size_ == 0; }
+    void push(uint64_t key, const Item& it) {
+        b_[bucket(key ^ last_)].push_back({key, it});
+        ++size_;
+    }
+    Item pop(uint64_t* key_out = nullptr) {
+        if (b_[0].empty()) {
+            int i = 1;
+            while (b_[i].empty()) ++i;
+            uint64_t mn = b_[i][0].first;
+            for (const auto& e : b_[i]) mn = std::min(mn, e.first);
+            last_ = mn;
+            for (const auto& e : b_[i]) b_[bucket(e.first ^ last_)].push_back(e);
+            b_[i].clear();
+        }
+        auto e = b_[0].back();
+        b_[0].pop_back();
+        --size_;
+        if (key_out) *key_out = e.first;
+        return e.second;
+    }
+
+private:
+    static int bucket(uint64_t x) { return x == 0 ? 0 : 64 - __builtin_clzll(x); }
+    std::vector<std::pair<uint64_t, Item>> b_[65];
+    uint64_t last_ = 0;
     int64_t size_ = 0;
 };
 
