@@ -42,8 +42,8 @@ py::array gaussian_py(const py::array& image, const std::vector<std::vector<doub
     });
 }
 
-py::array sobel_py(const py::array& image, const std::vector<bool>& axes, const std::vector<double>& coef,
-                   bool magnitude, double post, int num_threads) {
+py::object sobel_py(const py::array& image, const std::vector<bool>& axes, const std::vector<double>& coef,
+                    bool magnitude, double post, int num_threads, bool count_nonfinite) {
     const Shape s = shape_of(image);
     if (axes.size() != 3) throw py::value_error("axes must have 3 entries");
     SobelParams p;
@@ -51,17 +51,19 @@ py::array sobel_py(const py::array& image, const std::vector<bool>& axes, const 
     for (int a = 0; a < 3; ++a) { p.axes[a] = axes[a]; p.coef[a] = c[a]; }
     p.magnitude = magnitude;
     p.post = post;
-    return dispatch<intensity_types>(dtype_tag(image.dtype()), [&](auto tag) -> py::array {
+    return dispatch<intensity_types>(dtype_tag(image.dtype()), [&](auto tag) -> py::object {
         using T = decltype(tag);
         using R = real_t<T>;
         auto in = c_array<T>(image);
         auto out = bind::empty_like_shape<R>(image);
         const T* ip = in.data();
         R* op = out.mutable_data();
+        std::atomic<int64_t> bad{0};
         {
             py::gil_scoped_release release;
-            sobel<T, R>(ip, op, s, p, num_threads);
+            sobel<T, R>(ip, op, s, p, num_threads, count_nonfinite ? &bad : nullptr);
         }
+        if (count_nonfinite) return py::make_tuple(out, bad.load());
         return out;
     });
 }
@@ -146,7 +148,7 @@ MEDSEG_REGISTER(edges) {
     m.def("gaussian", &gaussian_py, py::arg("image"), py::arg("weights"), py::arg("mode"), py::arg("cval"),
           py::arg("bleed_correct"), py::arg("reverse_axes"), py::arg("num_threads"));
     m.def("sobel", &sobel_py, py::arg("image"), py::arg("axes"), py::arg("coef"), py::arg("magnitude"),
-          py::arg("post"), py::arg("num_threads"));
+          py::arg("post"), py::arg("num_threads"), py::arg("count_nonfinite") = false);
     m.def("erode", &erode_py, py::arg("mask"), py::arg("num_threads"));
     m.def("hysteresis", &hysteresis_py, py::arg("image"), py::arg("low"), py::arg("high"),
           py::arg("connectivity"), py::arg("num_threads"));

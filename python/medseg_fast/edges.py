@@ -15,7 +15,7 @@ import numpy as np
 from . import _backend
 from ._dispatch import family
 from ._errors import InvalidParameterError
-from ._validation import (check_image, check_mask, check_threads, core_axes, dtype_max, native_c, per_axis,
+from ._validation import (check_finite, check_image, check_mask, check_threads, core_axes, dtype_max, native_c, per_axis,
                           unwrap_image)
 from .filters import _sigma_voxels, kernel_weights
 
@@ -105,7 +105,8 @@ def sobel(image, axis=None, mask=None, spacing=None, *, preserve_range=False, ba
             from . import _cuda_api
 
             return _cuda_api.sobel(image, axis=axis, mask=mask, spacing=spacing, preserve_range=preserve_range)
-    arr = check_image(image)
+    # NaN/inf: counted on the output inside the kernel instead of a separate pass (see below)
+    arr = check_image(image, finite=False)
     ndim = arr.ndim
     axes, magnitude = _normalise_axes(axis, ndim)
     m = check_mask(mask, arr.shape)
@@ -123,8 +124,12 @@ def sobel(image, axis=None, mask=None, spacing=None, *, preserve_range=False, ba
     sel_user = [a in axes for a in range(ndim)]
     view, transposed = _as_kernel_input(arr)
     fam = family(name, "edges")
-    out = fam.sobel(view, core_axes(sel_user, ndim, transposed, fill=False),
-                    core_axes(coef_user, ndim, transposed, fill=1.0), magnitude, float(post), nt)
+    out, n_bad = fam.sobel(view, core_axes(sel_user, ndim, transposed, fill=False),
+                           core_axes(coef_user, ndim, transposed, fill=1.0), magnitude, float(post), nt, True)
+    if n_bad and arr.dtype.kind == "f":
+        # a non-finite input always shows in the output; overflow of huge finite inputs can too,
+        # so the input is checked to tell the two apart (and to word the error)
+        check_finite(arr)
     if transposed:
         out = out.T
     if m is not None:

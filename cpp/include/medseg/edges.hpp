@@ -30,6 +30,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <atomic>
+#include <limits>
 #include <cstdint>
 #include <vector>
 
@@ -83,14 +85,28 @@ inline R combine(const SobelParams& p, R gz, R gy, R gx) {
 
 }  // namespace detail
 
+// Counts NaN/inf values in o[0, n) (vectorisable; NaN fails the comparison).
+template <class R>
+inline int64_t count_nonfinite_span(const R* o, int64_t n) {
+    int64_t bad = 0;
+    const R big = std::numeric_limits<R>::max();
+    for (int64_t i = 0; i < n; ++i) bad += !(std::fabs(o[i]) <= big);
+    return bad;
+}
+
+// With `nonfinite` non-null, the number of non-finite outputs is added to it:
+// the wrapper uses this instead of a separate NaN/inf pass over the input (a
+// non-finite input always yields non-finite outputs around it).
 template <class T, class R>
-void sobel(const T* in, R* out, const Shape& s, const SobelParams& p, int num_threads) {
+void sobel(const T* in, R* out, const Shape& s, const SobelParams& p, int num_threads,
+           std::atomic<int64_t>* nonfinite = nullptr) {
     const int64_t ny = s.ny, nx = s.nx, nz = s.nz, P = s.plane();
     if (nz == 1) {
         // 2D: ring of three rows of SX and DX per thread.  A 3D volume one slice
         // deep is smoothed by [1,2,1] along z with replicated borders: a factor 4.
         const R zf = s.ndim == 3 ? R(4) : R(1);
         parallel_blocks(ny, num_threads, grain_for(nx, 8), [&](int64_t y0, int64_t y1) {
+            int64_t bad = 0;
             std::vector<R> sx(3 * nx), dx(3 * nx);
             int64_t held[3] = {-1, -1, -1};
             auto row = [&](int64_t y) -> int {
@@ -118,7 +134,9 @@ void sobel(const T* in, R* out, const Shape& s, const SobelParams& p, int num_th
                     for (int64_t x = 0; x < nx; ++x)
                         o[x] = detail::combine(p, R(0), zf * (xd[x] - xu[x]), zf * (du[x] + R(2) * dm[x] + dd[x]));
                 }
+                if (nonfinite) bad += count_nonfinite_span(o, nx);
             }
+            if (nonfinite && bad) *nonfinite += bad;
         });
         return;
     }
@@ -129,6 +147,7 @@ void sobel(const T* in, R* out, const Shape& s, const SobelParams& p, int num_th
     const bool needA = p.axes[2], needB = p.axes[1], needC = p.axes[0];
     const int64_t band = std::min<int64_t>(ny, std::max<int64_t>(4, 7168 / std::max<int64_t>(nx, 1)));
     parallel_blocks(nz, num_threads, grain_for(P, 2), [&](int64_t z0, int64_t z1) {
+        int64_t bad = 0;
         const int64_t BP = band * nx;             // values per band-plane
         std::vector<R> SX(needB || needC ? (band + 2) * nx : 0), DX(needA ? (band + 2) * nx : 0);
         std::vector<R> A(needA ? 3 * BP : 0), B(needB ? 3 * BP : 0), C(needC ? 3 * BP : 0);
@@ -185,8 +204,10 @@ void sobel(const T* in, R* out, const Shape& s, const SobelParams& p, int num_th
                         o[i] = detail::combine(p, gz, gy, gx);
                     }
                 }
+                if (nonfinite) bad += count_nonfinite_span(o, n);
             }
         }
+        if (nonfinite && bad) *nonfinite += bad;
     });
 }
 

@@ -249,13 +249,15 @@ def _as_real3(image):
     return f, ndim, rt
 
 
-def sobel(image, axes, coef, magnitude, post, num_threads):
+def sobel(image, axes, coef, magnitude, post, num_threads, count_nonfinite=False):
     f, ndim, rt = _as_real3(image)
     out = np.empty(f.shape, rt)
     c = np.array([2, 3, 4], rt)
     with threads(num_threads):
         _sobel(f, out, ndim == 3, np.array(axes, np.bool_), np.array(coef, np.float64), bool(magnitude),
                float(post), c)
+    if count_nonfinite:
+        return out.reshape(image.shape), int(np.count_nonzero(~np.isfinite(out)))
     return out.reshape(image.shape)
 
 
