@@ -79,6 +79,28 @@ py::array_t<T> empty_like_shape(const py::array& a) {
     return py::array_t<T>(dims_of(a));
 }
 
+// The common shape of an intensity filter binding: dispatch `image` over the
+// closed type list, allocate the real_t<T> output of the same shape, release the
+// GIL and call kernel(const T* in, real_t<T>* out).  The kernel is usually a
+// generic lambda forwarding to a kernel template whose types deduce from the
+// two pointers.
+template <class List = intensity_types, class Kernel>
+py::array map_to_real(const py::array& image, Kernel&& kernel) {
+    return dispatch<List>(dtype_tag(image.dtype()), [&](auto tag) -> py::array {
+        using T = decltype(tag);
+        using R = real_t<T>;
+        auto in = c_array<T>(image);
+        auto out = empty_like_shape<R>(image);
+        const T* ip = in.data();
+        R* op = out.mutable_data();
+        {
+            py::gil_scoped_release release;  // the kernel touches only ip and op
+            kernel(ip, op);
+        }
+        return out;
+    });
+}
+
 // --- module registry: each register_<family>.cpp adds itself at static-init time,
 // so families are added without editing module.cpp.
 using RegisterFn = void (*)(py::module_&);

@@ -26,19 +26,8 @@ py::array gaussian_py(const py::array& image, const std::vector<std::vector<doub
         if (!wa.empty() && wa.size() % 2 == 0) throw py::value_error("Gaussian weights must have odd length");
     if (mode < 0 || mode > 4) throw py::value_error("bad border mode");
     if (bleed_correct && (mode != 4 || cval != 0.0)) throw py::value_error("bleed correction needs constant mode, cval 0");
-    return dispatch<intensity_types>(dtype_tag(image.dtype()), [&](auto tag) -> py::array {
-        using T = decltype(tag);
-        using R = real_t<T>;
-        auto in = c_array<T>(image);
-        auto out = bind::empty_like_shape<R>(image);
-        const T* ip = in.data();
-        R* op = out.mutable_data();
-        {
-            py::gil_scoped_release release;  // kernel reads ip, writes op; no Python objects
-            gaussian<T, R>(ip, op, s, w, static_cast<BorderMode>(mode), cval, bleed_correct, reverse_axes,
-                           num_threads);
-        }
-        return out;
+    return bind::map_to_real(image, [&](auto ip, auto op) {
+        gaussian(ip, op, s, w, static_cast<BorderMode>(mode), cval, bleed_correct, reverse_axes, num_threads);
     });
 }
 
@@ -128,17 +117,8 @@ py::array canny_suppress_py(const py::array& smooth, const py::object& mask, con
 py::array canny_magnitude_py(const py::array& smooth, const std::vector<double>& coef_, int num_threads) {
     const Shape s = shape_of(smooth);
     const auto coef = triple(coef_, "coef");
-    return dispatch<float_types>(dtype_tag(smooth.dtype()), [&](auto tag) -> py::array {
-        using R = decltype(tag);
-        auto sm = c_array<R>(smooth);
-        auto out = bind::empty_like_shape<R>(smooth);
-        const R* sp = sm.data();
-        R* op = out.mutable_data();
-        {
-            py::gil_scoped_release release;
-            canny_magnitude<R>(sp, op, s, coef.data(), num_threads);
-        }
-        return out;
+    return bind::map_to_real<float_types>(smooth, [&](auto sp, auto op) {
+        canny_magnitude(sp, op, s, coef.data(), num_threads);
     });
 }
 

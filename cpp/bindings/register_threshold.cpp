@@ -119,18 +119,8 @@ py::array local_threshold_py(const py::array& image, const std::vector<int64_t>&
     p.cval = cval;
     p.op = static_cast<LocalOp>(op);
     p.k = k; p.r = r; p.offset = offset;
-    return dispatch<intensity_types>(dtype_tag(image.dtype()), [&](auto tag) -> py::array {
-        using T = decltype(tag);
-        using R = real_t<T>;
-        auto in = c_array<T>(image);
-        auto out = bind::empty_like_shape<R>(image);
-        const T* ip = in.data();
-        R* outp = out.mutable_data();
-        {
-            py::gil_scoped_release release;
-            local_threshold<T, R>(ip, outp, s, p, num_threads);
-        }
-        return out;
+    return bind::map_to_real(image, [&](auto ip, auto op) {
+        local_threshold(ip, op, s, p, num_threads);
     });
 }
 
@@ -144,18 +134,8 @@ py::array local_median_py(const py::array& image, const std::vector<int64_t>& wi
         if (win[a] < 1 || win[a] % 2 == 0) throw py::value_error("window sizes must be odd and >= 1");
         w[a] = win[a];
     }
-    return dispatch<intensity_types>(dtype_tag(image.dtype()), [&](auto tag) -> py::array {
-        using T = decltype(tag);
-        using R = real_t<T>;
-        auto in = c_array<T>(image);
-        auto out = bind::empty_like_shape<R>(image);
-        const T* ip = in.data();
-        R* outp = out.mutable_data();
-        {
-            py::gil_scoped_release release;
-            local_median<T, R>(ip, outp, s, w, static_cast<BorderMode>(mode), cval, offset, num_threads);
-        }
-        return out;
+    return bind::map_to_real(image, [&](auto ip, auto op) {
+        local_median(ip, op, s, w, static_cast<BorderMode>(mode), cval, offset, num_threads);
     });
 }
 
