@@ -75,6 +75,7 @@ def show_config(file=None) -> dict:
         cfg["openmp"] = bool(core.have_openmp())
         cfg["cpu_threads"] = int(core.max_threads())
         cfg["compiler"] = str(core.compiler)
+        cfg["simd"] = str(core.simd_isa()) if hasattr(core, "simd_isa") else "baseline"
     try:
         import numba
 

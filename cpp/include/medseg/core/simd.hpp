@@ -1,0 +1,74 @@
+// medseg/core/simd.hpp — run-time choice of the instruction set for hot loops.
+//
+// Wheels are built for the baseline ISA (x86-64: SSE2), which leaves 2-4x of a
+// modern CPU's vector width unused in compute-bound loops such as long
+// convolutions.  A hot loop is therefore written once, as an always-inline
+// template, and instantiated inside small wrapper functions that carry a
+// `target` attribute (GCC/Clang function multi-versioning by hand, the scheme
+// numpy's and simdjson's run-time dispatch use).  The wrapper to call is picked
+// once per process from the CPU's features (cpuid via __builtin_cpu_supports).
+//
+// Results do not depend on the ISA chosen: the build disables floating-point
+// contraction (-ffp-contract=off, see CMakeLists.txt), so a wider vector only
+// evaluates more voxels at once with the very same operations in the very same
+// order.  MEDSEG_FAST_ISA=baseline|avx2|avx512 (environment) caps the choice,
+// which the tests use to check that every variant gives bit-identical output.
+#pragma once
+
+#include <cstdlib>
+#include <cstring>
+
+namespace medseg {
+
+enum class Isa : int { baseline = 0, avx2 = 1, avx512 = 2 };
+
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+#define MEDSEG_X86_DISPATCH 1
+#define MEDSEG_TARGET_AVX2 __attribute__((target("avx2")))
+#define MEDSEG_TARGET_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw")))
+#else
+#define MEDSEG_X86_DISPATCH 0
+#define MEDSEG_TARGET_AVX2
+#define MEDSEG_TARGET_AVX512
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define MEDSEG_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define MEDSEG_ALWAYS_INLINE inline
+#endif
+
+inline Isa detect_isa() {
+    Isa best = Isa::baseline;
+#if MEDSEG_X86_DISPATCH
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2")) best = Isa::avx2;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw"))
+        best = Isa::avx512;
+#endif
+    if (const char* cap = std::getenv("MEDSEG_FAST_ISA")) {
+        Isa limit = best;
+        if (std::strcmp(cap, "baseline") == 0) limit = Isa::baseline;
+        else if (std::strcmp(cap, "avx2") == 0) limit = Isa::avx2;
+        else if (std::strcmp(cap, "avx512") == 0) limit = Isa::avx512;
+        if (static_cast<int>(limit) < static_cast<int>(best)) best = limit;
+    }
+    return best;
+}
+
+// The ISA the dispatched loops use in this process (read once).
+inline Isa active_isa() {
+    static const Isa isa = detect_isa();
+    return isa;
+}
+
+inline const char* isa_name(Isa isa) {
+    switch (isa) {
+        case Isa::avx512: return "avx512";
+        case Isa::avx2: return "avx2";
+        default: return "baseline";
+    }
+}
+
+}  // namespace medseg
