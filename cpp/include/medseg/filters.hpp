@@ -40,18 +40,6 @@
 #include "core/simd.hpp"
 #include "core/volume.hpp"
 
-#ifndef MEDSEG_CORR_BASE_L
-#define MEDSEG_CORR_BASE_L 2
-#endif
-#ifndef MEDSEG_CORR_BASE_NV
-#define MEDSEG_CORR_BASE_NV 8
-#endif
-#ifndef MEDSEG_CORR_AVX2_NV
-#define MEDSEG_CORR_AVX2_NV 8
-#endif
-#ifndef MEDSEG_CORR_AVX512_NV
-#define MEDSEG_CORR_AVX512_NV 8
-#endif
 
 namespace medseg {
 
@@ -156,6 +144,43 @@ MEDSEG_ALWAYS_INLINE void correlate_run(const double* c, int64_t ks, const doubl
     for (; i + L <= n; i += L) correlate_block_vec<L, 1, R>(c + i, ks, wc, r, dst + i);
     for (; i < n; ++i) correlate_block<1, R>(c + i, ks, wc, r, dst + i);
 }
+
+// Passes along z and y work on rows: a ring holds the 2r + M source rows
+// (converted to double) that M consecutive output rows need, rp[j] pointing at
+// source row i0 - r + j.  From tap k to k-1, output m's lower sample is output
+// m+1's previous one and its upper sample output m-1's, so the M outputs keep
+// their 2M samples in a register window that shifts by one row per tap: two
+// loads per tap for M outputs instead of 2M.  Per voxel the operations and
+// their order are still c w0 + sum_{k=r..1} (lo + hi) wk.
+template <int L, int M, class R>
+MEDSEG_ALWAYS_INLINE void correlate_window_vec(const double* const* __restrict rp, int64_t x,
+                                               const double* __restrict wc, int r, R* const* __restrict op) {
+    using V = typename DoubleVec<L>::type;
+    V acc[M], lo[M], hi[M];
+    const V w0 = V{} + wc[0];
+    for (int m = 0; m < M; ++m) {
+        V v;
+        std::memcpy(&v, rp[m + r] + x, sizeof(V));
+        acc[m] = v * w0;
+    }
+    if (r > 0) {
+        for (int m = 0; m < M; ++m) {
+            std::memcpy(&lo[m], rp[m] + x, sizeof(V));
+            std::memcpy(&hi[m], rp[m + 2 * r] + x, sizeof(V));
+        }
+        for (int k = r;; --k) {
+            const V wk = V{} + wc[k];
+            for (int m = 0; m < M; ++m) acc[m] += (lo[m] + hi[m]) * wk;
+            if (k == 1) break;
+            for (int m = 0; m + 1 < M; ++m) lo[m] = lo[m + 1];
+            std::memcpy(&lo[M - 1], rp[M - k + r] + x, sizeof(V));
+            for (int m = M - 1; m > 0; --m) hi[m] = hi[m - 1];
+            std::memcpy(&hi[0], rp[k - 1 + r] + x, sizeof(V));
+        }
+    }
+    for (int m = 0; m < M; ++m)
+        for (int l = 0; l < L; ++l) op[m][x + l] = static_cast<R>(acc[m][l]);
+}
 #else
 template <int L, int NV, class R>
 inline void correlate_run(const double* c, int64_t ks, const double* wc, int r, R* dst, int64_t n) {
@@ -165,41 +190,79 @@ inline void correlate_run(const double* c, int64_t ks, const double* wc, int r, 
 }
 #endif
 
+// One output voxel (column x of output row m) from the ring, scalar.
 template <class R>
-void correlate_run_baseline(const double* c, int64_t ks, const double* wc, int r, R* dst, int64_t n) {
-    correlate_run<MEDSEG_CORR_BASE_L, MEDSEG_CORR_BASE_NV, R>(c, ks, wc, r, dst, n);
-}
-template <class R>
-MEDSEG_TARGET_AVX2 void correlate_run_avx2(const double* c, int64_t ks, const double* wc, int r, R* dst, int64_t n) {
-    correlate_run<4, MEDSEG_CORR_AVX2_NV, R>(c, ks, wc, r, dst, n);
-}
-template <class R>
-MEDSEG_TARGET_AVX512 void correlate_run_avx512(const double* c, int64_t ks, const double* wc, int r, R* dst,
-                                               int64_t n) {
-    correlate_run<8, MEDSEG_CORR_AVX512_NV, R>(c, ks, wc, r, dst, n);
+MEDSEG_ALWAYS_INLINE void correlate_point(const double* const* rp, int m, int64_t x, const double* wc, int r, R* op) {
+    double acc = rp[m + r][x] * wc[0];
+    for (int k = r; k >= 1; --k) acc += (rp[m + r - k][x] + rp[m + r + k][x]) * wc[k];
+    op[x] = static_cast<R>(acc);
 }
 
+// `mc` (<= M) output rows over `cw` columns from the ring.
+template <int L, int M, class R>
+MEDSEG_ALWAYS_INLINE void correlate_rows(const double* const* rp, int64_t cw, const double* wc, int r,
+                                         R* const* op, int mc) {
+    int64_t x = 0;
+#if defined(__GNUC__) || defined(__clang__)
+    const int64_t cv = cw - cw % L;
+    if (mc == M) {
+        for (; x < cv; x += L) correlate_window_vec<L, M, R>(rp, x, wc, r, op);
+    } else {
+        for (int m = 0; m < mc; ++m)
+            for (int64_t xx = 0; xx < cv; xx += L) correlate_window_vec<L, 1, R>(rp + m, xx, wc, r, op + m);
+        x = cv;
+    }
+#endif
+    for (int m = 0; m < mc; ++m)
+        for (int64_t xx = x; xx < cw; ++xx) correlate_point<R>(rp, m, xx, wc, r, op[m]);
+}
+
+
+// The dispatched entry points: `run` for one buffered line (pass along x),
+// `rows` for up to M output rows from the ring of source rows (passes along z and y).
 template <class R>
-using CorrelateRun = void (*)(const double*, int64_t, const double*, int, R*, int64_t);
+struct Correlate {
+    void (*run)(const double*, int64_t, const double*, int, R*, int64_t);
+    void (*rows)(const double* const*, int64_t, const double*, int, R* const*, int);
+    int M;
+};
+
+#define MEDSEG_CORRELATE_VARIANT(NAME, TARGET, L, M, NV)                                                          \
+    template <class R>                                                                                            \
+    TARGET void correlate_run_##NAME(const double* c, int64_t ks, const double* wc, int r, R* dst, int64_t n) {   \
+        correlate_run<L, NV, R>(c, ks, wc, r, dst, n);                                                            \
+    }                                                                                                             \
+    template <class R>                                                                                            \
+    TARGET void correlate_rows_##NAME(const double* const* rp, int64_t cw, const double* wc, int r, R* const* op,  \
+                                      int mc) {                                                                   \
+        correlate_rows<L, M, R>(rp, cw, wc, r, op, mc);                                                           \
+    }
+
+// Vector width L (doubles), window rows M and run blocks NV fit each ISA's
+// register file: 16 registers for SSE2 and AVX2, 32 for AVX-512.
+MEDSEG_CORRELATE_VARIANT(baseline, , 2, 4, 8)
+MEDSEG_CORRELATE_VARIANT(avx2, MEDSEG_TARGET_AVX2, 4, 4, 8)
+MEDSEG_CORRELATE_VARIANT(avx512, MEDSEG_TARGET_AVX512, 8, 8, 8)
+#undef MEDSEG_CORRELATE_VARIANT
 
 template <class R>
-CorrelateRun<R> correlate_run_for(Isa isa) {
+Correlate<R> correlate_for(Isa isa) {
 #if MEDSEG_X86_DISPATCH
-    if (isa == Isa::avx512) return &correlate_run_avx512<R>;
-    if (isa == Isa::avx2) return &correlate_run_avx2<R>;
+    if (isa == Isa::avx512) return {&correlate_run_avx512<R>, &correlate_rows_avx512<R>, 8};
+    if (isa == Isa::avx2) return {&correlate_run_avx2<R>, &correlate_rows_avx2<R>, 4};
 #endif
     (void)isa;
-    return &correlate_run_baseline<R>;
+    return {&correlate_run_baseline<R>, &correlate_rows_baseline<R>, 4};
 }
 
 }  // namespace detail
 
 // One symmetric 1D correlation along `axis` of a C-ordered (nz, ny, nx) block.
 // `in` and `out` may alias (In == R).  `w` has odd length 2r+1 and is symmetric.
-// Lines (axis x) or tiles of up to 128 columns (axes z, y) are first gathered
-// into a double buffer with the border samples in place (exact for every input
-// type, as scipy's line buffers), then every output is computed from it by the
-// ISA-dispatched run above and written once.
+// Source samples are first converted to double with the border samples in place
+// (exact for every input type, as scipy's line buffers): a whole line for the
+// pass along x, a ring of rows for the passes along z and y.  Every output is
+// then computed by the ISA-dispatched loops above and written once.
 template <class In, class R>
 void correlate_axis(const In* in, R* out, const Shape& s, int axis, const std::vector<double>& w,
                     BorderMode mode, double cval, int num_threads) {
@@ -213,7 +276,7 @@ void correlate_axis(const In* in, R* out, const Shape& s, int axis, const std::v
     std::vector<int64_t> src(n + 2 * r);
     for (int64_t j = -r; j < n + r; ++j) src[j + r] = border_index(j, n, mode);
     const double* wc = w.data() + r;  // wc[k], k in [-r, r]
-    const detail::CorrelateRun<R> run = detail::correlate_run_for<R>(active_isa());
+    const detail::Correlate<R> kern = detail::correlate_for<R>(active_isa());
 
     const double cvd = static_cast<double>(static_cast<R>(cval));
     if (inner == 1) {
@@ -222,32 +285,62 @@ void correlate_axis(const In* in, R* out, const Shape& s, int axis, const std::v
             for (int64_t o = b; o < e; ++o) {
                 const In* line = in + o * n;
                 for (int64_t j = 0; j < n + 2 * r; ++j) buf[j] = src[j] < 0 ? cvd : static_cast<double>(line[src[j]]);
-                run(buf.data() + r, 1, wc, r, out + o * n, n);
+                kern.run(buf.data() + r, 1, wc, r, out + o * n, n);
             }
         });
         return;
     }
 
-    constexpr int64_t C = 128;
+    // Passes along z and y: each task owns a chunk of C columns of one outer
+    // block and sweeps its n rows, M output rows at a time, through a ring of
+    // 2r + M source rows.  A source row is copied into the ring only after every
+    // output row that needs its old slot is written, and before the output row
+    // that overwrites it (in-place passes): output rows trail source rows by r.
+    const int M = kern.M;
+    const int64_t RR = 2 * r + M;
+    int64_t C = ((int64_t(1) << 20) / (8 * RR)) & ~int64_t(63);   // ring within ~1 MiB
+    C = std::max<int64_t>(64, std::min<int64_t>(C, 4096));
+    const int nt = resolve_threads(num_threads);
+    if (outer < 2 * nt) {  // enough chunks for every thread (does not change any value)
+        const int64_t want = (inner + 2 * nt - 1) / (2 * nt);
+        C = std::max<int64_t>(64, std::min<int64_t>(C, (want + 63) & ~int64_t(63)));
+    }
+    C = std::min<int64_t>(C, inner);
     const int64_t nchunks = (inner + C - 1) / C;
     const int64_t ntasks = outer * nchunks;
-    parallel_blocks(ntasks, num_threads, grain_for(n * C), [&](int64_t b, int64_t e) {
-        std::vector<double> buf((n + 2 * r) * C);
+    // Source rows j >= n (the far border) map to rows that in-place passes may
+    // already have overwritten when the sweep gets there, so they are read into
+    // r extra slots before the sweep starts; rows j < n cycle through RR slots.
+    auto slot = [&](int64_t j) { return j < n ? (j + r) % RR : RR + (j - n); };
+    parallel_blocks(ntasks, num_threads, 1, [&](int64_t b, int64_t e) {
+        std::vector<double> ring((RR + r) * C);
+        std::vector<const double*> rp(RR);
+        std::vector<R*> op(M);
         for (int64_t t = b; t < e; ++t) {
             const int64_t o = t / nchunks, c0 = (t % nchunks) * C;
             const int64_t cw = std::min<int64_t>(C, inner - c0);
             const In* base = in + o * n * inner + c0;
-            for (int64_t j = 0; j < n + 2 * r; ++j) {
-                double* row = buf.data() + j * C;
-                if (src[j] < 0) {
+            R* obase = out + o * n * inner + c0;
+            auto load = [&](int64_t j) {  // source row j in [-r, n + r) into its slot
+                double* row = ring.data() + slot(j) * C;
+                const int64_t sj = src[j + r];
+                if (sj < 0) {
                     for (int64_t c = 0; c < cw; ++c) row[c] = cvd;
                 } else {
-                    const In* s_row = base + src[j] * inner;
+                    const In* s_row = base + sj * inner;
                     for (int64_t c = 0; c < cw; ++c) row[c] = static_cast<double>(s_row[c]);
                 }
+            };
+            for (int64_t j = n; j < n + r; ++j) load(j);
+            int64_t loaded = -r;  // next source row to load (rows >= n are held already)
+            for (int64_t i0 = 0; i0 < n; i0 += M) {
+                const int mc = static_cast<int>(std::min<int64_t>(M, n - i0));
+                const int64_t need = i0 + mc + r;  // rows [i0 - r, need) must be held
+                for (; loaded < std::min(need, n); ++loaded) load(loaded);
+                for (int64_t j = 0; j < mc + 2 * r; ++j) rp[j] = ring.data() + slot(i0 - r + j) * C;
+                for (int m = 0; m < mc; ++m) op[m] = obase + (i0 + m) * inner;
+                kern.rows(rp.data(), cw, wc, r, op.data(), mc);
             }
-            R* obase = out + o * n * inner + c0;
-            for (int64_t i = 0; i < n; ++i) run(buf.data() + (i + r) * C, C, wc, r, obase + i * inner, cw);
         }
     });
 }
