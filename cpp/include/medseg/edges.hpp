@@ -330,15 +330,31 @@ inline void canny_grad_row_2d(const R* S, int64_t ny, int64_t nx, int64_t y, R c
     const R* rd = S + (y + 1 < ny ? y + 1 : ny - 1) * nx;
     // d/dy first (rounded), then smoothed along x
     for (int64_t x = 0; x < nx; ++x) tmp[x] = rd[x] - ru[x];
-    for (int64_t x = 0; x < nx; ++x) {
-        const int64_t xl = x > 0 ? x - 1 : 0, xr = x + 1 < nx ? x + 1 : nx - 1;
+    auto smooth_x = [&](int64_t x, int64_t xl, int64_t xr) {
         gy[x] = static_cast<R>(double(tmp[xl]) + 2.0 * double(tmp[x]) + double(tmp[xr]));
-    }
+    };
     // d/dx per row (rounded), then smoothed along y
-    for (int64_t x = 0; x < nx; ++x) {
-        const int64_t xl = x > 0 ? x - 1 : 0, xr = x + 1 < nx ? x + 1 : nx - 1;
+    auto diff_x = [&](int64_t x, int64_t xl, int64_t xr) {
         const R du = ru[xr] - ru[xl], dm = rm[xr] - rm[xl], dd = rd[xr] - rd[xl];
         gx[x] = static_cast<R>(double(du) + 2.0 * double(dm) + double(dd));
+    };
+    // borders (replicated edge voxel) apart, so the interior loops vectorise
+    smooth_x(0, 0, nx > 1 ? 1 : 0);
+    diff_x(0, 0, nx > 1 ? 1 : 0);
+    {
+        const R* __restrict t = tmp;
+        const R *__restrict u = ru, *__restrict m = rm, *__restrict d = rd;
+        R *__restrict oy = gy, *__restrict ox = gx;
+        for (int64_t x = 1; x + 1 < nx; ++x)
+            oy[x] = static_cast<R>(double(t[x - 1]) + 2.0 * double(t[x]) + double(t[x + 1]));
+        for (int64_t x = 1; x + 1 < nx; ++x) {
+            const R du = u[x + 1] - u[x - 1], dm = m[x + 1] - m[x - 1], dd = d[x + 1] - d[x - 1];
+            ox[x] = static_cast<R>(double(du) + 2.0 * double(dm) + double(dd));
+        }
+    }
+    if (nx > 1) {
+        smooth_x(nx - 1, nx - 2, nx - 1);
+        diff_x(nx - 1, nx - 2, nx - 1);
     }
     for (int64_t x = 0; x < nx; ++x) {
         const R a = cx * gx[x], b = cy * gy[x];
