@@ -201,6 +201,7 @@ MEDSEG_ALWAYS_INLINE int64_t sobel3d_range(const T* in, R* out, const Shape& s, 
                 alignas(64) R tmp[K];
                 for (int64_t i0 = 0; i0 < n; i0 += K) {
                     const int64_t kn = std::min(K, n - i0);
+                    MEDSEG_IVDEP
                     for (int64_t i = 0; i < kn; ++i) {
                         const int64_t j = i0 + i;
                         const R gx = cx * (Au[j] + R(2) * Am[j] + Ad[j]);
@@ -594,56 +595,97 @@ void canny_suppress(const R* S, const uint8_t* mask, uint8_t* out, const Shape& 
         hysteresis_flood(out, s, 2, num_threads);
         return;
     }
+    // 3D: per thread a z-range, walked band by band (rows y0..y1 plus one halo
+    // row each side for the suppression's neighbours) so that the rings of
+    // three band-planes of A, B, C and of the gradient and magnitude stay in L2.
+    // Values do not depend on the banding: every voxel's arithmetic is that of
+    // the whole-plane computation; halo rows are simply computed twice.
+    const int64_t band = std::min<int64_t>(ny, std::max<int64_t>(4, 4096 / std::max<int64_t>(nx, 1)));
     parallel_blocks(nz, num_threads, grain_for(P, 2), [&](int64_t z0, int64_t z1) {
-        std::vector<R> SX(P), DX(P), A(3 * P), B(3 * P), C(3 * P), GX(3 * P), GY(3 * P), GZ(3 * P), M(3 * P);
-        int64_t held[3] = {-1, -1, -1}, heldg[3] = {-1, -1, -1};
-        auto abc = [&](int64_t zz) {
-            const int slot = static_cast<int>(zz % 3);
-            if (held[slot] == zz) return slot * P;
-            const R* f = S + zz * P;
-            for (int64_t y = 0; y < ny; ++y) detail::row_sx_dx(f + y * nx, &SX[y * nx], &DX[y * nx], nx);
-            R *a = &A[slot * P], *b = &B[slot * P], *c = &C[slot * P];
-            for (int64_t y = 0; y < ny; ++y) {
-                const int64_t yu = (y > 0 ? y - 1 : 0) * nx, ym = y * nx, yd = (y + 1 < ny ? y + 1 : ny - 1) * nx;
-                for (int64_t x = 0; x < nx; ++x) {
-                    a[ym + x] = DX[yu + x] + R(2) * DX[ym + x] + DX[yd + x];
-                    b[ym + x] = SX[yd + x] - SX[yu + x];
-                    c[ym + x] = SX[yu + x] + R(2) * SX[ym + x] + SX[yd + x];
+        const int64_t HB = (band + 2) * nx;  // values per band-plane with halo rows
+        // A, B, C: ring of four band-planes (the magnitude of plane z+1 needs z+2,
+        // the direction at plane z still needs z-1); magnitude: ring of three.
+        std::vector<R> SX((band + 4) * nx), DX((band + 4) * nx), A(4 * HB), B(4 * HB), C(4 * HB), M(3 * HB);
+        const R kx = cx, ky = cy, kz = cz;  // locals: a captured reference could alias the stores
+        for (int64_t y0 = 0; y0 < ny; y0 += band) {
+            const int64_t y1 = std::min(ny, y0 + band);
+            const int64_t m0 = y0 > 0 ? y0 - 1 : 0, m1 = y1 < ny ? y1 : ny - 1;  // gradient rows m0..m1
+            const int64_t r0 = m0 > 0 ? m0 - 1 : 0, r1 = m1 + 1 < ny ? m1 + 1 : ny - 1;  // SX/DX rows
+            const int64_t nm = (m1 - m0 + 1) * nx;
+            int64_t held[4] = {-1, -1, -1, -1}, heldg[3] = {-1, -1, -1};
+            auto abc = [&](int64_t zz) {
+                const int slot = static_cast<int>(zz % 4);
+                if (held[slot] == zz) return slot * HB;
+                const R* f = S + zz * P;
+                for (int64_t y = r0; y <= r1; ++y)
+                    detail::row_sx_dx(f + y * nx, &SX[(y - r0) * nx], &DX[(y - r0) * nx], nx);
+                for (int64_t y = m0; y <= m1; ++y) {
+                    const int64_t yu = ((y > 0 ? y - 1 : 0) - r0) * nx, ym = (y - r0) * nx;
+                    const int64_t yd = ((y + 1 < ny ? y + 1 : ny - 1) - r0) * nx, yo = slot * HB + (y - m0) * nx;
+                    R *__restrict a = &A[yo], *__restrict b = &B[yo], *__restrict c = &C[yo];
+                    const R *__restrict du = &DX[yu], *__restrict dm = &DX[ym], *__restrict dd = &DX[yd];
+                    const R *__restrict su = &SX[yu], *__restrict sm = &SX[ym], *__restrict sd = &SX[yd];
+                    MEDSEG_IVDEP
+                    for (int64_t x = 0; x < nx; ++x) {
+                        a[x] = du[x] + R(2) * dm[x] + dd[x];
+                        b[x] = sd[x] - su[x];
+                        c[x] = su[x] + R(2) * sm[x] + sd[x];
+                    }
+                }
+                held[slot] = zz;
+                return slot * HB;
+            };
+            auto grad = [&](int64_t zz) {
+                const int slot = static_cast<int>(zz % 3);
+                if (heldg[slot] == zz) return;
+                const int64_t u = abc(zz > 0 ? zz - 1 : 0), m = abc(zz), d = abc(zz + 1 < nz ? zz + 1 : nz - 1);
+                R* __restrict mg = &M[slot * HB];
+                const R *__restrict Au = &A[u], *__restrict Am = &A[m], *__restrict Ad = &A[d];
+                const R *__restrict Bu = &B[u], *__restrict Bm = &B[m], *__restrict Bd = &B[d];
+                const R *__restrict Cu = &C[u], *__restrict Cd = &C[d];
+                MEDSEG_IVDEP
+                for (int64_t i = 0; i < nm; ++i) {
+                    const R a = kx * (Au[i] + R(2) * Am[i] + Ad[i]);
+                    const R b = ky * (Bu[i] + R(2) * Bm[i] + Bd[i]);
+                    const R c = kz * (Cd[i] - Cu[i]);
+                    mg[i] = std::sqrt(a * a + b * b + c * c);
+                }
+                heldg[slot] = zz;
+            };
+            const int64_t ya = std::max<int64_t>(y0, 1), yb = std::min<int64_t>(y1, ny - 1);
+            for (int64_t z = z0; z < z1; ++z) {
+                uint8_t* oz = out + z * P;
+                std::fill(oz + y0 * nx, oz + y1 * nx, uint8_t(0));
+                if (z == 0 || z == nz - 1 || ny < 3 || nx < 3 || ya >= yb) continue;
+                grad(z - 1); grad(z); grad(z + 1);
+                // band-plane pointers shifted so that index y * nx + x addresses row y
+                const R* mz[3] = {&M[((z - 1) % 3) * HB] - m0 * nx, &M[(z % 3) * HB] - m0 * nx,
+                                  &M[((z + 1) % 3) * HB] - m0 * nx};
+                // the gradient at a candidate, recomputed from A, B, C with the very
+                // operations that gave its magnitude (cheaper than storing it for all)
+                const int64_t gu = ((z - 1) % 4) * HB - m0 * nx, gm = (z % 4) * HB - m0 * nx;
+                const int64_t gd = ((z + 1) % 4) * HB - m0 * nx;
+                for (int64_t y = ya; y < yb; ++y) {
+                    const R* mrow = mz[1] + y * nx;
+                    for (int64_t x0 = 1; x0 < nx - 1; x0 += 16) {
+                        const int64_t xe = std::min<int64_t>(x0 + 16, nx - 1);
+                        bool any = false;
+                        for (int64_t x = x0; x < xe; ++x) any |= mrow[x] >= lo;
+                        if (!any) continue;
+                        for (int64_t x = x0; x < xe; ++x) {
+                            const R m = mrow[x];
+                            if (!(m >= lo)) continue;
+                            if (mask && !eroded_at(mask, s, z, y, x)) continue;
+                            const int64_t j = y * nx + x;
+                            const R ga = kx * (A[gu + j] + R(2) * A[gm + j] + A[gd + j]);
+                            const R gb = ky * (B[gu + j] + R(2) * B[gm + j] + B[gd + j]);
+                            const R gc = kz * (C[gd + j] - C[gu + j]);
+                            const R u[3] = {gc * i0, gb * i1, ga * i2};
+                            if (detail::nms_keep_3d(mz, j, u, nx)) oz[j] = m >= hi ? 2 : 1;
+                        }
+                    }
                 }
             }
-            held[slot] = zz;
-            return slot * P;
-        };
-        auto grad = [&](int64_t zz) {
-            const int slot = static_cast<int>(zz % 3);
-            if (heldg[slot] == zz) return;
-            const int64_t u = abc(zz > 0 ? zz - 1 : 0), m = abc(zz), d = abc(zz + 1 < nz ? zz + 1 : nz - 1);
-            R *gx = &GX[slot * P], *gy = &GY[slot * P], *gz = &GZ[slot * P], *mg = &M[slot * P];
-            for (int64_t i = 0; i < P; ++i) {
-                const R a = cx * (A[u + i] + R(2) * A[m + i] + A[d + i]);
-                const R b = cy * (B[u + i] + R(2) * B[m + i] + B[d + i]);
-                const R c = cz * (C[d + i] - C[u + i]);
-                gx[i] = a; gy[i] = b; gz[i] = c;
-                mg[i] = std::sqrt(a * a + b * b + c * c);
-            }
-            heldg[slot] = zz;
-        };
-        for (int64_t z = z0; z < z1; ++z) {
-            uint8_t* oz = out + z * P;
-            std::fill(oz, oz + P, uint8_t(0));
-            if (z == 0 || z == nz - 1 || ny < 3 || nx < 3) continue;
-            grad(z - 1); grad(z); grad(z + 1);
-            const R* mz[3] = {&M[((z - 1) % 3) * P], &M[(z % 3) * P], &M[((z + 1) % 3) * P]};
-            const int64_t gs = (z % 3) * P;
-            for (int64_t y = 1; y < ny - 1; ++y)
-                for (int64_t x = 1; x < nx - 1; ++x) {
-                    const int64_t j = y * nx + x;
-                    const R m = mz[1][j];
-                    if (!(m >= lo)) continue;
-                    if (mask && !eroded_at(mask, s, z, y, x)) continue;
-                    const R u[3] = {GZ[gs + j] * i0, GY[gs + j] * i1, GX[gs + j] * i2};
-                    if (detail::nms_keep_3d(mz, j, u, nx)) oz[j] = m >= hi ? 2 : 1;
-                }
         }
     });
     hysteresis_flood(out, s, 3, num_threads);
