@@ -238,6 +238,33 @@ def test_hysteresis_matches_skimage(backend, shape):
         np.testing.assert_array_equal(out, expected)
 
 
+@pytest.mark.parametrize("shape", [(48, 96, 80), (720, 400)])
+def test_hysteresis_parallel_slabs_match_label_oracle(shape):
+    """Past 2**18 voxels the cpu flood runs one slab per thread and passes
+    seeds across slab boundaries until none is left: same set for any count,
+    also for paths that cross the boundaries many times (a zig-zag ribbon)."""
+    rng = np.random.default_rng(8)
+    img = ndi.gaussian_filter(rng.random(shape), 1.5).astype(np.float32)
+    lo, hi = (float(v) for v in np.percentile(img, [45, 99.5]))
+    zig = np.zeros(shape, bool)  # weak ribbon running back and forth along axis 0
+    n0, n1 = shape[0], shape[1]
+    for k, c in enumerate(range(2, n1 - 2, 6)):
+        rows = slice(1, n0 - 1)
+        zig[(rows, slice(c, c + 2)) + ((slice(3, 5),) if len(shape) == 3 else ())] = True
+        ends = (n0 - 2) if k % 2 == 0 else 1
+        zig[(slice(ends, ends + 1), slice(c, c + 8)) + ((slice(3, 5),) if len(shape) == 3 else ())] = True
+    img[zig] = (lo + hi) / 2          # weak, connected only through the ribbon
+    img[(1, 2) + ((3,) if len(shape) == 3 else ())] = hi + 1.0  # one strong voxel at the ribbon's start
+    for c in range(1, len(shape) + 1):
+        st = ndi.generate_binary_structure(len(shape), c)
+        labels, _ = ndi.label(img > lo, st)
+        keep = np.unique(labels[img > hi])
+        expected = np.isin(labels, keep[keep > 0])
+        for nt in (1, 2, 3, 4):
+            out = edges.hysteresis_threshold(img, lo, hi, connectivity=c, backend="cpu", num_threads=nt)
+            np.testing.assert_array_equal(out, expected, err_msg=f"connectivity {c}, {nt} threads")
+
+
 def test_hysteresis_integer_and_layouts(backend, ct_small):
     ref = skfilters.apply_hysteresis_threshold(ct_small, 900, 1200)
     for name, a in layouts(ct_small).items():

@@ -364,6 +364,13 @@ inline void erode_full(const uint8_t* m, uint8_t* out, const Shape& s, int num_t
 // scanned sequentially in memory, so the cost is a few byte compares per voxel
 // and no division per voxel.  The kept set does not depend on the visiting
 // order, hence not on anything else either.
+//
+// In parallel, the volume is cut into slabs along its outermost axis (z, or y
+// in 2D), one per thread.  Each thread floods its own slab from the strong
+// voxels in it, never stepping out of it; then the candidates on either side
+// of each slab boundary that touch a kept voxel across it become new seeds, and
+// the slabs flood again, until no boundary yields a seed.  The result is the
+// same set, for any number of slabs.
 inline void hysteresis_flood(uint8_t* st, const Shape& s, int connectivity, int num_threads = 0) {
     const bool is3 = s.nz > 1 || s.ndim == 3;
     const int64_t nz = s.nz, ny = s.ny, nx = s.nx, P = s.plane(), N = s.size();
@@ -377,13 +384,10 @@ inline void hysteresis_flood(uint8_t* st, const Shape& s, int connectivity, int 
             rows.push_back({dz, dy, k + 1 <= connectivity});
         }
     auto candidate = [](uint8_t v) { return v == 1 || v == 2; };
-    std::vector<int64_t> stack;  // linear indices of run seeds
-    for (int64_t seed = 0; seed < N; ++seed) {
-        // jump to the next strong voxel (memchr is vectorised)
-        const void* hit = std::memchr(st + seed, 2, static_cast<size_t>(N - seed));
-        if (!hit) break;
-        seed = static_cast<const uint8_t*>(hit) - st;
-        stack.push_back(seed);
+    // outer axis: z in 3D, y in 2D; `ostride` voxels per outer index
+    const int64_t nouter = is3 ? nz : ny, ostride = is3 ? P : nx;
+    // Floods from the seeds on `stack`, within outer indices [lo, hi).
+    auto flood = [&](std::vector<int64_t>& stack, int64_t lo, int64_t hi) {
         while (!stack.empty()) {
             const int64_t i = stack.back();
             stack.pop_back();
@@ -398,6 +402,8 @@ inline void hysteresis_flood(uint8_t* st, const Shape& s, int connectivity, int 
             for (const auto& o : rows) {
                 const int64_t zz = z + o.dz, yy = y + o.dy;
                 if (zz < 0 || zz >= nz || yy < 0 || yy >= ny) continue;
+                const int64_t outer = is3 ? zz : yy;
+                if (outer < lo || outer >= hi) continue;
                 const int64_t base = zz * P + yy * nx;
                 const uint8_t* q = st + base;
                 int64_t a = o.wide && x0 > 0 ? x0 - 1 : x0;
@@ -411,6 +417,83 @@ inline void hysteresis_flood(uint8_t* st, const Shape& s, int connectivity, int 
                     }
                 }
             }
+        }
+    };
+    auto flood_strong = [&](std::vector<int64_t>& stack, int64_t lo, int64_t hi) {
+        const int64_t e = hi * ostride;
+        for (int64_t seed = lo * ostride; seed < e; ++seed) {
+            const void* hit = std::memchr(st + seed, 2, static_cast<size_t>(e - seed));  // vectorised
+            if (!hit) break;
+            seed = static_cast<const uint8_t*>(hit) - st;
+            stack.push_back(seed);
+            flood(stack, lo, hi);
+        }
+    };
+    const int64_t min_slab = 8;
+    const int nslab = static_cast<int>(std::max<int64_t>(
+        1, std::min<int64_t>(resolve_threads(num_threads), nouter / min_slab)));
+    if (nslab <= 1 || N < (int64_t(1) << 18)) {
+        std::vector<int64_t> stack;
+        flood_strong(stack, 0, nouter);
+    } else {
+        std::vector<int64_t> lo(nslab), hi(nslab);
+        for (int k = 0; k < nslab; ++k) {
+            lo[k] = nouter * k / nslab;
+            hi[k] = nouter * (k + 1) / nslab;
+        }
+        std::vector<std::vector<int64_t>> stacks(nslab);
+        parallel_for_dynamic(nslab, nslab, [&](int64_t k) { flood_strong(stacks[k], lo[k], hi[k]); });
+        // Offsets that cross the outer axis by -1 (the plane/row below): a
+        // candidate at inner position (y, x) of outer index t touches (y + dy, x +
+        // dx) of t - 1 (3D: dy from the row table, dx within +-1 if wide; 2D: the
+        // row below, dx within +-1 if wide).  By symmetry the same offsets,
+        // negated, cross upwards.
+        std::vector<RowOff> cross;
+        for (const auto& o : rows)
+            if ((is3 ? o.dz : o.dy) == -1) cross.push_back(o);
+        // Does inner position j of outer index t touch a kept (3) voxel in outer
+        // index t + dir?
+        auto touches = [&](int64_t t, int64_t j, int dir) {
+            const int64_t y = is3 ? j / nx : 0, x = is3 ? j % nx : j;
+            const uint8_t* q = st + (t + dir) * ostride;
+            for (const auto& o : cross) {
+                const int64_t yy = y - (is3 ? o.dy : 0) * dir;  // o.dy is the in-plane offset in 3D
+                if (yy < 0 || yy >= ny) continue;
+                const int64_t xa = o.wide && x > 0 ? x - 1 : x, xb = o.wide && x + 1 < nx ? x + 1 : x;
+                for (int64_t xx = xa; xx <= xb; ++xx)
+                    if (q[(is3 ? yy * nx : 0) + xx] == 3) return true;
+            }
+            return false;
+        };
+        // seeds[2 * kb + side]: boundary kb + 1 (between slabs kb and kb + 1);
+        // side 0 lies in slab kb + 1 (its first outer index), side 1 in slab kb
+        // (its last).  Written by one task each, merged serially.
+        std::vector<std::vector<int64_t>> seeds(2 * (nslab - 1));
+        for (;;) {
+            parallel_for_dynamic(nslab - 1, nslab, [&](int64_t kb) {
+                const int64_t t = lo[kb + 1];
+                for (int side = 0; side < 2; ++side) {
+                    const int64_t tt = side == 0 ? t : t - 1;  // where the seed lies
+                    const int dir = side == 0 ? -1 : +1;        // where its kept neighbour lies
+                    const uint8_t* p = st + tt * ostride;
+                    auto& out_seeds = seeds[2 * kb + side];
+                    out_seeds.clear();
+                    for (int64_t j = 0; j < ostride; ++j)
+                        if (candidate(p[j]) && touches(tt, j, dir)) out_seeds.push_back(tt * ostride + j);
+                }
+            });
+            bool any = false;
+            for (int64_t kb = 0; kb + 1 < nslab; ++kb) {
+                for (int side = 0; side < 2; ++side) {
+                    auto& sd = seeds[2 * kb + side];
+                    if (sd.empty()) continue;
+                    auto& dst = stacks[side == 0 ? kb + 1 : kb];
+                    dst.insert(dst.end(), sd.begin(), sd.end());
+                    any = true;
+                }
+            }
+            if (!any) break;
+            parallel_for_dynamic(nslab, nslab, [&](int64_t k) { flood(stacks[k], lo[k], hi[k]); });
         }
     }
     parallel_blocks(N, num_threads, 1 << 16, [&](int64_t b, int64_t e) {
