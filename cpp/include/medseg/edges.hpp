@@ -578,20 +578,22 @@ inline bool nms_keep_3d(const R* const mz[3], int64_t j, const R u[3], int64_t n
     const int sz = u[0] > 0 ? 1 : -1;            // plane step
     const int64_t sy = u[1] > 0 ? nx : -nx;      // row step
     const int64_t sx = u[2] > 0 ? 1 : -1;        // column step
+    // the interpolation weights are the same on both sides: computed once
+    R wb, wc;
+    if (a == 0) { wb = au[1] / au[0]; wc = au[2] / au[0]; }       // face z±1: minor axes y (b), x (c)
+    else if (a == 1) { wb = au[0] / au[1]; wc = au[2] / au[1]; }  // face y±1: minor axes z (b), x (c)
+    else { wb = au[0] / au[2]; wc = au[1] / au[2]; }              // face x±1: minor axes z (b), y (c)
     for (int sg = 1; sg >= -1; sg -= 2) {
         const R* q = mz[1];
         const R* qz = mz[1 + sg * sz];
-        R wb, wc, n00, n10, n01, n11;
-        if (a == 0) {          // face z±1: minor axes y (b) and x (c)
-            wb = au[1] / au[0]; wc = au[2] / au[0];
+        R n00, n10, n01, n11;
+        if (a == 0) {
             n00 = qz[j]; n10 = qz[j + sg * sy]; n01 = qz[j + sg * sx]; n11 = qz[j + sg * (sy + sx)];
-        } else if (a == 1) {   // face y±1: minor axes z (b) and x (c)
+        } else if (a == 1) {
             const int64_t jj = j + sg * sy;
-            wb = au[0] / au[1]; wc = au[2] / au[1];
             n00 = q[jj]; n10 = qz[jj]; n01 = q[jj + sg * sx]; n11 = qz[jj + sg * sx];
-        } else {               // face x±1: minor axes z (b) and y (c)
+        } else {
             const int64_t jj = j + sg * sx;
-            wb = au[0] / au[2]; wc = au[1] / au[2];
             n00 = q[jj]; n10 = qz[jj]; n01 = q[jj + sg * sy]; n11 = qz[jj + sg * sy];
         }
         const R v = (R(1) - wc) * (n10 * wb + n00 * (R(1) - wb)) + wc * (n11 * wb + n01 * (R(1) - wb));
