@@ -728,8 +728,8 @@ def local_mask(image, block_size, method="mean", offset=0.0, *, mode="reflect", 
     >>> import numpy as np
     >>> from medseg_fast.threshold import local, local_mask
     >>> img = np.zeros((7, 7), np.float32); img[3, 3] = 9
-    >>> m = local_mask(img, 3, offset=0.5)
-    >>> m.sum(), bool((m == (img > local(img, 3, "mean", offset=0.5))).all())
+    >>> m = local_mask(img, 3, offset=-0.5)
+    >>> int(m.sum()), bool((m == (img > local(img, 3, "mean", offset=-0.5))).all())
     (1, True)
     """
     arr, spacing, nt, name, win, offset, cval = _prep_local(image, block_size, method, offset, mode, cval, spacing,

@@ -29,17 +29,37 @@
 // Local statistics.  The mean and standard deviation over a box window (Niblack
 // 1986, "An Introduction to Digital Image Processing"; Sauvola & Pietikainen 2000,
 // Pattern Recognition 33(2)) are separable box sums of v and v^2, computed with
-// running sums so the cost per voxel does not depend on the window: per row a
-// running sum along x, per plane a running sum of those rows along y, and along z
-// a running sum of planes (the plane entering the window is added, the one leaving
-// subtracted; both are recomputed rather than stored, which keeps the memory at a
-// few plane-sized buffers per task).  Everything accumulates in double: with a 51^3
-// window of CT values the sum of squares reaches 1e11 and sum(v^2)/n - mean^2
-// cancels catastrophically in float32.  Borders use scipy.ndimage's modes through
-// index tables, so no padded copy is made.  The work is split into fixed tasks of
-// (z-block of 64 planes, x-chunk of 128 columns); the running sums restart at the
-// start of each task, so results depend on that fixed partition only, never on
-// the thread count.
+// running sums so the cost per voxel does not depend on the window (the
+// summed-area idea of Crow 1984, kept as running window sums rather than prefix
+// sums so that large sums never swamp small windows).  Order of the passes:
+//   z: a task keeps, for every (y, x) of its rows, the sum over the z window of
+//      the input itself (double): the first window is added up, then per output
+//      plane the entering plane is added and the leaving one subtracted, straight
+//      from the input, row by row just before the row is first needed (so it is
+//      still in L1);  the input is read about twice, nothing volume-sized is
+//      allocated besides the output;
+//   y: per output plane, running sums of those rows along y (border rows by
+//      table), one row buffer per output row of a group of four;
+//   x: running sums along each extended row (border columns copied by table),
+//      four rows interleaved so that their dependency chains overlap; then the
+//      threshold, written once (non-temporal stores for outputs of 32 MiB and
+//      more: they are not read back soon and the stores skip the line fill).
+// With a window one plane deep (2D), the y sums read the image rows directly.
+// Everything accumulates in double: with a 51^3 window of CT values the sum of
+// squares reaches 1e11 and sum(v^2)/n - mean^2 cancels catastrophically in float32
+// (scikit-image computes the variance the same way, in float64).  Borders use
+// scipy.ndimage's modes through index tables, so no padded copy is made.
+// The work is split into fixed tasks: an even number of z blocks of about 128
+// planes (each re-reads its first window of planes) and, for few blocks or 2D,
+// bands of 256 rows; running sums restart at the start of each task, so results
+// depend on that partition (a function of the shape and window) only, never on
+// the thread count.  A NaN or inf in the input makes every later running sum of
+// its task non-finite, so the kernel reports non-finite input from its last row
+// of y sums at no extra pass; the caller then raises.
+//
+// The mask variant compares each voxel with its threshold as numpy compares an
+// image with a float threshold image (v in double against the threshold rounded
+// to the output type), so it equals image > local(image) bit for bit.
 //
 // Median: per voxel, the window is gathered (border by index table) and the middle
 // element selected with nth_element: exact, O(window) per voxel, so only practical
@@ -52,6 +72,9 @@
 #include <limits>
 #include <type_traits>
 #include <vector>
+#if defined(__SSE2__) || defined(_M_X64)
+#include <emmintrin.h>
+#endif
 
 #include "core/parallel.hpp"
 #include "core/volume.hpp"
@@ -346,7 +369,8 @@ struct LocalParams {
 };
 
 namespace detail {
-constexpr int64_t kLocalZBlock = 64;   // planes per task; the z running sums restart at each block
+constexpr int64_t kLocalZBlock = 128;  // planes per z block (see local_threshold_impl)
+constexpr int64_t kLocalStream = int64_t(32) << 20;  // output bytes from which stores bypass the cache
 constexpr int64_t kLocalYBand = 256;   // rows per task when the rows are split (2D, thin volumes)
 constexpr int64_t kLocalRows = 4;      // rows whose x running sums run interleaved
 
@@ -500,6 +524,39 @@ struct LocalScratch {
 // Output rows y0 .. y1-1 of plane `o` (nx values per row) from the rows of `src`:
 // y running sums (restarted at y0) of the source rows, then x running sums over
 // each row extended by the border table, G rows interleaved, then the threshold.
+// Row of thresholds -> output type; with `stream`, non-temporal stores (the output
+// of a big volume is not read back soon, and they spare the read of each line
+// before it is written).  The conversion is the same (round to nearest) either way.
+template <class R>
+inline void store_row(R* o, const double* v, int64_t n, bool stream) {
+    int64_t c = 0;
+#if defined(__SSE2__) || defined(_M_X64)
+    if (stream) {
+        if constexpr (std::is_same_v<R, float>) {
+            for (; c < n && (reinterpret_cast<uintptr_t>(o + c) & 15); ++c) o[c] = static_cast<float>(v[c]);
+            for (; c + 4 <= n; c += 4) {
+                const __m128 lo = _mm_cvtpd_ps(_mm_loadu_pd(v + c)), hi = _mm_cvtpd_ps(_mm_loadu_pd(v + c + 2));
+                _mm_stream_ps(o + c, _mm_movelh_ps(lo, hi));
+            }
+        } else if constexpr (std::is_same_v<R, double>) {
+            for (; c < n && (reinterpret_cast<uintptr_t>(o + c) & 15); ++c) o[c] = v[c];
+            for (; c + 2 <= n; c += 2) _mm_stream_pd(o + c, _mm_loadu_pd(v + c));
+        }
+    }
+#else
+    (void)stream;
+#endif
+    for (; c < n; ++c) o[c] = static_cast<R>(v[c]);
+}
+
+inline void store_fence(bool stream) {
+#if defined(__SSE2__) || defined(_M_X64)
+    if (stream) _mm_sfence();
+#else
+    (void)stream;
+#endif
+}
+
 // O == R: the threshold image; O == uint8_t: the mask v > threshold (v from `vp`,
 // compared as numpy compares v with the float threshold).  Returns false when the
 // last row of y sums is not finite: the sums of a task carry every voxel they
@@ -507,7 +564,7 @@ struct LocalScratch {
 template <bool SQ, class R, class Src, class T, class O>
 bool plane_rows(const Src& src, int64_t y0, int64_t y1, int64_t nx, const LocalParams& p,
                 const std::vector<int64_t>& ty, const std::vector<int64_t>& tx, double ccol1, double ccol2,
-                double inv_n, LocalScratch& w, const T* vp, O* o) {
+                double inv_n, LocalScratch& w, const T* vp, O* o, bool stream) {
     constexpr int64_t G = kLocalRows;
     const int64_t wy = p.win[1], wx = p.win[2], rx = wx / 2, W = nx + 2 * rx;
     double* t1 = w.t1.data();
@@ -585,36 +642,36 @@ bool plane_rows(const Src& src, int64_t y0, int64_t y1, int64_t nx, const LocalP
                 }
             }
         }
-        // threshold (or mask)
+        // threshold, formed in place in the box-sum buffer, then stored (or compared)
         for (int64_t i = 0; i < g; ++i) {
-            O* oy = o + (yg + i) * nx;
-            const T* vy = vp + (yg + i) * nx;
-            const double* m1 = r1 + i * nx;
+            double* th = r1 + i * nx;
             const double* m2 = SQ ? r2 + i * nx : nullptr;
-            auto put = [&](int64_t c, double thr) {
-                if constexpr (std::is_same_v<O, uint8_t>)
-                    oy[c] = static_cast<double>(vy[c]) > static_cast<double>(static_cast<R>(thr));
-                else
-                    oy[c] = static_cast<R>(thr);
-            };
             if constexpr (!SQ) {
                 const double off = p.offset;
-                for (int64_t c = 0; c < nx; ++c) put(c, m1[c] * inv_n - off);
+                for (int64_t c = 0; c < nx; ++c) th[c] = th[c] * inv_n - off;
             } else {
                 const double k = p.k, rr = p.r;
                 if (p.op == LocalOp::niblack) {
                     for (int64_t c = 0; c < nx; ++c) {
-                        const double m = m1[c] * inv_n;
+                        const double m = th[c] * inv_n;
                         const double var = std::max(0.0, m2[c] * inv_n - m * m);
-                        put(c, m - k * std::sqrt(var));
+                        th[c] = m - k * std::sqrt(var);
                     }
                 } else {
                     for (int64_t c = 0; c < nx; ++c) {
-                        const double m = m1[c] * inv_n;
+                        const double m = th[c] * inv_n;
                         const double var = std::max(0.0, m2[c] * inv_n - m * m);
-                        put(c, m * (1.0 + k * (std::sqrt(var) / rr - 1.0)));
+                        th[c] = m * (1.0 + k * (std::sqrt(var) / rr - 1.0));
                     }
                 }
+            }
+            O* oy = o + (yg + i) * nx;
+            if constexpr (std::is_same_v<O, uint8_t>) {
+                const T* vy = vp + (yg + i) * nx;
+                for (int64_t c = 0; c < nx; ++c)
+                    oy[c] = static_cast<double>(vy[c]) > static_cast<double>(static_cast<R>(th[c]));
+            } else {
+                store_row(oy, th, nx, stream);
             }
         }
     }
@@ -636,11 +693,16 @@ bool local_threshold_impl(const T* img, O* out, const Shape& s, const LocalParam
     const double inv_n = 1.0 / (double(wz) * double(wy) * double(wx));
     const double ccol1 = cv * double(wz * wy), ccol2 = cv2 * double(wz * wy);
     // fixed task partition (depends on the shape and window only)
+    // z blocks: an even number, about kLocalZBlock planes or more each (each block
+    // re-reads the first window of wz planes, so fewer blocks read less); rows are
+    // split into bands of kLocalYBand when there are few blocks (or no z sums)
     const bool zsum = wz > 1;
-    const int64_t ZB = zsum ? kLocalZBlock : 1;
+    const int64_t nzb0 = 2 * ((nz + 2 * kLocalZBlock - 1) / (2 * kLocalZBlock));
+    const int64_t ZB = zsum ? std::max<int64_t>(1, (nz + nzb0 - 1) / nzb0) : 1;
     const int64_t nzb = (nz + ZB - 1) / ZB;
     const int64_t YB = (!zsum || nzb < 4) ? kLocalYBand : ny;
     const int64_t nyb = (ny + YB - 1) / YB;
+    const bool stream = !std::is_same_v<O, uint8_t> && nz * P * int64_t(sizeof(O)) >= kLocalStream;
     std::vector<uint8_t> finite(nzb * nyb, 1);
     parallel_for_dynamic(nzb * nyb, num_threads, [&](int64_t t) {
         const int64_t zb = t / nyb, yb = t % nyb;
@@ -652,8 +714,9 @@ bool local_threshold_impl(const T* img, O* out, const Shape& s, const LocalParam
         if (!zsum) {
             for (int64_t z = z0; z < z1; ++z) {
                 const DirectRows<T> src{img + z * P, nx, cv, cv2};
-                ok &= plane_rows<SQ, R>(src, y0, y1, nx, p, ty, tx, ccol1, ccol2, inv_n, w, img + z * P, out + z * P);
+                ok &= plane_rows<SQ, R>(src, y0, y1, nx, p, ty, tx, ccol1, ccol2, inv_n, w, img + z * P, out + z * P, stream);
             }
+            store_fence(stream);
             finite[t] = ok;
             return;
         }
@@ -698,8 +761,9 @@ bool local_threshold_impl(const T* img, O* out, const Shape& s, const LocalParam
                 src.cur = z;
                 src.slide = true;
             }
-            ok &= plane_rows<SQ, R>(src, y0, y1, nx, p, ty, tx, ccol1, ccol2, inv_n, w, img + z * P, out + z * P);
+            ok &= plane_rows<SQ, R>(src, y0, y1, nx, p, ty, tx, ccol1, ccol2, inv_n, w, img + z * P, out + z * P, stream);
         }
+        store_fence(stream);
         finite[t] = ok;
     });
     return std::all_of(finite.begin(), finite.end(), [](uint8_t f) { return f != 0; });

@@ -229,7 +229,7 @@ def multiotsu(counts, centers, classes):
 
 # ----------------------------------------------------------------- local statistics
 
-_ZB = 64  # planes per task (z running sums restart at each block), as kLocalZBlock
+_ZB = 128  # as kLocalZBlock: the task partition (and so every sum) is the C++ kernel's
 _YB = 256  # rows per task when the rows are split, as kLocalYBand
 _G = 4  # rows per group, as kLocalRows (only the grouping of rows, not the arithmetic)
 
@@ -267,7 +267,8 @@ def _table(n, r, mode):
 def _plane_rows(src1, src2, direct, lo, c1, c2, y0, y1, wy, wx, ty, tx, ccol1, ccol2, inv_n, sq, op, k, r, offset,
                 t1, t2, r1, r2, vplane, out, mo, mask):
     """Rows y0..y1-1 of one plane (see plane_rows in threshold.hpp); returns
-    whether the last row of y sums is finite."""
+    whether the last row of y sums is finite.  Values are widened with
+    np.float64(): numba's float() keeps a float32 a float32."""
     nx = vplane.shape[1]
     rx = wx // 2
     W = nx + 2 * rx
@@ -372,7 +373,8 @@ def _local(img, out, mo, mask, wz, wy, wx, mode, cv, op, k, r, offset):
     ccol1 = cv * float(wz * wy)
     ccol2 = cv2 * float(wz * wy)
     zsum = wz > 1
-    ZB = _ZB if zsum else 1
+    nzb0 = 2 * ((nz + 2 * _ZB - 1) // (2 * _ZB))
+    ZB = max(1, (nz + nzb0 - 1) // nzb0) if zsum else 1
     nzb = (nz + ZB - 1) // ZB
     YB = _YB if (not zsum or nzb < 4) else ny
     nyb = (ny + YB - 1) // YB
