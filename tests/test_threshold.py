@@ -405,6 +405,41 @@ def test_adaptive_task_partition(backend):
         np.testing.assert_array_equal(out, T.local(big, 3, "mean", backend="cpu", num_threads=1))
 
 
+def test_adaptive_isa_variants_identical(tmp_path):
+    """The run-time ISA variants of the box kernel (baseline / avx2 / avx512, one
+    process each, capped with MEDSEG_FAST_ISA) give the same bits, and the
+    baseline equals the numba backend."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("medseg_fast._core")
+    script = (
+        "import sys, numpy as np\n"
+        "from medseg_fast import threshold as T, _core\n"
+        "rng = np.random.default_rng(8)\n"
+        "v = rng.normal(40, 300, (23, 37, 131)).astype(np.float32)\n"  # odd sizes: every tail path
+        "i = rng.integers(-1024, 3000, (301, 277)).astype(np.int16)\n"
+        "np.savez(sys.argv[1], isa=_core.simd_isa(), m=T.local(v, (5, 7, 9), 'mean', mode='constant', cval=2.0,\n"
+        "         backend='cpu'), s=T.sauvola(v, 5, r=300.0, backend='cpu'), n=T.niblack(i, 11, backend='cpu'),\n"
+        "         k=T.local_mask(i, 15, offset=3.0, backend='cpu'))\n"
+    )
+    results = {}
+    for isa in ("baseline", "avx2", "avx512"):
+        out = tmp_path / f"{isa}.npz"
+        env = dict(os.environ, MEDSEG_FAST_ISA=isa)
+        subprocess.run([sys.executable, "-c", script, str(out)], check=True, env=env)
+        results[isa] = np.load(out)
+    base = results["baseline"]
+    assert str(base["isa"]) == "baseline"
+    rng = np.random.default_rng(8)
+    v = rng.normal(40, 300, (23, 37, 131)).astype(np.float32)
+    np.testing.assert_array_equal(base["s"], T.sauvola(v, 5, r=300.0, backend="numba"))
+    for isa, r in results.items():
+        for key in ("m", "s", "n", "k"):
+            np.testing.assert_array_equal(r[key], base[key], err_msg=f"{isa} {key}")
+
+
 # ---------------------------------------------------------------- helpers and CLI
 
 

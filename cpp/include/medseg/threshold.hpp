@@ -45,6 +45,9 @@
 //      threshold, written once (non-temporal stores for outputs of 32 MiB and
 //      more: they are not read back soon and the stores skip the line fill).
 // With a window one plane deep (2D), the y sums read the image rows directly.
+// A task is compiled for the baseline ISA and, on x86, for AVX2 and AVX-512
+// (core/simd.hpp, picked at run time); the build forbids contraction, so the
+// variants evaluate the same operations in the same order: same bits.
 // Everything accumulates in double: with a 51^3 window of CT values the sum of
 // squares reaches 1e11 and sum(v^2)/n - mean^2 cancels catastrophically in float32
 // (scikit-image computes the variance the same way, in float64).  Borders use
@@ -77,6 +80,7 @@
 #endif
 
 #include "core/parallel.hpp"
+#include "core/simd.hpp"
 #include "core/volume.hpp"
 
 namespace medseg {
@@ -407,7 +411,7 @@ struct SumRows {
     int64_t cur;
     bool slide;
     template <bool SQ>
-    void ready(int64_t r) const {
+    MEDSEG_ALWAYS_INLINE void ready(int64_t r) const {
         if (!slide || r < 0 || stamp[r - lo] == cur) return;
         stamp[r - lo] = cur;
         const int64_t off = (r - lo) * nx;
@@ -435,7 +439,7 @@ struct SumRows {
 // dst = src + (row_in - row_out) over nx columns (v and v^2), src == nullptr: dst =
 // dst + ...  Rows < 0 are constant rows.
 template <bool SQ, class T>
-inline void row_slide(const DirectRows<T>& s, int64_t rin, int64_t rout, const double* p1, const double* p2,
+MEDSEG_ALWAYS_INLINE void row_slide(const DirectRows<T>& s, int64_t rin, int64_t rout, const double* p1, const double* p2,
                       double* d1, double* d2) {
     const int64_t nx = s.nx;
     if (rin >= 0 && rout >= 0) {
@@ -456,7 +460,7 @@ inline void row_slide(const DirectRows<T>& s, int64_t rin, int64_t rout, const d
     }
 }
 template <bool SQ, class T>
-inline void row_slide(const SumRows<T>& s, int64_t rin, int64_t rout, const double* p1, const double* p2, double* d1,
+MEDSEG_ALWAYS_INLINE void row_slide(const SumRows<T>& s, int64_t rin, int64_t rout, const double* p1, const double* p2, double* d1,
                       double* d2) {
     const int64_t nx = s.nx;
     s.template ready<SQ>(rin);
@@ -481,7 +485,7 @@ inline void row_slide(const SumRows<T>& s, int64_t rin, int64_t rout, const doub
 }
 // d += row (v and v^2): the first window of a running sum.
 template <bool SQ, class T>
-inline void row_add(const DirectRows<T>& s, int64_t r, double* d1, double* d2) {
+MEDSEG_ALWAYS_INLINE void row_add(const DirectRows<T>& s, int64_t r, double* d1, double* d2) {
     const int64_t nx = s.nx;
     if (r < 0) {
         for (int64_t x = 0; x < nx; ++x) { d1[x] += s.c1; if constexpr (SQ) d2[x] += s.c2; }
@@ -495,7 +499,7 @@ inline void row_add(const DirectRows<T>& s, int64_t r, double* d1, double* d2) {
     }
 }
 template <bool SQ, class T>
-inline void row_add(const SumRows<T>& s, int64_t r, double* d1, double* d2) {
+MEDSEG_ALWAYS_INLINE void row_add(const SumRows<T>& s, int64_t r, double* d1, double* d2) {
     const int64_t nx = s.nx;
     s.template ready<SQ>(r);
     if (r < 0) {
@@ -528,7 +532,7 @@ struct LocalScratch {
 // of a big volume is not read back soon, and they spare the read of each line
 // before it is written).  The conversion is the same (round to nearest) either way.
 template <class R>
-inline void store_row(R* o, const double* v, int64_t n, bool stream) {
+MEDSEG_ALWAYS_INLINE void store_row(R* o, const double* v, int64_t n, bool stream) {
     int64_t c = 0;
 #if defined(__SSE2__) || defined(_M_X64)
     if (stream) {
@@ -549,7 +553,7 @@ inline void store_row(R* o, const double* v, int64_t n, bool stream) {
     for (; c < n; ++c) o[c] = static_cast<R>(v[c]);
 }
 
-inline void store_fence(bool stream) {
+MEDSEG_ALWAYS_INLINE void store_fence(bool stream) {
 #if defined(__SSE2__) || defined(_M_X64)
     if (stream) _mm_sfence();
 #else
@@ -562,7 +566,7 @@ inline void store_fence(bool stream) {
 // last row of y sums is not finite: the sums of a task carry every voxel they
 // met, so a NaN or inf anywhere in the task's input shows up there.
 template <bool SQ, class R, class Src, class T, class O>
-bool plane_rows(const Src& src, int64_t y0, int64_t y1, int64_t nx, const LocalParams& p,
+MEDSEG_ALWAYS_INLINE bool plane_rows(const Src& src, int64_t y0, int64_t y1, int64_t nx, const LocalParams& p,
                 const std::vector<int64_t>& ty, const std::vector<int64_t>& tx, double ccol1, double ccol2,
                 double inv_n, LocalScratch& w, const T* vp, O* o, bool stream) {
     constexpr int64_t G = kLocalRows;
@@ -681,6 +685,109 @@ bool plane_rows(const Src& src, int64_t y0, int64_t y1, int64_t nx, const LocalP
     return finite;
 }
 
+// Everything a task of local_threshold_impl reads.
+template <class T, class O>
+struct LocalCtx {
+    const T* img;
+    O* out;
+    const LocalParams* p;
+    int64_t nz, ny, nx, P, wz, wy, wx, rx;
+    const int64_t* tz;
+    const int64_t* ty;
+    const int64_t* tx;
+    const std::vector<int64_t>* tyv;
+    const std::vector<int64_t>* txv;
+    double cv, cv2, inv_n, ccol1, ccol2;
+    bool zsum, stream;
+    int64_t ZB, YB, nyb;
+};
+
+// One task: z block zb = t / nyb, row band yb = t % nyb.  Written once, always
+// inlined into the per-ISA wrappers below (core/simd.hpp): a wider ISA evaluates
+// the same operations in the same order (no contraction), so every variant gives
+// the same bits.
+template <bool SQ, class R, class T, class O>
+MEDSEG_ALWAYS_INLINE bool local_task(const LocalCtx<T, O>& c, int64_t t) {
+    const T* img = c.img;
+    O* out = c.out;
+    const LocalParams& p = *c.p;
+    const int64_t ny = c.ny, nx = c.nx, nz = c.nz, P = c.P, wz = c.wz, wy = c.wy, rx = c.rx;
+    const int64_t* tz = c.tz;
+    const std::vector<int64_t>& ty = *c.tyv;
+    const std::vector<int64_t>& tx = *c.txv;
+    const double cv = c.cv, cv2 = c.cv2, inv_n = c.inv_n, ccol1 = c.ccol1, ccol2 = c.ccol2;
+    const bool stream = c.stream;
+    const int64_t ZB = c.ZB, YB = c.YB, nyb = c.nyb;
+    const int64_t zb = t / nyb, yb = t % nyb;
+    bool ok = true;
+    const int64_t z0 = zb * ZB, z1 = std::min(nz, z0 + ZB);
+    const int64_t y0 = yb * YB, y1 = std::min(ny, y0 + YB);
+    LocalScratch w;
+    w.size(nx + 2 * rx, nx, SQ);
+    if (!c.zsum) {
+        for (int64_t z = z0; z < z1; ++z) {
+            const DirectRows<T> src{img + z * P, nx, cv, cv2};
+            ok &= plane_rows<SQ, R>(src, y0, y1, nx, p, ty, tx, ccol1, ccol2, inv_n, w, img + z * P, out + z * P, stream);
+        }
+        store_fence(stream);
+        return ok;
+    }
+    // rows of the planes this band reads
+    int64_t lo = ny, hi = 0;
+    for (int64_t i = y0; i < y1 - 1 + wy; ++i)
+        if (ty[i] >= 0) { lo = std::min(lo, ty[i]); hi = std::max(hi, ty[i] + 1); }
+    const int64_t M = (hi - lo) * nx;
+    std::vector<double> s1(M), s2(SQ ? M : 0);
+    std::vector<int64_t> stamp(hi - lo, z0);
+    // first window: z sums of v and v^2 over rows lo..hi-1 straight from the
+    // input, in blocks of columns kept in registers / L1 (plane order per voxel)
+    constexpr int64_t B = 256;
+    for (int64_t i0 = 0; i0 < M; i0 += B) {
+        const int64_t n = std::min(B, M - i0);
+        double acc1[B], acc2[B];
+        std::fill(acc1, acc1 + n, 0.0);
+        if constexpr (SQ) std::fill(acc2, acc2 + n, 0.0);
+        for (int64_t j = 0; j < wz; ++j) {
+            const int64_t zz = tz[z0 + j];
+            if (zz < 0) {
+                for (int64_t i = 0; i < n; ++i) { acc1[i] += cv; if constexpr (SQ) acc2[i] += cv2; }
+                continue;
+            }
+            const T* a = img + zz * P + lo * nx + i0;
+            for (int64_t i = 0; i < n; ++i) {
+                const double v = static_cast<double>(a[i]);
+                acc1[i] += v;
+                if constexpr (SQ) acc2[i] += v * v;
+            }
+        }
+        std::copy(acc1, acc1 + n, s1.data() + i0);
+        if constexpr (SQ) std::copy(acc2, acc2 + n, s2.data() + i0);
+    }
+    SumRows<T> src{s1.data(), SQ ? s2.data() : nullptr, nx, lo, cv * double(wz), cv2 * double(wz),
+                   nullptr, nullptr, cv, cv2, stamp.data(), z0, false};
+    for (int64_t z = z0; z < z1; ++z) {
+        if (z > z0) {
+            const int64_t zi = tz[z + wz - 1], zo = tz[z - 1];
+            src.pin = zi < 0 ? nullptr : img + zi * P;
+            src.pout = zo < 0 ? nullptr : img + zo * P;
+            src.cur = z;
+            src.slide = true;
+        }
+        ok &= plane_rows<SQ, R>(src, y0, y1, nx, p, ty, tx, ccol1, ccol2, inv_n, w, img + z * P, out + z * P, stream);
+    }
+    store_fence(stream);
+    return ok;
+}
+
+template <bool SQ, class R, class T, class O>
+bool local_task_base(const LocalCtx<T, O>& c, int64_t t) { return local_task<SQ, R>(c, t); }
+#if MEDSEG_X86_DISPATCH
+template <bool SQ, class R, class T, class O>
+MEDSEG_TARGET_AVX2 bool local_task_avx2(const LocalCtx<T, O>& c, int64_t t) { return local_task<SQ, R>(c, t); }
+template <bool SQ, class R, class T, class O>
+MEDSEG_TARGET_AVX512 bool local_task_avx512(const LocalCtx<T, O>& c, int64_t t) { return local_task<SQ, R>(c, t); }
+#endif
+
 template <bool SQ, class R, class T, class O>
 bool local_threshold_impl(const T* img, O* out, const Shape& s, const LocalParams& p, int num_threads) {
     const int64_t nz = s.nz, ny = s.ny, nx = s.nx, P = s.plane();
@@ -703,69 +810,15 @@ bool local_threshold_impl(const T* img, O* out, const Shape& s, const LocalParam
     const int64_t YB = (!zsum || nzb < 4) ? kLocalYBand : ny;
     const int64_t nyb = (ny + YB - 1) / YB;
     const bool stream = !std::is_same_v<O, uint8_t> && nz * P * int64_t(sizeof(O)) >= kLocalStream;
+    const LocalCtx<T, O> ctx{img, out, &p, nz, ny, nx, P, wz, wy, wx, rx, tz.data(), ty.data(), tx.data(), &ty, &tx,
+                             cv, cv2, inv_n, ccol1, ccol2, zsum, stream, ZB, YB, nyb};
+    bool (*task)(const LocalCtx<T, O>&, int64_t) = &local_task_base<SQ, R, T, O>;
+#if MEDSEG_X86_DISPATCH
+    if (active_isa() == Isa::avx512) task = &local_task_avx512<SQ, R, T, O>;
+    else if (active_isa() == Isa::avx2) task = &local_task_avx2<SQ, R, T, O>;
+#endif
     std::vector<uint8_t> finite(nzb * nyb, 1);
-    parallel_for_dynamic(nzb * nyb, num_threads, [&](int64_t t) {
-        const int64_t zb = t / nyb, yb = t % nyb;
-        bool ok = true;
-        const int64_t z0 = zb * ZB, z1 = std::min(nz, z0 + ZB);
-        const int64_t y0 = yb * YB, y1 = std::min(ny, y0 + YB);
-        LocalScratch w;
-        w.size(nx + 2 * rx, nx, SQ);
-        if (!zsum) {
-            for (int64_t z = z0; z < z1; ++z) {
-                const DirectRows<T> src{img + z * P, nx, cv, cv2};
-                ok &= plane_rows<SQ, R>(src, y0, y1, nx, p, ty, tx, ccol1, ccol2, inv_n, w, img + z * P, out + z * P, stream);
-            }
-            store_fence(stream);
-            finite[t] = ok;
-            return;
-        }
-        // rows of the planes this band reads
-        int64_t lo = ny, hi = 0;
-        for (int64_t i = y0; i < y1 - 1 + wy; ++i)
-            if (ty[i] >= 0) { lo = std::min(lo, ty[i]); hi = std::max(hi, ty[i] + 1); }
-        const int64_t M = (hi - lo) * nx;
-        std::vector<double> s1(M), s2(SQ ? M : 0);
-        std::vector<int64_t> stamp(hi - lo, z0);
-        // first window: z sums of v and v^2 over rows lo..hi-1 straight from the
-        // input, in blocks of columns kept in registers / L1 (plane order per voxel)
-        constexpr int64_t B = 256;
-        for (int64_t i0 = 0; i0 < M; i0 += B) {
-            const int64_t n = std::min(B, M - i0);
-            double acc1[B], acc2[B];
-            std::fill(acc1, acc1 + n, 0.0);
-            if constexpr (SQ) std::fill(acc2, acc2 + n, 0.0);
-            for (int64_t j = 0; j < wz; ++j) {
-                const int64_t zz = tz[z0 + j];
-                if (zz < 0) {
-                    for (int64_t i = 0; i < n; ++i) { acc1[i] += cv; if constexpr (SQ) acc2[i] += cv2; }
-                    continue;
-                }
-                const T* a = img + zz * P + lo * nx + i0;
-                for (int64_t i = 0; i < n; ++i) {
-                    const double v = static_cast<double>(a[i]);
-                    acc1[i] += v;
-                    if constexpr (SQ) acc2[i] += v * v;
-                }
-            }
-            std::copy(acc1, acc1 + n, s1.data() + i0);
-            if constexpr (SQ) std::copy(acc2, acc2 + n, s2.data() + i0);
-        }
-        SumRows<T> src{s1.data(), SQ ? s2.data() : nullptr, nx, lo, cv * double(wz), cv2 * double(wz),
-                       nullptr, nullptr, cv, cv2, stamp.data(), z0, false};
-        for (int64_t z = z0; z < z1; ++z) {
-            if (z > z0) {
-                const int64_t zi = tz[z + wz - 1], zo = tz[z - 1];
-                src.pin = zi < 0 ? nullptr : img + zi * P;
-                src.pout = zo < 0 ? nullptr : img + zo * P;
-                src.cur = z;
-                src.slide = true;
-            }
-            ok &= plane_rows<SQ, R>(src, y0, y1, nx, p, ty, tx, ccol1, ccol2, inv_n, w, img + z * P, out + z * P, stream);
-        }
-        store_fence(stream);
-        finite[t] = ok;
-    });
+    parallel_for_dynamic(nzb * nyb, num_threads, [&](int64_t t) { finite[t] = task(ctx, t); });
     return std::all_of(finite.begin(), finite.end(), [](uint8_t f) { return f != 0; });
 }
 }  // namespace detail
