@@ -142,10 +142,15 @@ def test_sauvola_3d(benchmark, who):
 
 
 @pytest.mark.parametrize("method", ["mean", "gaussian"])
-@pytest.mark.parametrize("who", ["medseg_fast", "medseg_fast-1t", "opencv-uint8"])
+@pytest.mark.parametrize("who", ["medseg_fast", "medseg_fast-1t", "medseg_fast-mask", "medseg_fast-mask-1t",
+                                 "opencv-uint8"])
 def test_adaptive_2d(benchmark, who, method):
+    """``image > local(image)`` (threshold image, then numpy's comparison) and the
+    fused :func:`local_mask` (same mask, no threshold image: the counterpart of
+    cv2.adaptiveThreshold, which also returns the mask) against OpenCV on uint8."""
     benchmark.group = f"adaptive-{method}-2d-block{BLOCK}"
     img = ct_phantom(SHAPE_2D, "float32")
+    nt = 1 if who.endswith("1t") else None
     if who == "opencv-uint8":
         cv2 = pytest.importorskip("cv2")
         u8 = np.ascontiguousarray(T.window(img, 40, 400, dtype=np.uint8))
@@ -154,9 +159,12 @@ def test_adaptive_2d(benchmark, who, method):
         ours = (u8 > T.local(u8, BLOCK, method, mode="nearest" if method == "gaussian" else "reflect"))
         # OpenCV rounds its uint8 mean and uses BORDER_REPLICATE|ISOLATED: agree on most pixels
         assert np.mean((out > 0) == ours) > 0.97
+    elif who.startswith("medseg_fast-mask"):
+        mask = _ours(benchmark, T.local_mask, img, BLOCK, method, num_threads=nt, role=who)
+        np.testing.assert_array_equal(mask, img > T.local(img, BLOCK, method))
     else:
         def run():
-            t = T.local(img, BLOCK, method, num_threads=1 if who.endswith("1t") else None)
+            t = T.local(img, BLOCK, method, num_threads=nt)
             return img > t
 
         mask = _ours(benchmark, run, role=who)

@@ -269,7 +269,8 @@ def test_sauvola_precision_big_window(backend):
 
 def test_adaptive_backends_and_threads_identical(vol3d, ct_small):
     for img in (vol3d, ct_small):
-        for fn, args in ((T.niblack, (5,)), (T.sauvola, (5,)), (T.local, (5, "mean")), (T.local, (3, "median"))):
+        for fn, args in ((T.niblack, (5,)), (T.sauvola, (5,)), (T.local, (5, "mean")), (T.local, (3, "median")),
+                         (T.local_mask, (5,))):
             r1 = fn(img, *args, backend="cpu", num_threads=1)
             np.testing.assert_array_equal(r1, fn(img, *args, backend="cpu", num_threads=2))
             np.testing.assert_array_equal(r1, fn(img, *args, backend="numba", num_threads=2))
@@ -334,6 +335,109 @@ def test_adaptive_bad_input(backend, vol3d):
         T.local(np.zeros((0, 4), np.float32), 3)
     with pytest.raises(InvalidImageError):
         T.niblack(np.zeros((2, 3, 4, 5), np.float32), 3)
+
+
+def test_local_mask_equals_binarized_local(backend, ct_small, vol3d):
+    # the fused mask is image > local(image) bit for bit, every dtype, 2D and 3D, border modes
+    rng = np.random.default_rng(7)
+    cases = [(ct_small, 11, "reflect"), (vol3d, (3, 5, 7), "constant"), (vol3d, 5, "wrap"),
+             (rng.integers(0, 256, (40, 50)).astype(np.uint8), 9, "nearest"),
+             (rng.integers(0, 4000, (6, 30, 20)).astype(np.uint16), 5, "mirror"),
+             (rng.integers(-70000, 70000, (30, 40)).astype(np.int32), 7, "reflect"),
+             (vol3d.astype(np.float64), 5, "reflect")]
+    for img, bs, mode in cases:
+        ref = img > T.local(img, bs, "mean", offset=1.5, mode=mode, cval=3.0, backend=backend)
+        m = T.local_mask(img, bs, offset=1.5, mode=mode, cval=3.0, backend=backend)
+        assert m.dtype == np.bool_ and m.shape == img.shape
+        np.testing.assert_array_equal(m, ref, err_msg=f"{img.dtype} {bs} {mode}")
+        assert 0 < m.sum() < m.size
+    for method in ("gaussian", "median"):
+        np.testing.assert_array_equal(T.local_mask(vol3d, 3, method, backend=backend),
+                                      vol3d > T.local(vol3d, 3, method, backend=backend))
+    for name, v in layouts(ct_small).items():
+        np.testing.assert_array_equal(T.local_mask(v, 11, backend=backend), ct_small > T.local(ct_small, 11, "mean"),
+                                      err_msg=name)
+    with pytest.raises(InvalidParameterError):
+        T.local_mask(vol3d, 4, backend=backend)
+    with pytest.raises(InvalidParameterError):
+        T.local_mask(vol3d, 5, "otsu", backend=backend)
+
+
+@pytest.mark.parametrize("where", [(0, 0, 0), (13, 17, 21), (7, 0, 11)])
+def test_adaptive_nonfinite_found_by_the_kernel(where, backend, vol3d):
+    # NaN/inf are reported by the box kernel itself (no separate scan): anywhere
+    # in the volume, in any z block / row band, 2D and 3D, and for the mask
+    for bad in (np.nan, np.inf, -np.inf):
+        img = vol3d.copy()
+        img[where] = bad
+        for fn in (lambda a: T.local(a, 5, "mean", backend=backend), lambda a: T.sauvola(a, 5, backend=backend),
+                   lambda a: T.niblack(a, (1, 3, 3), backend=backend), lambda a: T.local_mask(a, 3, backend=backend),
+                   lambda a: T.local(a[where[0]], 5, "mean", backend=backend)):
+            with pytest.raises(NonFiniteError, match="NaN"):
+                fn(img)
+    # a float64 image whose squares overflow is finite: no error, inf statistics
+    big = np.full((5, 6, 7), 1e200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = T.niblack(big, 3, backend=backend)
+    assert out.shape == big.shape
+
+
+def test_adaptive_task_partition(backend):
+    # volumes split into several z blocks and row bands (and one large enough for
+    # the non-temporal store path of the C++ kernel): cpu == numba exactly, both
+    # within float32 rounding of float64 box means
+    rng = np.random.default_rng(11)
+    small = rng.normal(40, 300, (300, 9, 300)).astype(np.float32)  # 2 z blocks of 150; 2 row bands in 2D
+    ref = T.local(small, (3, 3, 5), "mean", backend="cpu", num_threads=1)
+    np.testing.assert_array_equal(T.local(small, (3, 3, 5), "mean", backend=backend, num_threads=2), ref)
+    sl = small[140:160].astype(np.float64)
+    exact = sum(np.roll(np.roll(np.roll(sl, dz, 0), dy, 1), dx, 2)
+                for dz in (-1, 0, 1) for dy in (-1, 0, 1) for dx in (-2, -1, 0, 1, 2)) / 45
+    assert np.max(np.abs(ref[141:159, 1:-1, 2:-2] - exact[1:-1, 1:-1, 2:-2])) < 1e-4
+    plane = small[:, 4, :].copy()  # 2D, 300 rows: bands of 256 + 44
+    np.testing.assert_array_equal(T.local(plane, 9, "mean", backend=backend),
+                                  T.local(plane, 9, "mean", backend="cpu", num_threads=1))
+    if backend == "cpu":
+        big = rng.normal(40, 300, (140, 256, 256)).astype(np.float32)  # 36 MiB of output: streamed stores
+        out = T.local(big, 3, "mean", backend="cpu")
+        np.testing.assert_array_equal(out, T.local(big, 3, "mean", backend="numba"))
+        np.testing.assert_array_equal(out, T.local(big, 3, "mean", backend="cpu", num_threads=1))
+
+
+def test_adaptive_isa_variants_identical(tmp_path):
+    """The run-time ISA variants of the box kernel (baseline / avx2 / avx512, one
+    process each, capped with MEDSEG_FAST_ISA) give the same bits, and the
+    baseline equals the numba backend."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("medseg_fast._core")
+    script = (
+        "import sys, numpy as np\n"
+        "from medseg_fast import threshold as T, _core\n"
+        "rng = np.random.default_rng(8)\n"
+        "v = rng.normal(40, 300, (23, 37, 131)).astype(np.float32)\n"  # odd sizes: every tail path
+        "i = rng.integers(-1024, 3000, (301, 277)).astype(np.int16)\n"
+        "np.savez(sys.argv[1], isa=_core.simd_isa(), m=T.local(v, (5, 7, 9), 'mean', mode='constant', cval=2.0,\n"
+        "         backend='cpu'), s=T.sauvola(v, 5, r=300.0, backend='cpu'), n=T.niblack(i, 11, backend='cpu'),\n"
+        "         k=T.local_mask(i, 15, offset=3.0, backend='cpu'))\n"
+    )
+    results = {}
+    for isa in ("baseline", "avx2", "avx512"):
+        out = tmp_path / f"{isa}.npz"
+        env = dict(os.environ, MEDSEG_FAST_ISA=isa)
+        subprocess.run([sys.executable, "-c", script, str(out)], check=True, env=env)
+        results[isa] = np.load(out)
+    base = results["baseline"]
+    assert str(base["isa"]) == "baseline"
+    rng = np.random.default_rng(8)
+    v = rng.normal(40, 300, (23, 37, 131)).astype(np.float32)
+    np.testing.assert_array_equal(base["s"], T.sauvola(v, 5, r=300.0, backend="numba"))
+    for isa, r in results.items():
+        for key in ("m", "s", "n", "k"):
+            np.testing.assert_array_equal(r[key], base[key], err_msg=f"{isa} {key}")
 
 
 # ---------------------------------------------------------------- helpers and CLI

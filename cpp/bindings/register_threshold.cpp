@@ -104,9 +104,8 @@ py::array multiotsu_py(const py::array& counts, const py::array& centers, int cl
     return out;
 }
 
-py::array local_threshold_py(const py::array& image, const std::vector<int64_t>& win, int mode, double cval, int op,
-                             double k, double r, double offset, int num_threads) {
-    const Shape s = shape_of(image);
+LocalParams local_params(const std::vector<int64_t>& win, int mode, double cval, int op, double k, double r,
+                         double offset) {
     if (win.size() != 3) throw py::value_error("window must have 3 entries (z, y, x)");
     if (mode < 0 || mode > 4) throw py::value_error("bad border mode");
     if (op < 0 || op > 2) throw py::value_error("bad local operation");
@@ -119,9 +118,36 @@ py::array local_threshold_py(const py::array& image, const std::vector<int64_t>&
     p.cval = cval;
     p.op = static_cast<LocalOp>(op);
     p.k = k; p.r = r; p.offset = offset;
-    return bind::map_to_real(image, [&](auto ip, auto op) {
-        local_threshold(ip, op, s, p, num_threads);
+    return p;
+}
+
+// (threshold image, finite): finite is false when the input held NaN/inf.
+py::tuple local_threshold_py(const py::array& image, const std::vector<int64_t>& win, int mode, double cval, int op,
+                             double k, double r, double offset, int num_threads) {
+    const Shape s = shape_of(image);
+    const LocalParams p = local_params(win, mode, cval, op, k, r, offset);
+    bool finite = true;
+    py::array out = bind::map_to_real(image, [&](auto ip, auto op) {
+        finite = local_threshold(ip, op, s, p, num_threads);
     });
+    return py::make_tuple(out, finite);
+}
+
+// (image > threshold image as bool, finite), without the threshold image.
+py::tuple local_mask_py(const py::array& image, const std::vector<int64_t>& win, int mode, double cval, int op,
+                        double k, double r, double offset, int num_threads) {
+    const Shape s = shape_of(image);
+    const LocalParams p = local_params(win, mode, cval, op, k, r, offset);
+    auto out = py::array_t<bool>(bind::dims_of(image));
+    uint8_t* mp = reinterpret_cast<uint8_t*>(out.mutable_data());
+    const bool finite = dispatch<intensity_types>(dtype_tag(image.dtype()), [&](auto tag) {
+        using T = decltype(tag);
+        auto in = c_array<T>(image);
+        const T* ip = in.data();
+        py::gil_scoped_release release;  // reads ip, writes mp only
+        return local_threshold_mask<T, real_t<T>>(ip, mp, s, p, num_threads);
+    });
+    return py::make_tuple(out, finite);
 }
 
 py::array local_median_py(const py::array& image, const std::vector<int64_t>& win, int mode, double cval,
@@ -177,7 +203,11 @@ MEDSEG_REGISTER(threshold) {
           py::arg("num_threads"));
     m.def("multiotsu", &multiotsu_py, py::arg("counts"), py::arg("centers"), py::arg("classes"));
     m.def("local_threshold", &local_threshold_py, py::arg("image"), py::arg("window"), py::arg("mode"),
-          py::arg("cval"), py::arg("op"), py::arg("k"), py::arg("r"), py::arg("offset"), py::arg("num_threads"));
+          py::arg("cval"), py::arg("op"), py::arg("k"), py::arg("r"), py::arg("offset"), py::arg("num_threads"),
+          "(threshold image, finite): local mean / Niblack / Sauvola; finite is False if the input held NaN/inf");
+    m.def("local_mask", &local_mask_py, py::arg("image"), py::arg("window"), py::arg("mode"), py::arg("cval"),
+          py::arg("op"), py::arg("k"), py::arg("r"), py::arg("offset"), py::arg("num_threads"),
+          "(image > threshold image, finite) without storing the threshold image");
     m.def("local_median", &local_median_py, py::arg("image"), py::arg("window"), py::arg("mode"), py::arg("cval"),
           py::arg("offset"), py::arg("num_threads"));
     m.def("classify", &classify_py, py::arg("image"), py::arg("mask"), py::arg("thresholds"),

@@ -28,10 +28,11 @@ import numpy as np
 from . import _backend
 from ._dispatch import family
 from ._errors import EmptyImageError, InvalidImageError, InvalidParameterError, MedsegWarning, NonFiniteError
-from ._validation import check_image, check_mask, check_threads, core_axes, native_c, per_axis, unwrap_image
+from ._validation import (check_finite, check_image, check_mask, check_threads, core_axes, native_c, per_axis,
+                          unwrap_image)
 
 __all__ = ["histogram", "otsu", "multiotsu", "li", "yen", "triangle", "isodata", "mean", "minimum", "local",
-           "niblack", "sauvola", "window", "binarize"]
+           "niblack", "sauvola", "local_mask", "window", "binarize"]
 
 _MODES = {"nearest": 0, "reflect": 1, "mirror": 2, "wrap": 3, "constant": 4}
 _EXACT_MAX_BINS = 1 << 20  # 32-bit integer images with a wider range are binned (nbins=256)
@@ -586,12 +587,28 @@ def _window_voxels(size, arr, spacing, name):
     return win
 
 
-def _prep_adaptive(image, spacing, backend, num_threads):
+def _prep_adaptive(image, spacing, backend, num_threads, finite=True):
     image, spacing = unwrap_image(image, spacing)
-    arr = check_image(image)
+    arr = check_image(image, finite=finite)
     nt = check_threads(num_threads)
     name = _backend.resolve(backend, arr, supported=("cpu", "numba"))
     return arr, spacing, nt, name
+
+
+def _box(arr, name, win, mode, cval, op, k, r, offset, nt, mask=False):
+    """Box-statistics kernel (threshold image, or the mask ``arr > threshold``).
+
+    The NaN/inf check rides on the kernel: its running sums carry every voxel,
+    so the kernel reports a non-finite input without a separate pass, and only
+    then is the image scanned (for the message)."""
+    view, transposed = native_c(arr.view(np.uint8) if arr.dtype == np.bool_ else arr)
+    win_c = [int(w) for w in core_axes(win, arr.ndim, transposed, fill=1)]
+    fam = family(name, "threshold")
+    fn = fam.local_mask if mask else fam.local_threshold
+    out, finite = fn(view, win_c, _MODES[mode], cval, op, k, r, offset, nt)
+    if not finite:
+        check_finite(arr)  # raises NonFiniteError; passes only if a float64 sum overflowed
+    return out.T if transposed else out
 
 
 def _finite(v, name):
@@ -652,14 +669,8 @@ def local(image, block_size, method="gaussian", offset=0.0, *, mode="reflect", c
     >>> float(local(img, 3, "mean")[2, 2])
     12.0
     """
-    arr, spacing, nt, name = _prep_adaptive(image, spacing, backend, num_threads)
-    if method not in ("gaussian", "mean", "median"):
-        raise InvalidParameterError(f"method must be 'gaussian', 'mean' or 'median', got {method!r}")
-    if mode not in _MODES:
-        raise InvalidParameterError(f"mode must be one of {', '.join(_MODES)}, got {mode!r}")
-    offset = _finite(offset, "offset")
-    cval = _finite(cval, "cval")
-    win = _window_voxels(block_size, arr, spacing, "block_size")
+    arr, spacing, nt, name, win, offset, cval = _prep_local(image, block_size, method, offset, mode, cval, spacing,
+                                                            backend, num_threads)
     if method == "gaussian":
         # the package's scipy-exact separable Gaussian (medseg_fast.filters), with
         # scikit-image's sigma = (block_size - 1) / 6 per axis and truncate 4
@@ -670,17 +681,67 @@ def local(image, block_size, method="gaussian", offset=0.0, *, mode="reflect", c
         if offset:
             out -= out.dtype.type(offset)
         return out
+    if method == "mean":
+        return _box(arr, name, win, mode, cval, 0, 0.0, 1.0, offset, nt)
+    check_finite(arr)
     view, transposed = native_c(arr.view(np.uint8) if arr.dtype == np.bool_ else arr)
     win_c = [int(w) for w in core_axes(win, arr.ndim, transposed, fill=1)]
-    if method == "mean":
-        out = family(name, "threshold").local_threshold(view, win_c, _MODES[mode], cval, 0, 0.0, 1.0, offset, nt)
-    else:
-        out = family(name, "threshold").local_median(view, win_c, _MODES[mode], cval, offset, nt)
+    out = family(name, "threshold").local_median(view, win_c, _MODES[mode], cval, offset, nt)
     return out.T if transposed else out
 
 
+def _prep_local(image, block_size, method, offset, mode, cval, spacing, backend, num_threads):
+    # NaN/inf: checked by the box kernel itself ('mean'), by filters.gaussian, or
+    # before the median
+    arr, spacing, nt, name = _prep_adaptive(image, spacing, backend, num_threads, finite=False)
+    if method not in ("gaussian", "mean", "median"):
+        raise InvalidParameterError(f"method must be 'gaussian', 'mean' or 'median', got {method!r}")
+    if mode not in _MODES:
+        raise InvalidParameterError(f"mode must be one of {', '.join(_MODES)}, got {mode!r}")
+    offset = _finite(offset, "offset")
+    cval = _finite(cval, "cval")
+    win = _window_voxels(block_size, arr, spacing, "block_size")
+    return arr, spacing, nt, name, win, offset, cval
+
+
+def local_mask(image, block_size, method="mean", offset=0.0, *, mode="reflect", cval=0.0, spacing=None,
+               backend="auto", num_threads=None):
+    """Foreground mask of a local threshold: ``image > local(image, ...)``.
+
+    The same answer as ``binarize(image, local(image, block_size, method,
+    offset, ...))``, bit for bit, but for ``method='mean'`` the threshold image
+    is never stored: the box mean is compared with each voxel as it is
+    computed, so the call reads the image and writes one byte per voxel (the
+    counterpart of ``cv2.adaptiveThreshold``, which also returns the mask).
+
+    Parameters
+    ----------
+    image, block_size, method, offset, mode, cval, spacing, backend, num_threads
+        As in :func:`local`.
+
+    Returns
+    -------
+    ndarray of bool, the image's shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from medseg_fast.threshold import local, local_mask
+    >>> img = np.zeros((7, 7), np.float32); img[3, 3] = 9
+    >>> m = local_mask(img, 3, offset=-0.5)
+    >>> int(m.sum()), bool((m == (img > local(img, 3, "mean", offset=-0.5))).all())
+    (1, True)
+    """
+    arr, spacing, nt, name, win, offset, cval = _prep_local(image, block_size, method, offset, mode, cval, spacing,
+                                                            backend, num_threads)
+    if method == "mean":
+        return _box(arr, name, win, mode, cval, 0, 0.0, 1.0, offset, nt, mask=True)
+    t = local(arr, win, method, offset, mode=mode, cval=cval, backend=name, num_threads=num_threads)
+    return np.greater(arr, t)
+
+
 def _mean_std_threshold(image, window_size, op, k, r, spacing, backend, num_threads, fname):
-    arr, spacing, nt, name = _prep_adaptive(image, spacing, backend, num_threads)
+    arr, spacing, nt, name = _prep_adaptive(image, spacing, backend, num_threads, finite=False)
     k = _finite(k, "k")
     win = _window_voxels(window_size, arr, spacing, "window_size")
     if op == 2:
@@ -697,10 +758,7 @@ def _mean_std_threshold(image, window_size, op, k, r, spacing, backend, num_thre
             raise InvalidParameterError(f"r must be > 0, got {r}")
     else:
         r = 1.0
-    view, transposed = native_c(arr.view(np.uint8) if arr.dtype == np.bool_ else arr)
-    win_c = [int(w) for w in core_axes(win, arr.ndim, transposed, fill=1)]
-    out = family(name, "threshold").local_threshold(view, win_c, _MODES["mirror"], 0.0, op, k, r, 0.0, nt)
-    return out.T if transposed else out
+    return _box(arr, name, win, "mirror", 0.0, op, k, r, 0.0, nt)
 
 
 def niblack(image, window_size=15, k=0.2, *, spacing=None, backend="auto", num_threads=None):

@@ -29,17 +29,40 @@
 // Local statistics.  The mean and standard deviation over a box window (Niblack
 // 1986, "An Introduction to Digital Image Processing"; Sauvola & Pietikainen 2000,
 // Pattern Recognition 33(2)) are separable box sums of v and v^2, computed with
-// running sums so the cost per voxel does not depend on the window: per row a
-// running sum along x, per plane a running sum of those rows along y, and along z
-// a running sum of planes (the plane entering the window is added, the one leaving
-// subtracted; both are recomputed rather than stored, which keeps the memory at a
-// few plane-sized buffers per task).  Everything accumulates in double: with a 51^3
-// window of CT values the sum of squares reaches 1e11 and sum(v^2)/n - mean^2
-// cancels catastrophically in float32.  Borders use scipy.ndimage's modes through
-// index tables, so no padded copy is made.  The work is split into fixed tasks of
-// (z-block of 64 planes, x-chunk of 128 columns); the running sums restart at the
-// start of each task, so results depend on that fixed partition only, never on
-// the thread count.
+// running sums so the cost per voxel does not depend on the window (the
+// summed-area idea of Crow 1984, kept as running window sums rather than prefix
+// sums so that large sums never swamp small windows).  Order of the passes:
+//   z: a task keeps, for every (y, x) of its rows, the sum over the z window of
+//      the input itself (double): the first window is added up, then per output
+//      plane the entering plane is added and the leaving one subtracted, straight
+//      from the input, row by row just before the row is first needed (so it is
+//      still in L1);  the input is read about twice, nothing volume-sized is
+//      allocated besides the output;
+//   y: per output plane, running sums of those rows along y (border rows by
+//      table), one row buffer per output row of a group of four;
+//   x: running sums along each extended row (border columns copied by table),
+//      four rows interleaved so that their dependency chains overlap; then the
+//      threshold, written once (non-temporal stores for outputs of 32 MiB and
+//      more: they are not read back soon and the stores skip the line fill).
+// With a window one plane deep (2D), the y sums read the image rows directly.
+// A task is compiled for the baseline ISA and, on x86, for AVX2 and AVX-512
+// (core/simd.hpp, picked at run time); the build forbids contraction, so the
+// variants evaluate the same operations in the same order: same bits.
+// Everything accumulates in double: with a 51^3 window of CT values the sum of
+// squares reaches 1e11 and sum(v^2)/n - mean^2 cancels catastrophically in float32
+// (scikit-image computes the variance the same way, in float64).  Borders use
+// scipy.ndimage's modes through index tables, so no padded copy is made.
+// The work is split into fixed tasks: an even number of z blocks of about 128
+// planes (each re-reads its first window of planes) and, for few blocks or 2D,
+// bands of 256 rows; running sums restart at the start of each task, so results
+// depend on that partition (a function of the shape and window) only, never on
+// the thread count.  A NaN or inf in the input makes every later running sum of
+// its task non-finite, so the kernel reports non-finite input from its last row
+// of y sums at no extra pass; the caller then raises.
+//
+// The mask variant compares each voxel with its threshold as numpy compares an
+// image with a float threshold image (v in double against the threshold rounded
+// to the output type), so it equals image > local(image) bit for bit.
 //
 // Median: per voxel, the window is gathered (border by index table) and the middle
 // element selected with nth_element: exact, O(window) per voxel, so only practical
@@ -52,8 +75,12 @@
 #include <limits>
 #include <type_traits>
 #include <vector>
+#if defined(__SSE2__) || defined(_M_X64)
+#include <emmintrin.h>
+#endif
 
 #include "core/parallel.hpp"
+#include "core/simd.hpp"
 #include "core/volume.hpp"
 
 namespace medseg {
@@ -346,8 +373,10 @@ struct LocalParams {
 };
 
 namespace detail {
-constexpr int64_t kLocalZBlock = 64;
-constexpr int64_t kLocalXChunk = 128;
+constexpr int64_t kLocalZBlock = 128;  // planes per z block (see local_threshold_impl)
+constexpr int64_t kLocalStream = int64_t(32) << 20;  // output bytes from which stores bypass the cache
+constexpr int64_t kLocalYBand = 256;   // rows per task when the rows are split (2D, thin volumes)
+constexpr int64_t kLocalRows = 4;      // rows whose x running sums run interleaved
 
 inline std::vector<int64_t> border_table(int64_t n, int64_t r, BorderMode mode) {
     std::vector<int64_t> t(n + 2 * r);
@@ -355,198 +384,461 @@ inline std::vector<int64_t> border_table(int64_t n, int64_t r, BorderMode mode) 
     return t;
 }
 
-// Box sums over the (y, x) window of plane `z` (z < 0: a constant plane), for the
-// columns c0 .. c0+cw-1; out1/out2 hold ny*cw values (out2 may be null).
+// One source of (y, x) rows for the y running sums: either the image plane itself
+// (values and their squares formed on the fly; windows one plane deep along z) or
+// the z-window sums of a task (separate sums of v and v^2, `rows` offset by `lo`).
+// Row index < 0 (constant mode): every column holds c1 / c2.
 template <class T>
-void plane_box(const T* img, const Shape& s, int64_t z, int64_t c0, int64_t cw, const LocalParams& p,
-               const std::vector<int64_t>& ty, const std::vector<int64_t>& tx, std::vector<double>& rowbuf,
-               std::vector<double>& hx1, std::vector<double>& hx2, double* out1, double* out2) {
-    const int64_t ny = s.ny, nx = s.nx, ry = p.win[1] / 2, rx = p.win[2] / 2, wy = p.win[1], wx = p.win[2];
-    const bool sq = out2 != nullptr;
-    const double cv = p.cval;
-    if (z < 0) {  // constant plane (mode constant along z)
-        const double a = cv * double(wy * wx), b = cv * cv * double(wy * wx);
-        for (int64_t i = 0; i < ny * cw; ++i) { out1[i] = a; if (sq) out2[i] = b; }
+struct DirectRows {
+    const T* plane;
+    int64_t nx;
+    double c1, c2;
+    static constexpr bool direct = true;
+};
+template <class T>
+struct SumRows {
+    double* s1;
+    double* s2;
+    int64_t nx, lo;
+    double c1, c2;
+    // lazy z step: row r of the sums is moved to the current plane (+ plane pin,
+    // - plane pout; nullptr: a constant plane of cv) just before its first use,
+    // so that it is still in L1 when the y sums read it
+    const T* pin;
+    const T* pout;
+    double cv, cv2;
+    int64_t* stamp;
+    int64_t cur;
+    bool slide;
+    template <bool SQ>
+    MEDSEG_ALWAYS_INLINE void ready(int64_t r) const {
+        if (!slide || r < 0 || stamp[r - lo] == cur) return;
+        stamp[r - lo] = cur;
+        const int64_t off = (r - lo) * nx;
+        double* a1 = s1 + off;
+        double* a2 = SQ ? s2 + off : nullptr;
+        const T* a = pin ? pin + r * nx : nullptr;
+        const T* b = pout ? pout + r * nx : nullptr;
+        if (a && b) {
+            for (int64_t i = 0; i < nx; ++i) {
+                const double va = static_cast<double>(a[i]), vb = static_cast<double>(b[i]);
+                a1[i] = a1[i] + (va - vb);
+                if constexpr (SQ) a2[i] = a2[i] + (va * va - vb * vb);
+            }
+        } else {
+            for (int64_t i = 0; i < nx; ++i) {
+                const double va = a ? static_cast<double>(a[i]) : cv;
+                const double vb = b ? static_cast<double>(b[i]) : cv;
+                a1[i] = a1[i] + (va - vb);
+                if constexpr (SQ) a2[i] = a2[i] + (va * va - vb * vb);
+            }
+        }
+    }
+};
+
+// dst = src + (row_in - row_out) over nx columns (v and v^2), src == nullptr: dst =
+// dst + ...  Rows < 0 are constant rows.
+template <bool SQ, class T>
+MEDSEG_ALWAYS_INLINE void row_slide(const DirectRows<T>& s, int64_t rin, int64_t rout, const double* p1, const double* p2,
+                      double* d1, double* d2) {
+    const int64_t nx = s.nx;
+    if (rin >= 0 && rout >= 0) {
+        const T* a = s.plane + rin * nx;
+        const T* b = s.plane + rout * nx;
+        for (int64_t x = 0; x < nx; ++x) {
+            const double va = static_cast<double>(a[x]), vb = static_cast<double>(b[x]);
+            d1[x] = p1[x] + (va - vb);
+            if constexpr (SQ) d2[x] = p2[x] + (va * va - vb * vb);
+        }
         return;
     }
-    const T* plane = img + z * s.plane();
-    // x pass: running sums along each row, restricted to the chunk.  Rows go in
-    // groups of G, their running sums interleaved so that G independent
-    // dependency chains overlap (the arithmetic of each row is unchanged).
-    constexpr int64_t G = 4;
-    const int64_t n = cw + 2 * rx;
-    const int64_t jlo = std::clamp<int64_t>(rx - c0, 0, n), jhi = std::clamp<int64_t>(nx - c0 + rx, jlo, n);
-    for (int64_t y0 = 0; y0 < ny; y0 += G) {
-        const int64_t g = std::min<int64_t>(G, ny - y0);
-        for (int64_t r = 0; r < g; ++r) {
-            const T* row = plane + (y0 + r) * nx;
-            double* rb = rowbuf.data() + r * n;
-            // rb[j] = value at column c0 - rx + j (tx is offset by rx); the
-            // columns inside the image are copied directly, the others by table
-            for (int64_t j = 0; j < jlo; ++j) {
-                const int64_t src = tx[c0 + j];
-                rb[j] = src < 0 ? cv : static_cast<double>(row[src]);
-            }
-            const T* direct = row + (c0 - rx);
-            for (int64_t j = jlo; j < jhi; ++j) rb[j] = static_cast<double>(direct[j]);
-            for (int64_t j = jhi; j < n; ++j) {
-                const int64_t src = tx[c0 + j];
-                rb[j] = src < 0 ? cv : static_cast<double>(row[src]);
-            }
+    for (int64_t x = 0; x < nx; ++x) {
+        const double va = rin < 0 ? s.c1 : static_cast<double>(s.plane[rin * nx + x]);
+        const double vb = rout < 0 ? s.c1 : static_cast<double>(s.plane[rout * nx + x]);
+        d1[x] = p1[x] + (va - vb);
+        if constexpr (SQ) d2[x] = p2[x] + (va * va - vb * vb);
+    }
+}
+template <bool SQ, class T>
+MEDSEG_ALWAYS_INLINE void row_slide(const SumRows<T>& s, int64_t rin, int64_t rout, const double* p1, const double* p2, double* d1,
+                      double* d2) {
+    const int64_t nx = s.nx;
+    s.template ready<SQ>(rin);
+    s.template ready<SQ>(rout);
+    const double* a1 = rin < 0 ? nullptr : s.s1 + (rin - s.lo) * nx;
+    const double* b1 = rout < 0 ? nullptr : s.s1 + (rout - s.lo) * nx;
+    if (a1 && b1) {
+        for (int64_t x = 0; x < nx; ++x) d1[x] = p1[x] + (a1[x] - b1[x]);
+        if constexpr (SQ) {
+            const double* a2 = s.s2 + (rin - s.lo) * nx;
+            const double* b2 = s.s2 + (rout - s.lo) * nx;
+            for (int64_t x = 0; x < nx; ++x) d2[x] = p2[x] + (a2[x] - b2[x]);
         }
-        if (g == G) {
-            const double *b0 = rowbuf.data(), *b1 = b0 + n, *b2 = b1 + n, *b3 = b2 + n;
-            double s0 = 0, s1 = 0, s2 = 0, s3 = 0, q0 = 0, q1 = 0, q2 = 0, q3 = 0;
-            for (int64_t j = 0; j < wx; ++j) {
-                s0 += b0[j]; s1 += b1[j]; s2 += b2[j]; s3 += b3[j];
-                if (sq) { q0 += b0[j] * b0[j]; q1 += b1[j] * b1[j]; q2 += b2[j] * b2[j]; q3 += b3[j] * b3[j]; }
+        return;
+    }
+    for (int64_t x = 0; x < nx; ++x) d1[x] = p1[x] + ((a1 ? a1[x] : s.c1) - (b1 ? b1[x] : s.c1));
+    if constexpr (SQ) {
+        const double* a2 = rin < 0 ? nullptr : s.s2 + (rin - s.lo) * nx;
+        const double* b2 = rout < 0 ? nullptr : s.s2 + (rout - s.lo) * nx;
+        for (int64_t x = 0; x < nx; ++x) d2[x] = p2[x] + ((a2 ? a2[x] : s.c2) - (b2 ? b2[x] : s.c2));
+    }
+}
+// d += row (v and v^2): the first window of a running sum.
+template <bool SQ, class T>
+MEDSEG_ALWAYS_INLINE void row_add(const DirectRows<T>& s, int64_t r, double* d1, double* d2) {
+    const int64_t nx = s.nx;
+    if (r < 0) {
+        for (int64_t x = 0; x < nx; ++x) { d1[x] += s.c1; if constexpr (SQ) d2[x] += s.c2; }
+        return;
+    }
+    const T* a = s.plane + r * nx;
+    for (int64_t x = 0; x < nx; ++x) {
+        const double v = static_cast<double>(a[x]);
+        d1[x] += v;
+        if constexpr (SQ) d2[x] += v * v;
+    }
+}
+template <bool SQ, class T>
+MEDSEG_ALWAYS_INLINE void row_add(const SumRows<T>& s, int64_t r, double* d1, double* d2) {
+    const int64_t nx = s.nx;
+    s.template ready<SQ>(r);
+    if (r < 0) {
+        for (int64_t x = 0; x < nx; ++x) { d1[x] += s.c1; if constexpr (SQ) d2[x] += s.c2; }
+        return;
+    }
+    const double* a1 = s.s1 + (r - s.lo) * nx;
+    for (int64_t x = 0; x < nx; ++x) d1[x] += a1[x];
+    if constexpr (SQ) {
+        const double* a2 = s.s2 + (r - s.lo) * nx;
+        for (int64_t x = 0; x < nx; ++x) d2[x] += a2[x];
+    }
+}
+
+// Per-task scratch: G rows of y-window sums (extended by rx columns each side for
+// the x window) and G rows of box sums.
+struct LocalScratch {
+    std::vector<double> t1, t2, r1, r2;
+    void size(int64_t W, int64_t nx, bool sq) {
+        const int64_t G = kLocalRows;
+        t1.assign(G * W, 0.0); r1.assign(G * nx, 0.0);
+        if (sq) { t2.assign(G * W, 0.0); r2.assign(G * nx, 0.0); }
+    }
+};
+
+// Output rows y0 .. y1-1 of plane `o` (nx values per row) from the rows of `src`:
+// y running sums (restarted at y0) of the source rows, then x running sums over
+// each row extended by the border table, G rows interleaved, then the threshold.
+// Row of thresholds -> output type; with `stream`, non-temporal stores (the output
+// of a big volume is not read back soon, and they spare the read of each line
+// before it is written).  The conversion is the same (round to nearest) either way.
+template <class R>
+MEDSEG_ALWAYS_INLINE void store_row(R* o, const double* v, int64_t n, bool stream) {
+    int64_t c = 0;
+#if defined(__SSE2__) || defined(_M_X64)
+    if (stream) {
+        if constexpr (std::is_same_v<R, float>) {
+            for (; c < n && (reinterpret_cast<uintptr_t>(o + c) & 15); ++c) o[c] = static_cast<float>(v[c]);
+            for (; c + 4 <= n; c += 4) {
+                const __m128 lo = _mm_cvtpd_ps(_mm_loadu_pd(v + c)), hi = _mm_cvtpd_ps(_mm_loadu_pd(v + c + 2));
+                _mm_stream_ps(o + c, _mm_movelh_ps(lo, hi));
             }
-            double* h0 = hx1.data() + y0 * cw;
-            h0[0] = s0; h0[cw] = s1; h0[2 * cw] = s2; h0[3 * cw] = s3;
-            for (int64_t c = 1; c < cw; ++c) {
-                s0 += b0[c + wx - 1] - b0[c - 1];
-                s1 += b1[c + wx - 1] - b1[c - 1];
-                s2 += b2[c + wx - 1] - b2[c - 1];
-                s3 += b3[c + wx - 1] - b3[c - 1];
-                h0[c] = s0; h0[cw + c] = s1; h0[2 * cw + c] = s2; h0[3 * cw + c] = s3;
+        } else if constexpr (std::is_same_v<R, double>) {
+            for (; c < n && (reinterpret_cast<uintptr_t>(o + c) & 15); ++c) o[c] = v[c];
+            for (; c + 2 <= n; c += 2) _mm_stream_pd(o + c, _mm_loadu_pd(v + c));
+        }
+    }
+#else
+    (void)stream;
+#endif
+    for (; c < n; ++c) o[c] = static_cast<R>(v[c]);
+}
+
+MEDSEG_ALWAYS_INLINE void store_fence(bool stream) {
+#if defined(__SSE2__) || defined(_M_X64)
+    if (stream) _mm_sfence();
+#else
+    (void)stream;
+#endif
+}
+
+// O == R: the threshold image; O == uint8_t: the mask v > threshold (v from `vp`,
+// compared as numpy compares v with the float threshold).  Returns false when the
+// last row of y sums is not finite: the sums of a task carry every voxel they
+// met, so a NaN or inf anywhere in the task's input shows up there.
+template <bool SQ, class R, class Src, class T, class O>
+MEDSEG_ALWAYS_INLINE bool plane_rows(const Src& src, int64_t y0, int64_t y1, int64_t nx, const LocalParams& p,
+                const std::vector<int64_t>& ty, const std::vector<int64_t>& tx, double ccol1, double ccol2,
+                double inv_n, LocalScratch& w, const T* vp, O* o, bool stream) {
+    constexpr int64_t G = kLocalRows;
+    const int64_t wy = p.win[1], wx = p.win[2], rx = wx / 2, W = nx + 2 * rx;
+    double* t1 = w.t1.data();
+    double* t2 = SQ ? w.t2.data() : nullptr;
+    double* r1 = w.r1.data();
+    double* r2 = SQ ? w.r2.data() : nullptr;
+    int64_t prev = G - 1;  // buffer holding the previous row's y sums
+    for (int64_t yg = y0; yg < y1; yg += G) {
+        const int64_t g = std::min<int64_t>(G, y1 - yg);
+        for (int64_t i = 0; i < g; ++i) {
+            const int64_t y = yg + i;
+            double* d1 = t1 + i * W + rx;
+            double* d2 = SQ ? t2 + i * W + rx : nullptr;
+            if (y == y0) {
+                std::fill(d1, d1 + nx, 0.0);
+                if constexpr (SQ) std::fill(d2, d2 + nx, 0.0);
+                for (int64_t j = 0; j < wy; ++j) row_add<SQ>(src, ty[y0 + j], d1, d2);
+            } else {
+                row_slide<SQ>(src, ty[y + wy - 1], ty[y - 1], t1 + prev * W + rx, SQ ? t2 + prev * W + rx : nullptr,
+                              d1, d2);
             }
-            if (sq) {
-                double* k0 = hx2.data() + y0 * cw;
-                k0[0] = q0; k0[cw] = q1; k0[2 * cw] = q2; k0[3 * cw] = q3;
-                for (int64_t c = 1; c < cw; ++c) {
-                    const double i0 = b0[c + wx - 1], o0 = b0[c - 1], i1 = b1[c + wx - 1], o1 = b1[c - 1];
-                    const double i2 = b2[c + wx - 1], o2 = b2[c - 1], i3 = b3[c + wx - 1], o3 = b3[c - 1];
-                    q0 += i0 * i0 - o0 * o0;
-                    q1 += i1 * i1 - o1 * o1;
-                    q2 += i2 * i2 - o2 * o2;
-                    q3 += i3 * i3 - o3 * o3;
-                    k0[c] = q0; k0[cw + c] = q1; k0[2 * cw + c] = q2; k0[3 * cw + c] = q3;
+            prev = i;
+            // border columns of the x window, by table (constant: ccol)
+            double* e1 = t1 + i * W;
+            double* e2 = SQ ? t2 + i * W : nullptr;
+            for (int64_t j = 0; j < rx; ++j) {
+                const int64_t sl = tx[j], sr = tx[nx + rx + j];
+                e1[j] = sl < 0 ? ccol1 : e1[rx + sl];
+                e1[nx + rx + j] = sr < 0 ? ccol1 : e1[rx + sr];
+                if constexpr (SQ) {
+                    e2[j] = sl < 0 ? ccol2 : e2[rx + sl];
+                    e2[nx + rx + j] = sr < 0 ? ccol2 : e2[rx + sr];
                 }
             }
-            continue;
         }
-        for (int64_t r = 0; r < g; ++r) {
-            const double* rb = rowbuf.data() + r * n;
-            double a1 = 0.0, a2 = 0.0;
-            for (int64_t j = 0; j < wx; ++j) { a1 += rb[j]; if (sq) a2 += rb[j] * rb[j]; }
-            double* h1 = hx1.data() + (y0 + r) * cw;
-            double* h2 = sq ? hx2.data() + (y0 + r) * cw : nullptr;
-            h1[0] = a1;
-            if (sq) h2[0] = a2;
-            for (int64_t c = 1; c < cw; ++c) {
-                const double in = rb[c + wx - 1], outv = rb[c - 1];
-                a1 += in - outv;
-                h1[c] = a1;
-                if (sq) { a2 += in * in - outv * outv; h2[c] = a2; }
+        // x running sums; four rows at a time so that their dependency chains overlap
+        if (g == G) {
+            const double *a0 = t1, *a1 = t1 + W, *a2 = t1 + 2 * W, *a3 = t1 + 3 * W;
+            double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            for (int64_t j = 0; j < wx; ++j) { s0 += a0[j]; s1 += a1[j]; s2 += a2[j]; s3 += a3[j]; }
+            r1[0] = s0; r1[nx] = s1; r1[2 * nx] = s2; r1[3 * nx] = s3;
+            for (int64_t c = 1; c < nx; ++c) {
+                s0 += a0[c + wx - 1] - a0[c - 1];
+                s1 += a1[c + wx - 1] - a1[c - 1];
+                s2 += a2[c + wx - 1] - a2[c - 1];
+                s3 += a3[c + wx - 1] - a3[c - 1];
+                r1[c] = s0; r1[nx + c] = s1; r1[2 * nx + c] = s2; r1[3 * nx + c] = s3;
+            }
+            if constexpr (SQ) {
+                const double *b0 = t2, *b1 = t2 + W, *b2 = t2 + 2 * W, *b3 = t2 + 3 * W;
+                double q0 = 0, q1 = 0, q2 = 0, q3 = 0;
+                for (int64_t j = 0; j < wx; ++j) { q0 += b0[j]; q1 += b1[j]; q2 += b2[j]; q3 += b3[j]; }
+                r2[0] = q0; r2[nx] = q1; r2[2 * nx] = q2; r2[3 * nx] = q3;
+                for (int64_t c = 1; c < nx; ++c) {
+                    q0 += b0[c + wx - 1] - b0[c - 1];
+                    q1 += b1[c + wx - 1] - b1[c - 1];
+                    q2 += b2[c + wx - 1] - b2[c - 1];
+                    q3 += b3[c + wx - 1] - b3[c - 1];
+                    r2[c] = q0; r2[nx + c] = q1; r2[2 * nx + c] = q2; r2[3 * nx + c] = q3;
+                }
+            }
+        } else {
+            for (int64_t i = 0; i < g; ++i) {
+                const double* a = t1 + i * W;
+                double s = 0;
+                for (int64_t j = 0; j < wx; ++j) s += a[j];
+                r1[i * nx] = s;
+                for (int64_t c = 1; c < nx; ++c) { s += a[c + wx - 1] - a[c - 1]; r1[i * nx + c] = s; }
+                if constexpr (SQ) {
+                    const double* b = t2 + i * W;
+                    double q = 0;
+                    for (int64_t j = 0; j < wx; ++j) q += b[j];
+                    r2[i * nx] = q;
+                    for (int64_t c = 1; c < nx; ++c) { q += b[c + wx - 1] - b[c - 1]; r2[i * nx + c] = q; }
+                }
+            }
+        }
+        // threshold, formed in place in the box-sum buffer, then stored (or compared)
+        for (int64_t i = 0; i < g; ++i) {
+            double* th = r1 + i * nx;
+            const double* m2 = SQ ? r2 + i * nx : nullptr;
+            if constexpr (!SQ) {
+                const double off = p.offset;
+                for (int64_t c = 0; c < nx; ++c) th[c] = th[c] * inv_n - off;
+            } else {
+                const double k = p.k, rr = p.r;
+                if (p.op == LocalOp::niblack) {
+                    for (int64_t c = 0; c < nx; ++c) {
+                        const double m = th[c] * inv_n;
+                        const double var = std::max(0.0, m2[c] * inv_n - m * m);
+                        th[c] = m - k * std::sqrt(var);
+                    }
+                } else {
+                    for (int64_t c = 0; c < nx; ++c) {
+                        const double m = th[c] * inv_n;
+                        const double var = std::max(0.0, m2[c] * inv_n - m * m);
+                        th[c] = m * (1.0 + k * (std::sqrt(var) / rr - 1.0));
+                    }
+                }
+            }
+            O* oy = o + (yg + i) * nx;
+            if constexpr (std::is_same_v<O, uint8_t>) {
+                const T* vy = vp + (yg + i) * nx;
+                for (int64_t c = 0; c < nx; ++c)
+                    oy[c] = static_cast<double>(vy[c]) > static_cast<double>(static_cast<R>(th[c]));
+            } else {
+                store_row(oy, th, nx, stream);
             }
         }
     }
-    // y pass: running sums of the row sums; rows outside the image (constant mode)
-    // contribute wx * cval
-    const double crow1 = cv * double(wx), crow2 = cv * cv * double(wx);
-    for (int64_t c = 0; c < cw; ++c) { out1[c] = 0.0; if (sq) out2[c] = 0.0; }
-    for (int64_t j = 0; j < wy; ++j) {
-        const int64_t src = ty[j];
-        if (src < 0) {
-            for (int64_t c = 0; c < cw; ++c) { out1[c] += crow1; if (sq) out2[c] += crow2; }
-        } else {
-            const double* h1 = hx1.data() + src * cw;
-            for (int64_t c = 0; c < cw; ++c) out1[c] += h1[c];
-            if (sq) { const double* h2 = hx2.data() + src * cw; for (int64_t c = 0; c < cw; ++c) out2[c] += h2[c]; }
+    const double* last = t1 + prev * W + rx;
+    bool finite = true;
+    for (int64_t x = 0; x < nx; ++x) finite &= std::isfinite(last[x]);
+    return finite;
+}
+
+// Everything a task of local_threshold_impl reads.
+template <class T, class O>
+struct LocalCtx {
+    const T* img;
+    O* out;
+    const LocalParams* p;
+    int64_t nz, ny, nx, P, wz, wy, wx, rx;
+    const int64_t* tz;
+    const int64_t* ty;
+    const int64_t* tx;
+    const std::vector<int64_t>* tyv;
+    const std::vector<int64_t>* txv;
+    double cv, cv2, inv_n, ccol1, ccol2;
+    bool zsum, stream;
+    int64_t ZB, YB, nyb;
+};
+
+// One task: z block zb = t / nyb, row band yb = t % nyb.  Written once, always
+// inlined into the per-ISA wrappers below (core/simd.hpp): a wider ISA evaluates
+// the same operations in the same order (no contraction), so every variant gives
+// the same bits.
+template <bool SQ, class R, class T, class O>
+MEDSEG_ALWAYS_INLINE bool local_task(const LocalCtx<T, O>& c, int64_t t) {
+    const T* img = c.img;
+    O* out = c.out;
+    const LocalParams& p = *c.p;
+    const int64_t ny = c.ny, nx = c.nx, nz = c.nz, P = c.P, wz = c.wz, wy = c.wy, rx = c.rx;
+    const int64_t* tz = c.tz;
+    const std::vector<int64_t>& ty = *c.tyv;
+    const std::vector<int64_t>& tx = *c.txv;
+    const double cv = c.cv, cv2 = c.cv2, inv_n = c.inv_n, ccol1 = c.ccol1, ccol2 = c.ccol2;
+    const bool stream = c.stream;
+    const int64_t ZB = c.ZB, YB = c.YB, nyb = c.nyb;
+    const int64_t zb = t / nyb, yb = t % nyb;
+    bool ok = true;
+    const int64_t z0 = zb * ZB, z1 = std::min(nz, z0 + ZB);
+    const int64_t y0 = yb * YB, y1 = std::min(ny, y0 + YB);
+    LocalScratch w;
+    w.size(nx + 2 * rx, nx, SQ);
+    if (!c.zsum) {
+        for (int64_t z = z0; z < z1; ++z) {
+            const DirectRows<T> src{img + z * P, nx, cv, cv2};
+            ok &= plane_rows<SQ, R>(src, y0, y1, nx, p, ty, tx, ccol1, ccol2, inv_n, w, img + z * P, out + z * P, stream);
         }
+        store_fence(stream);
+        return ok;
     }
-    for (int64_t y = 1; y < ny; ++y) {
-        const int64_t sin = ty[y + wy - 1], sout = ty[y - 1];
-        const double* p1 = out1 + (y - 1) * cw;
-        double* q1 = out1 + y * cw;
-        const double* in1 = sin < 0 ? nullptr : hx1.data() + sin * cw;
-        const double* ot1 = sout < 0 ? nullptr : hx1.data() + sout * cw;
-        for (int64_t c = 0; c < cw; ++c) q1[c] = p1[c] + ((in1 ? in1[c] : crow1) - (ot1 ? ot1[c] : crow1));
-        if (sq) {
-            const double* p2 = out2 + (y - 1) * cw;
-            double* q2 = out2 + y * cw;
-            const double* in2 = sin < 0 ? nullptr : hx2.data() + sin * cw;
-            const double* ot2 = sout < 0 ? nullptr : hx2.data() + sout * cw;
-            for (int64_t c = 0; c < cw; ++c) q2[c] = p2[c] + ((in2 ? in2[c] : crow2) - (ot2 ? ot2[c] : crow2));
+    // rows of the planes this band reads
+    int64_t lo = ny, hi = 0;
+    for (int64_t i = y0; i < y1 - 1 + wy; ++i)
+        if (ty[i] >= 0) { lo = std::min(lo, ty[i]); hi = std::max(hi, ty[i] + 1); }
+    const int64_t M = (hi - lo) * nx;
+    std::vector<double> s1(M), s2(SQ ? M : 0);
+    std::vector<int64_t> stamp(hi - lo, z0);
+    // first window: z sums of v and v^2 over rows lo..hi-1 straight from the
+    // input, in blocks of columns kept in registers / L1 (plane order per voxel)
+    constexpr int64_t B = 256;
+    for (int64_t i0 = 0; i0 < M; i0 += B) {
+        const int64_t n = std::min(B, M - i0);
+        double acc1[B], acc2[B];
+        std::fill(acc1, acc1 + n, 0.0);
+        if constexpr (SQ) std::fill(acc2, acc2 + n, 0.0);
+        for (int64_t j = 0; j < wz; ++j) {
+            const int64_t zz = tz[z0 + j];
+            if (zz < 0) {
+                for (int64_t i = 0; i < n; ++i) { acc1[i] += cv; if constexpr (SQ) acc2[i] += cv2; }
+                continue;
+            }
+            const T* a = img + zz * P + lo * nx + i0;
+            for (int64_t i = 0; i < n; ++i) {
+                const double v = static_cast<double>(a[i]);
+                acc1[i] += v;
+                if constexpr (SQ) acc2[i] += v * v;
+            }
         }
+        std::copy(acc1, acc1 + n, s1.data() + i0);
+        if constexpr (SQ) std::copy(acc2, acc2 + n, s2.data() + i0);
     }
+    SumRows<T> src{s1.data(), SQ ? s2.data() : nullptr, nx, lo, cv * double(wz), cv2 * double(wz),
+                   nullptr, nullptr, cv, cv2, stamp.data(), z0, false};
+    for (int64_t z = z0; z < z1; ++z) {
+        if (z > z0) {
+            const int64_t zi = tz[z + wz - 1], zo = tz[z - 1];
+            src.pin = zi < 0 ? nullptr : img + zi * P;
+            src.pout = zo < 0 ? nullptr : img + zo * P;
+            src.cur = z;
+            src.slide = true;
+        }
+        ok &= plane_rows<SQ, R>(src, y0, y1, nx, p, ty, tx, ccol1, ccol2, inv_n, w, img + z * P, out + z * P, stream);
+    }
+    store_fence(stream);
+    return ok;
+}
+
+template <bool SQ, class R, class T, class O>
+bool local_task_base(const LocalCtx<T, O>& c, int64_t t) { return local_task<SQ, R>(c, t); }
+#if MEDSEG_X86_DISPATCH
+template <bool SQ, class R, class T, class O>
+MEDSEG_TARGET_AVX2 bool local_task_avx2(const LocalCtx<T, O>& c, int64_t t) { return local_task<SQ, R>(c, t); }
+template <bool SQ, class R, class T, class O>
+MEDSEG_TARGET_AVX512 bool local_task_avx512(const LocalCtx<T, O>& c, int64_t t) { return local_task<SQ, R>(c, t); }
+#endif
+
+template <bool SQ, class R, class T, class O>
+bool local_threshold_impl(const T* img, O* out, const Shape& s, const LocalParams& p, int num_threads) {
+    const int64_t nz = s.nz, ny = s.ny, nx = s.nx, P = s.plane();
+    const int64_t wz = p.win[0], wy = p.win[1], wx = p.win[2];
+    const int64_t rz = wz / 2, ry = wy / 2, rx = wx / 2;
+    const auto tz = border_table(nz, rz, p.mode);
+    const auto ty = border_table(ny, ry, p.mode);
+    const auto tx = border_table(nx, rx, p.mode);
+    const double cv = p.cval, cv2 = p.cval * p.cval;
+    const double inv_n = 1.0 / (double(wz) * double(wy) * double(wx));
+    const double ccol1 = cv * double(wz * wy), ccol2 = cv2 * double(wz * wy);
+    // fixed task partition (depends on the shape and window only)
+    // z blocks: an even number, about kLocalZBlock planes or more each (each block
+    // re-reads the first window of wz planes, so fewer blocks read less); rows are
+    // split into bands of kLocalYBand when there are few blocks (or no z sums)
+    const bool zsum = wz > 1;
+    const int64_t nzb0 = 2 * ((nz + 2 * kLocalZBlock - 1) / (2 * kLocalZBlock));
+    const int64_t ZB = zsum ? std::max<int64_t>(1, (nz + nzb0 - 1) / nzb0) : 1;
+    const int64_t nzb = (nz + ZB - 1) / ZB;
+    const int64_t YB = (!zsum || nzb < 4) ? kLocalYBand : ny;
+    const int64_t nyb = (ny + YB - 1) / YB;
+    const bool stream = !std::is_same_v<O, uint8_t> && nz * P * int64_t(sizeof(O)) >= kLocalStream;
+    const LocalCtx<T, O> ctx{img, out, &p, nz, ny, nx, P, wz, wy, wx, rx, tz.data(), ty.data(), tx.data(), &ty, &tx,
+                             cv, cv2, inv_n, ccol1, ccol2, zsum, stream, ZB, YB, nyb};
+    bool (*task)(const LocalCtx<T, O>&, int64_t) = &local_task_base<SQ, R, T, O>;
+#if MEDSEG_X86_DISPATCH
+    if (active_isa() == Isa::avx512) task = &local_task_avx512<SQ, R, T, O>;
+    else if (active_isa() == Isa::avx2) task = &local_task_avx2<SQ, R, T, O>;
+#endif
+    std::vector<uint8_t> finite(nzb * nyb, 1);
+    parallel_for_dynamic(nzb * nyb, num_threads, [&](int64_t t) { finite[t] = task(ctx, t); });
+    return std::all_of(finite.begin(), finite.end(), [](uint8_t f) { return f != 0; });
 }
 }  // namespace detail
 
 // Threshold image from local box statistics: op mean -> mean - offset,
 // niblack -> mean - k * std, sauvola -> mean * (1 + k * (std / r - 1)).
+// Returns false if the input holds NaN or inf (the output is then meaningless;
+// the caller reports it), or if a sum overflowed (float64 input near DBL_MAX).
 template <class T, class R>
-void local_threshold(const T* img, R* out, const Shape& s, const LocalParams& p, int num_threads) {
-    const int64_t nz = s.nz, ny = s.ny, nx = s.nx, P = s.plane();
-    const int64_t wz = p.win[0], rz = wz / 2, ry = p.win[1] / 2, rx = p.win[2] / 2;
-    const auto tz = detail::border_table(nz, rz, p.mode);
-    const auto ty = detail::border_table(ny, ry, p.mode);
-    const auto tx = detail::border_table(nx, rx, p.mode);
-    const bool sq = p.op != LocalOp::mean;
-    const double inv_n = 1.0 / (double(wz) * double(p.win[1]) * double(p.win[2]));
-    const int64_t C = detail::kLocalXChunk, ZB = detail::kLocalZBlock;
-    const int64_t nxc = (nx + C - 1) / C, nzb = (nz + ZB - 1) / ZB;
-    const int64_t ntasks = nxc * nzb;
-    parallel_for_dynamic(ntasks, num_threads, [&](int64_t t) {
-        const int64_t zb = t / nxc, xc = t % nxc;
-        const int64_t z0 = zb * ZB, z1 = std::min(nz, z0 + ZB);
-        const int64_t c0 = xc * C, cw = std::min(C, nx - c0);
-        const int64_t M = ny * cw;
-        std::vector<double> rowbuf(4 * (cw + 2 * rx)), hx1(M), hx2(sq ? M : 0);
-        std::vector<double> b1(M), b2(sq ? M : 0), a1(M, 0.0), a2(sq ? M : 0, 0.0);
-        auto box = [&](int64_t zsrc) {
-            detail::plane_box(img, s, zsrc, c0, cw, p, ty, tx, rowbuf, hx1, hx2, b1.data(), sq ? b2.data() : nullptr);
-        };
-        // window of one plane along z (2D images): each plane's box sums are the
-        // result, no z accumulation
-        const bool flat = wz == 1;
-        // initial window of planes z0 - rz .. z0 + rz
-        for (int64_t j = 0; j < wz && !flat; ++j) {
-            box(tz[z0 + j]);
-            for (int64_t i = 0; i < M; ++i) a1[i] += b1[i];
-            if (sq) for (int64_t i = 0; i < M; ++i) a2[i] += b2[i];
-        }
-        for (int64_t z = z0; z < z1; ++z) {
-            if (flat) {
-                box(z);
-                a1.swap(b1);
-                if (sq) a2.swap(b2);
-            } else if (z > z0) {
-                // slide: add plane z + rz, subtract plane z - rz - 1
-                box(tz[z + wz - 1]);
-                for (int64_t i = 0; i < M; ++i) a1[i] += b1[i];
-                if (sq) for (int64_t i = 0; i < M; ++i) a2[i] += b2[i];
-                box(tz[z - 1]);
-                for (int64_t i = 0; i < M; ++i) a1[i] -= b1[i];
-                if (sq) for (int64_t i = 0; i < M; ++i) a2[i] -= b2[i];
-            }
-            R* o = out + z * P + c0;
-            for (int64_t y = 0; y < ny; ++y) {
-                const double* m1 = a1.data() + y * cw;
-                const double* m2 = sq ? a2.data() + y * cw : nullptr;
-                R* oy = o + y * nx;
-                switch (p.op) {
-                    case LocalOp::mean:
-                        for (int64_t c = 0; c < cw; ++c) oy[c] = static_cast<R>(m1[c] * inv_n - p.offset);
-                        break;
-                    case LocalOp::niblack:
-                        for (int64_t c = 0; c < cw; ++c) {
-                            const double m = m1[c] * inv_n;
-                            const double var = std::max(0.0, m2[c] * inv_n - m * m);
-                            oy[c] = static_cast<R>(m - p.k * std::sqrt(var));
-                        }
-                        break;
-                    case LocalOp::sauvola:
-                        for (int64_t c = 0; c < cw; ++c) {
-                            const double m = m1[c] * inv_n;
-                            const double var = std::max(0.0, m2[c] * inv_n - m * m);
-                            oy[c] = static_cast<R>(m * (1.0 + p.k * (std::sqrt(var) / p.r - 1.0)));
-                        }
-                        break;
-                }
-            }
-        }
-    });
+bool local_threshold(const T* img, R* out, const Shape& s, const LocalParams& p, int num_threads) {
+    if (p.op == LocalOp::mean) return detail::local_threshold_impl<false, R>(img, out, s, p, num_threads);
+    return detail::local_threshold_impl<true, R>(img, out, s, p, num_threads);
+}
+
+// The mask img > local_threshold(img) (1/0), exactly as numpy compares the image
+// with the R-valued threshold image, without storing the threshold image.
+template <class T, class R>
+bool local_threshold_mask(const T* img, uint8_t* out, const Shape& s, const LocalParams& p, int num_threads) {
+    if (p.op == LocalOp::mean) return detail::local_threshold_impl<false, R>(img, out, s, p, num_threads);
+    return detail::local_threshold_impl<true, R>(img, out, s, p, num_threads);
 }
 
 // Median over a box window (odd sizes), border by mode, minus offset.

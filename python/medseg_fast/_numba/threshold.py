@@ -229,8 +229,9 @@ def multiotsu(counts, centers, classes):
 
 # ----------------------------------------------------------------- local statistics
 
-_ZB = 64
-_XC = 128
+_ZB = 128  # as kLocalZBlock: the task partition (and so every sum) is the C++ kernel's
+_YB = 256  # rows per task when the rows are split, as kLocalYBand
+_G = 4  # rows per group, as kLocalRows (only the grouping of rows, not the arithmetic)
 
 
 @njit(cache=CACHE)
@@ -263,135 +264,176 @@ def _table(n, r, mode):
 
 
 @njit(cache=CACHE)
-def _plane_box(img, z, c0, cw, wy, wx, cv, sq, ty, tx, rowbuf, hx1, hx2, out1, out2):
-    nz, ny, nx = img.shape
+def _plane_rows(src1, src2, direct, lo, c1, c2, y0, y1, wy, wx, ty, tx, ccol1, ccol2, inv_n, sq, op, k, r, offset,
+                t1, t2, r1, r2, vplane, out, mo, mask):
+    """Rows y0..y1-1 of one plane (see plane_rows in threshold.hpp); returns
+    whether the last row of y sums is finite.  Values are widened with
+    np.float64(): numba's float() keeps a float32 a float32."""
+    nx = vplane.shape[1]
     rx = wx // 2
-    if z < 0:
-        a = cv * float(wy * wx)
-        b = cv * cv * float(wy * wx)
-        for i in range(ny * cw):
-            out1[i] = a
+    W = nx + 2 * rx
+    R = out.dtype.type
+    prev = 0
+    for y in range(y0, y1):
+        cur = (y - y0) % 2
+        if y == y0:
+            for x in range(nx):
+                t1[cur, rx + x] = 0.0
+                if sq:
+                    t2[cur, rx + x] = 0.0
+            for j in range(wy):
+                row = ty[y0 + j]
+                for x in range(nx):
+                    if row < 0:
+                        t1[cur, rx + x] += c1
+                        if sq:
+                            t2[cur, rx + x] += c2
+                    elif direct:
+                        v = np.float64(src1[row, x])
+                        t1[cur, rx + x] += v
+                        if sq:
+                            t2[cur, rx + x] += v * v
+                    else:
+                        t1[cur, rx + x] += src1[row - lo, x]
+                        if sq:
+                            t2[cur, rx + x] += src2[row - lo, x]
+        else:
+            rin = ty[y + wy - 1]
+            rout = ty[y - 1]
+            for x in range(nx):
+                if direct:
+                    va = c1 if rin < 0 else np.float64(src1[rin, x])
+                    vb = c1 if rout < 0 else np.float64(src1[rout, x])
+                    t1[cur, rx + x] = t1[prev, rx + x] + (va - vb)
+                    if sq:
+                        t2[cur, rx + x] = t2[prev, rx + x] + (va * va - vb * vb)
+                else:
+                    va = c1 if rin < 0 else src1[rin - lo, x]
+                    vb = c1 if rout < 0 else src1[rout - lo, x]
+                    t1[cur, rx + x] = t1[prev, rx + x] + (va - vb)
+                    if sq:
+                        qa = c2 if rin < 0 else src2[rin - lo, x]
+                        qb = c2 if rout < 0 else src2[rout - lo, x]
+                        t2[cur, rx + x] = t2[prev, rx + x] + (qa - qb)
+        prev = cur
+        for j in range(rx):
+            sl = tx[j]
+            sr = tx[nx + rx + j]
+            t1[cur, j] = ccol1 if sl < 0 else t1[cur, rx + sl]
+            t1[cur, nx + rx + j] = ccol1 if sr < 0 else t1[cur, rx + sr]
             if sq:
-                out2[i] = b
-        return
-    for y in range(ny):
-        n = cw + 2 * rx
-        for j in range(n):
-            src = tx[c0 + j]
-            rowbuf[j] = cv if src < 0 else float(img[z, y, src])
-        a1 = 0.0
-        a2 = 0.0
+                t2[cur, j] = ccol2 if sl < 0 else t2[cur, rx + sl]
+                t2[cur, nx + rx + j] = ccol2 if sr < 0 else t2[cur, rx + sr]
+        # x running sums
+        s = 0.0
+        q = 0.0
         for j in range(wx):
-            a1 += rowbuf[j]
+            s += t1[cur, j]
             if sq:
-                a2 += rowbuf[j] * rowbuf[j]
-        base = y * cw
-        hx1[base] = a1
+                q += t2[cur, j]
+        r1[0] = s
         if sq:
-            hx2[base] = a2
-        for c in range(1, cw):
-            vin = rowbuf[c + wx - 1]
-            vout = rowbuf[c - 1]
-            a1 += vin - vout
-            hx1[base + c] = a1
+            r2[0] = q
+        for c in range(1, nx):
+            s += t1[cur, c + wx - 1] - t1[cur, c - 1]
+            r1[c] = s
             if sq:
-                a2 += vin * vin - vout * vout
-                hx2[base + c] = a2
-    crow1 = cv * float(wx)
-    crow2 = cv * cv * float(wx)
-    for c in range(cw):
-        out1[c] = 0.0
-        if sq:
-            out2[c] = 0.0
-    for j in range(wy):
-        src = ty[j]
-        for c in range(cw):
-            if src < 0:
-                out1[c] += crow1
-                if sq:
-                    out2[c] += crow2
+                q += t2[cur, c + wx - 1] - t2[cur, c - 1]
+                r2[c] = q
+        for c in range(nx):
+            if op == 0:
+                thr = r1[c] * inv_n - offset
             else:
-                out1[c] += hx1[src * cw + c]
-                if sq:
-                    out2[c] += hx2[src * cw + c]
-    for y in range(1, ny):
-        sin = ty[y + wy - 1]
-        sout = ty[y - 1]
-        for c in range(cw):
-            i1 = crow1 if sin < 0 else hx1[sin * cw + c]
-            o1 = crow1 if sout < 0 else hx1[sout * cw + c]
-            out1[y * cw + c] = out1[(y - 1) * cw + c] + (i1 - o1)
-            if sq:
-                i2 = crow2 if sin < 0 else hx2[sin * cw + c]
-                o2 = crow2 if sout < 0 else hx2[sout * cw + c]
-                out2[y * cw + c] = out2[(y - 1) * cw + c] + (i2 - o2)
+                m = r1[c] * inv_n
+                var = max(0.0, r2[c] * inv_n - m * m)
+                if op == 1:
+                    thr = m - k * math.sqrt(var)
+                else:
+                    thr = m * (1.0 + k * (math.sqrt(var) / r - 1.0))
+            if mask:
+                mo[y, c] = np.float64(vplane[y, c]) > np.float64(R(thr))
+            else:
+                out[y, c] = R(thr)
+    ok = True
+    for x in range(nx):
+        if not np.isfinite(t1[prev, rx + x]):
+            ok = False
+    return ok
 
 
 @njit(cache=CACHE, parallel=True)
-def _local(img, out, wz, wy, wx, mode, cv, op, k, r, offset):
+def _local(img, out, mo, mask, wz, wy, wx, mode, cv, op, k, r, offset):
     nz, ny, nx = img.shape
-    rz = wz // 2
-    tz = _table(nz, rz, mode)
+    tz = _table(nz, wz // 2, mode)
     ty = _table(ny, wy // 2, mode)
     tx = _table(nx, wx // 2, mode)
     sq = op != 0
+    cv2 = cv * cv
     inv_n = 1.0 / (float(wz) * float(wy) * float(wx))
-    nxc = (nx + _XC - 1) // _XC
-    nzb = (nz + _ZB - 1) // _ZB
-    R = out.dtype.type
-    for t in prange(nxc * nzb):
-        zb = t // nxc
-        xc = t % nxc
-        z0 = zb * _ZB
-        z1 = min(nz, z0 + _ZB)
-        c0 = xc * _XC
-        cw = min(_XC, nx - c0)
-        M = ny * cw
-        rowbuf = np.empty(cw + 2 * (wx // 2))
-        hx1 = np.empty(M)
-        hx2 = np.empty(M if sq else 0)
-        b1 = np.empty(M)
-        b2 = np.empty(M if sq else 0)
-        a1 = np.zeros(M)
-        a2 = np.zeros(M if sq else 0)
-        flat = wz == 1
-        if not flat:
-            for j in range(wz):
-                _plane_box(img, tz[z0 + j], c0, cw, wy, wx, cv, sq, ty, tx, rowbuf, hx1, hx2, b1, b2)
-                for i in range(M):
-                    a1[i] += b1[i]
-                if sq:
-                    for i in range(M):
-                        a2[i] += b2[i]
-        for z in range(z0, z1):
-            if flat:
-                # one plane along z: the plane's box sums are the result
-                _plane_box(img, z, c0, cw, wy, wx, cv, sq, ty, tx, rowbuf, hx1, hx2, a1, a2)
-            elif z > z0:
-                _plane_box(img, tz[z + wz - 1], c0, cw, wy, wx, cv, sq, ty, tx, rowbuf, hx1, hx2, b1, b2)
-                for i in range(M):
-                    a1[i] += b1[i]
-                if sq:
-                    for i in range(M):
-                        a2[i] += b2[i]
-                _plane_box(img, tz[z - 1], c0, cw, wy, wx, cv, sq, ty, tx, rowbuf, hx1, hx2, b1, b2)
-                for i in range(M):
-                    a1[i] -= b1[i]
-                if sq:
-                    for i in range(M):
-                        a2[i] -= b2[i]
-            for y in range(ny):
-                for c in range(cw):
-                    i = y * cw + c
-                    m = a1[i] * inv_n
-                    if op == 0:
-                        out[z, y, c0 + c] = R(a1[i] * inv_n - offset)
+    ccol1 = cv * float(wz * wy)
+    ccol2 = cv2 * float(wz * wy)
+    zsum = wz > 1
+    nzb0 = 2 * ((nz + 2 * _ZB - 1) // (2 * _ZB))
+    ZB = max(1, (nz + nzb0 - 1) // nzb0) if zsum else 1
+    nzb = (nz + ZB - 1) // ZB
+    YB = _YB if (not zsum or nzb < 4) else ny
+    nyb = (ny + YB - 1) // YB
+    W = nx + 2 * (wx // 2)
+    finite = np.ones(nzb * nyb, np.bool_)
+    for t in prange(nzb * nyb):
+        zb = t // nyb
+        yb = t % nyb
+        z0 = zb * ZB
+        z1 = min(nz, z0 + ZB)
+        y0 = yb * YB
+        y1 = min(ny, y0 + YB)
+        t1 = np.zeros((2, W))
+        t2 = np.zeros((2, W if sq else 0))
+        r1 = np.empty(nx)
+        r2 = np.empty(nx if sq else 0)
+        ok = True
+        if not zsum:
+            for z in range(z0, z1):
+                ok &= _plane_rows(img[z], img[z], True, 0, cv, cv2, y0, y1, wy, wx, ty, tx, ccol1, ccol2, inv_n, sq,
+                                  op, k, r, offset, t1, t2, r1, r2, img[z], out[z], mo[z], mask)
+            finite[t] = ok
+            continue
+        lo = ny
+        hi = 0
+        for i in range(y0, y1 - 1 + wy):
+            if ty[i] >= 0:
+                lo = min(lo, ty[i])
+                hi = max(hi, ty[i] + 1)
+        s1 = np.zeros((hi - lo, nx))
+        s2 = np.zeros((hi - lo if sq else 0, nx))
+        for j in range(wz):
+            zz = tz[z0 + j]
+            for yy in range(hi - lo):
+                for x in range(nx):
+                    if zz < 0:
+                        s1[yy, x] += cv
+                        if sq:
+                            s2[yy, x] += cv2
                     else:
-                        var = max(0.0, a2[i] * inv_n - m * m)
-                        if op == 1:
-                            out[z, y, c0 + c] = R(m - k * math.sqrt(var))
-                        else:
-                            out[z, y, c0 + c] = R(m * (1.0 + k * (math.sqrt(var) / r - 1.0)))
+                        v = np.float64(img[zz, lo + yy, x])
+                        s1[yy, x] += v
+                        if sq:
+                            s2[yy, x] += v * v
+        for z in range(z0, z1):
+            if z > z0:
+                zi = tz[z + wz - 1]
+                zo = tz[z - 1]
+                for yy in range(hi - lo):
+                    for x in range(nx):
+                        va = cv if zi < 0 else np.float64(img[zi, lo + yy, x])
+                        vb = cv if zo < 0 else np.float64(img[zo, lo + yy, x])
+                        s1[yy, x] = s1[yy, x] + (va - vb)
+                        if sq:
+                            s2[yy, x] = s2[yy, x] + (va * va - vb * vb)
+            ok &= _plane_rows(s1, s2, False, lo, cv * float(wz), cv2 * float(wz), y0, y1, wy, wx, ty, tx, ccol1,
+                              ccol2, inv_n, sq, op, k, r, offset, t1, t2, r1, r2, img[z], out[z], mo[z], mask)
+        finite[t] = ok
+    return finite.all()
 
 
 def _local_input(image):
@@ -405,16 +447,28 @@ def _local_input(image):
     return work, out_dt
 
 
-def local_threshold(image, window, mode, cval, op, k, r, offset, num_threads):
+def _run_local(image, window, mode, cval, op, k, r, offset, num_threads, mask):
     work, out_dt = _local_input(image)
     f, ndim = as3d(work)
-    out = np.empty(f.shape, out_dt)
     w = [int(v) for v in window]
     if any(v < 1 or v % 2 == 0 for v in w):
         raise ValueError("window sizes must be odd and >= 1")
+    # the unused output is indexed per plane: it gets as many (empty) planes
+    out = np.empty((f.shape[0], 0, 0) if mask else f.shape, out_dt)
+    mo = np.empty(f.shape if mask else (f.shape[0], 0, 0), np.bool_)
     with threads(num_threads):
-        _local(f, out, w[0], w[1], w[2], int(mode), float(cval), int(op), float(k), float(r), float(offset))
-    return out.reshape(image.shape)
+        finite = _local(f, out, mo, bool(mask), w[0], w[1], w[2], int(mode), float(cval), int(op), float(k), float(r),
+                        float(offset))
+    res = mo if mask else out
+    return res.reshape(image.shape), bool(finite)
+
+
+def local_threshold(image, window, mode, cval, op, k, r, offset, num_threads):
+    return _run_local(image, window, mode, cval, op, k, r, offset, num_threads, False)
+
+
+def local_mask(image, window, mode, cval, op, k, r, offset, num_threads):
+    return _run_local(image, window, mode, cval, op, k, r, offset, num_threads, True)
 
 
 @njit(cache=CACHE, parallel=True)
