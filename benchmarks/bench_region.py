@@ -131,6 +131,46 @@ def test_watershed_sitk(benchmark):
     assert (ref == ours).mean() > 0.95  # a different flooding algorithm: most voxels agree
 
 
+_PEAK_SCRIPT = """
+import sys
+sys.path.insert(0, {here!r})
+import bench_region as br
+from medseg_fast.region import watershed
+def kib(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1])
+img, mk = br.gradient_and_markers()
+watershed(img[:4, :4, :4].copy(), mk[:4, :4, :4].copy())  # loads the extension: not the kernel's memory
+base = kib("VmRSS:")
+with open("/proc/self/clear_refs", "w") as fh:  # reset VmHWM (Linux >= 4.0)
+    fh.write("5")
+watershed(img, mk)
+print(kib("VmHWM:") - base, img.nbytes + mk.nbytes)
+"""
+
+
+@pytest.mark.benchmark(group="region.watershed 3D ~1000 markers")
+def test_watershed_medseg_peak_memory(benchmark):
+    """Peak resident memory of one call (C++ allocations included, which tracemalloc
+    does not see), measured in a fresh process: must stay <= 3 x (image + labels)."""
+    import subprocess
+    import sys
+
+    if not os.path.exists("/proc/self/clear_refs"):
+        pytest.skip("needs Linux /proc to reset the peak RSS")
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT.format(here=here)], capture_output=True, text=True,
+                         check=True, env={**os.environ, "MEDSEG_BENCH_SIZE": SIZE})
+    extra_kib, data_bytes = map(int, out.stdout.split())
+    ratio = (extra_kib * 1024 + data_bytes) / data_bytes
+    benchmark.extra_info.update(peak_extra_mib=extra_kib / 1024, data_mib=data_bytes / 2**20, peak_over_data=ratio)
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+    print(f"watershed peak memory: {extra_kib / 1024:.1f} MiB above the inputs, {ratio:.2f} x (image + labels)")
+    if SIZE != "tiny":  # at 32^3 page granularity and allocator pools dominate
+        assert ratio <= 3.0, f"peak memory {ratio:.2f} x (image + labels)"
+
+
 # ------------------------------------------------------------------ felzenszwalb
 
 

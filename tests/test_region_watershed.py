@@ -245,3 +245,42 @@ def test_lines_with_plateaus_3d_fast_path(backend):
     np.testing.assert_array_equal(got, watershed(img, markers, mask=mask, connectivity=3, watershed_line=True,
                                                  backend=other))
     assert (got == 0).sum() > (~mask).sum()  # lines were drawn
+
+
+@pytest.mark.parametrize("kind", ["smooth", "heavy_tail", "signed_zero", "int32"])
+def test_bucketed_queue_large_3d(backend, kind):
+    # big enough for the bucketed queue of 32/64-bit images to use many coarse and fine
+    # levels, sorted runs (insertion, counting and merge sort) and its heap and FIFO
+    rng = np.random.default_rng(21)
+    shape = (40, 48, 44)
+    if kind == "smooth":  # blocks plus noise, as in the benchmark
+        coarse = rng.random((6, 7, 7)).astype(np.float32)
+        img = np.repeat(np.repeat(np.repeat(coarse, 8, 0), 8, 1), 8, 2)[:40, :48, :44]
+        img = (img + 0.05 * rng.random(shape)).astype(np.float32)
+    elif kind == "heavy_tail":  # values over many decades, negative ones too: wide keys per level
+        img = (rng.lognormal(0.0, 6.0, shape) * rng.choice([-1, 1], shape)).astype(np.float64)
+    elif kind == "signed_zero":  # -0.0 and +0.0 compare equal: FIFO ties as in scikit-image
+        img = rng.choice(np.array([-0.0, 0.0, 0.5, -1e-30, 1e30], np.float32), shape)
+    else:
+        img = rng.integers(-(2**31), 2**31 - 1, shape, dtype=np.int64).astype(np.int32)
+    markers = np.zeros(shape, np.int32)
+    if kind == "signed_zero":  # one marker per value (a -0.0 voxel for zero): no equal-valued markers
+        flat = img.ravel()
+        neg0 = np.flatnonzero((flat == 0) & np.signbit(flat))
+        idx = [neg0[7]] + [np.flatnonzero(flat == v)[5] for v in (0.5, np.float32(-1e-30), np.float32(1e30))]
+    else:
+        idx = rng.choice(img.size, 60, replace=False)
+    markers.ravel()[idx] = np.arange(1, len(idx) + 1)
+    mask = rng.random(shape) > 0.05
+    for conn, m in [(1, None), (3, mask)]:
+        ref = skseg.watershed(img, markers, mask=m, connectivity=conn)
+        got = watershed(img, markers, mask=m, connectivity=conn, backend=backend)
+        np.testing.assert_array_equal(got, ref, err_msg=f"{kind} conn={conn}")
+    # watershed lines: scikit-image needs minutes at this size, so the cpu kernel (bucketed
+    # queue) is compared with the numba one (a binary heap on (value, age), checked against
+    # scikit-image at small sizes above)
+    if backend == "cpu":
+        got = watershed(img, markers, mask=mask, connectivity=2, watershed_line=True, backend="cpu")
+        ref = watershed(img, markers, mask=mask, connectivity=2, watershed_line=True, backend="numba")
+        np.testing.assert_array_equal(got, ref, err_msg=f"{kind} lines")
+        assert (got == 0).sum() > (~mask).sum()

@@ -102,11 +102,14 @@ def watershed(image, markers, mask=None, connectivity=1, compactness=0.0, waters
     As in scikit-image, ``watershed_line`` has no effect when
     ``compactness > 0``.  C and Fortran-ordered input give identical labels.
 
-    Queues (all exact): a hierarchical queue (one FIFO per grey level) for
-    8/16-bit integer images, a radix heap for 32-bit images, a binary heap for
-    float64 and compact watershed.  Nothing is padded or converted; peak extra
-    memory is the queue (8–32 bytes per voxel of the flooding front), 8 bytes
-    per marker voxel and, with lines, one byte per voxel.
+    Queues (all exact, so they never change the labels): a hierarchical queue
+    (one FIFO per grey level) for 8/16-bit integer images; a two-level bucket
+    queue on the order-preserving bits of the value, with 65536 value bins
+    sorted on demand, for 32/64-bit images (float32, float64, int32, uint32);
+    a binary heap for compact watershed.  Nothing is padded or converted; peak
+    extra memory is the output labels, the queue (4–16 bytes per voxel of the
+    flooding front, 32 for compact), one bit per voxel, 8 bytes per marker
+    voxel and, with lines, one byte per voxel.
 
     Examples
     --------

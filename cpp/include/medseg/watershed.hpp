@@ -28,16 +28,30 @@
 // pushed); as in scikit-image, lines are not drawn in compact mode.
 //
 // Queues, all popping in exactly (priority, age) order, so the choice never
-// changes the result: 8/16-bit integer images without compactness use a
-// hierarchical queue (one FIFO per grey level, chunked; memory = live front,
-// 8 bytes per item, 16 with lines); 32-bit images (float32, int32, uint32)
-// without compactness a radix heap on (value bits, age) — monotone thanks to
-// the max() rule; float64 images and compact watershed a binary heap (32 bytes
-// per item of the front).  The image is read in its own dtype (no float copy),
-// labels are written in place into the caller's label array (markers on
-// entry), nothing is padded: borders are handled by coordinate tests.  With
-// lines, one byte per voxel for the shrinking mask.  Flooding is sequential by
-// nature; the result never depends on a thread count.
+// changes the result.  Without compactness the queue is monotone (a pushed
+// priority is never below the popped one, by the max() rule above):
+//   - 8/16-bit integer images: a hierarchical queue (one FIFO per grey level,
+//     chunked; memory = live front, 4 bytes per item, 16 with lines);
+//   - 32/64-bit images (float32, float64, int32, uint32): a two-level bucketed
+//     monotone queue (core/hierarchical_queue.hpp) on the order-preserving bits
+//     of the value (IEEE-754 sign trick, -0.0 read as +0.0), with 65536 value
+//     bins (a linear map between the minimum and the 99.9th percentile of a
+//     strided sample) as levels: each level is stable-sorted by key (counting
+//     sort, usually) when it becomes current, pushes of the current key go to a
+//     FIFO, others of the current level to a small heap; 8 bytes per item
+//     (12 with lines, 16 for float64);
+//   - compact watershed, and 32/64-bit images of 2^32 voxels or more: a binary
+//     heap (32 bytes per item of the front) with scikit-image's sift rules.
+// The plain mode (no lines, no compactness) runs a dedicated loop: a bit per
+// voxel marks "labelled or outside the mask", so neighbour tests read a small
+// cache-resident bitmap rather than the label and mask arrays; neighbour
+// coordinates come from a reciprocal multiply, not integer division.  The image
+// is read in its own dtype (no float copy), labels are written in place into
+// the caller's label array (markers on entry), nothing is padded: borders are
+// handled by coordinate tests.  Extra memory: the queue (the flooding front
+// plus the largest level), n/8 bytes for the bitmap, and with lines one byte
+// per voxel for the shrinking mask.  Flooding is sequential by nature; the
+// result never depends on a thread count.
 #pragma once
 
 #include <algorithm>
@@ -94,6 +108,92 @@ constexpr int64_t level_of(T v) {
 struct Item2 {
     int64_t idx, src;
 };
+
+// Order-preserving unsigned key of an image value: a < b  <=>  key(a) < key(b)
+// (IEEE-754 sign trick for floats, -0.0 first mapped to +0.0 since they compare
+// equal; sign-bit flip for signed integers).
+template <class T>
+using ordered_key_t = std::conditional_t<sizeof(T) == 8, uint64_t, uint32_t>;
+
+template <class T>
+ordered_key_t<T> ordered_key(T v) {
+    using K = ordered_key_t<T>;
+    constexpr K top = K(1) << (8 * sizeof(K) - 1);
+    if constexpr (std::is_floating_point_v<T>) {
+        if (v == T(0)) v = T(0);
+        K u;
+        std::memcpy(&u, &v, sizeof(K));
+        return (u & top) ? K(~u) : K(u | top);
+    } else if constexpr (std::is_signed_v<T>) {
+        return static_cast<K>(static_cast<K>(v) ^ top);
+    } else {
+        return static_cast<K>(v);
+    }
+}
+
+template <class T>
+T from_ordered_key(ordered_key_t<T> u) {
+    using K = ordered_key_t<T>;
+    constexpr K top = K(1) << (8 * sizeof(K) - 1);
+    if constexpr (std::is_floating_point_v<T>) {
+        u = (u & top) ? K(u ^ top) : K(~u);
+        T f;
+        std::memcpy(&f, &u, sizeof(K));
+        return f;
+    } else if constexpr (std::is_signed_v<T>) {
+        return static_cast<T>(u ^ top);
+    } else {
+        return static_cast<T>(u);
+    }
+}
+
+template <class K>
+struct Entry1 {
+    K key;
+    uint32_t idx;
+};
+template <class K>
+struct Entry2 {
+    K key;
+    uint32_t idx, src;
+};
+
+// Coarse levels of the bucketed queue: a linear quantisation of the values
+// between the minimum and the 99.9th percentile of a fixed strided sample
+// (values outside clamp to the end levels).  Any monotone map gives the same
+// pop order; this one only decides the speed (and it is deterministic).
+struct LevelMap {
+    double lo = 0.0, scale = 0.0;
+    int64_t levels = 1;
+    template <class T>
+    int64_t operator()(T v) const {
+        const double l = (static_cast<double>(v) - lo) * scale;
+        if (!(l > 0.0)) return 0;
+        if (l >= static_cast<double>(levels - 1)) return levels - 1;
+        return static_cast<int64_t>(l);
+    }
+};
+
+template <class T>
+LevelMap level_map(const T* image, int64_t n) {
+    LevelMap m;
+    m.levels = 256;
+    while (m.levels < 65536 && m.levels * 64 < n) m.levels *= 2;
+    const int64_t ns = std::min<int64_t>(n, 65536), stride = std::max<int64_t>(1, n / std::max<int64_t>(ns, 1));
+    std::vector<double> s;
+    s.reserve(static_cast<size_t>(ns));
+    for (int64_t k = 0; k < ns && k * stride < n; ++k) s.push_back(static_cast<double>(image[k * stride]));
+    if (s.empty()) return m;
+    const double lo = *std::min_element(s.begin(), s.end());
+    auto q = s.begin() + static_cast<std::ptrdiff_t>((s.size() - 1) * 999 / 1000);
+    std::nth_element(s.begin(), q, s.end());
+    double hi = *q;
+    if (!(hi > lo)) hi = *std::max_element(s.begin(), s.end());
+    m.lo = lo;
+    m.scale = hi > lo ? static_cast<double>(m.levels - 1) / (hi - lo) : 0.0;
+    if (!std::isfinite(m.lo) || !std::isfinite(m.scale)) m.lo = m.scale = 0.0;  // one level: still exact
+    return m;
+}
 
 // A binary min-heap on (key, age) with exactly scikit-image's sift-up / sift-down
 // rules (heap_general.pxi), so that elements of equal (key, age) — the markers —
@@ -156,6 +256,79 @@ private:
     }
     std::vector<HeapElem> d_;
 };
+
+// i = (z * ny + y) * nx + x without integer division (a double reciprocal and
+// one correction step, exact for i < 2^52).
+struct Coords {
+    int64_t ny, nx, plane;
+    double inv_plane, inv_nx;
+    Coords(int64_t ny_, int64_t nx_)
+        : ny(ny_), nx(nx_), plane(ny_ * nx_), inv_plane(1.0 / double(ny_ * nx_)), inv_nx(1.0 / double(nx_)) {}
+    static int64_t div(int64_t a, int64_t d, double inv, int64_t& rem) {
+        int64_t q = static_cast<int64_t>(static_cast<double>(a) * inv);
+        int64_t r = a - q * d;
+        if (r < 0) {
+            --q;
+            r += d;
+        } else if (r >= d) {
+            ++q;
+            r -= d;
+        }
+        rem = r;
+        return q;
+    }
+    void operator()(int64_t i, int64_t& z, int64_t& y, int64_t& x) const {
+        int64_t r;
+        z = div(i, plane, inv_plane, r);
+        y = div(r, nx, inv_nx, x);
+    }
+};
+
+// The plain mode (labels given at push time), the one that matters for speed.
+// A bit per voxel says "labelled or outside the mask", so the neighbour tests —
+// five of six of which find a labelled voxel — hit a small, cache-resident
+// array instead of the label and mask arrays; the labels and the image are
+// touched once per voxel (when it is pushed).  push(value, j) and
+// pop(i, value) -> false when empty are the queue's.
+template <class T, class L, class Push, class Pop>
+void flood_plain(const T* image, L* labels, const uint8_t* mask, const Shape& s, const std::vector<Offset>& offs,
+                 const std::vector<int64_t>& delta, const std::vector<int64_t>& markers, Push&& push, Pop&& pop) {
+    const int64_t n = s.size(), nx = s.nx, ny = s.ny, nz = s.nz;
+    const int zr = s.ndim == 3 ? 1 : 0;
+    const int nn = static_cast<int>(offs.size());
+    std::vector<uint64_t> done(static_cast<size_t>((n + 63) / 64), 0);
+    for (int64_t w = 0, nw = (n + 63) / 64; w < nw; ++w) {
+        uint64_t bits = 0;
+        for (int64_t b = 0, i0 = w * 64; b < 64 && i0 + b < n; ++b)
+            if (labels[i0 + b] || (mask && !mask[i0 + b])) bits |= uint64_t(1) << b;
+        done[static_cast<size_t>(w)] = bits;
+    }
+    const Coords co(ny, nx);
+    for (int64_t m : markers) push(image[m], m);
+    int64_t i;
+    T cur;
+    while (pop(i, cur)) {
+        const L li = labels[i];
+        int64_t z, y, x;
+        co(i, z, y, x);
+        const bool interior = z >= zr && z < nz - zr && y >= 1 && y < ny - 1 && x >= 1 && x < nx - 1;
+        for (int k = 0; k < nn; ++k) {
+            if (!interior) {
+                const int64_t zz = z + offs[k].dz, yy = y + offs[k].dy, xx = x + offs[k].dx;
+                if (zz < 0 || zz >= nz || yy < 0 || yy >= ny || xx < 0 || xx >= nx) continue;
+            }
+            const int64_t j = i + delta[k];
+            uint64_t& w = done[static_cast<size_t>(j >> 6)];
+            const uint64_t bit = uint64_t(1) << (j & 63);
+            if (w & bit) continue;
+            w |= bit;
+            labels[j] = li;
+            T v = image[j];
+            if (v < cur) v = cur;  // reaching j costs at least as much as reaching i
+            push(v, j);
+        }
+    }
+}
 
 }  // namespace ws_detail
 
@@ -275,6 +448,38 @@ void watershed(const T* image, L* labels, const uint8_t* mask, const Shape& s, c
         });
     };
 
+    if (simple && n <= int64_t(std::numeric_limits<uint32_t>::max())) {
+        if constexpr (bucket_type<T>) {
+            // one FIFO per grey level; markers enter in the caller's raster order (= their ages)
+            constexpr int64_t lo = static_cast<int64_t>(std::numeric_limits<T>::lowest());
+            HierarchicalQueue<uint32_t> q(int64_t(1) << (8 * sizeof(T)));
+            flood_plain(image, labels, mask, s, offs, delta, markers,
+                        [&](T v, int64_t j) { q.push(static_cast<int64_t>(v) - lo, static_cast<uint32_t>(j)); },
+                        [&](int64_t& i, T& v) {
+                            if (q.empty()) return false;
+                            int64_t level;
+                            i = q.pop(&level);
+                            v = static_cast<T>(level + lo);
+                            return true;
+                        });
+        } else {
+            // bucketed monotone queue on the order-preserving bits of the value
+            using K = ordered_key_t<T>;
+            const LevelMap lm = level_map(image, n);
+            auto level_of = [lm](K k) { return lm(from_ordered_key<T>(k)); };
+            BucketedMonotoneQueue<Entry1<K>, decltype(level_of)> q(lm.levels, level_of);
+            flood_plain(image, labels, mask, s, offs, delta, markers,
+                        [&](T v, int64_t j) { q.push(Entry1<K>{ordered_key(v), static_cast<uint32_t>(j)}); },
+                        [&](int64_t& i, T& v) {
+                            if (q.empty()) return false;
+                            const auto e = q.pop();
+                            i = e.idx;
+                            v = from_ordered_key<T>(e.key);
+                            return true;
+                        });
+        }
+        return;
+    }
     if constexpr (bucket_type<T>) {
         if (!compact) {
             // Hierarchical queue: markers enter in the caller's raster order (= their ages).
@@ -305,60 +510,30 @@ void watershed(const T* image, L* labels, const uint8_t* mask, const Shape& s, c
             return;
         }
     }
-    // 32-bit images without compactness: a radix heap on (order-preserving value
-    // bits << 32 | age) — the queue is monotone because of the max() above, and
-    // every key is unique, so the pop order is exactly (value, age).
-    if constexpr (sizeof(T) == 4) {
-        const uint64_t max_pushes = static_cast<uint64_t>(n) * static_cast<uint64_t>(nn) + markers.size() + 2;
-        if (!compact && max_pushes < (uint64_t(1) << 32)) {
-            auto vkey = [](T v) -> uint64_t {
-                uint32_t u;
-                if constexpr (std::is_same_v<T, float>) {
-                    std::memcpy(&u, &v, 4);
-                    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-                } else if constexpr (std::is_signed_v<T>) {
-                    u = static_cast<uint32_t>(v) ^ 0x80000000u;
-                } else {
-                    u = static_cast<uint32_t>(v);
-                }
-                return static_cast<uint64_t>(u) << 32;
-            };
-            auto value_of = [](uint64_t key) -> double {
-                uint32_t u = static_cast<uint32_t>(key >> 32);
-                if constexpr (std::is_same_v<T, float>) {
-                    u = (u & 0x80000000u) ? (u ^ 0x80000000u) : ~u;
-                    float f;
-                    std::memcpy(&f, &u, 4);
-                    return static_cast<double>(f);
-                } else if constexpr (std::is_signed_v<T>) {
-                    return static_cast<double>(static_cast<int32_t>(u ^ 0x80000000u));
-                } else {
-                    return static_cast<double>(u);
-                }
-            };
-            auto run = [&](auto& q, auto make_item, auto get) {
-                auto push = [&](double v, uint64_t a, int64_t j, int64_t src) {
-                    q.push(vkey(static_cast<T>(v)) | a, make_item(j, src));
+    // 32/64-bit images without compactness: a bucketed monotone queue on the
+    // order-preserving bits of the value — monotone because of the max() above;
+    // pops in exactly (value, age) order like the binary heap below.
+    if constexpr (!bucket_type<T>) {
+        if (!compact && n <= int64_t(std::numeric_limits<uint32_t>::max())) {
+            using K = ordered_key_t<T>;
+            const LevelMap lm = level_map(image, n);
+            auto run = [&](auto& q, auto make_entry, auto src_of) {
+                auto push = [&](double v, uint64_t, int64_t j, int64_t src) {
+                    const T tv = static_cast<T>(v);  // v is an image value: exact
+                    q.push(make_entry(ordered_key(tv), j, src));
                 };
-                for (size_t m = 0; m < markers.size(); ++m)
-                    push(static_cast<double>(image[markers[m]]), m, markers[m], markers[m]);
-                uint64_t key = 0;
+                for (int64_t m : markers) push(static_cast<double>(image[m]), 0, m, m);
                 while (!q.empty()) {
-                    const auto it = q.pop(&key);
-                    int64_t i, src;
-                    get(it, i, src);
-                    step(value_of(key), i, src, push);
+                    const auto e = q.pop();
+                    step(static_cast<double>(from_ordered_key<T>(e.key)), e.idx, src_of(e), push);
                 }
             };
-            if (simple) {
-                RadixHeap<int64_t> q;
-                run(q, [](int64_t j, int64_t) { return j; },
-                    [](int64_t it, int64_t& i, int64_t& src) { i = it; src = it; });
-            } else {
-                RadixHeap<Item2> q;
-                run(q, [](int64_t j, int64_t src) { return Item2{j, src}; },
-                    [](const Item2& it, int64_t& i, int64_t& src) { i = it.idx; src = it.src; });
-            }
+            auto level_of = [lm](K k) { return lm(from_ordered_key<T>(k)); };
+            BucketedMonotoneQueue<Entry2<K>, decltype(level_of)> q(lm.levels, level_of);
+            run(q, [](K k, int64_t j, int64_t src) {
+                    return Entry2<K>{k, static_cast<uint32_t>(j), static_cast<uint32_t>(src)};
+                },
+                [](const Entry2<K>& e) { return int64_t(e.src); });
             return;
         }
     }
