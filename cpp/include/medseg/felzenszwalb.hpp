@@ -32,14 +32,21 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 #include <type_traits>
 #include <vector>
 
 #include "core/parallel.hpp"
+#include "core/sort.hpp"
+#include "core/types.hpp"
 #include "core/union_find.hpp"
 #include "core/volume.hpp"
 #include "filters.hpp"
+
+#ifndef FH_T
+#define FH_T(name) ((void)0)
+#endif
 
 namespace medseg {
 
@@ -53,15 +60,319 @@ struct FelzenszwalbParams {
 
 namespace fh_detail {
 
-inline std::vector<Offset> directions(int ndim) {
-    if (ndim == 2) return {{0, 1, 0}, {0, 0, 1}, {0, 1, 1}, {0, 1, -1}};
-    return {{1, 0, 0}, {0, 1, 0}, {0, 0, 1}};
-}
+#if defined(__GNUC__) || defined(__clang__)
+#define MEDSEG_FH_PREFETCH(addr) __builtin_prefetch(addr)
+#else
+#define MEDSEG_FH_PREFETCH(addr) ((void)0)
+#endif
+
+constexpr int kTopShift = 20;  // bucket = weight bits >> 20 (sign, exponent and 3 mantissa bits)
+constexpr int64_t kBuckets = int64_t(1) << (32 - kTopShift);
 
 inline uint32_t float_bits(float f) {
     uint32_t u;
     std::memcpy(&u, &f, 4);
     return u;
+}
+
+inline float bits_float(uint32_t u) {
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+
+inline uint32_t find_root(const uint32_t* parent, uint32_t x) {
+    while (parent[x] != x) x = parent[x];
+    return x;
+}
+
+inline uint32_t find_halving(uint32_t* parent, uint32_t x) {
+    while (parent[x] != x) {
+        parent[x] = parent[parent[x]];
+        x = parent[x];
+    }
+    return x;
+}
+
+// Calls f(i, d, j) for every edge (i, j = i + delta[d]) of voxels in rows [r0, r1),
+// in slot order i * NDIR + d.  2D (NDIR 4): down, right, down-right, down-left;
+// 3D (NDIR 3): next plane, down, right.
+template <int NDIR, class F>
+inline void for_edges(const Shape& s, int64_t r0, int64_t r1, F&& f) {
+    const int64_t nx = s.nx, ny = s.ny, nz = s.nz, plane = s.plane();
+    for (int64_t row = r0; row < r1; ++row) {
+        const int64_t z = row / ny, y = row - z * ny;
+        const int64_t base = row * nx;
+        const bool down = y + 1 < ny;
+        if constexpr (NDIR == 4) {
+            for (int64_t x = 0; x < nx; ++x) {
+                const int64_t i = base + x;
+                if (down) f(i, 0, i + nx);
+                if (x + 1 < nx) f(i, 1, i + 1);
+                if (down && x + 1 < nx) f(i, 2, i + nx + 1);
+                if (down && x > 0) f(i, 3, i + nx - 1);
+            }
+        } else {
+            const bool next = z + 1 < nz;
+            for (int64_t x = 0; x < nx; ++x) {
+                const int64_t i = base + x;
+                if (next) f(i, 0, i + plane);
+                if (down) f(i, 1, i + nx);
+                if (x + 1 < nx) f(i, 2, i + 1);
+            }
+        }
+    }
+}
+
+struct Comp {
+    uint32_t size;
+    float thr;  // Int(C) + k / |C|, rounded to float once per union
+};
+
+// Everything after smoothing: edge keys, sort, Kruskal sweep, minimum size, labels.
+template <class R, int NDIR>
+int64_t segment(std::vector<R>& sm, int64_t nch, const Shape& s, const FelzenszwalbParams& p, int64_t* labels,
+                int num_threads) {
+    const int64_t n = s.size();
+    const int64_t rows = s.nz * s.ny;
+    const int nt = resolve_threads(num_threads);
+    const R vscale = static_cast<R>(p.vscale);
+    const R* smp = sm.data();
+    auto weight = [&](int64_t i, int64_t j) -> uint32_t {
+        R acc;
+        if (nch == 1) {
+            acc = std::abs(smp[j] - smp[i]);
+        } else {
+            R s2 = 0;
+            for (int64_t c = 0; c < nch; ++c) {
+                const R df = smp[c * n + j] - smp[c * n + i];
+                s2 += df * df;
+            }
+            acc = std::sqrt(s2);
+        }
+        return float_bits(static_cast<float>(acc * vscale));
+    };
+
+    // 1. edge keys, scattered by their top weight bits (count, prefix, place: stable,
+    // so each bucket holds its keys in slot order whatever the block split)
+    const int64_t nblocks = std::max<int64_t>(1, std::min<int64_t>(rows, std::min<int64_t>(8 * nt, n / 16384 + 1)));
+    std::vector<uint32_t> counts(static_cast<size_t>(nblocks * kBuckets), 0);
+    auto rows_of = [&](int64_t b, int64_t& r0, int64_t& r1) {
+        r0 = rows * b / nblocks;
+        r1 = rows * (b + 1) / nblocks;
+    };
+    parallel_for_dynamic(nblocks, nt, [&](int64_t b) {
+        int64_t r0, r1;
+        rows_of(b, r0, r1);
+        uint32_t* cnt = counts.data() + b * kBuckets;
+        for_edges<NDIR>(s, r0, r1, [&](int64_t i, int, int64_t j) { ++cnt[weight(i, j) >> kTopShift]; });
+    });
+    std::vector<int64_t> start(static_cast<size_t>(kBuckets + 1), 0);
+    std::vector<int64_t> pos(static_cast<size_t>(nblocks * kBuckets));
+    int64_t total = 0;
+    for (int64_t k = 0; k < kBuckets; ++k) {
+        start[k] = total;
+        for (int64_t b = 0; b < nblocks; ++b) {
+            pos[b * kBuckets + k] = total;
+            total += counts[b * kBuckets + k];
+        }
+    }
+    start[kBuckets] = total;
+    std::vector<uint32_t>().swap(counts);
+    FH_T("count");
+    std::unique_ptr<uint64_t[]> keys(new uint64_t[static_cast<size_t>(std::max<int64_t>(total, 1))]);
+    uint64_t* kp = keys.get();
+    parallel_for_dynamic(nblocks, nt, [&](int64_t b) {
+        int64_t r0, r1;
+        rows_of(b, r0, r1);
+        int64_t* ps = pos.data() + b * kBuckets;
+        for_edges<NDIR>(s, r0, r1, [&](int64_t i, int d, int64_t j) {
+            const uint32_t bits = weight(i, j);
+            kp[ps[bits >> kTopShift]++] = (static_cast<uint64_t>(bits) << 32) | static_cast<uint64_t>(i * NDIR + d);
+        });
+    });
+    std::vector<int64_t>().swap(pos);
+    FH_T("place");
+
+    // 2. sort each bucket stably on the remaining weight bits (largest buckets first)
+    {
+        std::vector<int64_t> order;
+        int64_t biggest = 0;
+        for (int64_t k = 0; k < kBuckets; ++k) {
+            const int64_t m = start[k + 1] - start[k];
+            if (m > 1) order.push_back(k);
+            biggest = std::max(biggest, m);
+        }
+        std::stable_sort(order.begin(), order.end(),
+                         [&](int64_t a, int64_t b) { return start[a + 1] - start[a] > start[b + 1] - start[b]; });
+        const int64_t no = static_cast<int64_t>(order.size());
+        auto sort_range = [&](int64_t lo, int64_t hi, std::unique_ptr<uint64_t[]>& tmp, int64_t& cap) {
+            for (int64_t t = lo; t < hi; ++t) {
+                const int64_t k = order[t], m = start[k + 1] - start[k];
+                if (m > cap) {
+                    tmp.reset(new uint64_t[static_cast<size_t>(m)]);
+                    cap = m;
+                }
+                radix_sort_bits(kp + start[k], tmp.get(), m, 32, 32 + kTopShift);
+            }
+        };
+        const int ts = static_cast<int>(std::min<int64_t>(nt, no));
+#ifdef _OPENMP
+        if (ts > 1 && total > 65536) {
+#pragma omp parallel num_threads(ts)
+            {
+                std::unique_ptr<uint64_t[]> tmp;
+                int64_t cap = 0;
+#pragma omp for schedule(dynamic, 1)
+                for (int64_t t = 0; t < no; ++t) sort_range(t, t + 1, tmp, cap);
+            }
+        } else
+#endif
+        {
+            std::unique_ptr<uint64_t[]> tmp;
+            int64_t cap = 0;
+            sort_range(0, no, tmp, cap);
+        }
+        (void)biggest;
+    }
+    FH_T("sort");
+
+    // 3. Kruskal sweep with the adaptive threshold.  The sweep is serial and
+    // bound by random accesses to the union-find, so the parents of the edge
+    // PD ahead are prefetched, and their parents at PD2 ahead.
+    const double k = p.scale / 255.0;
+    const uint32_t delta[4] = {
+        static_cast<uint32_t>(NDIR == 4 ? s.nx : s.plane()), static_cast<uint32_t>(NDIR == 4 ? 1 : s.nx),
+        static_cast<uint32_t>(NDIR == 4 ? s.nx + 1 : 1), static_cast<uint32_t>(NDIR == 4 ? s.nx - 1 : 0)};
+    auto ends = [&](uint64_t key, uint32_t& a, uint32_t& b) {
+        const uint32_t slot = static_cast<uint32_t>(key);
+        a = slot / NDIR;
+        b = a + delta[slot % NDIR];
+    };
+    std::unique_ptr<uint32_t[]> parent_buf(new uint32_t[static_cast<size_t>(n)]);
+    std::unique_ptr<Comp[]> comp_buf(new Comp[static_cast<size_t>(n)]);
+    uint32_t* parent = parent_buf.get();
+    Comp* comp = comp_buf.get();
+    const float thr1 = static_cast<float>(0.0 + k / 1.0);
+    parallel_blocks(n, nt, 1 << 16, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) {
+            parent[i] = static_cast<uint32_t>(i);
+            comp[i] = Comp{1u, thr1};
+        }
+    });
+    // union by size (ties: the smaller index), so big components keep their root
+    auto link = [&](uint32_t a, uint32_t b) {
+        const uint32_t sa = comp[a].size, sb = comp[b].size;
+        const uint32_t r = (sa > sb || (sa == sb && a < b)) ? a : b;
+        parent[a ^ b ^ r] = r;
+        return r;
+    };
+#ifndef FH_PD
+#define FH_PD 24
+#define FH_PD2 12
+#endif
+    constexpr int64_t PD = FH_PD, PD2 = FH_PD2;
+    for (int64_t e = 0; e < total; ++e) {
+        if (e + PD < total) {
+            uint32_t a, b;
+            ends(kp[e + PD], a, b);
+            MEDSEG_FH_PREFETCH(parent + a);
+            MEDSEG_FH_PREFETCH(parent + b);
+        }
+        if (e + PD2 < total) {
+            uint32_t a, b;
+            ends(kp[e + PD2], a, b);
+            const uint32_t pa = parent[a], pb = parent[b];
+            MEDSEG_FH_PREFETCH(parent + pa);
+            MEDSEG_FH_PREFETCH(parent + pb);
+            MEDSEG_FH_PREFETCH(comp + pa);
+            MEDSEG_FH_PREFETCH(comp + pb);
+        }
+        uint32_t a, b;
+        ends(kp[e], a, b);
+        a = find_halving(parent, a);
+        b = find_halving(parent, b);
+        if (a == b) continue;
+        const float w = bits_float(static_cast<uint32_t>(kp[e] >> 32));
+        Comp& ca = comp[a];
+        Comp& cb = comp[b];
+        if (w < std::min(ca.thr, cb.thr)) {
+            const uint32_t r = link(a, b);
+            const uint32_t sz = ca.size + cb.size;
+            comp[r] = Comp{sz, static_cast<float>(double(w) + k / double(sz))};
+        }
+    }
+    FH_T("merge");
+
+    // 4. strict minimum size: every edge, in the same order, joins two components
+    // of which one is smaller than min_size.  Sizes only grow, so only edges with
+    // a voxel in a component below min_size after step 3 can join anything: they
+    // are collected in slot order (a sequential scan), sorted stably by weight, and
+    // swept in that order — the same joins as sweeping all edges.
+    keys.reset();
+    if (p.min_size > 1) {
+        const uint32_t ms = static_cast<uint32_t>(std::min<int64_t>(p.min_size, int64_t(0xffffffffu)));
+        std::unique_ptr<uint8_t[]> small_buf(new uint8_t[static_cast<size_t>(n)]);
+        uint8_t* small = small_buf.get();
+        parallel_blocks(n, nt, 1 << 16, [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i) small[i] = comp[find_root(parent, static_cast<uint32_t>(i))].size < ms;
+        });
+        std::vector<std::vector<uint64_t>> cand(static_cast<size_t>(nblocks));
+        parallel_for_dynamic(nblocks, nt, [&](int64_t b) {
+            int64_t r0, r1;
+            rows_of(b, r0, r1);
+            auto& out = cand[b];
+            for_edges<NDIR>(s, r0, r1, [&](int64_t i, int d, int64_t j) {
+                if (small[i] | small[j])
+                    out.push_back((static_cast<uint64_t>(weight(i, j)) << 32) | static_cast<uint64_t>(i * NDIR + d));
+            });
+        });
+        small_buf.reset();
+        int64_t nc = 0;
+        for (auto& c : cand) nc += static_cast<int64_t>(c.size());
+        if (nc > 0) {
+            std::unique_ptr<uint64_t[]> ck(new uint64_t[static_cast<size_t>(2 * nc)]);
+            int64_t o = 0;
+            for (auto& c : cand) {
+                std::copy(c.begin(), c.end(), ck.get() + o);
+                o += static_cast<int64_t>(c.size());
+                std::vector<uint64_t>().swap(c);
+            }
+            radix_sort_bits(ck.get(), ck.get() + nc, nc, 32, 63);
+            const uint64_t* cp = ck.get();
+            for (int64_t e = 0; e < nc; ++e) {
+                uint32_t a, b;
+                ends(cp[e], a, b);
+                a = find_halving(parent, a);
+                b = find_halving(parent, b);
+                if (a == b) continue;
+                if (comp[a].size < ms || comp[b].size < ms) {
+                    const uint32_t sz = comp[a].size + comp[b].size;
+                    comp[link(a, b)].size = sz;
+                }
+            }
+        }
+    }
+    std::vector<R>().swap(sm);
+    FH_T("minsize");
+
+    // 5. labels in raster order of each segment's first voxel
+    parallel_blocks(n, nt, 1 << 16, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) labels[i] = find_root(parent, static_cast<uint32_t>(i));
+    });
+    int64_t next = 0;
+    for (int64_t i = 0; i < n; ++i) {  // parent[] of a root becomes its label's marker
+        const uint32_t r = static_cast<uint32_t>(labels[i]);
+        if (parent[r] == r) {
+            comp[r].size = static_cast<uint32_t>(next);
+            parent[r] = ~uint32_t(0);
+            labels[i] = next++;
+        } else {
+            labels[i] = comp[r].size;
+        }
+    }
+    FH_T("label");
+    return next;
 }
 
 }  // namespace fh_detail
@@ -72,155 +383,17 @@ template <class T>
 int64_t felzenszwalb(const T* img, int64_t nch, const Shape& s, const FelzenszwalbParams& p, int64_t* labels,
                      int num_threads) {
     using R = real_t<T>;
-    using namespace fh_detail;
     const int64_t n = s.size();
-    const auto dirs = directions(s.ndim);
-    const int ndir = static_cast<int>(dirs.size());
+    const int ndir = s.ndim == 2 ? 4 : 3;
     if (n * ndir >= (int64_t(1) << 32))
         throw std::length_error("felzenszwalb: image too large (voxels x directions must stay below 2^32)");
-
-    // 1. smooth each channel
     std::vector<R> sm(static_cast<size_t>(n * nch));
     for (int64_t c = 0; c < nch; ++c)
         gaussian<T, R>(img + c * n, sm.data() + c * n, s, p.weights, static_cast<BorderMode>(p.mode), 0.0, false,
                        false, num_threads);
-
-    const int64_t nx = s.nx, ny = s.ny, nz = s.nz, plane = s.plane();
-    std::vector<int64_t> delta(ndir);
-    for (int d = 0; d < ndir; ++d) delta[d] = dirs[d].dz * plane + dirs[d].dy * nx + dirs[d].dx;
-    const R vscale = static_cast<R>(p.vscale);
-    // weight of edge (i, d) if it exists
-    auto weight = [&](int64_t i, int d, int64_t z, int64_t y, int64_t x, float& w) {
-        const int64_t zz = z + dirs[d].dz, yy = y + dirs[d].dy, xx = x + dirs[d].dx;
-        if (zz >= nz || yy >= ny || xx < 0 || xx >= nx) return false;
-        const int64_t j = i + delta[d];
-        R acc;
-        if (nch == 1) {
-            acc = std::abs(sm[j] - sm[i]);
-        } else {
-            R s2 = 0;
-            for (int64_t c = 0; c < nch; ++c) {
-                const R df = sm[c * n + j] - sm[c * n + i];
-                s2 += df * df;
-            }
-            acc = std::sqrt(s2);
-        }
-        w = static_cast<float>(acc * vscale);
-        return true;
-    };
-
-    // 2. bucket the edge keys by their top weight bits (count, prefix, place)
-    constexpr int kShift = 17;
-    constexpr int64_t kBuckets = int64_t(1) << (31 - kShift);
-    const int64_t nblocks = std::min<int64_t>(64, std::max<int64_t>(1, n / 4096));
-    std::vector<int64_t> counts(static_cast<size_t>(nblocks * kBuckets), 0);
-    auto block_range = [&](int64_t b, int64_t& lo, int64_t& hi) {
-        lo = n * b / nblocks;
-        hi = n * (b + 1) / nblocks;
-    };
-    auto for_edges = [&](int64_t lo, int64_t hi, auto&& f) {
-        for (int64_t i = lo; i < hi; ++i) {
-            const int64_t z = i / plane, r = i - z * plane, y = r / nx, x = r - y * nx;
-            for (int d = 0; d < ndir; ++d) {
-                float w;
-                if (weight(i, d, z, y, x, w)) f(i, d, w);
-            }
-        }
-    };
-    parallel_for_dynamic(nblocks, num_threads, [&](int64_t b) {
-        int64_t lo, hi;
-        block_range(b, lo, hi);
-        int64_t* cnt = counts.data() + b * kBuckets;
-        for_edges(lo, hi, [&](int64_t, int, float w) { ++cnt[float_bits(w) >> kShift]; });
-    });
-    // offsets: bucket-major, block-minor
-    std::vector<int64_t> bucket_start(kBuckets + 1, 0);
-    int64_t total = 0;
-    for (int64_t k = 0; k < kBuckets; ++k) {
-        bucket_start[k] = total;
-        for (int64_t b = 0; b < nblocks; ++b) {
-            const int64_t c = counts[b * kBuckets + k];
-            counts[b * kBuckets + k] = total;
-            total += c;
-        }
-    }
-    bucket_start[kBuckets] = total;
-    std::vector<uint64_t> keys(static_cast<size_t>(total));
-    parallel_for_dynamic(nblocks, num_threads, [&](int64_t b) {
-        int64_t lo, hi;
-        block_range(b, lo, hi);
-        int64_t* pos = counts.data() + b * kBuckets;
-        for_edges(lo, hi, [&](int64_t i, int d, float w) {
-            const uint32_t bits = float_bits(w);
-            keys[pos[bits >> kShift]++] =
-                (static_cast<uint64_t>(bits) << 32) | static_cast<uint64_t>(i * ndir + d);
-        });
-    });
-    std::vector<int64_t>().swap(counts);
-    parallel_for_dynamic(kBuckets, num_threads, [&](int64_t k) {
-        std::sort(keys.begin() + bucket_start[k], keys.begin() + bucket_start[k + 1]);
-    });
-
-    // 3. Kruskal sweep with the adaptive threshold (32-bit union-find when it fits:
-    // half the memory traffic of this random-access sweep)
-    const double k = p.scale / 255.0;
-    auto ends = [&](uint64_t key, int64_t& a, int64_t& b) {
-        const int64_t slot = static_cast<int64_t>(key & 0xffffffffu);
-        a = slot / ndir;
-        b = a + delta[slot - a * ndir];
-    };
-    int64_t next = 0;
-    auto sweep = [&](auto& uf) {
-        using I = std::decay_t<decltype(uf.parent[0])>;
-        std::vector<uint32_t> size(static_cast<size_t>(n), 1);
-        std::vector<float> cint(static_cast<size_t>(n), 0.0f);
-        for (int64_t e = 0; e < total; ++e) {
-            int64_t a0, b0;
-            ends(keys[e], a0, b0);
-            const I a = uf.find(static_cast<I>(a0)), b = uf.find(static_cast<I>(b0));
-            if (a == b) continue;
-            float w;
-            const uint32_t bits = static_cast<uint32_t>(keys[e] >> 32);
-            std::memcpy(&w, &bits, 4);
-            const float ta = static_cast<float>(double(cint[a]) + k / double(size[a]));
-            const float tb = static_cast<float>(double(cint[b]) + k / double(size[b]));
-            if (w < std::min(ta, tb)) {
-                const I r = uf.unite(a, b);
-                size[r] = size[a] + size[b];
-                cint[r] = w;
-            }
-        }
-        // 4. strict minimum size.  Sizes only grow, so an edge between two voxels whose
-        // components are already >= min_size can be skipped without a find.
-        if (p.min_size > 1) {
-            std::vector<uint8_t> small(static_cast<size_t>(n));
-            for (int64_t i = 0; i < n; ++i) small[i] = size[uf.find(static_cast<I>(i))] < p.min_size;
-            for (int64_t e = 0; e < total; ++e) {
-                int64_t a0, b0;
-                ends(keys[e], a0, b0);
-                if (!small[a0] && !small[b0]) continue;
-                const I a = uf.find(static_cast<I>(a0)), b = uf.find(static_cast<I>(b0));
-                if (a == b) continue;
-                if (size[a] < p.min_size || size[b] < p.min_size) {
-                    const I r = uf.unite(a, b);
-                    size[r] = size[a] + size[b];
-                }
-            }
-        }
-        // 5. labels in raster order of first voxels (the root is the smallest index)
-        for (int64_t i = 0; i < n; ++i) {
-            const int64_t r = static_cast<int64_t>(uf.find(static_cast<I>(i)));
-            labels[i] = (r == i) ? next++ : labels[r];
-        }
-    };
-    if (n < (int64_t(1) << 32)) {
-        UnionFind<uint32_t> uf(n);
-        sweep(uf);
-    } else {
-        UnionFind<int64_t> uf(n);
-        sweep(uf);
-    }
-    return next;
+    FH_T("smooth");
+    if (s.ndim == 2) return fh_detail::segment<R, 4>(sm, nch, s, p, labels, num_threads);
+    return fh_detail::segment<R, 3>(sm, nch, s, p, labels, num_threads);
 }
 
 }  // namespace medseg
