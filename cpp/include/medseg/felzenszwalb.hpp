@@ -15,17 +15,25 @@
 // does not update them in this pass).
 //
 // Sorting: an edge is a 64-bit key (float32 weight bits << 32 | edge slot), the
-// slot being voxel * ndir + direction; keys are unique, so the order is total and
-// the result does not depend on how the sort is split.  Keys are scattered into
-// 16384 buckets by their top weight bits (two parallel passes over the voxels:
-// count, then place), and each bucket is sorted in parallel.  Merging is the
-// sequential Kruskal sweep with the core union-find (smallest index is root).
+// slot being voxel * ndir + direction.  Non-negative float bits order like the
+// floats, and keys are unique, so the order (weight, slot) is total.  Keys are
+// built straight into 2^12 buckets by their top weight bits (two parallel passes
+// over the voxels: count, then place — stable, so each bucket is in slot order),
+// then each bucket is sorted by the remaining 20 weight bits with a stable LSD
+// radix sort (core/sort.hpp), buckets in parallel.  The result is the one total
+// order whatever the thread count.
+//
+// Merging is the sequential Kruskal sweep (prefetched, see sweep()) over a
+// union-find of 32-bit parents with union by size and path halving.  The minimum-size pass only
+// needs the edges that touch a component below min_size: they are collected in
+// slot order by a scan of the voxels, sorted stably by weight, and swept.
 // Labels are numbered 0.. in raster order of each segment's first voxel.
 //
-// Memory: 8 bytes per edge (2D: 4 per pixel, 3D: 3 per voxel), the smoothed image
-// in the real type, 8 (parent) + 4 (size) + 4 (internal difference) bytes per
-// voxel, and the int64 labels.  (The min_size pass skips, without a find, every
-// edge whose two voxels were already in components of at least min_size.)
+// Memory: 8 bytes per edge (2D: 4 per pixel, 3D: 3 per voxel) plus a scratch of
+// 8 bytes per edge of the largest bucket per sorting thread, the smoothed image
+// in the real type (kept for the minimum-size pass), 4 (parent) + 8 (size,
+// threshold) bytes per voxel, and the int64 labels.  The edge keys are freed
+// before the minimum-size pass.
 #pragma once
 
 #include <algorithm>
@@ -43,10 +51,6 @@
 #include "core/union_find.hpp"
 #include "core/volume.hpp"
 #include "filters.hpp"
-
-#ifndef FH_T
-#define FH_T(name) ((void)0)
-#endif
 
 namespace medseg {
 
@@ -66,7 +70,7 @@ namespace fh_detail {
 #define MEDSEG_FH_PREFETCH(addr) ((void)0)
 #endif
 
-constexpr int kTopShift = 20;  // bucket = weight bits >> 20 (sign, exponent and 3 mantissa bits)
+constexpr int kTopShift = 20;  // bucket = weight bits >> 20 (sign, exponent, 3 mantissa bits)
 constexpr int64_t kBuckets = int64_t(1) << (32 - kTopShift);
 
 inline uint32_t float_bits(float f) {
@@ -81,15 +85,23 @@ inline float bits_float(uint32_t u) {
     return f;
 }
 
-inline uint32_t find_root(const uint32_t* parent, uint32_t x) {
-    while (parent[x] != x) x = parent[x];
+// Union-find over 32-bit parents (the voxel count is below 2^32): half the
+// memory traffic of int64 parents in the random-access sweep.
+using Parent = uint32_t;
+
+inline uint32_t pget(const Parent* p, uint32_t x) { return p[x]; }
+inline void pset(Parent* p, uint32_t x, uint32_t v) { p[x] = v; }
+
+inline uint32_t find_root(const Parent* parent, uint32_t x) {
+    for (uint32_t y; (y = pget(parent, x)) != x;) x = y;
     return x;
 }
 
-inline uint32_t find_halving(uint32_t* parent, uint32_t x) {
-    while (parent[x] != x) {
-        parent[x] = parent[parent[x]];
-        x = parent[x];
+inline uint32_t find_halving(Parent* parent, uint32_t x) {
+    for (uint32_t y; (y = pget(parent, x)) != x;) {
+        const uint32_t z = pget(parent, y);
+        pset(parent, x, z);
+        x = z;
     }
     return x;
 }
@@ -128,6 +140,44 @@ struct Comp {
     uint32_t size;
     float thr;  // Int(C) + k / |C|, rounded to float once per union
 };
+
+// The Kruskal sweep with the adaptive threshold, edges in key order.  It is
+// serial (each decision depends on all earlier ones) and bound by the latency of
+// random accesses to the union-find, so the parents of both voxels of the edge
+// PD ahead are prefetched, and at PD2 ahead (by then in cache) their own parents
+// and component records, which are usually the roots.
+template <class Ends, class Link>
+void sweep(const uint64_t* kp, int64_t total, Parent* parent, Comp* comp, double k, Ends&& ends, Link&& link) {
+    constexpr int64_t PD = 24, PD2 = 12;
+    for (int64_t e = 0; e < total; ++e) {
+        if (e + PD < total) {
+            uint32_t a, b;
+            ends(kp[e + PD], a, b);
+            MEDSEG_FH_PREFETCH(parent + a);
+            MEDSEG_FH_PREFETCH(parent + b);
+        }
+        if (e + PD2 < total) {
+            uint32_t a, b;
+            ends(kp[e + PD2], a, b);
+            const uint32_t pa = pget(parent, a), pb = pget(parent, b);
+            MEDSEG_FH_PREFETCH(parent + pa);
+            MEDSEG_FH_PREFETCH(parent + pb);
+            MEDSEG_FH_PREFETCH(comp + pa);
+            MEDSEG_FH_PREFETCH(comp + pb);
+        }
+        uint32_t a, b;
+        ends(kp[e], a, b);
+        a = find_halving(parent, a);
+        b = find_halving(parent, b);
+        if (a == b) continue;
+        const float w = bits_float(static_cast<uint32_t>(kp[e] >> 32));
+        const Comp ca = comp[a], cb = comp[b];
+        if (w < std::min(ca.thr, cb.thr)) {
+            const uint32_t sz = ca.size + cb.size;
+            comp[link(a, b)] = Comp{sz, static_cast<float>(double(w) + k / double(sz))};
+        }
+    }
+}
 
 // Everything after smoothing: edge keys, sort, Kruskal sweep, minimum size, labels.
 template <class R, int NDIR>
@@ -179,7 +229,6 @@ int64_t segment(std::vector<R>& sm, int64_t nch, const Shape& s, const Felzenszw
     }
     start[kBuckets] = total;
     std::vector<uint32_t>().swap(counts);
-    FH_T("count");
     std::unique_ptr<uint64_t[]> keys(new uint64_t[static_cast<size_t>(std::max<int64_t>(total, 1))]);
     uint64_t* kp = keys.get();
     parallel_for_dynamic(nblocks, nt, [&](int64_t b) {
@@ -192,17 +241,12 @@ int64_t segment(std::vector<R>& sm, int64_t nch, const Shape& s, const Felzenszw
         });
     });
     std::vector<int64_t>().swap(pos);
-    FH_T("place");
 
     // 2. sort each bucket stably on the remaining weight bits (largest buckets first)
     {
         std::vector<int64_t> order;
-        int64_t biggest = 0;
-        for (int64_t k = 0; k < kBuckets; ++k) {
-            const int64_t m = start[k + 1] - start[k];
-            if (m > 1) order.push_back(k);
-            biggest = std::max(biggest, m);
-        }
+        for (int64_t k = 0; k < kBuckets; ++k)
+            if (start[k + 1] - start[k] > 1) order.push_back(k);
         std::stable_sort(order.begin(), order.end(),
                          [&](int64_t a, int64_t b) { return start[a + 1] - start[a] > start[b + 1] - start[b]; });
         const int64_t no = static_cast<int64_t>(order.size());
@@ -233,13 +277,9 @@ int64_t segment(std::vector<R>& sm, int64_t nch, const Shape& s, const Felzenszw
             int64_t cap = 0;
             sort_range(0, no, tmp, cap);
         }
-        (void)biggest;
     }
-    FH_T("sort");
 
-    // 3. Kruskal sweep with the adaptive threshold.  The sweep is serial and
-    // bound by random accesses to the union-find, so the parents of the edge
-    // PD ahead are prefetched, and their parents at PD2 ahead.
+    // 3. Kruskal sweep with the adaptive threshold
     const double k = p.scale / 255.0;
     const uint32_t delta[4] = {
         static_cast<uint32_t>(NDIR == 4 ? s.nx : s.plane()), static_cast<uint32_t>(NDIR == 4 ? 1 : s.nx),
@@ -249,14 +289,14 @@ int64_t segment(std::vector<R>& sm, int64_t nch, const Shape& s, const Felzenszw
         a = slot / NDIR;
         b = a + delta[slot % NDIR];
     };
-    std::unique_ptr<uint32_t[]> parent_buf(new uint32_t[static_cast<size_t>(n)]);
+    std::unique_ptr<Parent[]> parent_buf(new Parent[static_cast<size_t>(n)]);
     std::unique_ptr<Comp[]> comp_buf(new Comp[static_cast<size_t>(n)]);
-    uint32_t* parent = parent_buf.get();
+    Parent* parent = parent_buf.get();
     Comp* comp = comp_buf.get();
     const float thr1 = static_cast<float>(0.0 + k / 1.0);
     parallel_blocks(n, nt, 1 << 16, [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i) {
-            parent[i] = static_cast<uint32_t>(i);
+            pset(parent, static_cast<uint32_t>(i), static_cast<uint32_t>(i));
             comp[i] = Comp{1u, thr1};
         }
     });
@@ -264,45 +304,10 @@ int64_t segment(std::vector<R>& sm, int64_t nch, const Shape& s, const Felzenszw
     auto link = [&](uint32_t a, uint32_t b) {
         const uint32_t sa = comp[a].size, sb = comp[b].size;
         const uint32_t r = (sa > sb || (sa == sb && a < b)) ? a : b;
-        parent[a ^ b ^ r] = r;
+        pset(parent, a ^ b ^ r, r);
         return r;
     };
-#ifndef FH_PD
-#define FH_PD 24
-#define FH_PD2 12
-#endif
-    constexpr int64_t PD = FH_PD, PD2 = FH_PD2;
-    for (int64_t e = 0; e < total; ++e) {
-        if (e + PD < total) {
-            uint32_t a, b;
-            ends(kp[e + PD], a, b);
-            MEDSEG_FH_PREFETCH(parent + a);
-            MEDSEG_FH_PREFETCH(parent + b);
-        }
-        if (e + PD2 < total) {
-            uint32_t a, b;
-            ends(kp[e + PD2], a, b);
-            const uint32_t pa = parent[a], pb = parent[b];
-            MEDSEG_FH_PREFETCH(parent + pa);
-            MEDSEG_FH_PREFETCH(parent + pb);
-            MEDSEG_FH_PREFETCH(comp + pa);
-            MEDSEG_FH_PREFETCH(comp + pb);
-        }
-        uint32_t a, b;
-        ends(kp[e], a, b);
-        a = find_halving(parent, a);
-        b = find_halving(parent, b);
-        if (a == b) continue;
-        const float w = bits_float(static_cast<uint32_t>(kp[e] >> 32));
-        Comp& ca = comp[a];
-        Comp& cb = comp[b];
-        if (w < std::min(ca.thr, cb.thr)) {
-            const uint32_t r = link(a, b);
-            const uint32_t sz = ca.size + cb.size;
-            comp[r] = Comp{sz, static_cast<float>(double(w) + k / double(sz))};
-        }
-    }
-    FH_T("merge");
+    sweep(kp, total, parent, comp, k, ends, link);
 
     // 4. strict minimum size: every edge, in the same order, joins two components
     // of which one is smaller than min_size.  Sizes only grow, so only edges with
@@ -354,7 +359,6 @@ int64_t segment(std::vector<R>& sm, int64_t nch, const Shape& s, const Felzenszw
         }
     }
     std::vector<R>().swap(sm);
-    FH_T("minsize");
 
     // 5. labels in raster order of each segment's first voxel
     parallel_blocks(n, nt, 1 << 16, [&](int64_t b, int64_t e) {
@@ -363,15 +367,14 @@ int64_t segment(std::vector<R>& sm, int64_t nch, const Shape& s, const Felzenszw
     int64_t next = 0;
     for (int64_t i = 0; i < n; ++i) {  // parent[] of a root becomes its label's marker
         const uint32_t r = static_cast<uint32_t>(labels[i]);
-        if (parent[r] == r) {
+        if (pget(parent, r) == r) {
             comp[r].size = static_cast<uint32_t>(next);
-            parent[r] = ~uint32_t(0);
+            pset(parent, r, ~uint32_t(0));
             labels[i] = next++;
         } else {
             labels[i] = comp[r].size;
         }
     }
-    FH_T("label");
     return next;
 }
 
@@ -391,7 +394,6 @@ int64_t felzenszwalb(const T* img, int64_t nch, const Shape& s, const Felzenszwa
     for (int64_t c = 0; c < nch; ++c)
         gaussian<T, R>(img + c * n, sm.data() + c * n, s, p.weights, static_cast<BorderMode>(p.mode), 0.0, false,
                        false, num_threads);
-    FH_T("smooth");
     if (s.ndim == 2) return fh_detail::segment<R, 4>(sm, nch, s, p, labels, num_threads);
     return fh_detail::segment<R, 3>(sm, nch, s, p, labels, num_threads);
 }
