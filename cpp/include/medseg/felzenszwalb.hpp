@@ -24,9 +24,11 @@
 // order whatever the thread count.
 //
 // Merging is the sequential Kruskal sweep (prefetched, see sweep()) over a
-// union-find of 32-bit parents with union by size and path halving.  The minimum-size pass only
-// needs the edges that touch a component below min_size: they are collected in
-// slot order by a scan of the voxels, sorted stably by weight, and swept.
+// union-find of 32-bit parents with union by size and path halving (the
+// partition does not depend on which voxel is a root).  The minimum-size pass
+// only needs the edges that touch a component below min_size: they are
+// collected in slot order by a scan of the voxels, sorted stably by weight, and
+// swept.
 // Labels are numbered 0.. in raster order of each segment's first voxel.
 //
 // Memory: 8 bytes per edge (2D: 4 per pixel, 3D: 3 per voxel) plus a scratch of
@@ -42,13 +44,11 @@
 #include <cstring>
 #include <memory>
 #include <stdexcept>
-#include <type_traits>
 #include <vector>
 
 #include "core/parallel.hpp"
 #include "core/sort.hpp"
 #include "core/types.hpp"
-#include "core/union_find.hpp"
 #include "core/volume.hpp"
 #include "filters.hpp"
 
