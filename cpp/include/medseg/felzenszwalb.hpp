@@ -39,11 +39,13 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "core/parallel.hpp"
@@ -242,44 +244,30 @@ int64_t segment(std::vector<R>& sm, int64_t nch, const Shape& s, const Felzenszw
     });
     std::vector<int64_t>().swap(pos);
 
-    // 2. sort each bucket stably on the remaining weight bits (largest buckets first)
-    {
-        std::vector<int64_t> order;
-        for (int64_t k = 0; k < kBuckets; ++k)
-            if (start[k + 1] - start[k] > 1) order.push_back(k);
-        std::stable_sort(order.begin(), order.end(),
-                         [&](int64_t a, int64_t b) { return start[a + 1] - start[a] > start[b + 1] - start[b]; });
-        const int64_t no = static_cast<int64_t>(order.size());
-        auto sort_range = [&](int64_t lo, int64_t hi, std::unique_ptr<uint64_t[]>& tmp, int64_t& cap) {
-            for (int64_t t = lo; t < hi; ++t) {
-                const int64_t k = order[t], m = start[k + 1] - start[k];
-                if (m > cap) {
-                    tmp.reset(new uint64_t[static_cast<size_t>(m)]);
-                    cap = m;
-                }
-                radix_sort_bits(kp + start[k], tmp.get(), m, 32, 32 + kTopShift);
-            }
-        };
-        const int ts = static_cast<int>(std::min<int64_t>(nt, no));
-#ifdef _OPENMP
-        if (ts > 1 && total > 65536) {
-#pragma omp parallel num_threads(ts)
-            {
-                std::unique_ptr<uint64_t[]> tmp;
-                int64_t cap = 0;
-#pragma omp for schedule(dynamic, 1)
-                for (int64_t t = 0; t < no; ++t) sort_range(t, t + 1, tmp, cap);
-            }
-        } else
-#endif
-        {
-            std::unique_ptr<uint64_t[]> tmp;
-            int64_t cap = 0;
-            sort_range(0, no, tmp, cap);
+    // 2. sort each bucket stably on the remaining weight bits (sort_bucket), and
+    // 3. the Kruskal sweep with the adaptive threshold, bucket after bucket.  With
+    // two or more threads, up to three threads sort the buckets in increasing
+    // order while one sweeps the buckets already sorted (sorting a bucket itself
+    // when it gets there first); the sweep never looks past the bucket it is in.
+    // Either way every bucket is swept in its one sorted order.
+    std::vector<int64_t> nonempty;
+    for (int64_t b = 0; b < kBuckets; ++b)
+        if (start[b + 1] > start[b]) nonempty.push_back(b);
+    const int64_t nb = static_cast<int64_t>(nonempty.size());
+    struct Scratch {
+        std::unique_ptr<uint64_t[]> buf;
+        int64_t cap = 0;
+    };
+    auto sort_bucket = [&](int64_t t, Scratch& sc) {
+        const int64_t b = nonempty[t], m = start[b + 1] - start[b];
+        if (m < 2) return;
+        if (m > sc.cap) {
+            sc.buf.reset(new uint64_t[static_cast<size_t>(m)]);
+            sc.cap = m;
         }
-    }
+        radix_sort_bits(kp + start[b], sc.buf.get(), m, 32, 32 + kTopShift);
+    };
 
-    // 3. Kruskal sweep with the adaptive threshold
     const double k = p.scale / 255.0;
     const uint32_t delta[4] = {
         static_cast<uint32_t>(NDIR == 4 ? s.nx : s.plane()), static_cast<uint32_t>(NDIR == 4 ? 1 : s.nx),
@@ -307,7 +295,47 @@ int64_t segment(std::vector<R>& sm, int64_t nch, const Shape& s, const Felzenszw
         pset(parent, a ^ b ^ r, r);
         return r;
     };
-    sweep(kp, total, parent, comp, k, ends, link);
+    auto sweep_bucket = [&](int64_t t) {
+        const int64_t b = nonempty[t];
+        sweep(kp + start[b], start[b + 1] - start[b], parent, comp, k, ends, link);
+    };
+    bool done_all = false;
+#ifdef _OPENMP
+    if (nt >= 2 && total >= (int64_t(1) << 16) && nb > 1) {
+        std::unique_ptr<std::atomic<int>[]> sorted(new std::atomic<int>[static_cast<size_t>(nb)]);
+        for (int64_t t = 0; t < nb; ++t) sorted[t].store(0, std::memory_order_relaxed);
+        std::atomic<int64_t> next{0};  // next bucket to claim for sorting
+        auto claim_and_sort = [&](Scratch& sc) {  // sorts one bucket; false when none is left
+            const int64_t t = next.fetch_add(1, std::memory_order_relaxed);
+            if (t >= nb) return false;
+            sort_bucket(t, sc);
+            sorted[t].store(1, std::memory_order_release);
+            return true;
+        };
+#pragma omp parallel num_threads(static_cast<int>(std::min<int64_t>(std::min(nt, 4), nb)))
+        {
+            Scratch sc;
+            if (omp_get_thread_num() != 0) {
+                while (claim_and_sort(sc)) {
+                }
+            } else {
+                for (int64_t t = 0; t < nb; ++t) {
+                    while (!sorted[t].load(std::memory_order_acquire)) {
+                        if (next.load(std::memory_order_relaxed) <= t) claim_and_sort(sc);
+                        else std::this_thread::yield();  // being sorted by the other thread
+                    }
+                    sweep_bucket(t);
+                }
+            }
+        }
+        done_all = true;
+    }
+#endif
+    if (!done_all) {
+        Scratch sc;
+        for (int64_t t = 0; t < nb; ++t) sort_bucket(t, sc);
+        for (int64_t t = 0; t < nb; ++t) sweep_bucket(t);
+    }
 
     // 4. strict minimum size: every edge, in the same order, joins two components
     // of which one is smaller than min_size.  Sizes only grow, so only edges with
