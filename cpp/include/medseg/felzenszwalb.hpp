@@ -322,7 +322,7 @@ int64_t segment(std::vector<R>& sm, int64_t nch, const Shape& s, const Felzenszw
                 for (int64_t t = 0; t < nb; ++t) {
                     while (!sorted[t].load(std::memory_order_acquire)) {
                         if (next.load(std::memory_order_relaxed) <= t) claim_and_sort(sc);
-                        else std::this_thread::yield();  // being sorted by the other thread
+                        else std::this_thread::yield();  // being sorted by another thread
                     }
                     sweep_bucket(t);
                 }
