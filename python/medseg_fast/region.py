@@ -409,15 +409,17 @@ def felzenszwalb(image, scale=1.0, sigma=0.8, min_size=20, spacing=None, channel
     Edges join the 8-neighbourhood in 2D (as scikit-image) and the
     6-neighbourhood in 3D (scikit-image has no 3D version), weighted by the
     Euclidean distance of the smoothed channel vectors.  Edges are sorted by
-    (weight, fixed edge order) with a parallel bucket sort and merged with
-    union-find when the weight is below both components' Int(C) + k/|C|; then
-    components smaller than ``min_size`` are merged along the sorted edges,
-    with sizes updated at every join (scikit-image does not update them, so its
-    segments can stay below ``min_size``).  In 2D the labels agree with
-    ``skimage.segmentation.felzenszwalb`` up to numbering (adjusted Rand index
-    >= 0.95 in the tests; float32 weights and tie order differ).  A multichannel
-    image is copied once to channel-first order.  Memory: 8 bytes per edge
-    (4 edges per pixel in 2D, 3 per voxel in 3D) plus about 24 bytes per voxel.
+    (weight, fixed edge order) with a parallel bucket + radix sort and merged
+    with union-find when the weight is below both components' Int(C) + k/|C|;
+    then components smaller than ``min_size`` are merged along the sorted
+    edges, with sizes updated at every join (scikit-image does not update them,
+    so its segments can stay below ``min_size``).  The merge sweep is serial by
+    nature (each join depends on all earlier ones).  In 2D the labels agree with ``skimage.segmentation.felzenszwalb`` up to
+    numbering (adjusted Rand index >= 0.95 in the tests; float32 weights and
+    tie order differ).  A multichannel image is copied once to channel-first
+    order.  Memory: 8 bytes per edge (4 edges per pixel in 2D, 3 per voxel in
+    3D) plus a sorting scratch of at most that again (usually a small part of
+    it), plus about 24 bytes per voxel and the int64 labels.
 
     Examples
     --------
