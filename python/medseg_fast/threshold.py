@@ -91,17 +91,9 @@ def _histogram(image, mask, nbins, nan_policy, backend, num_threads, need_sum=Fa
         total = float(np.dot(counts.astype(np.float64), centers))
         return _Hist(counts.astype(np.float64), centers, float(centers[0]), float(centers[-1]),
                      int(counts.sum()), total, True, 1.0)
-    lo = hi = None
-    if mview is None and not need_sum and dt.kind == "f":
-        # numpy's SIMD min/max are the fastest range pass there is; NaN/inf make
-        # them non-finite, and then the kernel's scan counts and skips them
-        lo, hi = float(view.min()), float(view.max())
-        if np.isfinite(lo) and np.isfinite(hi):
-            count, nonfinite, total = view.size, 0, float("nan")
-        else:
-            lo = hi = None
-    if lo is None:
-        lo, hi, count, nonfinite, total = fam.scan(view, mview, nt, need_sum)
+    # range pass (parallel; without mask and sum, float images get a min/max
+    # pass that is about the cost of reading the volume once), then the counts
+    lo, hi, count, nonfinite, total = fam.scan(view, mview, nt, need_sum)
     if nonfinite and nan_policy == "raise":
         raise NonFiniteError(f"image holds {nonfinite} NaN or infinite values (inside the mask); replace them, "
                              "mask them out, or pass nan_policy='omit' to ignore them")
