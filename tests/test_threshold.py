@@ -127,10 +127,11 @@ def test_histogram_matches_numpy(backend, noisy_f32, ct_small):
     assert centers[0] == ct_small.min() and centers[-1] == ct_small.max()
 
 
-def _edge_heavy_f32(nb, shape=(47, 1063, 1), seed=0):
+def _edge_heavy_f32(nb, shape=(3, 263, 199), seed=0):
     """float32 volume whose values sit on, and one ulp either side of, the bin
     edges numpy.histogram(nbins=nb) will use, mixed with random values: blocks
-    of the fast path both with and without values near an edge."""
+    of the fast path both with and without values near an edge (and big enough
+    for two threads and the sub-histograms of the C++ kernel)."""
     rng = np.random.default_rng(seed)
     n = int(np.prod(shape))
     lo, hi = np.float32(-1024.37), np.float32(3071.9)
@@ -192,7 +193,9 @@ def test_scan_nonfinite_anywhere(backend):
 def test_exact_histogram_full_range_mask_threads(dtype, backend):
     info = np.iinfo(dtype)
     rng = np.random.default_rng(4)
-    a = rng.integers(info.min, int(info.max) + 1, size=(3, 257, 301), dtype=np.int64)
+    # 16-bit: big enough that one thread uses the C++ kernel's sub-histograms and two do not
+    shape = (3, 257, 301) if info.bits == 8 else (16, 384, 384)
+    a = rng.integers(info.min, int(info.max) + 1, size=shape, dtype=np.int64)
     a[0, :5] = info.min
     a[2, -5:] = info.max
     a[1, 10:200] = info.min + 3  # a long run of one value

@@ -83,11 +83,12 @@ def _histogram(image, mask, nbins, nan_policy, backend, num_threads, need_sum=Fa
         # one pass: exact histogram over the whole dtype range, trimmed to [min, max]
         dmin = 0 if dt.kind in "bu" else int(np.iinfo(dt).min)
         counts = fam.histogram_exact(view, mview, dmin, 1 << (8 * dt.itemsize), nt)
-        nz = np.flatnonzero(counts)
-        if nz.size == 0:
+        first = int(np.argmax(counts != 0))
+        if counts[first] == 0:
             raise EmptyImageError(empty_msg)
-        counts = counts[nz[0]:nz[-1] + 1]
-        centers = np.arange(dmin + nz[0], dmin + nz[-1] + 1, dtype=np.float64)
+        last = counts.size - 1 - int(np.argmax(counts[::-1] != 0))
+        counts = counts[first:last + 1]
+        centers = np.arange(dmin + first, dmin + last + 1, dtype=np.float64)
         total = float(np.dot(counts.astype(np.float64), centers))
         return _Hist(counts.astype(np.float64), centers, float(centers[0]), float(centers[-1]),
                      int(counts.sum()), total, True, 1.0)
