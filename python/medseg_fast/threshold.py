@@ -79,8 +79,10 @@ def _histogram(image, mask, nbins, nan_policy, backend, num_threads, need_sum=Fa
     dt = view.dtype
     empty_msg = ("the mask selects no voxels" if m is not None else "the image has no finite voxels") + \
         "; nothing to threshold (check the mask, or use nan_policy='omit' only with some finite voxels)"
-    if dt.kind in "biu" and dt.itemsize <= 2 and nbins is None:
+    if dt.kind in "biu" and nbins is None and (dt.itemsize == 1 or (dt.itemsize == 2 and view.size >= 1 << 18)):
         # one pass: exact histogram over the whole dtype range, trimmed to [min, max]
+        # (16-bit images smaller than a few 65536-bin histograms take the range pass
+        # below instead; both give the same exact histogram)
         dmin = 0 if dt.kind in "bu" else int(np.iinfo(dt).min)
         counts = fam.histogram_exact(view, mview, dmin, 1 << (8 * dt.itemsize), nt)
         first = int(np.argmax(counts != 0))
