@@ -459,6 +459,46 @@ inline double binned_f32_margin(const float* edges, int64_t nbins) {
 }
 }  // namespace detail
 
+#if MEDSEG_THRESHOLD_SSE2
+namespace detail {
+constexpr int64_t kBinBlock = 128;  // values per block of the float32 fast path
+
+struct BinF32 {
+    float first, norm, top, delta, one_minus_delta;
+};
+
+// Bin positions of p[0 .. kBinBlock), times 8 (the interleaved sub-histograms),
+// into idx; false when the block must take the exact path.  f = (v - first) *
+// norm, clamped above (NaN -> top = nbins: minps returns its second operand);
+// g = trunc(f), fr = f - g.  The block is clean when every fr lies in
+// [delta, 1 - delta]: values near an edge, f == nbins (the last edge, +inf,
+// NaN) and f < 0 (below the range, -inf: trunc rounds towards zero, so fr <= 0)
+// all fail that, and so does f beyond the int32 range.
+inline bool bin_block_sse2(const float* p, const BinF32& c, int32_t* idx) {
+    const __m128 vfirst = _mm_set1_ps(c.first), vnorm = _mm_set1_ps(c.norm), vtop = _mm_set1_ps(c.top);
+    __m128 lo[4], hi[4];  // four accumulators each: no loop-carried latency chain
+    for (int k = 0; k < 4; ++k) { lo[k] = _mm_set1_ps(1.0f); hi[k] = _mm_setzero_ps(); }
+    for (int64_t j = 0; j < kBinBlock; j += 16) {
+        prefetch_ahead(p + j, kPrefetchHist);
+        for (int k = 0; k < 4; ++k) {
+            const int64_t u = j + 4 * k;
+            const __m128 f = _mm_min_ps(_mm_mul_ps(_mm_sub_ps(_mm_loadu_ps(p + u), vfirst), vnorm), vtop);
+            const __m128i g = _mm_cvttps_epi32(f);
+            const __m128 fr = _mm_sub_ps(f, _mm_cvtepi32_ps(g));
+            lo[k] = _mm_min_ps(lo[k], fr);
+            hi[k] = _mm_max_ps(hi[k], fr);
+            _mm_store_si128(reinterpret_cast<__m128i*>(idx + u), _mm_slli_epi32(g, 3));
+        }
+    }
+    const __m128 l = _mm_min_ps(_mm_min_ps(lo[0], lo[1]), _mm_min_ps(lo[2], lo[3]));
+    const __m128 h = _mm_max_ps(_mm_max_ps(hi[0], hi[1]), _mm_max_ps(hi[2], hi[3]));
+    const __m128 bad =
+        _mm_or_ps(_mm_cmplt_ps(l, _mm_set1_ps(c.delta)), _mm_cmpgt_ps(h, _mm_set1_ps(c.one_minus_delta)));
+    return _mm_movemask_ps(bad) == 0;
+}
+}  // namespace detail
+#endif
+
 // numpy.histogram(values, bins=nbins, range=(edges[0], edges[nbins])) with E the
 // type numpy computes in (the image's float type, double for integer images).
 // Values outside [edges[0], edges[nbins]] and non-finite values are ignored.
@@ -478,7 +518,7 @@ void histogram_binned(const T* img, const uint8_t* mask, int64_t N, const E* edg
                       int num_threads) {
     const E first = edges[0], last = edges[nbins];
     const E norm = static_cast<E>(nbins) / (last - first);
-    constexpr int Q = 8;
+    constexpr int Q = 8;  // the fast path scales bins by Q with a shift by 3
     // exact path for img[b..e) (voxel i into sub-histogram i % Q)
     auto exact = [&](int64_t b, int64_t e, uint32_t* h) {
         for (int64_t i = b; i < e; ++i) {
@@ -496,30 +536,17 @@ void histogram_binned(const T* img, const uint8_t* mask, int64_t N, const E* edg
                                                    (static_cast<double>(last) - static_cast<double>(first)));
             detail::blocked_histogram<Q, true>(N, nbins, counts, num_threads, [&](int64_t b, int64_t e, uint32_t* h,
                                                                                   int64_t) {
-                constexpr int64_t BLK = 128;
+                constexpr int64_t BLK = detail::kBinBlock;
                 alignas(16) int32_t idx[BLK];  // bin * Q
-                const __m128 vfirst = _mm_set1_ps(first), vnorm = _mm_set1_ps(fnorm);
-                const __m128 vzero = _mm_setzero_ps(), vtop = _mm_set1_ps(static_cast<float>(nbins));
-                const __m128 vd = _mm_set1_ps(static_cast<float>(delta));
-                const __m128 vod = _mm_set1_ps(static_cast<float>(1.0 - delta));
+                const detail::BinF32 c{first, fnorm, static_cast<float>(nbins), static_cast<float>(delta),
+                                       static_cast<float>(1.0 - delta)};
                 int64_t i = b;
                 for (; i + BLK <= e; i += BLK) {
-                    const float* p = img + i;
-                    __m128 flag = _mm_setzero_ps();
-                    for (int64_t j = 0; j < BLK; j += 4) {
-                        if ((j & 15) == 0) {
-                            detail::prefetch_ahead(p + j, detail::kPrefetchHist);
-                            if (mask) detail::prefetch_ahead(mask + i + j, detail::kPrefetchHist / 4);
-                        }
-                        __m128 f = _mm_mul_ps(_mm_sub_ps(_mm_loadu_ps(p + j), vfirst), vnorm);
-                        f = _mm_max_ps(f, vzero);  // NaN -> 0 (maxps returns its second operand)
-                        f = _mm_min_ps(f, vtop);
-                        const __m128i g = _mm_cvttps_epi32(f);
-                        const __m128 fr = _mm_sub_ps(f, _mm_cvtepi32_ps(g));
-                        flag = _mm_or_ps(flag, _mm_or_ps(_mm_cmplt_ps(fr, vd), _mm_cmpgt_ps(fr, vod)));
-                        _mm_store_si128(reinterpret_cast<__m128i*>(idx + j), _mm_slli_epi32(g, 3));  // * Q
+                    if (mask) {
+                        detail::prefetch_ahead(mask + i, detail::kPrefetchHist / 4);
+                        detail::prefetch_ahead(mask + i + 64, detail::kPrefetchHist / 4);
                     }
-                    if (_mm_movemask_ps(flag)) { exact(i, i + BLK, h); continue; }
+                    if (!detail::bin_block_sse2(img + i, c, idx)) { exact(i, i + BLK, h); continue; }
                     if (mask) {
                         const uint8_t* m = mask + i;
                         for (int64_t j = 0; j < BLK; j += Q) {
