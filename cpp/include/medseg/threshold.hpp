@@ -67,6 +67,7 @@ namespace medseg {
 // left the histogram loops waiting on memory, 1.5x slower, and a plain read of
 // the volume 2x slower.)
 }  // namespace medseg
+#include <atomic>
 #include <cstddef>
 #include <cstring>
 #include <memory>
@@ -197,65 +198,66 @@ ScanResult scan(const T* img, const uint8_t* mask, int64_t N, int num_threads, b
     constexpr int L = detail::kLanes;
     const int64_t nch = (N + CH - 1) / CH;
     std::vector<ScanResult> part(nch);
-    parallel_blocks(nch, num_threads, 4, [&](int64_t b, int64_t e) {
-        for (int64_t c = b; c < e; ++c) {
-            const int64_t i0 = c * CH, i1 = std::min(N, i0 + CH);
-            if (mask) { part[c] = detail::scan_chunk_slow(img, mask, i0, i1); continue; }
-            if constexpr (std::is_floating_point_v<T>) {
-                if (!need_sum) {
-                    T l, h;
-                    if (!detail::minmax_chunk(img + i0, i1 - i0, l, h)) {
-                        part[c] = detail::scan_chunk_slow(img, mask, i0, i1);
-                        continue;
-                    }
-                    ScanResult r;
-                    r.lo = static_cast<double>(l); r.hi = static_cast<double>(h);
-                    r.count = i1 - i0; r.nonfinite = 0; r.sum = 0.0;
-                    part[c] = r;
-                    continue;
+    // chunks are handed out dynamically (a thread slowed down by other work does
+    // not hold the others up); each chunk's result has its fixed slot
+    const int nt = static_cast<int>(std::min<int64_t>(resolve_threads(num_threads), nch / 4 + 1));
+    parallel_for_dynamic(nch, nt, [&](int64_t c) {
+        const int64_t i0 = c * CH, i1 = std::min(N, i0 + CH);
+        if (mask) { part[c] = detail::scan_chunk_slow(img, mask, i0, i1); return; }
+        if constexpr (std::is_floating_point_v<T>) {
+            if (!need_sum) {
+                T l, h;
+                if (!detail::minmax_chunk(img + i0, i1 - i0, l, h)) {
+                    part[c] = detail::scan_chunk_slow(img, mask, i0, i1);
+                    return;
                 }
+                ScanResult r;
+                r.lo = static_cast<double>(l); r.hi = static_cast<double>(h);
+                r.count = i1 - i0; r.nonfinite = 0; r.sum = 0.0;
+                part[c] = r;
+                return;
             }
-            T lo[L], hi[L], bad[L];
-            double s[L];
-            for (int k = 0; k < L; ++k) { lo[k] = img[i0]; hi[k] = img[i0]; bad[k] = T(0); s[k] = 0.0; }
-            int64_t i = i0;
-            if (need_sum) {
-                for (; i + L <= i1; i += L) {
-                    for (int k = 0; k < L; ++k) {
-                        const T v = img[i + k];
-                        lo[k] = v < lo[k] ? v : lo[k];
-                        hi[k] = v > hi[k] ? v : hi[k];
-                        s[k] += static_cast<double>(v);
-                        if constexpr (std::is_floating_point_v<T>) bad[k] += v - v;  // NaN iff NaN/inf seen
-                    }
-                }
-            } else {  // min/max only (integer types here): stays in T
-                for (; i + L <= i1; i += L) {
-                    for (int k = 0; k < L; ++k) {
-                        const T v = img[i + k];
-                        lo[k] = v < lo[k] ? v : lo[k];
-                        hi[k] = v > hi[k] ? v : hi[k];
-                    }
-                }
-            }
-            for (int k = 0; i < i1; ++i, ++k) {
-                const T v = img[i];
-                lo[k] = v < lo[k] ? v : lo[k];
-                hi[k] = v > hi[k] ? v : hi[k];
-                s[k] += static_cast<double>(v);
-                if constexpr (std::is_floating_point_v<T>) bad[k] += v - v;
-            }
-            bool finite = true;
-            for (int k = 0; k < L; ++k) finite = finite && bad[k] == T(0);
-            if (!finite) { part[c] = detail::scan_chunk_slow(img, mask, i0, i1); continue; }
-            ScanResult r;
-            T l = lo[0], h = hi[0];
-            for (int k = 1; k < L; ++k) { l = lo[k] < l ? lo[k] : l; h = hi[k] > h ? hi[k] : h; }
-            r.lo = static_cast<double>(l); r.hi = static_cast<double>(h);
-            r.count = i1 - i0; r.nonfinite = 0;
-            r.sum = need_sum ? detail::combine_lanes(s) : 0.0;
-            part[c] = r;
         }
+        T lo[L], hi[L], bad[L];
+        double s[L];
+        for (int k = 0; k < L; ++k) { lo[k] = img[i0]; hi[k] = img[i0]; bad[k] = T(0); s[k] = 0.0; }
+        int64_t i = i0;
+        if (need_sum) {
+            for (; i + L <= i1; i += L) {
+                for (int k = 0; k < L; ++k) {
+                    const T v = img[i + k];
+                    lo[k] = v < lo[k] ? v : lo[k];
+                    hi[k] = v > hi[k] ? v : hi[k];
+                    s[k] += static_cast<double>(v);
+                    if constexpr (std::is_floating_point_v<T>) bad[k] += v - v;  // NaN iff NaN/inf seen
+                }
+            }
+        } else {  // min/max only (integer types here): stays in T
+            for (; i + L <= i1; i += L) {
+                for (int k = 0; k < L; ++k) {
+                    const T v = img[i + k];
+                    lo[k] = v < lo[k] ? v : lo[k];
+                    hi[k] = v > hi[k] ? v : hi[k];
+                }
+            }
+        }
+        for (int k = 0; i < i1; ++i, ++k) {
+            const T v = img[i];
+            lo[k] = v < lo[k] ? v : lo[k];
+            hi[k] = v > hi[k] ? v : hi[k];
+            s[k] += static_cast<double>(v);
+            if constexpr (std::is_floating_point_v<T>) bad[k] += v - v;
+        }
+        bool finite = true;
+        for (int k = 0; k < L; ++k) finite = finite && bad[k] == T(0);
+        if (!finite) { part[c] = detail::scan_chunk_slow(img, mask, i0, i1); return; }
+        ScanResult r;
+        T l = lo[0], h = hi[0];
+        for (int k = 1; k < L; ++k) { l = lo[k] < l ? lo[k] : l; h = hi[k] > h ? hi[k] : h; }
+        r.lo = static_cast<double>(l); r.hi = static_cast<double>(h);
+        r.count = i1 - i0; r.nonfinite = 0;
+        r.sum = need_sum ? detail::combine_lanes(s) : 0.0;
+        part[c] = r;
     });
     ScanResult out;
     for (const auto& r : part) {
@@ -283,7 +285,7 @@ namespace detail {
 // sub-histogram: fill then receives stride 0, so all Q sub-histograms alias it.
 // Counts are flushed to int64 before any counter can overflow (every 2^30
 // voxels) and summed bin by bin in parallel; all sums are integer sums, so the
-// result never depends on the thread count.
+// result never depends on the thread count or on which thread counted what.
 template <int Q, bool Interleaved = false>
 struct HistLayout {
     static int64_t stride(int64_t nbins) { return Interleaved ? int64_t(1) : nbins + 16; }
@@ -306,7 +308,7 @@ void blocked_histogram(int64_t N, int64_t nbins, int64_t* counts, int num_thread
     const int64_t per = Lay::size(nbins, nsub), fill_stride = nsub > 1 ? stride : 0;
     std::unique_ptr<uint32_t[]> buf(new uint32_t[static_cast<size_t>(nt * per)]);
     constexpr int64_t FLUSH = int64_t(1) << 30;  // < 2^32 increments per counter between flushes
-    std::vector<std::vector<int64_t>> wide(nt);   // only for blocks longer than FLUSH
+    std::vector<std::vector<int64_t>> wide(nt);   // only for threads that flush
     auto add_to = [&](const uint32_t* h, int64_t kb, int64_t ke, int64_t* out) {
         if (Interleaved) {
             for (int64_t k = kb; k < ke; ++k) {
@@ -319,28 +321,37 @@ void blocked_histogram(int64_t N, int64_t nbins, int64_t* counts, int num_thread
                 for (int64_t k = kb; k < ke; ++k) out[k] += h[q * stride + k];
         }
     };
+    // Threads claim chunks of 64Ki voxels in turn, so a thread slowed down by
+    // other work on its core does not hold the others up; which thread counts
+    // which voxel never changes a total.
+    constexpr int64_t CH = int64_t(1) << 16;
+    const int64_t nch = (N + CH - 1) / CH;
+    std::atomic<int64_t> next{0};
     parallel_blocks(nt, nt, 1, [&](int64_t tb, int64_t te) {
         for (int64_t t = tb; t < te; ++t) {
-            const int64_t b = N * t / nt, e = N * (t + 1) / nt;
             uint32_t* h = buf.get() + t * per;
             std::memset(h, 0, static_cast<size_t>(per) * sizeof(uint32_t));
-            if (e - b <= FLUSH) { fill(b, e, h, fill_stride); continue; }
-            wide[t].assign(nbins, 0);
-            for (int64_t s = b; s < e; s += FLUSH) {
-                fill(s, std::min(e, s + FLUSH), h, fill_stride);
-                add_to(h, 0, nbins, wide[t].data());
-                std::memset(h, 0, static_cast<size_t>(per) * sizeof(uint32_t));
+            int64_t since_flush = 0;
+            for (int64_t c = next.fetch_add(1, std::memory_order_relaxed); c < nch;
+                 c = next.fetch_add(1, std::memory_order_relaxed)) {
+                const int64_t b = c * CH, e = std::min(N, b + CH);
+                if (since_flush + (e - b) > FLUSH) {
+                    if (wide[t].empty()) wide[t].assign(nbins, 0);
+                    add_to(h, 0, nbins, wide[t].data());
+                    std::memset(h, 0, static_cast<size_t>(per) * sizeof(uint32_t));
+                    since_flush = 0;
+                }
+                fill(b, e, h, fill_stride);
+                since_flush += e - b;
             }
         }
     });
     parallel_blocks(nbins, nt, 1 << 14, [&](int64_t kb, int64_t ke) {
         for (int64_t k = kb; k < ke; ++k) counts[k] = 0;
         for (int t = 0; t < nt; ++t) {
-            if (!wide[t].empty()) {
+            if (!wide[t].empty())
                 for (int64_t k = kb; k < ke; ++k) counts[k] += wide[t][k];
-            } else {
-                add_to(buf.get() + t * per, kb, ke, counts);
-            }
+            add_to(buf.get() + t * per, kb, ke, counts);
         }
     });
 }
