@@ -7,8 +7,10 @@ histogram of the voxels inside ``mask``.  Integer images (uint8, int16 CT,
 uint16 MR ...) get an exact histogram, one bin per integer value, unless
 ``nbins`` is given; float images a binned one (``nbins=256`` by default) that
 reproduces ``numpy.histogram`` bit for bit.  The histogram is the only pass
-over the image: one pass for 8/16-bit integers, two (range, then counts)
-otherwise, parallel with per-thread histograms merged in a fixed order.
+over the image for 8-bit and (large) 16-bit integer images, which get a
+histogram over the whole dtype range, trimmed; otherwise a range pass comes
+first.  Both passes are parallel (per-thread histograms, integer totals), so
+results do not depend on the thread count.
 
 Adaptive methods (:func:`local`, :func:`niblack`, :func:`sauvola`) work in 2D
 and 3D, with windows in voxels or, with ``spacing``, in mm.  Box statistics

@@ -6,13 +6,16 @@
 // one that reproduces numpy.histogram bit for bit: the caller passes numpy's
 // np.linspace edges in the image's float type, the bin is
 // int((v - lo) * (nbins / (hi - lo))) computed in that type, then corrected
-// against the edges exactly as numpy.lib._histograms_impl does.  Each thread
-// fills its own histogram over a contiguous block (uint32 counts flushed to
-// int64 before they can overflow) and the histograms are merged in block order;
-// counts are integers, so the result never depends on the thread count.
-// `scan` returns min, max, count, non-finite count and the sum; the sum is formed
-// over fixed 64Ki-voxel chunks whose partial sums are added in chunk order, so it
-// too is independent of the thread count.
+// against the edges exactly as numpy.lib._histograms_impl does (float32 skips
+// the correction for blocks proven clear of every edge; see histogram_binned).
+// Each thread fills its own eight sub-histograms (uint32 counts flushed to int64
+// before they can overflow) over 64Ki-voxel chunks it claims in turn, and the
+// counts are summed bin by bin; counts are integers, so the result never
+// depends on the thread count.  `scan` returns min, max, count, non-finite
+// count and the sum; the sum is formed over fixed 64Ki-voxel chunks whose
+// partial sums are added in chunk order, so it too is independent of the thread
+// count.  Everything is memory-bound or bound by one counter increment per
+// voxel; see the notes at the kernels.
 //
 // Multi-Otsu (Otsu 1979, IEEE SMC 9(1); Liao, Chen & Chung 2001, J. Inf. Sci.
 // Eng. 17) maximises sum_k S_k^2 / W_k over K classes of consecutive histogram
