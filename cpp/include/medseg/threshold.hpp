@@ -513,6 +513,18 @@ inline bool bin_block_sse2(const float* p, const BinF32& c, int32_t* idx) {
         _mm_or_ps(_mm_cmplt_ps(l, _mm_set1_ps(c.delta)), _mm_cmpgt_ps(h, _mm_set1_ps(c.one_minus_delta)));
     return _mm_movemask_ps(bad) == 0;
 }
+
+// For a block that failed bin_block_sse2: bit l of bad[u / 4] tells whether
+// value u + l fails the test (the same operations, value by value).
+inline void bad_lanes_sse2(const float* p, const BinF32& c, uint8_t* bad) {
+    const __m128 vfirst = _mm_set1_ps(c.first), vnorm = _mm_set1_ps(c.norm), vtop = _mm_set1_ps(c.top);
+    const __m128 vd = _mm_set1_ps(c.delta), vod = _mm_set1_ps(c.one_minus_delta);
+    for (int64_t u = 0; u < kBinBlock; u += 4) {
+        const __m128 f = _mm_min_ps(_mm_mul_ps(_mm_sub_ps(_mm_loadu_ps(p + u), vfirst), vnorm), vtop);
+        const __m128 fr = _mm_sub_ps(f, _mm_cvtepi32_ps(_mm_cvttps_epi32(f)));
+        bad[u / 4] = static_cast<uint8_t>(_mm_movemask_ps(_mm_or_ps(_mm_cmplt_ps(fr, vd), _mm_cmpgt_ps(fr, vod))));
+    }
+}
 }  // namespace detail
 #endif
 
@@ -526,10 +538,10 @@ inline bool bin_block_sse2(const float* p, const BinF32& c, int32_t* idx) {
 // NaN/inf and out-of-range values included (they clamp onto an edge).  An
 // unflagged block needs no edge correction: its bins are incremented straight
 // away (eight interleaved sub-histograms: float histograms have few, densely hit
-// bins, so equal neighbours are common).  A flagged block (a few percent of
-// them) takes the exact per-value path, the one every other type uses: numpy's
-// guess and edge correction.  Both paths give numpy's bins, so the fast path
-// changes no count.
+// bins, so equal neighbours are common).  In a flagged block (a few percent of
+// them) the flagged values take the exact per-value path, the one every other
+// type uses: numpy's guess and edge correction.  Both paths give numpy's bins,
+// so the fast path changes no count.
 template <class T, class E>
 void histogram_binned(const T* img, const uint8_t* mask, int64_t N, const E* edges, int64_t nbins, int64_t* counts,
                       int num_threads) {
@@ -563,7 +575,17 @@ void histogram_binned(const T* img, const uint8_t* mask, int64_t N, const E* edg
                         detail::prefetch_ahead(mask + i, detail::kPrefetchHist / 4);
                         detail::prefetch_ahead(mask + i + 64, detail::kPrefetchHist / 4);
                     }
-                    if (!detail::bin_block_sse2(img + i, c, idx)) { exact(i, i + BLK, h); continue; }
+                    if (!detail::bin_block_sse2(img + i, c, idx)) {
+                        // only the values near an edge (or out of range, or non-finite) take
+                        // the exact path; the others' positions are good
+                        alignas(16) uint8_t bad[BLK / 4];
+                        detail::bad_lanes_sse2(img + i, c, bad);
+                        for (int64_t j = 0; j < BLK; ++j) {
+                            if (bad[j / 4] >> (j & 3) & 1) exact(i + j, i + j + 1, h);
+                            else h[idx[j] + (j & (Q - 1))] += mask ? (mask[i + j] != 0) : 1u;
+                        }
+                        continue;
+                    }
                     if (mask) {
                         const uint8_t* m = mask + i;
                         for (int64_t j = 0; j < BLK; j += Q) {
