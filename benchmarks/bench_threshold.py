@@ -55,50 +55,72 @@ def _ref(benchmark, fn, *args, role, **kw):
     return benchmark.pedantic(fn, args=args, kwargs=kw, rounds=REF_ROUNDS, iterations=1, warmup_rounds=0)
 
 
-@functools.lru_cache(maxsize=None)
-def _skimage_result(name, key):
-    import skimage.filters as F
+def _global_input(request, dtype):
+    """The CT phantom of ``medseg-fast bench`` (benchmarks/conftest.py fixtures
+    volume_i16 / volume_f32: medseg_fast._bench.phantom, SHAPE_3D, read-only)."""
+    return request.getfixturevalue({"int16": "volume_i16", "float32": "volume_f32"}[dtype])
 
-    img = ct_phantom(*key[:2])
+
+def _skimage_result(cache, name, img):
+    F = pytest.importorskip("skimage.filters")
+    key = (name, img.dtype.str, img.shape)
     if name == "otsu":
-        return float(F.threshold_otsu(img))
-    if name == "multiotsu":
-        return F.threshold_multiotsu(img, 4)
-    raise KeyError(name)
+        return cache(key, lambda: float(F.threshold_otsu(img)))
+    return cache(key, lambda: F.threshold_multiotsu(img, 4).astype(np.float64))
+
+
+def _bin(img):
+    """One histogram bin: 1 for integer images (exact histograms), range / 256 for floats."""
+    return 1.0 if img.dtype.kind in "iu" else (float(img.max()) - float(img.min())) / 256
+
+
+def _tag_global(benchmark, img, role):
+    benchmark.extra_info.update(input=f"{'x'.join(map(str, img.shape))} {img.dtype}", floor_bytes=img.nbytes)
+    benchmark.extra_info["role"] = role
 
 
 # ---------------------------------------------------------------- global
+# otsu on the 256^3 int16 and float32 phantom (targets: >= 15x skimage, within 3x
+# of the read floor), multiotsu with 4 classes on float32 (>= 20x skimage).  Ours
+# must equal scikit-image within one histogram bin (otsu: exactly, here).  With
+# bench_edges.py in the same run, the summary also gives ours / (bytes / best
+# copy bandwidth); "read-floor" is one single-threaded numpy max over the volume.
 
 
 @pytest.mark.parametrize("dtype", ["int16", "float32"])
 @pytest.mark.parametrize("who", ["medseg_fast", "medseg_fast-1t", "skimage", "read-floor"])
-def test_otsu_3d(benchmark, who, dtype):
+def test_otsu_3d(benchmark, request, cache, who, dtype):
     benchmark.group = f"otsu-3d-{dtype}"
-    img = ct_phantom(SHAPE_3D, dtype)
+    img = _global_input(request, dtype)
+    _tag_global(benchmark, img, who)
     if who == "skimage":
         F = pytest.importorskip("skimage.filters")
-        t = _ref(benchmark, F.threshold_otsu, img, role="skimage")
-        assert t == T.otsu(img)
+        t = benchmark.pedantic(F.threshold_otsu, args=(img,), rounds=REF_ROUNDS, iterations=1, warmup_rounds=0)
+        cache(("otsu", img.dtype.str, img.shape), lambda: float(t))
+        assert abs(T.otsu(img) - t) <= _bin(img)
     elif who == "read-floor":
-        _ours(benchmark, np.max, img, role="read-floor")
+        benchmark(np.max, img)
     else:
-        t = _ours(benchmark, T.otsu, img, num_threads=1 if who.endswith("1t") else None, role=who)
-        ref = _skimage_result("otsu", (SHAPE_3D, dtype)) if SIZE != "full" else None
-        if ref is not None:
-            assert t == ref
+        t = benchmark(T.otsu, img, num_threads=1 if who.endswith("1t") else None)
+        assert abs(t - _skimage_result(cache, "otsu", img)) <= _bin(img)
 
 
 @pytest.mark.parametrize("who", ["medseg_fast", "medseg_fast-1t", "skimage"])
-def test_multiotsu_3d(benchmark, who):
+def test_multiotsu_3d(benchmark, request, cache, who):
     benchmark.group = "multiotsu-3d-float32-4classes"
-    img = ct_phantom(SHAPE_3D, "float32")
+    img = _global_input(request, "float32")
+    _tag_global(benchmark, img, who)
     if who == "skimage":
         F = pytest.importorskip("skimage.filters")
-        t = _ref(benchmark, F.threshold_multiotsu, img, 4, role="skimage")
-        np.testing.assert_allclose(T.multiotsu(img, 4), t, rtol=0, atol=(img.max() - img.min()) / 256 * 1.01)
+        t = benchmark.pedantic(F.threshold_multiotsu, args=(img, 4), rounds=REF_ROUNDS, iterations=1,
+                               warmup_rounds=0)
+        cache(("multiotsu", img.dtype.str, img.shape), lambda: t.astype(np.float64))
+        np.testing.assert_allclose(T.multiotsu(img, 4), t, rtol=0, atol=_bin(img) * 1.01)
     else:
-        t = _ours(benchmark, T.multiotsu, img, 4, num_threads=1 if who.endswith("1t") else None, role=who)
+        t = benchmark(T.multiotsu, img, 4, num_threads=1 if who.endswith("1t") else None)
         assert t.shape == (3,) and np.all(np.diff(t) > 0)
+        # scikit-image's float32 class moments may put a threshold one bin off the optimum
+        np.testing.assert_allclose(t, _skimage_result(cache, "multiotsu", img), rtol=0, atol=_bin(img) * 1.01)
 
 
 # ---------------------------------------------------------------- adaptive, 3D

@@ -127,6 +127,92 @@ def test_histogram_matches_numpy(backend, noisy_f32, ct_small):
     assert centers[0] == ct_small.min() and centers[-1] == ct_small.max()
 
 
+def _edge_heavy_f32(nb, shape=(3, 263, 199), seed=0):
+    """float32 volume whose values sit on, and one ulp either side of, the bin
+    edges numpy.histogram(nbins=nb) will use, mixed with random values: blocks
+    of the fast path both with and without values near an edge (and big enough
+    for two threads and the sub-histograms of the C++ kernel)."""
+    rng = np.random.default_rng(seed)
+    n = int(np.prod(shape))
+    lo, hi = np.float32(-1024.37), np.float32(3071.9)
+    edges = np.linspace(lo, hi, nb + 1, dtype=np.float32)
+    near = np.concatenate([edges, np.nextafter(edges, np.float32(-np.inf)), np.nextafter(edges, np.float32(np.inf))])
+    v = rng.uniform(lo, hi, n).astype(np.float32)
+    where = rng.choice(n, 2000, replace=False)
+    where[:60] = np.arange(60) * 997 % n  # also a few at the start of blocks
+    v[where] = np.clip(rng.choice(near, where.size), lo, hi)
+    v[[0, -1]] = lo, hi  # the range is exactly [lo, hi]
+    return v.reshape(shape)
+
+
+@pytest.mark.parametrize("nb", [7, 256, 1000])
+def test_histogram_f32_edges_blocks_threads(nb, backend):
+    v = _edge_heavy_f32(nb)
+    ref, _ = np.histogram(v, bins=nb, range=(v.min(), v.max()))
+    for nt in (1, 2):
+        counts, _ = T.histogram(v, nbins=nb, num_threads=nt, backend=backend)
+        np.testing.assert_array_equal(counts, ref)
+    # mask; NaN/inf inside and outside it (nan_policy='omit')
+    rng = np.random.default_rng(1)
+    m = rng.random(v.shape) < 0.7
+    w = v.copy()
+    w.ravel()[rng.choice(w.size, 300, replace=False)] = rng.choice([np.nan, np.inf, -np.inf], 300)
+    keep = m & np.isfinite(w)
+    ref, _ = np.histogram(w[keep], bins=nb, range=(w[keep].min(), w[keep].max()))
+    for nt in (1, 2):
+        counts, _ = T.histogram(w, mask=m, nbins=nb, nan_policy="omit", num_threads=nt, backend=backend)
+        np.testing.assert_array_equal(counts, ref)
+    ref, _ = np.histogram(w[np.isfinite(w)], bins=nb, range=(np.nanmin(w[np.isfinite(w)]), w[np.isfinite(w)].max()))
+    counts, _ = T.histogram(w, nbins=nb, nan_policy="omit", backend=backend)
+    np.testing.assert_array_equal(counts, ref)
+    with pytest.raises(NonFiniteError, match="300 NaN"):
+        T.histogram(w, nbins=nb, backend=backend)
+
+
+def test_scan_nonfinite_anywhere(backend):
+    # the range pass of float images: one NaN or inf anywhere (start, middle, end of a
+    # 64Ki chunk, SIMD tail) must be found; the range must come from the finite voxels
+    base = np.linspace(-3.0, 5.0, 3 * 65541, dtype=np.float32).reshape(1, 3, -1)
+    for pos in (0, 7, 16, 65535, 65536 + 1000, base.size - 1):
+        for bad in (np.nan, np.inf, -np.inf):
+            a = base.copy()
+            a.ravel()[pos] = bad
+            with pytest.raises(NonFiniteError, match="1 NaN"):
+                T.otsu(a, backend=backend)
+            fin = a[np.isfinite(a)]
+            counts, _ = T.histogram(a, nbins=64, nan_policy="omit", num_threads=2, backend=backend)
+            np.testing.assert_array_equal(counts, np.histogram(fin, 64, range=(fin.min(), fin.max()))[0])
+    big = np.full((4, 100), 1e38, np.float32)  # lane sums overflow: still finite, exact range
+    big[1, 5] = -1e38
+    big[2, 7] = 0.0
+    counts, _ = T.histogram(big, nbins=4, backend=backend)
+    assert counts.tolist() == [1, 0, 1, 398]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16])
+def test_exact_histogram_full_range_mask_threads(dtype, backend):
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(4)
+    # 16-bit: big enough that one thread uses the C++ kernel's sub-histograms and two do not
+    shape = (3, 257, 301) if info.bits == 8 else (16, 384, 384)
+    a = rng.integers(info.min, int(info.max) + 1, size=shape, dtype=np.int64)
+    a[0, :5] = info.min
+    a[2, -5:] = info.max
+    a[1, 10:200] = info.min + 3  # a long run of one value
+    a = a.astype(dtype)
+    m = rng.random(a.shape) < 0.6
+    off = int(info.min)
+    for nt in (1, 2):
+        counts, centers = T.histogram(a, num_threads=nt, backend=backend)
+        ref = np.bincount((a.astype(np.int64) - off).ravel())
+        np.testing.assert_array_equal(counts, ref)
+        counts, centers = T.histogram(a, mask=m, num_threads=nt, backend=backend)
+        sel = a[m].astype(np.int64)
+        ref = np.bincount(sel - sel.min())
+        np.testing.assert_array_equal(counts, ref)
+        assert centers[0] == sel.min() and centers[-1] == sel.max()
+
+
 def test_mask(backend, ct_small, anatomical):
     m = np.zeros(ct_small.shape, bool)
     m[20:100, 30:90] = True

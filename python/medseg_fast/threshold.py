@@ -7,8 +7,10 @@ histogram of the voxels inside ``mask``.  Integer images (uint8, int16 CT,
 uint16 MR ...) get an exact histogram, one bin per integer value, unless
 ``nbins`` is given; float images a binned one (``nbins=256`` by default) that
 reproduces ``numpy.histogram`` bit for bit.  The histogram is the only pass
-over the image: one pass for 8/16-bit integers, two (range, then counts)
-otherwise, parallel with per-thread histograms merged in a fixed order.
+over the image for 8-bit and (large) 16-bit integer images, which get a
+histogram over the whole dtype range, trimmed; otherwise a range pass comes
+first.  Both passes are parallel (per-thread histograms, integer totals), so
+results do not depend on the thread count.
 
 Adaptive methods (:func:`local`, :func:`niblack`, :func:`sauvola`) work in 2D
 and 3D, with windows in voxels or, with ``spacing``, in mm.  Box statistics
@@ -80,29 +82,24 @@ def _histogram(image, mask, nbins, nan_policy, backend, num_threads, need_sum=Fa
     dt = view.dtype
     empty_msg = ("the mask selects no voxels" if m is not None else "the image has no finite voxels") + \
         "; nothing to threshold (check the mask, or use nan_policy='omit' only with some finite voxels)"
-    if dt.kind in "biu" and dt.itemsize <= 2 and nbins is None:
+    if dt.kind in "biu" and nbins is None and (dt.itemsize == 1 or (dt.itemsize == 2 and view.size >= 1 << 18)):
         # one pass: exact histogram over the whole dtype range, trimmed to [min, max]
+        # (16-bit images smaller than a few 65536-bin histograms take the range pass
+        # below instead; both give the same exact histogram)
         dmin = 0 if dt.kind in "bu" else int(np.iinfo(dt).min)
         counts = fam.histogram_exact(view, mview, dmin, 1 << (8 * dt.itemsize), nt)
-        nz = np.flatnonzero(counts)
-        if nz.size == 0:
+        first = int(np.argmax(counts != 0))
+        if counts[first] == 0:
             raise EmptyImageError(empty_msg)
-        counts = counts[nz[0]:nz[-1] + 1]
-        centers = np.arange(dmin + nz[0], dmin + nz[-1] + 1, dtype=np.float64)
+        last = counts.size - 1 - int(np.argmax(counts[::-1] != 0))
+        counts = counts[first:last + 1]
+        centers = np.arange(dmin + first, dmin + last + 1, dtype=np.float64)
         total = float(np.dot(counts.astype(np.float64), centers))
         return _Hist(counts.astype(np.float64), centers, float(centers[0]), float(centers[-1]),
                      int(counts.sum()), total, True, 1.0)
-    lo = hi = None
-    if mview is None and not need_sum and dt.kind == "f":
-        # numpy's SIMD min/max are the fastest range pass there is; NaN/inf make
-        # them non-finite, and then the kernel's scan counts and skips them
-        lo, hi = float(view.min()), float(view.max())
-        if np.isfinite(lo) and np.isfinite(hi):
-            count, nonfinite, total = view.size, 0, float("nan")
-        else:
-            lo = hi = None
-    if lo is None:
-        lo, hi, count, nonfinite, total = fam.scan(view, mview, nt, need_sum)
+    # range pass (parallel; without mask and sum, float images get a min/max
+    # pass that is about the cost of reading the volume once), then the counts
+    lo, hi, count, nonfinite, total = fam.scan(view, mview, nt, need_sum)
     if nonfinite and nan_policy == "raise":
         raise NonFiniteError(f"image holds {nonfinite} NaN or infinite values (inside the mask); replace them, "
                              "mask them out, or pass nan_policy='omit' to ignore them")

@@ -84,6 +84,12 @@ def _scan(v, m, has_mask, lo_out, hi_out, cnt_out, nf_out, sum_out):
 
 def scan(image, mask, num_threads, need_sum=True):
     a = _flat(image)
+    if mask is None and not need_sum and a.dtype.kind == "f":
+        # min/max only: numpy's SIMD reductions; with NaN/inf present they are
+        # not finite, and the chunked kernel below counts and skips them
+        lo, hi = float(a.min()), float(a.max())
+        if math.isfinite(lo) and math.isfinite(hi):
+            return lo, hi, a.size, 0, 0.0
     m = _mask_flat(mask, a.size)
     lo, hi, cnt, nf, total = np.inf, -np.inf, 0, 0, 0.0
     with threads(num_threads):
