@@ -123,14 +123,14 @@ TARGETS = {
     "canny-3d": {"simpleitk": ("speedup", 30.0)},
     "hysteresis-3d": {"skimage": ("speedup", 10.0)},
     # issue 3 (thresholding)
-    "otsu-3d-int16": {"skimage": ("speedup", 15.0), "floor": ("floor", 3.0)},
-    "otsu-3d-float32": {"skimage": ("speedup", 15.0), "floor": ("floor", 3.0)},
+    "otsu-3d-int16": {"skimage": ("speedup", 15.0), "read-floor": ("floor", 3.0)},
+    "otsu-3d-float32": {"skimage": ("speedup", 15.0), "read-floor": ("floor", 3.0)},
     "multiotsu-3d-float32-4classes": {"skimage": ("speedup", 20.0)},
     "local-gaussian-3d-block51": {"skimage": ("speedup", 20.0)},
     "local-mean-3d-block51": {"skimage": ("speedup", 20.0)},
     "sauvola-3d-window51": {"skimage": ("speedup", 50.0)},
-    "adaptive-mean-2d-block51": {"opencv-uint8": ("speedup", 1.0)},
-    "adaptive-gaussian-2d-block51": {"opencv-uint8": ("speedup", 1.0)},
+    "adaptive-mean-2d-block51": {"opencv": ("speedup", 1.0)},
+    "adaptive-gaussian-2d-block51": {"opencv": ("speedup", 1.0)},
 }
 
 
