@@ -57,7 +57,7 @@ namespace detail {
 
 // SX = f[x-1] + 2 f[x] + f[x+1],  DX = f[x+1] - f[x-1], edge voxels replicated.
 template <class T, class R>
-MEDSEG_ALWAYS_INLINE void row_sx_dx(const T* f, R* sx, R* dx, int64_t nx) {
+MEDSEG_ALWAYS_INLINE void row_sx_dx(const T* __restrict f, R* __restrict sx, R* __restrict dx, int64_t nx) {
     if (nx == 1) {
         if (sx) sx[0] = R(4) * R(f[0]);
         if (dx) dx[0] = R(0);
@@ -65,11 +65,13 @@ MEDSEG_ALWAYS_INLINE void row_sx_dx(const T* f, R* sx, R* dx, int64_t nx) {
     }
     if (sx) {
         sx[0] = R(3) * R(f[0]) + R(f[1]);
+        MEDSEG_IVDEP
         for (int64_t x = 1; x < nx - 1; ++x) sx[x] = R(f[x - 1]) + R(2) * R(f[x]) + R(f[x + 1]);
         sx[nx - 1] = R(f[nx - 2]) + R(3) * R(f[nx - 1]);
     }
     if (dx) {
         dx[0] = R(f[1]) - R(f[0]);
+        MEDSEG_IVDEP
         for (int64_t x = 1; x < nx - 1; ++x) dx[x] = R(f[x + 1]) - R(f[x - 1]);
         dx[nx - 1] = R(f[nx - 1]) - R(f[nx - 2]);
     }
