@@ -96,3 +96,22 @@ def layouts(a):
     if a.dtype.itemsize > 1 and a.dtype.kind != "b":
         out["big-endian"] = a.astype(a.dtype.newbyteorder(">"))
     return out
+
+
+def run_isa_variants(script, tmp_path):
+    """Run `script` (which saves an .npz to sys.argv[1], with key ``isa`` =
+    ``_core.simd_isa()``) once per run-time ISA cap (MEDSEG_FAST_ISA), each in
+    its own process since the ISA is chosen once per process.  Returns
+    {isa cap: loaded npz}; asserts that the baseline run really was baseline."""
+    import os
+    import subprocess
+    import sys
+
+    results = {}
+    for isa in ("baseline", "avx2", "avx512"):
+        out = tmp_path / f"{isa}.npz"
+        env = dict(os.environ, MEDSEG_FAST_ISA=isa)
+        subprocess.run([sys.executable, "-c", script, str(out)], check=True, env=env)
+        results[isa] = np.load(out)
+    assert str(results["baseline"]["isa"]) == "baseline"
+    return results

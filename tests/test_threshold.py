@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import ellipsoid_phantom, layouts, nibabel_file
+from conftest import ellipsoid_phantom, layouts, nibabel_file, run_isa_variants
 
 from medseg_fast import threshold as T
 from medseg_fast._errors import EmptyImageError, InvalidImageError, InvalidParameterError, MedsegWarning, NonFiniteError
@@ -495,10 +495,6 @@ def test_adaptive_isa_variants_identical(tmp_path):
     """The run-time ISA variants of the box kernel (baseline / avx2 / avx512, one
     process each, capped with MEDSEG_FAST_ISA) give the same bits, and the
     baseline equals the numba backend."""
-    import os
-    import subprocess
-    import sys
-
     pytest.importorskip("medseg_fast._core")
     script = (
         "import sys, numpy as np\n"
@@ -510,14 +506,8 @@ def test_adaptive_isa_variants_identical(tmp_path):
         "         backend='cpu'), s=T.sauvola(v, 5, r=300.0, backend='cpu'), n=T.niblack(i, 11, backend='cpu'),\n"
         "         k=T.local_mask(i, 15, offset=3.0, backend='cpu'))\n"
     )
-    results = {}
-    for isa in ("baseline", "avx2", "avx512"):
-        out = tmp_path / f"{isa}.npz"
-        env = dict(os.environ, MEDSEG_FAST_ISA=isa)
-        subprocess.run([sys.executable, "-c", script, str(out)], check=True, env=env)
-        results[isa] = np.load(out)
+    results = run_isa_variants(script, tmp_path)
     base = results["baseline"]
-    assert str(base["isa"]) == "baseline"
     rng = np.random.default_rng(8)
     v = rng.normal(40, 300, (23, 37, 131)).astype(np.float32)
     np.testing.assert_array_equal(base["s"], T.sauvola(v, 5, r=300.0, backend="numba"))
