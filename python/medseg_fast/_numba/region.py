@@ -60,6 +60,44 @@ def _swap(hk, ha, hi, hs, a, b):
     hs[a], hs[b] = hs[b], hs[a]
 
 
+@njit(cache=CACHE, inline="always")
+def _heap_push(hk, ha, hi, hs, size, cap, key, age, idx, src):
+    """Push (key, age) -> (idx, src) on the binary min-heap held in four parallel
+    arrays, doubling them when full; returns the (possibly new) arrays, size, cap."""
+    if size == cap:
+        cap *= 2
+        hk2 = np.empty(cap, np.float64); hk2[:size] = hk[:size]; hk = hk2
+        ha2 = np.empty(cap, np.int64); ha2[:size] = ha[:size]; ha = ha2
+        hi2 = np.empty(cap, np.int64); hi2[:size] = hi[:size]; hi = hi2
+        hs2 = np.empty(cap, np.int64); hs2[:size] = hs[:size]; hs = hs2
+    child = size
+    hk[child] = key
+    ha[child] = age
+    hi[child] = idx
+    hs[child] = src
+    size += 1
+    while child > 0:
+        parent = (child + 1) // 2 - 1
+        if _smaller(hk, ha, child, parent):
+            _swap(hk, ha, hi, hs, child, parent)
+            child = parent
+        else:
+            break
+    return hk, ha, hi, hs, size, cap
+
+
+@njit(cache=CACHE, inline="always")
+def _stack_push(stack, sp, cap, v):
+    """Push v on a growable int64 stack; returns (stack, sp, cap)."""
+    if sp == cap:
+        cap *= 2
+        st2 = np.empty(cap, np.int64)
+        st2[:sp] = stack[:sp]
+        stack = st2
+    stack[sp] = v
+    return stack, sp + 1, cap
+
+
 @njit(cache=CACHE)
 def _flood(img, labels, wmask, use_mask, connectivity, compactness, line, spacing, reverse_axes, bucket_rule, ndim):
     nz, ny, nx = img.shape
@@ -113,25 +151,8 @@ def _flood(img, labels, wmask, use_mask, connectivity, compactness, line, spacin
     # push markers
     for mi in range(nm):
         i = markers[mi]
-        if size == cap:
-            cap *= 2
-            hk2 = np.empty(cap, np.float64); hk2[:size] = hk[:size]; hk = hk2
-            ha2 = np.empty(cap, np.int64); ha2[:size] = ha[:size]; ha = ha2
-            hi2 = np.empty(cap, np.int64); hi2[:size] = hi[:size]; hi = hi2
-            hs2 = np.empty(cap, np.int64); hs2[:size] = hs[:size]; hs = hs2
-        child = size
-        hk[child] = float(im[i])
-        ha[child] = mi if bucket_rule else 0
-        hi[child] = i
-        hs[child] = i
-        size += 1
-        while child > 0:
-            parent = (child + 1) // 2 - 1
-            if _smaller(hk, ha, child, parent):
-                _swap(hk, ha, hi, hs, child, parent)
-                child = parent
-            else:
-                break
+        hk, ha, hi, hs, size, cap = _heap_push(hk, ha, hi, hs, size, cap, float(im[i]),
+                                               mi if bucket_rule else 0, i, i)
 
     while size > 0:
         key = hk[0]
@@ -230,25 +251,7 @@ def _flood(img, labels, wmask, use_mask, connectivity, compactness, line, spacin
                 lab[j] = li
             if v < key:
                 v = key
-            if size == cap:
-                cap *= 2
-                hk2 = np.empty(cap, np.float64); hk2[:size] = hk[:size]; hk = hk2
-                ha2 = np.empty(cap, np.int64); ha2[:size] = ha[:size]; ha = ha2
-                hi2 = np.empty(cap, np.int64); hi2[:size] = hi[:size]; hi = hi2
-                hs2 = np.empty(cap, np.int64); hs2[:size] = hs[:size]; hs = hs2
-            child = size
-            hk[child] = v
-            ha[child] = age
-            hi[child] = j
-            hs[child] = src
-            size += 1
-            while child > 0:
-                parent = (child + 1) // 2 - 1
-                if _smaller(hk, ha, child, parent):
-                    _swap(hk, ha, hi, hs, child, parent)
-                    child = parent
-                else:
-                    break
+            hk, ha, hi, hs, size, cap = _heap_push(hk, ha, hi, hs, size, cap, v, age, j, src)
 
 
 def _compute_view(a):
@@ -322,13 +325,7 @@ def _flood_range(img, out, bit, ndim, seeds, lo, hi, connectivity, force_seeds):
                     continue
             else:
                 if _in(im, o, i, lo, hi, bit):
-                    if sp == cap:
-                        cap *= 2
-                        st2 = np.empty(cap, np.int64)
-                        st2[:sp] = stack[:sp]
-                        stack = st2
-                    stack[sp] = i
-                    sp += 1
+                    stack, sp, cap = _stack_push(stack, sp, cap, i)
                 continue
         elif sp > 0:
             sp -= 1
@@ -363,13 +360,7 @@ def _flood_range(img, out, bit, ndim, seeds, lo, hi, connectivity, force_seeds):
                 j = b2 + xx
                 cur = _in(im, o, j, lo, hi, bit)
                 if cur and not prev:
-                    if sp == cap:
-                        cap *= 2
-                        st2 = np.empty(cap, np.int64)
-                        st2[:sp] = stack[:sp]
-                        stack = st2
-                    stack[sp] = j
-                    sp += 1
+                    stack, sp, cap = _stack_push(stack, sp, cap, j)
                 prev = cur
 
 
@@ -751,13 +742,7 @@ def _split_merge(img, threshold, min_side, criterion, labels):
                 if a == bb:
                     continue
                 code = min(a, bb) * nl + max(a, bb)
-                if npairs == cap:
-                    cap *= 2
-                    p2 = np.empty(cap, np.int64)
-                    p2[:npairs] = pairs[:npairs]
-                    pairs = p2
-                pairs[npairs] = code
-                npairs += 1
+                pairs, npairs, cap = _stack_push(pairs, npairs, cap, code)
     codes = np.unique(pairs[:npairs])
     ne = codes.shape[0]
     w = np.empty(ne, np.float64)
