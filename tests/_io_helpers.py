@@ -18,6 +18,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("MEDSEG_FAST_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 PYDICOM_DATA = Path(pydicom.__file__).parent / "data" / "test_files"
 NIBABEL_DATA = Path(importlib.util.find_spec("nibabel").origin).parent / "tests" / "data"
+# medseg_fast affines map (k, j, i) array indices; NIfTI's map (i, j, k): the
+# same matrix with its first three columns reversed.
+REVERSE = [2, 1, 0, 3]
+
 NICOM_DATA = Path(importlib.util.find_spec("nibabel").origin).parent / "nicom" / "tests" / "data"
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import warnings
 from pathlib import Path
 
@@ -11,12 +10,7 @@ import numpy as np
 import pydicom
 import pytest
 
-try:
-    import medseg_fast.io as mio
-except ImportError:  # pragma: no cover - the package __init__ may be in flux
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
-    import medseg_fast.io as mio
-
+import medseg_fast.io as mio
 from medseg_fast._errors import (
     ImageIOError,
     InvalidImageError,
@@ -25,13 +19,7 @@ from medseg_fast._errors import (
     NotAnImageError,
 )
 
-try:
-    from _io_helpers import nibabel_file, pydicom_file, shared, write_series
-except ImportError:  # pragma: no cover - importlib import mode
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _io_helpers import nibabel_file, pydicom_file, shared, write_series
-
-REVERSE = [2, 1, 0, 3]
+from _io_helpers import REVERSE, nibabel_file, pydicom_file, shared, write_series
 
 
 def _raw_header(path):

@@ -14,12 +14,7 @@ import pydicom
 import pytest
 from pydicom.uid import UID
 
-try:
-    import medseg_fast.io as mio
-except ImportError:  # pragma: no cover - the package __init__ may be in flux
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
-    import medseg_fast.io as mio
-
+import medseg_fast.io as mio
 from medseg_fast._errors import (
     AmbiguousSeriesError,
     CorruptFileError,
@@ -33,27 +28,15 @@ from medseg_fast._errors import (
     UnsupportedTransferSyntaxError,
 )
 
-try:
-    from _io_helpers import (
-        decoder_available,
-        need_decoder,
-        nicom_file,
-        normal_of,
-        pydicom_file,
-        shared,
-        write_series,
-    )
-except ImportError:  # pragma: no cover - importlib import mode
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _io_helpers import (
-        decoder_available,
-        need_decoder,
-        nicom_file,
-        normal_of,
-        pydicom_file,
-        shared,
-        write_series,
-    )
+from _io_helpers import (
+    decoder_available,
+    need_decoder,
+    nicom_file,
+    normal_of,
+    pydicom_file,
+    shared,
+    write_series,
+)
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import struct
-import sys
 import time
 import tracemalloc
 import warnings
@@ -14,12 +13,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-try:
-    import medseg_fast.io as mio
-except ImportError:  # pragma: no cover - the package __init__ may be in flux
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
-    import medseg_fast.io as mio
-
+import medseg_fast.io as mio
 from medseg_fast._errors import (
     CorruptFileError,
     ImageIOError,
@@ -29,13 +23,7 @@ from medseg_fast._errors import (
     NotAnImageError,
 )
 
-try:
-    from _io_helpers import nibabel_file, shared
-except ImportError:  # pragma: no cover - importlib import mode
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _io_helpers import nibabel_file, shared
-
-REVERSE = [2, 1, 0, 3]
+from _io_helpers import REVERSE, nibabel_file, shared
 
 
 def _write(tmp_path, data, affine=None, name="img.nii", **hdr_fields):
