@@ -677,6 +677,28 @@ def _swap(hd, hi, hj, a, b):
 
 
 @njit(cache=CACHE)
+def _heap_push(hd, hi, hj, hn, d, a, b):
+    """Push (d, a, b) on the min-heap in hd/hi/hj (doubled when full); returns
+    the (possibly new) arrays and the new size."""
+    if hn == hd.shape[0]:
+        hd = np.concatenate((hd, np.empty(hn)))
+        hi = np.concatenate((hi, np.empty(hn, np.int64)))
+        hj = np.concatenate((hj, np.empty(hn, np.int64)))
+    hd[hn] = d
+    hi[hn] = a
+    hj[hn] = b
+    c = hn
+    while c > 0:
+        p = (c - 1) // 2
+        if _less(hd, hi, hj, c, p):
+            _swap(hd, hi, hj, c, p)
+            c = p
+        else:
+            break
+    return hd, hi, hj, hn + 1
+
+
+@njit(cache=CACHE)
 def _top(parent, x):
     r = x
     while parent[r] != r:
@@ -730,23 +752,7 @@ def _ward(region, ndim, connectivity, R, counts, sums, n_clusters, assign):
     for e in edges:
         a = e // R
         b = e % R
-        # push
-        if hn == hd.shape[0]:
-            hd = np.concatenate((hd, np.empty(hn)))
-            hi = np.concatenate((hi, np.empty(hn, np.int64)))
-            hj = np.concatenate((hj, np.empty(hn, np.int64)))
-        hd[hn] = _ward_dist(cnt, sm, a, b)
-        hi[hn] = a
-        hj[hn] = b
-        c = hn
-        hn += 1
-        while c > 0:
-            p = (c - 1) // 2
-            if _less(hd, hi, hj, c, p):
-                _swap(hd, hi, hj, c, p)
-                c = p
-            else:
-                break
+        hd, hi, hj, hn = _heap_push(hd, hi, hj, hn, _ward_dist(cnt, sm, a, b), a, b)
     target = R - n_clusters
     for t in range(target):
         i = -1
@@ -815,22 +821,7 @@ def _ward(region, ndim, connectivity, R, counts, sums, n_clusters, assign):
         npool += nn
         for q in range(nn):
             p = nb[q]
-            if hn == hd.shape[0]:
-                hd = np.concatenate((hd, np.empty(hn)))
-                hi = np.concatenate((hi, np.empty(hn, np.int64)))
-                hj = np.concatenate((hj, np.empty(hn, np.int64)))
-            hd[hn] = _ward_dist(cnt, sm, k, p)
-            hi[hn] = k
-            hj[hn] = p
-            c = hn
-            hn += 1
-            while c > 0:
-                pp = (c - 1) // 2
-                if _less(hd, hi, hj, c, pp):
-                    _swap(hd, hi, hj, c, pp)
-                    c = pp
-                else:
-                    break
+            hd, hi, hj, hn = _heap_push(hd, hi, hj, hn, _ward_dist(cnt, sm, k, p), k, p)
     ids = np.full(NN, -1, np.int64)
     C = 0
     for r in range(R):
