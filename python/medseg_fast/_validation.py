@@ -112,6 +112,27 @@ def check_mask(mask, shape, name="mask"):
     raise InvalidImageError(f"{name} must be boolean or integer, got dtype {m.dtype}")
 
 
+def check_label_array(a, name, *, what="a boolean mask or an integer label map",
+                      hint="threshold or round it first (e.g. image > t, or labels.astype(np.int32))",
+                      allow_empty=False):
+    """A numpy bool/integer 2D or 3D array (no copy): masks and label maps.
+
+    GPU arrays, other dtypes, other ndims and (unless ``allow_empty``) empty
+    arrays raise with a message naming ``name``; ``what`` and ``hint`` word the
+    dtype error for the caller's domain.
+    """
+    if hasattr(a, "__cuda_array_interface__") and not isinstance(a, np.ndarray):
+        raise InvalidImageError(f"{name} is a GPU array; this function needs a numpy array")
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "biu":
+        raise InvalidImageError(f"{name} must be {what}, got dtype {arr.dtype}; {hint}")
+    if arr.ndim not in (2, 3):
+        raise InvalidImageError(f"{name} must be 2D or 3D, got an array of shape {arr.shape} (ndim={arr.ndim})")
+    if arr.size == 0 and not allow_empty:
+        raise EmptyImageError(f"{name} is empty (shape {arr.shape})")
+    return arr
+
+
 def native_c(arr):
     """Return (view, transposed): a native-endian C-contiguous array for the kernels.
 

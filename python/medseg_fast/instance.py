@@ -15,8 +15,8 @@ import numpy as np
 
 from . import _backend
 from ._dispatch import family
-from ._errors import EmptyImageError, InvalidImageError, InvalidParameterError
-from ._validation import check_threads, core_axes, native_c, per_axis, unwrap_image
+from ._errors import InvalidImageError, InvalidParameterError
+from ._validation import check_label_array, check_threads, core_axes, native_c, per_axis, unwrap_image
 
 __all__ = ["label", "distance_transform", "split", "properties", "remove_small", "keep_largest", "relabel_sequential",
            "CLI_METHODS"]
@@ -28,19 +28,8 @@ _WIDE_VOXELS = 2**31 - 1
 
 
 def _check_labels(labels, name="labels", *, allow_empty=False):
-    """A bool or integer 2D/3D array (no copy)."""
-    if hasattr(labels, "__cuda_array_interface__") and not isinstance(labels, np.ndarray):
-        raise InvalidImageError(f"{name} is a GPU array; this function needs a numpy array")
-    arr = np.asarray(labels)
-    if arr.dtype.kind not in "biu":
-        raise InvalidImageError(
-            f"{name} must be a boolean mask or an integer label map, got dtype {arr.dtype}; "
-            "threshold or round it first (e.g. image > t, or labels.astype(np.int32))"
-        )
-    if arr.ndim not in (2, 3):
-        raise InvalidImageError(f"{name} must be 2D or 3D, got an array of shape {arr.shape} (ndim={arr.ndim})")
-    if arr.size == 0 and not allow_empty:
-        raise EmptyImageError(f"{name} is empty (shape {arr.shape})")
+    """A bool or integer 2D/3D array (no copy, except one for big-endian input)."""
+    arr = check_label_array(labels, name, allow_empty=allow_empty)
     if arr.dtype.byteorder not in ("=", "|") and arr.dtype.byteorder != ("<" if np.little_endian else ">"):
         arr = arr.astype(arr.dtype.newbyteorder("="))  # big-endian: one native copy
     return arr

@@ -47,7 +47,7 @@ import numpy as np
 from . import _backend
 from ._dispatch import family
 from ._errors import InvalidImageError, InvalidParameterError
-from ._validation import check_threads, core_axes, native_c, per_axis, unwrap_image
+from ._validation import check_label_array, check_threads, core_axes, native_c, per_axis, unwrap_image
 
 __all__ = ["dice", "jaccard", "precision", "recall", "volume_similarity", "hausdorff", "average_surface_distance",
            "surface_dice", "evaluate"]
@@ -57,21 +57,8 @@ __all__ = ["dice", "jaccard", "precision", "recall", "volume_similarity", "hausd
 
 
 def _as_mask(a, name):
-    if hasattr(a, "__cuda_array_interface__") and not isinstance(a, np.ndarray):
-        raise InvalidImageError(f"{name} is a GPU array; metrics need numpy arrays")
-    arr = np.asarray(a)
-    if arr.dtype.kind not in "biu":
-        raise InvalidImageError(
-            f"{name} must be a boolean or integer mask (non-zero = foreground), got dtype {arr.dtype}; "
-            "threshold probabilities first (e.g. prob > 0.5)"
-        )
-    if arr.ndim not in (2, 3):
-        raise InvalidImageError(f"{name} must be 2D or 3D, got shape {arr.shape}")
-    if arr.size == 0:
-        from ._errors import EmptyImageError
-
-        raise EmptyImageError(f"{name} is empty (shape {arr.shape})")
-    return arr
+    return check_label_array(a, name, what="a boolean or integer mask (non-zero = foreground)",
+                             hint="threshold probabilities first (e.g. prob > 0.5)")
 
 
 def _pair(a, b, spacing):
@@ -319,11 +306,7 @@ def surface_dice(a, b, tolerance_mm, spacing=None, *, backend="auto", num_thread
 
 
 def _label_map(x, name):
-    arr = np.asarray(x)
-    if arr.dtype.kind not in "biu":
-        raise InvalidImageError(f"{name} must be an integer label map, got dtype {arr.dtype}")
-    if arr.ndim not in (2, 3):
-        raise InvalidImageError(f"{name} must be 2D or 3D, got shape {arr.shape}")
+    arr = check_label_array(x, name, what="an integer label map", allow_empty=True)
     if arr.dtype.kind == "i" and arr.size and int(arr.min()) < 0:
         raise InvalidImageError(f"{name} holds negative labels")
     if arr.dtype.byteorder not in ("=", "|") and arr.dtype.byteorder != ("<" if np.little_endian else ">"):
