@@ -46,3 +46,26 @@ def to_real(a):
 
 
 CACHE = os.environ.get("MEDSEG_FAST_NUMBA_CACHE", "1") != "0"
+
+
+# Union-find with path halving; the smaller index is the root, so the partition's
+# representatives (and any numbering derived from them) are deterministic.
+@numba.njit(cache=CACHE)
+def uf_find(parent, x):
+    while parent[x] != x:
+        parent[x] = parent[parent[x]]
+        x = parent[x]
+    return x
+
+
+@numba.njit(cache=CACHE)
+def uf_unite(parent, a, b):
+    """Join the sets of a and b; returns the root of the union."""
+    a = uf_find(parent, a)
+    b = uf_find(parent, b)
+    if a == b:
+        return a
+    if b < a:
+        a, b = b, a
+    parent[b] = a
+    return a

@@ -15,6 +15,8 @@ import numpy as np
 from numba import njit, prange
 
 from ._util import CACHE, threads
+from ._util import uf_find as _find
+from ._util import uf_unite as _unite
 
 BLOCK = 16384
 EPS = 2.220446049250313e-16
@@ -525,25 +527,6 @@ def ms_filter(X, mask, inv, rad, hr, max_iter, eps, integer_valued, num_threads)
         _ms_filter(X4, m, use, np.asarray(inv, np.float64), np.asarray(rad, np.int64), float(hr), int(max_iter),
                    float(eps), out)
     return out.reshape(np.shape(X))
-
-
-@njit(cache=CACHE)
-def _find(parent, x):
-    while parent[x] != x:
-        parent[x] = parent[parent[x]]
-        x = parent[x]
-    return x
-
-
-@njit(cache=CACHE)
-def _unite(parent, a, b):
-    a = _find(parent, a)
-    b = _find(parent, b)
-    if a == b:
-        return
-    if b < a:
-        a, b = b, a
-    parent[b] = a
 
 
 @njit(cache=CACHE)

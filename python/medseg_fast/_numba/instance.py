@@ -14,28 +14,10 @@ from numba import njit
 from numba import prange  # noqa: F401
 
 from ._util import CACHE, as3d, threads
+from ._util import uf_find as _find
+from ._util import uf_unite as _unite
 
 # ----------------------------------------------------------------- labelling
-
-
-@njit(cache=CACHE)
-def _find(par, x):
-    while par[x] != x:
-        par[x] = par[par[x]]
-        x = par[x]
-    return x
-
-
-@njit(cache=CACHE)
-def _unite(par, a, b):
-    a = _find(par, a)
-    b = _find(par, b)
-    if a == b:
-        return a
-    if b < a:
-        a, b = b, a
-    par[b] = a
-    return a
 
 
 @njit(cache=CACHE)

@@ -11,6 +11,7 @@ import numpy as np
 from numba import njit
 
 from ._util import CACHE, as3d
+from ._util import uf_find as _find
 
 # ------------------------------------------------------------------ watershed
 
@@ -532,14 +533,6 @@ def _fh_keys(sm, nch, ndim, vscale):
             keys[m] = (np.uint64(bits[0]) << np.uint64(32)) | np.uint64(i * ndir + d)
             m += 1
     return keys[:m], ndir
-
-
-@njit(cache=CACHE, inline="always")
-def _find(parent, x):
-    while parent[x] != x:
-        parent[x] = parent[parent[x]]
-        x = parent[x]
-    return x
 
 
 @njit(cache=CACHE)
