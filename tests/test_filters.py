@@ -104,6 +104,8 @@ def test_every_simd_variant_is_bit_identical(tmp_path):
         "i = rng.integers(-1024, 3000, (301, 277)).astype(np.int16)\n"
         "np.savez(sys.argv[1], isa=_core.simd_isa(), g1=filters.gaussian(v, 1.3, backend='cpu'),\n"
         "         g8=filters.gaussian(v, 8.3, backend='cpu'), g2=filters.gaussian(i, 2.0, backend='cpu'),\n"
+        "         f8=filters.gaussian(v, 8.3, precision='float32', backend='cpu'),\n"
+        "         f2=filters.gaussian(i, (0.0, 2.0), mode='constant', precision='float32', backend='cpu'),\n"
         "         s=edges.sobel(v, backend='cpu'), c=edges.canny(i, 2.0, backend='cpu'))\n"
     )
     results = run_isa_variants(script, tmp_path)
@@ -111,7 +113,7 @@ def test_every_simd_variant_is_bit_identical(tmp_path):
     v = np.random.default_rng(3).normal(0, 300, (23, 37, 131)).astype(np.float32)
     np.testing.assert_array_equal(base["g8"], ndi.gaussian_filter(v, 8.3, mode="nearest"))
     for isa, r in results.items():
-        for key in ("g1", "g8", "g2", "s", "c"):
+        for key in ("g1", "g8", "g2", "f8", "f2", "s", "c"):
             np.testing.assert_array_equal(r[key], base[key], err_msg=f"{isa} {key}")
 
 
@@ -127,3 +129,64 @@ def test_large_volume_plane_fused_path_matches_scipy(order):
     i16 = (vol * 4).astype(np.int16)
     np.testing.assert_array_equal(filters.gaussian(i16, 1.0, backend="cpu", num_threads=1),
                                   ndi.gaussian_filter(i16.astype(np.float32), 1.0, mode="nearest"))
+
+
+# ---------------------------------------------------------------- precision='float32'
+
+def _fast_tol(ref):
+    # ~2 * radius float32 roundings of partial sums bounded by the image's magnitude
+    return 4e-6 * max(1.0, float(np.abs(ref).max()))
+
+
+@pytest.mark.parametrize("mode", ["nearest", "reflect", "mirror", "wrap", "constant"])
+@pytest.mark.parametrize("shape,sigma", [((37, 41), 1.5), ((21, 23, 70), (5.0, 4.0, 3.0)), ((40, 35, 37), 8.33)])
+def test_float32_precision_close_to_scipy(backend, mode, shape, sigma):
+    img = np.random.default_rng(4).normal(40, 300, size=shape).astype(np.float32)
+    out = filters.gaussian(img, sigma, mode=mode, cval=-20.0, precision="float32", backend=backend)
+    assert out.dtype == np.float32 and out.shape == img.shape
+    ref = _ref(img, sigma, mode, -20.0)
+    np.testing.assert_allclose(out, ref, rtol=0, atol=_fast_tol(ref))
+    exact = filters.gaussian(img, sigma, mode=mode, cval=-20.0, backend=backend)
+    assert np.any(out != exact)  # it really is a different (float32) accumulation
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint16, np.float32, np.bool_])
+def test_float32_precision_dtypes_backends_agree(dtype, ct_small):
+    img = ct_small.astype(dtype) if dtype != np.bool_ else ct_small > 1000
+    vol = np.stack([img[::2, ::2]] * 5)
+    for a in (img, vol):
+        cpu = filters.gaussian(a, 3.0, mode="reflect", precision="float32", backend="cpu")
+        nb = filters.gaussian(a, 3.0, mode="reflect", precision="float32", backend="numba")
+        # the same float32 operations in the same order, fma on both (std::fma / llvm.fma): same bits
+        np.testing.assert_array_equal(cpu, nb)
+        ref = _ref(a, 3.0, "reflect")
+        np.testing.assert_allclose(cpu, ref, rtol=0, atol=_fast_tol(ref))
+
+
+def test_float32_precision_layouts_threads_and_float64():
+    img, _ = ellipsoid_phantom((16, 20, 24), noise=5)
+    img = img.astype(np.float32)
+    ref = filters.gaussian(img, 2.5, precision="float32", backend="cpu", num_threads=1)
+    for name, a in layouts(img).items():
+        out = filters.gaussian(a, 2.5, precision="float32", backend="cpu", num_threads=2)
+        np.testing.assert_array_equal(out, ref, err_msg=name)
+    # float64 results stay exact: the option only affects float32 results
+    d = img.astype(np.float64)
+    np.testing.assert_array_equal(filters.gaussian(d, 2.5, precision="float32"), ndi.gaussian_filter(d, 2.5, mode="nearest"))
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_float32_precision_plane_fused_path(order):
+    rng = np.random.default_rng(12)
+    vol = np.asarray(rng.normal(0, 200, (41, 233, 239)).astype(np.float32), order=order)  # 9.1 MB
+    out = filters.gaussian(vol, (1.5, 6.0, 0.8), mode="mirror", precision="float32", backend="cpu")
+    small = filters.gaussian(np.ascontiguousarray(vol), (1.5, 6.0, 0.8), mode="mirror", precision="float32",
+                             backend="numba")
+    np.testing.assert_array_equal(out, small)
+    ref = _ref(vol, (1.5, 6.0, 0.8), "mirror")
+    np.testing.assert_allclose(out, ref, rtol=0, atol=_fast_tol(ref))
+
+
+def test_bad_precision():
+    with pytest.raises(InvalidParameterError, match="precision"):
+        filters.gaussian(np.zeros((4, 4), np.float32), 1.0, precision="half")

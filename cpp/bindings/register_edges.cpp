@@ -18,7 +18,7 @@ std::array<double, 3> triple(const std::vector<double>& v, const char* what) {
 }
 
 py::array gaussian_py(const py::array& image, const std::vector<std::vector<double>>& weights, int mode,
-                      double cval, bool bleed_correct, bool reverse_axes, int num_threads) {
+                      double cval, bool bleed_correct, bool reverse_axes, int num_threads, bool float_accumulate) {
     const Shape s = shape_of(image);
     if (weights.size() != 3) throw py::value_error("weights must hold 3 lists (z, y, x)");
     const std::vector<double> w[3] = {weights[0], weights[1], weights[2]};
@@ -27,7 +27,16 @@ py::array gaussian_py(const py::array& image, const std::vector<std::vector<doub
     if (mode < 0 || mode > 4) throw py::value_error("bad border mode");
     if (bleed_correct && (mode != 4 || cval != 0.0)) throw py::value_error("bleed correction needs constant mode, cval 0");
     return bind::map_to_real(image, [&](auto ip, auto op) {
-        gaussian(ip, op, s, w, static_cast<BorderMode>(mode), cval, bleed_correct, reverse_axes, num_threads);
+        using In = std::remove_const_t<std::remove_pointer_t<decltype(ip)>>;
+        using R = std::remove_pointer_t<decltype(op)>;
+        const BorderMode bm = static_cast<BorderMode>(mode);
+        if constexpr (std::is_same_v<R, float>) {
+            if (float_accumulate) {  // float32 accumulation with FMA (filters.hpp, the fast path)
+                gaussian<In, R, float>(ip, op, s, w, bm, cval, bleed_correct, reverse_axes, num_threads);
+                return;
+            }
+        }
+        gaussian<In, R, double>(ip, op, s, w, bm, cval, bleed_correct, reverse_axes, num_threads);
     });
 }
 
@@ -126,7 +135,8 @@ py::array canny_magnitude_py(const py::array& smooth, const std::vector<double>&
 
 MEDSEG_REGISTER(edges) {
     m.def("gaussian", &gaussian_py, py::arg("image"), py::arg("weights"), py::arg("mode"), py::arg("cval"),
-          py::arg("bleed_correct"), py::arg("reverse_axes"), py::arg("num_threads"));
+          py::arg("bleed_correct"), py::arg("reverse_axes"), py::arg("num_threads"),
+          py::arg("float_accumulate") = false);
     m.def("sobel", &sobel_py, py::arg("image"), py::arg("axes"), py::arg("coef"), py::arg("magnitude"),
           py::arg("post"), py::arg("num_threads"), py::arg("count_nonfinite") = false);
     m.def("erode", &erode_py, py::arg("mask"), py::arg("num_threads"));

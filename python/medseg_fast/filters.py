@@ -39,8 +39,11 @@ def _sigma_voxels(sigma, ndim, spacing):
     return sig
 
 
-def gaussian(image, sigma, *, spacing=None, mode="nearest", cval=0.0, truncate=4.0, backend="auto",
-             num_threads=None):
+_PRECISIONS = ("exact", "float32")
+
+
+def gaussian(image, sigma, *, spacing=None, mode="nearest", cval=0.0, truncate=4.0, precision="exact",
+             backend="auto", num_threads=None):
     """Gaussian smoothing of a 2D or 3D image, in float32.
 
     Parameters
@@ -61,6 +64,14 @@ def gaussian(image, sigma, *, spacing=None, mode="nearest", cval=0.0, truncate=4
         Value outside the image for mode='constant'.
     truncate : float
         The kernel stops at ``truncate * sigma`` (scipy's radius rule).
+    precision : {'exact', 'float32'}
+        'exact' (default): each pass accumulates in double, scipy's result bit
+        for bit (below).  'float32' (cpu and numba; float32 results only, a
+        float64 input stays exact): each pass accumulates in float32 with one
+        fused multiply-add per pair of taps, about 2x faster for wide kernels
+        (sigma >= 2) and within ~1e-6 of the exact result relative to the
+        image's largest magnitude.  Still deterministic: the same bits on every
+        CPU, thread count and backend.
     backend : {'auto', 'cpu', 'cuda', 'numba'}
     num_threads : int, optional
         Threads to use (None: all cores).  The result does not depend on it.
@@ -89,8 +100,13 @@ def gaussian(image, sigma, *, spacing=None, mode="nearest", cval=0.0, truncate=4
     >>> out = gaussian(img, 1.0)
     >>> out.dtype, round(float(out.sum()), 3)
     (dtype('float32'), 100.0)
+    >>> fast = gaussian(img, 1.0, precision="float32")
+    >>> bool(np.allclose(fast, out, rtol=0, atol=1e-5 * 100))
+    True
     """
     image, spacing = unwrap_image(image, spacing)
+    if precision not in _PRECISIONS:
+        raise InvalidParameterError(f"precision must be 'exact' or 'float32', got {precision!r}")
     if _backend.is_gpu_array(image):
         name = _backend.resolve(backend, image)
         if name == "cuda":
@@ -111,5 +127,6 @@ def gaussian(image, sigma, *, spacing=None, mode="nearest", cval=0.0, truncate=4
         return _cuda_api.gaussian(arr, sigma, spacing=spacing, mode=mode, cval=cval, truncate=truncate)
     view, transposed = native_c(arr.view(np.uint8) if arr.dtype == np.bool_ else arr)
     weights = kernel_weights(core_axes(sig, arr.ndim, transposed), float(truncate))
-    out = family(name, "edges").gaussian(view, weights, _MODES[mode], float(cval), False, transposed, nt)
+    out = family(name, "edges").gaussian(view, weights, _MODES[mode], float(cval), False, transposed, nt,
+                                         precision == "float32")
     return out.T if transposed else out

@@ -7,6 +7,8 @@ import os
 
 import numba
 import numpy as np
+from numba import types
+from numba.extending import intrinsic
 
 
 @contextlib.contextmanager
@@ -69,3 +71,15 @@ def uf_unite(parent, a, b):
         a, b = b, a
     parent[b] = a
     return a
+
+
+@intrinsic
+def fma32(typingctx, a, b, c):
+    """float32 fused multiply-add a * b + c, rounded once (LLVM's llvm.fma): the
+    std::fma the C++ kernels use, so both give the same bits."""
+    sig = types.float32(types.float32, types.float32, types.float32)
+
+    def codegen(context, builder, signature, args):
+        return builder.fma(*args)
+
+    return sig, codegen

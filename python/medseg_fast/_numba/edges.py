@@ -14,7 +14,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from ._util import CACHE, as3d, real_of, threads
+from ._util import CACHE, as3d, fma32, real_of, threads
 
 # ----------------------------------------------------------------- Gaussian
 
@@ -41,12 +41,14 @@ def _border_index(j, n, mode):
 
 
 @njit(cache=CACHE, parallel=True)
-def _correlate_axis(src, dst, axis, w, mode, cval):
-    """filters.hpp correlate_axis: double accumulation, centre then pairs r..1."""
+def _correlate_axis(src, dst, axis, w, mode, cval, fast):
+    """filters.hpp correlate_axis: double accumulation, centre then pairs r..1;
+    with `fast` (float32 dst), float32 accumulation with one fma per pair."""
     nz, ny, nx = src.shape
     n = src.shape[axis]
     r = w.shape[0] // 2
     R = dst.dtype.type
+    w32 = w.astype(np.float32)
     idx = np.empty(n + 2 * r, np.int64)
     for j in range(-r, n + r):
         idx[j + r] = _border_index(j, n, mode)
@@ -72,15 +74,33 @@ def _correlate_axis(src, dst, axis, w, mode, cval):
             else:
                 buf[j] = R(src[a, b, s])
         for i in range(n):
-            acc = np.float64(buf[i + r]) * w[r]
-            for k in range(r, 0, -1):
-                acc += (np.float64(buf[i + r - k]) + np.float64(buf[i + r + k])) * w[r + k]
-            if axis == 0:
-                dst[i, a, b] = R(acc)
-            elif axis == 1:
-                dst[a, i, b] = R(acc)
+            if fast:
+                acc32 = np.float32(buf[i + r]) * w32[r]
+                for k in range(r, 0, -1):
+                    acc32 = fma32(np.float32(buf[i + r - k]) + np.float32(buf[i + r + k]), w32[r + k], acc32)
+                v = R(acc32)
             else:
-                dst[a, b, i] = R(acc)
+                acc = np.float64(buf[i + r]) * w[r]
+                for k in range(r, 0, -1):
+                    acc += (np.float64(buf[i + r - k]) + np.float64(buf[i + r + k])) * w[r + k]
+                v = R(acc)
+            if axis == 0:
+                dst[i, a, b] = v
+            elif axis == 1:
+                dst[a, i, b] = v
+            else:
+                dst[a, b, i] = v
+
+
+@njit(cache=CACHE)
+def _pass_of_constant32(v, w32, left, right):
+    """filters.hpp pass_of_constant<float>: one fast pass over a constant v."""
+    r = w32.shape[0] // 2
+    zero = np.float32(0.0)
+    acc = v * w32[r]
+    for k in range(r, 0, -1):
+        acc = fma32((v if k <= left else zero) + (v if k <= right else zero), w32[r + k], acc)
+    return acc
 
 
 def _pattern_ids(n, r):
@@ -96,8 +116,9 @@ def _pattern_ids(n, r):
     return ids, ext
 
 
-def _bleed_table(shape3, weights, order, rt):
-    """filters.hpp's Gaussian-of-ones table, evaluated with numpy scalars of type rt."""
+def _bleed_table(shape3, weights, order, rt, fast=False):
+    """filters.hpp's Gaussian-of-ones table, evaluated with numpy scalars of type rt
+    (with `fast`, in float32 with fma, as the fast path)."""
     pats = []
     for a in range(3):
         r = len(weights[a]) // 2 if len(weights[a]) else 0
@@ -115,6 +136,9 @@ def _bleed_table(shape3, weights, order, rt):
                         continue
                     r = len(w) // 2
                     left, right = pats[a][1][pp[a]]
+                    if fast:
+                        v = rt(_pass_of_constant32(np.float32(v), np.asarray(w, np.float32), left, right))
+                        continue
                     dv = float(v)
                     acc = dv * w[r]
                     for k in range(r, 0, -1):
@@ -124,11 +148,12 @@ def _bleed_table(shape3, weights, order, rt):
     return table, [p[0] for p in pats]
 
 
-def gaussian(image, weights, mode, cval, bleed_correct, reverse_axes, num_threads):
+def gaussian(image, weights, mode, cval, bleed_correct, reverse_axes, num_threads, float_accumulate=False):
     src, ndim = as3d(image)
     if src.dtype.kind == "b":
         src = src.view(np.uint8)
     rt = real_of(image.dtype)
+    fast = bool(float_accumulate) and rt == np.float32
     out = np.empty(src.shape, rt)
     first = True
     order = list(range(1 if ndim == 2 else 0, 3))
@@ -139,12 +164,12 @@ def gaussian(image, weights, mode, cval, bleed_correct, reverse_axes, num_thread
             if not len(weights[a]):
                 continue
             _correlate_axis(src if first else out, out, a, np.asarray(weights[a], np.float64), int(mode),
-                            float(cval))
+                            float(cval), fast)
             first = False
     if first:
         out[...] = src
     if bleed_correct:
-        table, ids = _bleed_table(out.shape, weights, order, rt)
+        table, ids = _bleed_table(out.shape, weights, order, rt, fast)
         out /= table[np.ix_(ids[0], ids[1], ids[2])]
     return out.reshape(image.shape)
 

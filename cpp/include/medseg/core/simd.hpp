@@ -24,12 +24,32 @@ enum class Isa : int { baseline = 0, avx2 = 1, avx512 = 2 };
 
 #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
 #define MEDSEG_X86_DISPATCH 1
-#define MEDSEG_TARGET_AVX2 __attribute__((target("avx2")))
-#define MEDSEG_TARGET_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw")))
+#define MEDSEG_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#define MEDSEG_TARGET_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,fma")))
 #else
 #define MEDSEG_X86_DISPATCH 0
 #define MEDSEG_TARGET_AVX2
 #define MEDSEG_TARGET_AVX512
+#endif
+
+// The same targets for a whole region of code (templates included), for loops
+// that use intrinsics: a template outside such a region cannot inline e.g.
+// _mm512_fmadd_ps even when only an AVX-512 function instantiates it.
+#if MEDSEG_X86_DISPATCH
+#include <immintrin.h>
+#if defined(__clang__)
+#define MEDSEG_BEGIN_TARGET_AVX2 \
+    _Pragma("clang attribute push(__attribute__((target(\"avx2,fma\"))), apply_to = function)")
+#define MEDSEG_BEGIN_TARGET_AVX512                                                                        \
+    _Pragma("clang attribute push(__attribute__((target(\"avx512f,avx512dq,avx512vl,avx512bw,fma\"))), " \
+            "apply_to = function)")
+#define MEDSEG_END_TARGET _Pragma("clang attribute pop")
+#else
+#define MEDSEG_BEGIN_TARGET_AVX2 _Pragma("GCC push_options") _Pragma("GCC target(\"avx2,fma\")")
+#define MEDSEG_BEGIN_TARGET_AVX512 \
+    _Pragma("GCC push_options") _Pragma("GCC target(\"avx512f,avx512dq,avx512vl,avx512bw,fma\")")
+#define MEDSEG_END_TARGET _Pragma("GCC pop_options")
+#endif
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -53,8 +73,8 @@ inline Isa detect_isa() {
     Isa best = Isa::baseline;
 #if MEDSEG_X86_DISPATCH
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2")) best = Isa::avx2;
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = Isa::avx2;
+    if (best == Isa::avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw"))
         best = Isa::avx512;
 #endif
