@@ -570,7 +570,7 @@ inline void canny_grad_row_2d(const R* S, int64_t ny, int64_t nx, int64_t y, R c
 // mz[0..2] are the magnitude planes z-1, z, z+1, u the gradient direction (index
 // space), nx the row stride.  See the header comment for the interpolation.
 template <class R>
-inline bool nms_keep_3d(const R* const mz[3], int64_t j, const R u[3], int64_t nx) {
+MEDSEG_ALWAYS_INLINE bool nms_keep_3d(const R* const mz[3], int64_t j, const R u[3], int64_t nx) {
     const R au[3] = {std::fabs(u[0]), std::fabs(u[1]), std::fabs(u[2])};
     int a = 2;
     if (au[1] > au[a]) a = 1;
@@ -629,6 +629,141 @@ inline bool nms_keep_2d(const R* const r[3], int64_t x, R uy, R ux) {
     return minus <= m;
 }
 
+// 3D part of canny_suppress for output planes z0 .. z1 (one thread's share):
+// walked band by band (rows y0..y1 plus one halo row each side for the
+// suppression's neighbours) so that the rings of three band-planes of A, B, C
+// and of the gradient and magnitude stay in L2.  Values do not depend on the
+// banding: every voxel's arithmetic is that of the whole-plane computation;
+// halo rows are simply computed twice.  Compiled per ISA (core/simd.hpp) like
+// sobel3d_range; the lambdas are forced inline so that they are compiled for
+// the wrapper's ISA too.
+template <class R>
+struct Canny3dArgs {
+    const R* S;
+    const uint8_t* mask;
+    uint8_t* out;
+    Shape s;
+    R cz, cy, cx, i0, i1, i2, lo, hi;
+    int64_t band;
+};
+
+template <class R>
+MEDSEG_ALWAYS_INLINE void canny3d_range(const Canny3dArgs<R>& g, int64_t z0, int64_t z1) {
+    const R* S = g.S;
+    const uint8_t* mask = g.mask;
+    uint8_t* out = g.out;
+    const Shape& s = g.s;
+    const int64_t nz = s.nz, ny = s.ny, nx = s.nx, P = s.plane(), band = g.band;
+    const R cz = g.cz, cy = g.cy, cx = g.cx, i0 = g.i0, i1 = g.i1, i2 = g.i2, lo = g.lo, hi = g.hi;
+    const int64_t HB = (band + 2) * nx;  // values per band-plane with halo rows
+    // A, B, C: ring of four band-planes (the magnitude of plane z+1 needs z+2,
+    // the direction at plane z still needs z-1); magnitude: ring of three.
+    std::vector<R> SX((band + 4) * nx), DX((band + 4) * nx), A(4 * HB), B(4 * HB), C(4 * HB), M(3 * HB);
+    const R kx = cx, ky = cy, kz = cz;  // locals: a captured reference could alias the stores
+    for (int64_t y0 = 0; y0 < ny; y0 += band) {
+        const int64_t y1 = std::min(ny, y0 + band);
+        const int64_t m0 = y0 > 0 ? y0 - 1 : 0, m1 = y1 < ny ? y1 : ny - 1;  // gradient rows m0..m1
+        const int64_t r0 = m0 > 0 ? m0 - 1 : 0, r1 = m1 + 1 < ny ? m1 + 1 : ny - 1;  // SX/DX rows
+        const int64_t nm = (m1 - m0 + 1) * nx;
+        int64_t held[4] = {-1, -1, -1, -1}, heldg[3] = {-1, -1, -1};
+        auto abc = [&](int64_t zz) MEDSEG_ALWAYS_INLINE_LAMBDA {
+            const int slot = static_cast<int>(zz % 4);
+            if (held[slot] == zz) return slot * HB;
+            const R* f = S + zz * P;
+            for (int64_t y = r0; y <= r1; ++y)
+                detail::row_sx_dx(f + y * nx, &SX[(y - r0) * nx], &DX[(y - r0) * nx], nx);
+            for (int64_t y = m0; y <= m1; ++y) {
+                const int64_t yu = ((y > 0 ? y - 1 : 0) - r0) * nx, ym = (y - r0) * nx;
+                const int64_t yd = ((y + 1 < ny ? y + 1 : ny - 1) - r0) * nx, yo = slot * HB + (y - m0) * nx;
+                R *__restrict a = &A[yo], *__restrict b = &B[yo], *__restrict c = &C[yo];
+                const R *__restrict du = &DX[yu], *__restrict dm = &DX[ym], *__restrict dd = &DX[yd];
+                const R *__restrict su = &SX[yu], *__restrict sm = &SX[ym], *__restrict sd = &SX[yd];
+                MEDSEG_IVDEP
+                for (int64_t x = 0; x < nx; ++x) {
+                    a[x] = du[x] + R(2) * dm[x] + dd[x];
+                    b[x] = sd[x] - su[x];
+                    c[x] = su[x] + R(2) * sm[x] + sd[x];
+                }
+            }
+            held[slot] = zz;
+            return slot * HB;
+        };
+        auto grad = [&](int64_t zz) MEDSEG_ALWAYS_INLINE_LAMBDA {
+            const int slot = static_cast<int>(zz % 3);
+            if (heldg[slot] == zz) return;
+            const int64_t u = abc(zz > 0 ? zz - 1 : 0), m = abc(zz), d = abc(zz + 1 < nz ? zz + 1 : nz - 1);
+            R* __restrict mg = &M[slot * HB];
+            const R *__restrict Au = &A[u], *__restrict Am = &A[m], *__restrict Ad = &A[d];
+            const R *__restrict Bu = &B[u], *__restrict Bm = &B[m], *__restrict Bd = &B[d];
+            const R *__restrict Cu = &C[u], *__restrict Cd = &C[d];
+            MEDSEG_IVDEP
+            for (int64_t i = 0; i < nm; ++i) {
+                const R a = kx * (Au[i] + R(2) * Am[i] + Ad[i]);
+                const R b = ky * (Bu[i] + R(2) * Bm[i] + Bd[i]);
+                const R c = kz * (Cd[i] - Cu[i]);
+                mg[i] = std::sqrt(a * a + b * b + c * c);
+            }
+            heldg[slot] = zz;
+        };
+        const int64_t ya = std::max<int64_t>(y0, 1), yb = std::min<int64_t>(y1, ny - 1);
+        for (int64_t z = z0; z < z1; ++z) {
+            uint8_t* oz = out + z * P;
+            std::fill(oz + y0 * nx, oz + y1 * nx, uint8_t(0));
+            if (z == 0 || z == nz - 1 || ny < 3 || nx < 3 || ya >= yb) continue;
+            grad(z - 1); grad(z); grad(z + 1);
+            // band-plane pointers shifted so that index y * nx + x addresses row y
+            const R* mz[3] = {&M[((z - 1) % 3) * HB] - m0 * nx, &M[(z % 3) * HB] - m0 * nx,
+                              &M[((z + 1) % 3) * HB] - m0 * nx};
+            // the gradient at a candidate, recomputed from A, B, C with the very
+            // operations that gave its magnitude (cheaper than storing it for all)
+            const int64_t gu = ((z - 1) % 4) * HB - m0 * nx, gm = (z % 4) * HB - m0 * nx;
+            const int64_t gd = ((z + 1) % 4) * HB - m0 * nx;
+            for (int64_t y = ya; y < yb; ++y) {
+                const R* mrow = mz[1] + y * nx;
+                for (int64_t x0 = 1; x0 < nx - 1; x0 += 16) {
+                    const int64_t xe = std::min<int64_t>(x0 + 16, nx - 1);
+                    bool any = false;
+                    for (int64_t x = x0; x < xe; ++x) any |= mrow[x] >= lo;
+                    if (!any) continue;
+                    for (int64_t x = x0; x < xe; ++x) {
+                        const R m = mrow[x];
+                        if (!(m >= lo)) continue;
+                        if (mask && !eroded_at(mask, s, z, y, x)) continue;
+                        const int64_t j = y * nx + x;
+                        const R ga = kx * (A[gu + j] + R(2) * A[gm + j] + A[gd + j]);
+                        const R gb = ky * (B[gu + j] + R(2) * B[gm + j] + B[gd + j]);
+                        const R gc = kz * (C[gd + j] - C[gu + j]);
+                        const R u[3] = {gc * i0, gb * i1, ga * i2};
+                        if (detail::nms_keep_3d(mz, j, u, nx)) oz[j] = m >= hi ? 2 : 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+template <class R>
+void canny3d_baseline(const Canny3dArgs<R>& g, int64_t z0, int64_t z1) { canny3d_range<R>(g, z0, z1); }
+template <class R>
+MEDSEG_TARGET_AVX2 void canny3d_avx2(const Canny3dArgs<R>& g, int64_t z0, int64_t z1) { canny3d_range<R>(g, z0, z1); }
+template <class R>
+MEDSEG_TARGET_AVX512 void canny3d_avx512(const Canny3dArgs<R>& g, int64_t z0, int64_t z1) {
+    canny3d_range<R>(g, z0, z1);
+}
+
+template <class R>
+using Canny3dFn = void (*)(const Canny3dArgs<R>&, int64_t, int64_t);
+
+template <class R>
+Canny3dFn<R> canny3d_for(Isa isa) {
+#if MEDSEG_X86_DISPATCH
+    if (isa == Isa::avx512) return &canny3d_avx512<R>;
+    if (isa == Isa::avx2) return &canny3d_avx2<R>;
+#endif
+    (void)isa;
+    return &canny3d_baseline<R>;
+}
+
 }  // namespace detail
 
 // Canny: Sobel gradient of the smoothed image `S`, non-maximum suppression and
@@ -682,99 +817,11 @@ void canny_suppress(const R* S, const uint8_t* mask, uint8_t* out, const Shape& 
         hysteresis_flood(out, s, 2, num_threads);
         return;
     }
-    // 3D: per thread a z-range, walked band by band (rows y0..y1 plus one halo
-    // row each side for the suppression's neighbours) so that the rings of
-    // three band-planes of A, B, C and of the gradient and magnitude stay in L2.
-    // Values do not depend on the banding: every voxel's arithmetic is that of
-    // the whole-plane computation; halo rows are simply computed twice.
+    // 3D: per thread a z-range (detail::canny3d_range, ISA-dispatched).
     const int64_t band = std::min<int64_t>(ny, std::max<int64_t>(4, 4096 / std::max<int64_t>(nx, 1)));
-    parallel_blocks(nz, num_threads, grain_for(P, 2), [&](int64_t z0, int64_t z1) {
-        const int64_t HB = (band + 2) * nx;  // values per band-plane with halo rows
-        // A, B, C: ring of four band-planes (the magnitude of plane z+1 needs z+2,
-        // the direction at plane z still needs z-1); magnitude: ring of three.
-        std::vector<R> SX((band + 4) * nx), DX((band + 4) * nx), A(4 * HB), B(4 * HB), C(4 * HB), M(3 * HB);
-        const R kx = cx, ky = cy, kz = cz;  // locals: a captured reference could alias the stores
-        for (int64_t y0 = 0; y0 < ny; y0 += band) {
-            const int64_t y1 = std::min(ny, y0 + band);
-            const int64_t m0 = y0 > 0 ? y0 - 1 : 0, m1 = y1 < ny ? y1 : ny - 1;  // gradient rows m0..m1
-            const int64_t r0 = m0 > 0 ? m0 - 1 : 0, r1 = m1 + 1 < ny ? m1 + 1 : ny - 1;  // SX/DX rows
-            const int64_t nm = (m1 - m0 + 1) * nx;
-            int64_t held[4] = {-1, -1, -1, -1}, heldg[3] = {-1, -1, -1};
-            auto abc = [&](int64_t zz) {
-                const int slot = static_cast<int>(zz % 4);
-                if (held[slot] == zz) return slot * HB;
-                const R* f = S + zz * P;
-                for (int64_t y = r0; y <= r1; ++y)
-                    detail::row_sx_dx(f + y * nx, &SX[(y - r0) * nx], &DX[(y - r0) * nx], nx);
-                for (int64_t y = m0; y <= m1; ++y) {
-                    const int64_t yu = ((y > 0 ? y - 1 : 0) - r0) * nx, ym = (y - r0) * nx;
-                    const int64_t yd = ((y + 1 < ny ? y + 1 : ny - 1) - r0) * nx, yo = slot * HB + (y - m0) * nx;
-                    R *__restrict a = &A[yo], *__restrict b = &B[yo], *__restrict c = &C[yo];
-                    const R *__restrict du = &DX[yu], *__restrict dm = &DX[ym], *__restrict dd = &DX[yd];
-                    const R *__restrict su = &SX[yu], *__restrict sm = &SX[ym], *__restrict sd = &SX[yd];
-                    MEDSEG_IVDEP
-                    for (int64_t x = 0; x < nx; ++x) {
-                        a[x] = du[x] + R(2) * dm[x] + dd[x];
-                        b[x] = sd[x] - su[x];
-                        c[x] = su[x] + R(2) * sm[x] + sd[x];
-                    }
-                }
-                held[slot] = zz;
-                return slot * HB;
-            };
-            auto grad = [&](int64_t zz) {
-                const int slot = static_cast<int>(zz % 3);
-                if (heldg[slot] == zz) return;
-                const int64_t u = abc(zz > 0 ? zz - 1 : 0), m = abc(zz), d = abc(zz + 1 < nz ? zz + 1 : nz - 1);
-                R* __restrict mg = &M[slot * HB];
-                const R *__restrict Au = &A[u], *__restrict Am = &A[m], *__restrict Ad = &A[d];
-                const R *__restrict Bu = &B[u], *__restrict Bm = &B[m], *__restrict Bd = &B[d];
-                const R *__restrict Cu = &C[u], *__restrict Cd = &C[d];
-                MEDSEG_IVDEP
-                for (int64_t i = 0; i < nm; ++i) {
-                    const R a = kx * (Au[i] + R(2) * Am[i] + Ad[i]);
-                    const R b = ky * (Bu[i] + R(2) * Bm[i] + Bd[i]);
-                    const R c = kz * (Cd[i] - Cu[i]);
-                    mg[i] = std::sqrt(a * a + b * b + c * c);
-                }
-                heldg[slot] = zz;
-            };
-            const int64_t ya = std::max<int64_t>(y0, 1), yb = std::min<int64_t>(y1, ny - 1);
-            for (int64_t z = z0; z < z1; ++z) {
-                uint8_t* oz = out + z * P;
-                std::fill(oz + y0 * nx, oz + y1 * nx, uint8_t(0));
-                if (z == 0 || z == nz - 1 || ny < 3 || nx < 3 || ya >= yb) continue;
-                grad(z - 1); grad(z); grad(z + 1);
-                // band-plane pointers shifted so that index y * nx + x addresses row y
-                const R* mz[3] = {&M[((z - 1) % 3) * HB] - m0 * nx, &M[(z % 3) * HB] - m0 * nx,
-                                  &M[((z + 1) % 3) * HB] - m0 * nx};
-                // the gradient at a candidate, recomputed from A, B, C with the very
-                // operations that gave its magnitude (cheaper than storing it for all)
-                const int64_t gu = ((z - 1) % 4) * HB - m0 * nx, gm = (z % 4) * HB - m0 * nx;
-                const int64_t gd = ((z + 1) % 4) * HB - m0 * nx;
-                for (int64_t y = ya; y < yb; ++y) {
-                    const R* mrow = mz[1] + y * nx;
-                    for (int64_t x0 = 1; x0 < nx - 1; x0 += 16) {
-                        const int64_t xe = std::min<int64_t>(x0 + 16, nx - 1);
-                        bool any = false;
-                        for (int64_t x = x0; x < xe; ++x) any |= mrow[x] >= lo;
-                        if (!any) continue;
-                        for (int64_t x = x0; x < xe; ++x) {
-                            const R m = mrow[x];
-                            if (!(m >= lo)) continue;
-                            if (mask && !eroded_at(mask, s, z, y, x)) continue;
-                            const int64_t j = y * nx + x;
-                            const R ga = kx * (A[gu + j] + R(2) * A[gm + j] + A[gd + j]);
-                            const R gb = ky * (B[gu + j] + R(2) * B[gm + j] + B[gd + j]);
-                            const R gc = kz * (C[gd + j] - C[gu + j]);
-                            const R u[3] = {gc * i0, gb * i1, ga * i2};
-                            if (detail::nms_keep_3d(mz, j, u, nx)) oz[j] = m >= hi ? 2 : 1;
-                        }
-                    }
-                }
-            }
-        }
-    });
+    const detail::Canny3dArgs<R> args{S, mask, out, s, cz, cy, cx, i0, i1, i2, lo, hi, band};
+    const detail::Canny3dFn<R> fn = detail::canny3d_for<R>(active_isa());
+    parallel_blocks(nz, num_threads, grain_for(P, 2), [&](int64_t z0, int64_t z1) { fn(args, z0, z1); });
     hysteresis_flood(out, s, 3, num_threads);
 }
 

@@ -345,34 +345,75 @@ void gaussian(const In* in, R* out, const Shape& s, const std::vector<double> w[
     std::vector<int> order;
     const int a0 = s.ndim == 2 ? 1 : 0;
     for (int i = a0; i < 3; ++i) order.push_back(reverse_axes ? 2 - (i - a0) : i);
-    bool first = true;
     const int64_t N = s.size();
+
+    // Bleed-over correction: table of Gaussian-of-ones values over (pattern_z,
+    // pattern_y, pattern_x), applied by divide_rows once the last pass is done.
+    detail::BorderPatterns pat[3];
+    std::vector<R> table;
+    int64_t n1 = 0, n2 = 0;
+    if (bleed_correct) {
+        for (int a = 0; a < 3; ++a) {
+            const int r = w[a].empty() ? 0 : static_cast<int>(w[a].size() / 2);
+            pat[a] = detail::border_patterns(s.extent(a), r);
+        }
+        const int64_t n0 = pat[0].extent.size();
+        n1 = pat[1].extent.size();
+        n2 = pat[2].extent.size();
+        table.resize(n0 * n1 * n2);
+        const R eps = std::numeric_limits<R>::epsilon();
+        for (int64_t p0 = 0; p0 < n0; ++p0)
+            for (int64_t p1 = 0; p1 < n1; ++p1)
+                for (int64_t p2 = 0; p2 < n2; ++p2) {
+                    const int64_t pp[3] = {p0, p1, p2};
+                    R v = R(1);
+                    for (int a : order) {
+                        if (w[a].empty()) continue;
+                        v = detail::pass_of_constant<A, R>(v, w[a], pat[a].extent[pp[a]]);
+                    }
+                    table[(p0 * n1 + p1) * n2 + p2] = v + eps;
+                }
+    }
+    auto divide_rows = [&](int64_t b, int64_t e) {  // rows b..e-1 of the (nz * ny) rows
+        for (int64_t row = b; row < e; ++row) {
+            const int64_t z = row / s.ny, y = row % s.ny;
+            const R* t = table.data() + (int64_t(pat[0].id[z]) * n1 + pat[1].id[y]) * n2;
+            const int* idx = pat[2].id.data();
+            R* o = out + row * s.nx;
+            for (int64_t x = 0; x < s.nx; ++x) o[x] = o[x] / t[idx[x]];
+        }
+    };
+
+    bool first = true, divided = false;
     if (s.ndim == 3 && s.nz > 1 && !w[0].empty() && !w[1].empty() && !w[2].empty() &&
         N * int64_t(sizeof(R)) > (int64_t(8) << 20)) {
         // A large volume: the two in-plane passes (y and x) are done plane by
         // plane while the plane is in cache, so the volume streams through
-        // memory twice instead of three times.  Same passes, same order, same
-        // values as below.
+        // memory twice instead of three times (and, when z goes first, the
+        // bleed-over division follows in the same plane loop).  Same passes,
+        // same order, same values as below.
         Shape plane = s;
         plane.nz = 1;
         plane.ndim = 2;
         const int64_t P = s.plane();
-        auto in_plane = [&](const auto* src) {
+        auto in_plane = [&](const auto* src, bool divide) {
             using S = std::remove_cv_t<std::remove_pointer_t<decltype(src)>>;
             parallel_blocks(s.nz, num_threads, 1, [&](int64_t b, int64_t e) {
                 for (int64_t z = b; z < e; ++z) {
                     const int a1 = reverse_axes ? 2 : 1, a2 = reverse_axes ? 1 : 2;
                     correlate_axis<S, R, A>(src + z * P, out + z * P, plane, a1, w[a1], mode, cval, 1);
                     correlate_axis<R, R, A>(out + z * P, out + z * P, plane, a2, w[a2], mode, cval, 1);
+                    if (divide) divide_rows(z * s.ny, (z + 1) * s.ny);
                 }
             });
         };
         if (reverse_axes) {  // x, y, then z
-            in_plane(in);
+            in_plane(in, false);
             correlate_axis<R, R, A>(out, out, s, 0, w[0], mode, cval, num_threads);
         } else {  // z, then y, x
             correlate_axis<In, R, A>(in, out, s, 0, w[0], mode, cval, num_threads);
-            in_plane(static_cast<const R*>(out));
+            in_plane(static_cast<const R*>(out), bleed_correct);
+            divided = bleed_correct;
         }
         first = false;
     } else {
@@ -388,39 +429,7 @@ void gaussian(const In* in, R* out, const Shape& s, const std::vector<double> w[
             for (int64_t i = b; i < e; ++i) out[i] = static_cast<R>(in[i]);
         });
     }
-    if (!bleed_correct) return;
-    // table of Gaussian-of-ones values over (pattern_z, pattern_y, pattern_x)
-    detail::BorderPatterns pat[3];
-    for (int a = 0; a < 3; ++a) {
-        const int r = w[a].empty() ? 0 : static_cast<int>(w[a].size() / 2);
-        pat[a] = detail::border_patterns(s.extent(a), r);
-    }
-    const int64_t n0 = pat[0].extent.size(), n1 = pat[1].extent.size(), n2 = pat[2].extent.size();
-    std::vector<R> table(n0 * n1 * n2);
-    const R eps = std::numeric_limits<R>::epsilon();
-    for (int64_t p0 = 0; p0 < n0; ++p0)
-        for (int64_t p1 = 0; p1 < n1; ++p1)
-            for (int64_t p2 = 0; p2 < n2; ++p2) {
-                const int64_t pp[3] = {p0, p1, p2};
-                R v = R(1);
-                bool any = false;
-                for (int a : order) {
-                    if (w[a].empty()) continue;
-                    v = detail::pass_of_constant<A, R>(v, w[a], pat[a].extent[pp[a]]);
-                    any = true;
-                }
-                (void)any;
-                table[(p0 * n1 + p1) * n2 + p2] = v + eps;
-            }
-    parallel_blocks(s.nz * s.ny, num_threads, grain_for(s.nx, 16), [&](int64_t b, int64_t e) {
-        for (int64_t row = b; row < e; ++row) {
-            const int64_t z = row / s.ny, y = row % s.ny;
-            const R* t = table.data() + (int64_t(pat[0].id[z]) * n1 + pat[1].id[y]) * n2;
-            const int* idx = pat[2].id.data();
-            R* o = out + row * s.nx;
-            for (int64_t x = 0; x < s.nx; ++x) o[x] = o[x] / t[idx[x]];
-        }
-    });
+    if (bleed_correct && !divided) parallel_blocks(s.nz * s.ny, num_threads, grain_for(s.nx, 16), divide_rows);
 }
 
 }  // namespace medseg

@@ -54,8 +54,12 @@ enum class Isa : int { baseline = 0, avx2 = 1, avx512 = 2 };
 
 #if defined(__GNUC__) || defined(__clang__)
 #define MEDSEG_ALWAYS_INLINE inline __attribute__((always_inline))
+// After a lambda's parameter list: a lambda is a function of its own, compiled
+// for the default ISA unless it is inlined into the ISA-specific caller.
+#define MEDSEG_ALWAYS_INLINE_LAMBDA __attribute__((always_inline))
 #else
 #define MEDSEG_ALWAYS_INLINE inline
+#define MEDSEG_ALWAYS_INLINE_LAMBDA
 #endif
 
 // Before a loop whose arrays are known not to overlap: lets the compiler
