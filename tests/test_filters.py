@@ -106,14 +106,16 @@ def test_every_simd_variant_is_bit_identical(tmp_path):
         "         g8=filters.gaussian(v, 8.3, backend='cpu'), g2=filters.gaussian(i, 2.0, backend='cpu'),\n"
         "         f8=filters.gaussian(v, 8.3, precision='float32', backend='cpu'),\n"
         "         f2=filters.gaussian(i, (0.0, 2.0), mode='constant', precision='float32', backend='cpu'),\n"
-        "         s=edges.sobel(v, backend='cpu'), c=edges.canny(i, 2.0, backend='cpu'))\n"
+        "         s=edges.sobel(v, backend='cpu'), c=edges.canny(i, 2.0, backend='cpu'),\n"
+        "         c3=edges.canny(v, 1.5, 100.0, 250.0, backend='cpu'))\n"
     )
     results = run_isa_variants(script, tmp_path)
     base = results["baseline"]
     v = np.random.default_rng(3).normal(0, 300, (23, 37, 131)).astype(np.float32)
     np.testing.assert_array_equal(base["g8"], ndi.gaussian_filter(v, 8.3, mode="nearest"))
+    assert 0 < base["c3"].sum() < base["c3"].size // 2  # the 3D Canny case has edges to agree on
     for isa, r in results.items():
-        for key in ("g1", "g8", "g2", "f8", "f2", "s", "c"):
+        for key in ("g1", "g8", "g2", "f8", "f2", "s", "c", "c3"):
             np.testing.assert_array_equal(r[key], base[key], err_msg=f"{isa} {key}")
 
 
