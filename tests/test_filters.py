@@ -192,3 +192,20 @@ def test_float32_precision_plane_fused_path(order):
 def test_bad_precision():
     with pytest.raises(InvalidParameterError, match="precision"):
         filters.gaussian(np.zeros((4, 4), np.float32), 1.0, precision="half")
+
+
+def test_float32_precision_huge_values_fall_back_to_double(backend):
+    """Past FLT_MAX / 4 float sums of taps could overflow where double does not:
+    such inputs take the exact path, on every backend."""
+    img = np.full((6, 7), 3e38, np.float32)
+    img[2, 3] = -3e38
+    out = filters.gaussian(img, 1.0, precision="float32", backend=backend)
+    assert np.isfinite(out).all()
+    np.testing.assert_array_equal(out, ndi.gaussian_filter(img, 1.0, mode="nearest"))
+    vol = np.zeros((30, 260, 300), np.float32)  # > 8 MiB: the plane-by-plane path
+    vol[5, 7, 9] = 2e38
+    out = filters.gaussian(vol, 1.0, precision="float32", backend=backend)
+    np.testing.assert_array_equal(out, ndi.gaussian_filter(vol, 1.0, mode="nearest"))
+    small = filters.gaussian(np.ones((5, 5), np.float32), 1.0, mode="constant", cval=3e38, precision="float32",
+                             backend=backend)
+    assert np.isfinite(small).all()

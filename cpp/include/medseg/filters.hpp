@@ -37,6 +37,8 @@
 // bits, so it is still deterministic across machines and backends.
 #pragma once
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <cstdint>
@@ -201,6 +203,29 @@ Correlate<A, R> correlate_for(Isa isa) {
 
 }  // namespace detail
 
+namespace detail {
+
+// Largest |v| of a float row as its bit pattern (finite non-negative floats order
+// like their bits; an integer max vectorises where a float max would not).
+inline uint32_t max_abs_bits(const float* v, int64_t n) {
+    uint32_t m = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        uint32_t b;
+        std::memcpy(&b, v + i, 4);
+        m = std::max(m, b & 0x7fffffffu);
+    }
+    return m;
+}
+inline uint32_t max_abs_bits(const double*, int64_t) { return 0; }
+
+inline void atomic_max(std::atomic<uint32_t>& a, uint32_t v) {
+    uint32_t cur = a.load(std::memory_order_relaxed);
+    while (v > cur && !a.compare_exchange_weak(cur, v, std::memory_order_relaxed)) {
+    }
+}
+
+}  // namespace detail
+
 // One symmetric 1D correlation along `axis` of a C-ordered (nz, ny, nx) block.
 // `in` and `out` may alias (In == R).  `w` has odd length 2r+1 and is symmetric.
 // Source samples are first converted to double with the border samples in place
@@ -209,7 +234,7 @@ Correlate<A, R> correlate_for(Isa isa) {
 // then computed by the ISA-dispatched loops above and written once.
 template <class In, class R, class A = double>
 void correlate_axis(const In* in, R* out, const Shape& s, int axis, const std::vector<double>& w,
-                    BorderMode mode, double cval, int num_threads) {
+                    BorderMode mode, double cval, int num_threads, std::atomic<uint32_t>* absbits = nullptr) {
     const int64_t n = s.extent(axis);
     const int r = static_cast<int>(w.size() / 2);
     int64_t outer, inner;
@@ -227,11 +252,14 @@ void correlate_axis(const In* in, R* out, const Shape& s, int axis, const std::v
     if (inner == 1) {
         parallel_blocks(outer, num_threads, grain_for(n, 16), [&](int64_t b, int64_t e) {
             std::vector<A> buf(n + 2 * r);
+            uint32_t bits = 0;
             for (int64_t o = b; o < e; ++o) {
                 const In* line = in + o * n;
                 for (int64_t j = 0; j < n + 2 * r; ++j) buf[j] = src[j] < 0 ? cvd : static_cast<A>(line[src[j]]);
+                if (absbits) bits = std::max(bits, detail::max_abs_bits(buf.data(), n + 2 * r));
                 kern.run(buf.data() + r, 1, wc, r, out + o * n, n);
             }
+            if (absbits) detail::atomic_max(*absbits, bits);
         });
         return;
     }
@@ -258,6 +286,7 @@ void correlate_axis(const In* in, R* out, const Shape& s, int axis, const std::v
     // r extra slots before the sweep starts; rows j < n cycle through RR slots.
     auto slot = [&](int64_t j) { return j < n ? (j + r) % RR : RR + (j - n); };
     parallel_blocks(ntasks, num_threads, 1, [&](int64_t b, int64_t e) {
+        uint32_t bits = 0;
         std::vector<A> ring((RR + r) * C);
         std::vector<const A*> rp(RR);
         std::vector<R*> op(M);
@@ -274,6 +303,7 @@ void correlate_axis(const In* in, R* out, const Shape& s, int axis, const std::v
                 } else {
                     const In* s_row = base + sj * inner;
                     for (int64_t c = 0; c < cw; ++c) row[c] = static_cast<A>(s_row[c]);
+                    if (absbits) bits = std::max(bits, detail::max_abs_bits(row, cw));
                 }
             };
             for (int64_t j = n; j < n + r; ++j) load(j);
@@ -287,6 +317,7 @@ void correlate_axis(const In* in, R* out, const Shape& s, int axis, const std::v
                 kern.rows(rp.data(), cw, wc, r, op.data(), mc);
             }
         }
+        if (absbits) detail::atomic_max(*absbits, bits);
     });
 }
 
@@ -346,6 +377,12 @@ void gaussian(const In* in, R* out, const Shape& s, const std::vector<double> w[
     const int a0 = s.ndim == 2 ? 1 : 0;
     for (int i = a0; i < 3; ++i) order.push_back(reverse_axes ? 2 - (i - a0) : i);
     const int64_t N = s.size();
+    // Float accumulation of a float input: the first pass also finds max |input|;
+    // beyond FLT_MAX / 4 a sum of taps could overflow float where double would
+    // not, so such an input is redone in double (numba applies the same rule).
+    constexpr bool guard = std::is_same_v<A, float> && std::is_floating_point_v<In>;
+    std::atomic<uint32_t> absbits{0};
+    std::atomic<uint32_t>* const first_bits = guard ? &absbits : nullptr;
 
     // Bleed-over correction: table of Gaussian-of-ones values over (pattern_z,
     // pattern_y, pattern_x), applied by divide_rows once the last pass is done.
@@ -401,7 +438,8 @@ void gaussian(const In* in, R* out, const Shape& s, const std::vector<double> w[
             parallel_blocks(s.nz, num_threads, 1, [&](int64_t b, int64_t e) {
                 for (int64_t z = b; z < e; ++z) {
                     const int a1 = reverse_axes ? 2 : 1, a2 = reverse_axes ? 1 : 2;
-                    correlate_axis<S, R, A>(src + z * P, out + z * P, plane, a1, w[a1], mode, cval, 1);
+                    correlate_axis<S, R, A>(src + z * P, out + z * P, plane, a1, w[a1], mode, cval, 1,
+                                            reverse_axes ? first_bits : nullptr);
                     correlate_axis<R, R, A>(out + z * P, out + z * P, plane, a2, w[a2], mode, cval, 1);
                     if (divide) divide_rows(z * s.ny, (z + 1) * s.ny);
                 }
@@ -411,7 +449,7 @@ void gaussian(const In* in, R* out, const Shape& s, const std::vector<double> w[
             in_plane(in, false);
             correlate_axis<R, R, A>(out, out, s, 0, w[0], mode, cval, num_threads);
         } else {  // z, then y, x
-            correlate_axis<In, R, A>(in, out, s, 0, w[0], mode, cval, num_threads);
+            correlate_axis<In, R, A>(in, out, s, 0, w[0], mode, cval, num_threads, first_bits);
             in_plane(static_cast<const R*>(out), bleed_correct);
             divided = bleed_correct;
         }
@@ -419,7 +457,7 @@ void gaussian(const In* in, R* out, const Shape& s, const std::vector<double> w[
     } else {
         for (int a : order) {
             if (w[a].empty()) continue;
-            if (first) correlate_axis<In, R, A>(in, out, s, a, w[a], mode, cval, num_threads);
+            if (first) correlate_axis<In, R, A>(in, out, s, a, w[a], mode, cval, num_threads, first_bits);
             else correlate_axis<R, R, A>(out, out, s, a, w[a], mode, cval, num_threads);
             first = false;
         }
@@ -428,6 +466,15 @@ void gaussian(const In* in, R* out, const Shape& s, const std::vector<double> w[
         parallel_blocks(N, num_threads, 1 << 16, [&](int64_t b, int64_t e) {
             for (int64_t i = b; i < e; ++i) out[i] = static_cast<R>(in[i]);
         });
+    }
+    if constexpr (guard) {
+        const float lim = std::numeric_limits<float>::max() / 4;
+        uint32_t lim_bits;
+        std::memcpy(&lim_bits, &lim, 4);
+        if (absbits.load() > lim_bits || std::fabs(static_cast<float>(cval)) > lim) {
+            gaussian<In, R, double>(in, out, s, w, mode, cval, bleed_correct, reverse_axes, num_threads);
+            return;
+        }
     }
     if (bleed_correct && !divided) parallel_blocks(s.nz * s.ny, num_threads, grain_for(s.nx, 16), divide_rows);
 }

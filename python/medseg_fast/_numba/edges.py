@@ -154,6 +154,11 @@ def gaussian(image, weights, mode, cval, bleed_correct, reverse_axes, num_thread
         src = src.view(np.uint8)
     rt = real_of(image.dtype)
     fast = bool(float_accumulate) and rt == np.float32
+    if fast and src.dtype.kind == "f" and src.size:
+        # filters.hpp's guard: float sums of taps could overflow past FLT_MAX / 4
+        lim = np.float32(np.finfo(np.float32).max / 4)
+        if np.abs(src).max() > lim or abs(np.float32(cval)) > lim:
+            fast = False
     out = np.empty(src.shape, rt)
     first = True
     order = list(range(1 if ndim == 2 else 0, 3))
