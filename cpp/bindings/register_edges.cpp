@@ -17,8 +17,9 @@ std::array<double, 3> triple(const std::vector<double>& v, const char* what) {
     return {v[0], v[1], v[2]};
 }
 
-py::array gaussian_py(const py::array& image, const std::vector<std::vector<double>>& weights, int mode,
-                      double cval, bool bleed_correct, bool reverse_axes, int num_threads, bool float_accumulate) {
+py::object gaussian_py(const py::array& image, const std::vector<std::vector<double>>& weights, int mode,
+                       double cval, bool bleed_correct, bool reverse_axes, int num_threads, bool float_accumulate,
+                       bool count_nonfinite) {
     const Shape s = shape_of(image);
     if (weights.size() != 3) throw py::value_error("weights must hold 3 lists (z, y, x)");
     const std::vector<double> w[3] = {weights[0], weights[1], weights[2]};
@@ -26,18 +27,22 @@ py::array gaussian_py(const py::array& image, const std::vector<std::vector<doub
         if (!wa.empty() && wa.size() % 2 == 0) throw py::value_error("Gaussian weights must have odd length");
     if (mode < 0 || mode > 4) throw py::value_error("bad border mode");
     if (bleed_correct && (mode != 4 || cval != 0.0)) throw py::value_error("bleed correction needs constant mode, cval 0");
-    return bind::map_to_real(image, [&](auto ip, auto op) {
+    std::atomic<int64_t> bad{0};
+    std::atomic<int64_t>* const bp = count_nonfinite ? &bad : nullptr;
+    py::array out = bind::map_to_real(image, [&](auto ip, auto op) {
         using In = std::remove_const_t<std::remove_pointer_t<decltype(ip)>>;
         using R = std::remove_pointer_t<decltype(op)>;
         const BorderMode bm = static_cast<BorderMode>(mode);
         if constexpr (std::is_same_v<R, float>) {
             if (float_accumulate) {  // float32 accumulation with FMA (filters.hpp, the fast path)
-                gaussian<In, R, float>(ip, op, s, w, bm, cval, bleed_correct, reverse_axes, num_threads);
+                gaussian<In, R, float>(ip, op, s, w, bm, cval, bleed_correct, reverse_axes, num_threads, bp);
                 return;
             }
         }
-        gaussian<In, R, double>(ip, op, s, w, bm, cval, bleed_correct, reverse_axes, num_threads);
+        gaussian<In, R, double>(ip, op, s, w, bm, cval, bleed_correct, reverse_axes, num_threads, bp);
     });
+    if (count_nonfinite) return py::make_tuple(out, bad.load());
+    return out;
 }
 
 py::object sobel_py(const py::array& image, const std::vector<bool>& axes, const std::vector<double>& coef,
@@ -136,7 +141,7 @@ py::array canny_magnitude_py(const py::array& smooth, const std::vector<double>&
 MEDSEG_REGISTER(edges) {
     m.def("gaussian", &gaussian_py, py::arg("image"), py::arg("weights"), py::arg("mode"), py::arg("cval"),
           py::arg("bleed_correct"), py::arg("reverse_axes"), py::arg("num_threads"),
-          py::arg("float_accumulate") = false);
+          py::arg("float_accumulate") = false, py::arg("count_nonfinite") = false);
     m.def("sobel", &sobel_py, py::arg("image"), py::arg("axes"), py::arg("coef"), py::arg("magnitude"),
           py::arg("post"), py::arg("num_threads"), py::arg("count_nonfinite") = false);
     m.def("erode", &erode_py, py::arg("mask"), py::arg("num_threads"));

@@ -264,7 +264,7 @@ def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, mask=None, 
     (True, False)
     """
     image, spacing = unwrap_image(image, spacing)
-    arr = check_image(image)
+    arr = check_image(image, finite=False)  # NaN/inf: counted by the smoothing (below)
     ndim = arr.ndim
     low = _check_threshold(low_threshold, "low_threshold", use_quantiles)
     high = _check_threshold(high_threshold, "high_threshold", use_quantiles)
@@ -286,9 +286,12 @@ def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, mask=None, 
     # (filters.gaussian precision='float32'); 2D: scipy-exact, as scikit-image
     fast = ndim == 3
     if m is None:
-        smooth = fam.gaussian(view, weights, 4, 0.0, True, transposed, nt, fast)
+        smooth, n_bad = fam.gaussian(view, weights, 4, 0.0, True, transposed, nt, fast, True)
+        if n_bad and arr.dtype.kind == "f":
+            check_finite(arr)  # words the error (a non-finite input always shows in the output)
         mview = None
     else:
+        check_finite(arr)  # values outside the mask are zeroed before smoothing: check them here
         mview = np.ascontiguousarray(m.T if transposed else m)  # 1 byte/voxel, kernel orientation
         masked = np.where(mview, view, 0)
         smooth = fam.gaussian(masked, weights, 4, 0.0, False, transposed, nt, fast)

@@ -7,7 +7,7 @@ import numpy as np
 from . import _backend
 from ._dispatch import family
 from ._errors import InvalidParameterError
-from ._validation import check_image, check_threads, core_axes, native_c, per_axis, unwrap_image
+from ._validation import check_finite, check_image, check_threads, core_axes, native_c, per_axis, unwrap_image
 
 __all__ = ["gaussian"]
 
@@ -113,7 +113,8 @@ def gaussian(image, sigma, *, spacing=None, mode="nearest", cval=0.0, truncate=4
             from . import _cuda_api
 
             return _cuda_api.gaussian(image, sigma, spacing=spacing, mode=mode, cval=cval, truncate=truncate)
-    arr = check_image(image)
+    # NaN/inf: counted on the output inside the kernel instead of a separate pass
+    arr = check_image(image, finite=False)
     if mode not in _MODES:
         raise InvalidParameterError(f"mode must be one of {', '.join(_MODES)}, got {mode!r}")
     if not (np.isfinite(truncate) and truncate > 0):
@@ -124,9 +125,14 @@ def gaussian(image, sigma, *, spacing=None, mode="nearest", cval=0.0, truncate=4
     if name == "cuda":
         from . import _cuda_api
 
+        check_finite(arr)
         return _cuda_api.gaussian(arr, sigma, spacing=spacing, mode=mode, cval=cval, truncate=truncate)
     view, transposed = native_c(arr.view(np.uint8) if arr.dtype == np.bool_ else arr)
     weights = kernel_weights(core_axes(sig, arr.ndim, transposed), float(truncate))
-    out = family(name, "edges").gaussian(view, weights, _MODES[mode], float(cval), False, transposed, nt,
-                                         precision == "float32")
+    out, n_bad = family(name, "edges").gaussian(view, weights, _MODES[mode], float(cval), False, transposed, nt,
+                                                precision == "float32", True)
+    if n_bad and arr.dtype.kind == "f":
+        # a non-finite input always shows in the output (every weight is positive);
+        # the input check tells it from an overflow of huge float64 values and words the error
+        check_finite(arr)
     return out.T if transposed else out

@@ -40,6 +40,7 @@
 #include <emmintrin.h>
 #endif
 
+#include "core/checks.hpp"
 #include "core/parallel.hpp"
 #include "core/simd.hpp"
 #include "core/volume.hpp"
@@ -92,15 +93,6 @@ MEDSEG_ALWAYS_INLINE R combine(const SobelParams& p, R gz, R gy, R gx) {
 }
 
 }  // namespace detail
-
-// Counts NaN/inf values in o[0, n) (vectorisable; NaN fails the comparison).
-template <class R>
-MEDSEG_ALWAYS_INLINE int64_t count_nonfinite_span(const R* o, int64_t n) {
-    int64_t bad = 0;
-    const R big = std::numeric_limits<R>::max();
-    for (int64_t i = 0; i < n; ++i) bad += !(std::fabs(o[i]) <= big);
-    return bad;
-}
 
 namespace detail {
 

@@ -9,6 +9,11 @@
 // and rounds once to the output type, so float32 results equal scipy's bit for
 // bit.  Borders follow scipy.ndimage's modes.
 //
+// NaN/inf: with `nonfinite` set, the non-finite outputs are counted, on each
+// plane while it is in cache when the volume goes plane by plane, so callers
+// need no separate pass over the input (a non-finite input always yields
+// non-finite outputs: every weight is positive).
+//
 // Bleed-over correction (scikit-image's Canny, after Canny 1986): with mode
 // "constant" and cval 0, dividing by the Gaussian of a ones image restores the
 // weight that fell outside.  That Gaussian depends only on each voxel's
@@ -48,6 +53,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/checks.hpp"
 #include "core/parallel.hpp"
 #include "core/simd.hpp"
 #include "core/volume.hpp"
@@ -372,7 +378,7 @@ inline R pass_of_constant(R v, const std::vector<double>& w, std::pair<int, int>
 // `bleed_correct` (mode constant, cval 0) divides by the Gaussian of ones + eps.
 template <class In, class R, class A = double>
 void gaussian(const In* in, R* out, const Shape& s, const std::vector<double> w[3], BorderMode mode, double cval,
-              bool bleed_correct, bool reverse_axes, int num_threads) {
+              bool bleed_correct, bool reverse_axes, int num_threads, std::atomic<int64_t>* nonfinite = nullptr) {
     std::vector<int> order;
     const int a0 = s.ndim == 2 ? 1 : 0;
     for (int i = a0; i < 3; ++i) order.push_back(reverse_axes ? 2 - (i - a0) : i);
@@ -421,7 +427,7 @@ void gaussian(const In* in, R* out, const Shape& s, const std::vector<double> w[
         }
     };
 
-    bool first = true, divided = false;
+    bool first = true, divided = false, counted = false;
     if (s.ndim == 3 && s.nz > 1 && !w[0].empty() && !w[1].empty() && !w[2].empty() &&
         N * int64_t(sizeof(R)) > (int64_t(8) << 20)) {
         // A large volume: the two in-plane passes (y and x) are done plane by
@@ -433,7 +439,7 @@ void gaussian(const In* in, R* out, const Shape& s, const std::vector<double> w[
         plane.nz = 1;
         plane.ndim = 2;
         const int64_t P = s.plane();
-        auto in_plane = [&](const auto* src, bool divide) {
+        auto in_plane = [&](const auto* src, bool divide, bool count_here) {
             using S = std::remove_cv_t<std::remove_pointer_t<decltype(src)>>;
             parallel_blocks(s.nz, num_threads, 1, [&](int64_t b, int64_t e) {
                 for (int64_t z = b; z < e; ++z) {
@@ -442,16 +448,18 @@ void gaussian(const In* in, R* out, const Shape& s, const std::vector<double> w[
                                             reverse_axes ? first_bits : nullptr);
                     correlate_axis<R, R, A>(out + z * P, out + z * P, plane, a2, w[a2], mode, cval, 1);
                     if (divide) divide_rows(z * s.ny, (z + 1) * s.ny);
+                    if (count_here) *nonfinite += count_nonfinite_span(out + z * P, P);  // still in cache
                 }
             });
         };
         if (reverse_axes) {  // x, y, then z
-            in_plane(in, false);
+            in_plane(in, false, false);
             correlate_axis<R, R, A>(out, out, s, 0, w[0], mode, cval, num_threads);
         } else {  // z, then y, x
             correlate_axis<In, R, A>(in, out, s, 0, w[0], mode, cval, num_threads, first_bits);
-            in_plane(static_cast<const R*>(out), bleed_correct);
+            in_plane(static_cast<const R*>(out), bleed_correct, nonfinite != nullptr);
             divided = bleed_correct;
+            counted = true;
         }
         first = false;
     } else {
@@ -472,11 +480,16 @@ void gaussian(const In* in, R* out, const Shape& s, const std::vector<double> w[
         uint32_t lim_bits;
         std::memcpy(&lim_bits, &lim, 4);
         if (absbits.load() > lim_bits || std::fabs(static_cast<float>(cval)) > lim) {
-            gaussian<In, R, double>(in, out, s, w, mode, cval, bleed_correct, reverse_axes, num_threads);
+            if (nonfinite) *nonfinite = 0;
+            gaussian<In, R, double>(in, out, s, w, mode, cval, bleed_correct, reverse_axes, num_threads, nonfinite);
             return;
         }
     }
     if (bleed_correct && !divided) parallel_blocks(s.nz * s.ny, num_threads, grain_for(s.nx, 16), divide_rows);
+    if (nonfinite && !counted)
+        parallel_blocks(N, num_threads, int64_t(1) << 16, [&](int64_t b, int64_t e) {
+            *nonfinite += count_nonfinite_span(out + b, e - b);
+        });
 }
 
 }  // namespace medseg

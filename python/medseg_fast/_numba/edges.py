@@ -148,7 +148,8 @@ def _bleed_table(shape3, weights, order, rt, fast=False):
     return table, [p[0] for p in pats]
 
 
-def gaussian(image, weights, mode, cval, bleed_correct, reverse_axes, num_threads, float_accumulate=False):
+def gaussian(image, weights, mode, cval, bleed_correct, reverse_axes, num_threads, float_accumulate=False,
+             count_nonfinite=False):
     src, ndim = as3d(image)
     if src.dtype.kind == "b":
         src = src.view(np.uint8)
@@ -176,7 +177,10 @@ def gaussian(image, weights, mode, cval, bleed_correct, reverse_axes, num_thread
     if bleed_correct:
         table, ids = _bleed_table(out.shape, weights, order, rt, fast)
         out /= table[np.ix_(ids[0], ids[1], ids[2])]
-    return out.reshape(image.shape)
+    out = out.reshape(image.shape)
+    if count_nonfinite:
+        return out, int(out.size - np.count_nonzero(np.isfinite(out)))
+    return out
 
 
 # -------------------------------------------------------------------- Sobel

@@ -7,11 +7,23 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "parallel.hpp"
+#include "simd.hpp"
 
 namespace medseg {
+
+// count_nonfinite_span: the same count over o[0, n) inside a kernel, on data
+// it just wrote (vectorisable: NaN fails the comparison).
+template <class R>
+MEDSEG_ALWAYS_INLINE int64_t count_nonfinite_span(const R* o, int64_t n) {
+    int64_t bad = 0;
+    const R big = std::numeric_limits<R>::max();
+    for (int64_t i = 0; i < n; ++i) bad += !(std::fabs(o[i]) <= big);
+    return bad;
+}
 
 template <class T>
 int64_t count_nonfinite(const T* a, int64_t n, int num_threads) {
