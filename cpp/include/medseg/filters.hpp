@@ -261,7 +261,13 @@ void correlate_axis(const In* in, R* out, const Shape& s, int axis, const std::v
             uint32_t bits = 0;
             for (int64_t o = b; o < e; ++o) {
                 const In* line = in + o * n;
-                for (int64_t j = 0; j < n + 2 * r; ++j) buf[j] = src[j] < 0 ? cvd : static_cast<A>(line[src[j]]);
+                // border samples by table, the interior as a plain (vectorised) conversion
+                for (int64_t j = 0; j < r; ++j) {
+                    buf[j] = src[j] < 0 ? cvd : static_cast<A>(line[src[j]]);
+                    buf[n + r + j] = src[n + r + j] < 0 ? cvd : static_cast<A>(line[src[n + r + j]]);
+                }
+                A* __restrict bi = buf.data() + r;
+                for (int64_t j = 0; j < n; ++j) bi[j] = static_cast<A>(line[j]);
                 if (absbits) bits = std::max(bits, detail::max_abs_bits(buf.data(), n + 2 * r));
                 kern.run(buf.data() + r, 1, wc, r, out + o * n, n);
             }
