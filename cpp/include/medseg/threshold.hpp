@@ -46,7 +46,9 @@
 //      table), one row buffer per output row of a group of four; for the usual
 //      row the z step of the entering row and the y step run as one loop (the new
 //      z sum is used from the register) with the input rows two rows ahead
-//      prefetched (the z step is bound by the latency of those reads);
+//      prefetched (the z step is bound by the latency of those reads), and the
+//      rows that the next plane's first window of y sums readies are fetched into
+//      L2 during this plane's last rows;
 //   x: running sums along each extended row (border columns copied by table),
 //      four rows interleaved so that their dependency chains overlap; then the
 //      threshold, written once (non-temporal stores for outputs of 32 MiB and
@@ -123,6 +125,16 @@ inline void prefetch_ahead(const void* p, std::ptrdiff_t bytes) {
     __builtin_prefetch(reinterpret_cast<const void*>(a));
 #else
     (void)a;
+#endif
+}
+// The same into L2 only (data needed a little later than the L1 could hold it).
+inline void prefetch_l2(const void* p) {
+#if MEDSEG_THRESHOLD_SSE2
+    _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T1);
+#elif defined(__GNUC__)
+    __builtin_prefetch(p, 0, 2);
+#else
+    (void)p;
 #endif
 }
 constexpr std::ptrdiff_t kPrefetchStream = 16384;  // plain reads (min/max)
@@ -742,6 +754,21 @@ struct SumRows {
     int64_t* stamp;
     int64_t cur;
     bool slide;
+    // the next plane's entering / leaving planes (nullptr: none or constant) and
+    // the rows [pre0, pre1) its first window of y sums readies: fetched into L2
+    // during the last rows of this plane
+    const T* nin;
+    const T* nout;
+    int64_t pre0, pre1;
+    static constexpr bool direct = false;
+    MEDSEG_ALWAYS_INLINE void prefetch_next(int64_t k) const {
+        const int64_t r = pre0 + k;
+        if (r < pre0 || r >= pre1) return;
+        for (int64_t i = 0; i < nx; i += 64 / int64_t(sizeof(T))) {
+            if (nin) prefetch_l2(nin + r * nx + i);
+            if (nout) prefetch_l2(nout + r * nx + i);
+        }
+    }
     template <bool SQ>
     MEDSEG_ALWAYS_INLINE void ready(int64_t r) const {
         if (!slide || r < 0 || stamp[r - lo] == cur) return;
@@ -978,6 +1005,7 @@ MEDSEG_ALWAYS_INLINE bool plane_rows(const Src& src, int64_t y0, int64_t y1, int
         const int64_t g = std::min<int64_t>(G, y1 - yg);
         for (int64_t i = 0; i < g; ++i) {
             const int64_t y = yg + i;
+            if constexpr (!Src::direct) src.prefetch_next(y - (y1 - (src.pre1 - src.pre0)));
             double* d1 = t1 + i * W + rx;
             double* d2 = SQ ? t2 + i * W + rx : nullptr;
             if (y == y0) {
@@ -1132,8 +1160,13 @@ MEDSEG_ALWAYS_INLINE bool local_task(const LocalCtx<T, O>& c, int64_t t) {
         std::copy(acc1, acc1 + n, s1.data() + i0);
         if constexpr (SQ) std::copy(acc2, acc2 + n, s2.data() + i0);
     }
+    // rows the first window of y sums readies
+    int64_t pre0 = hi, pre1 = lo;
+    for (int64_t j = 0; j < wy; ++j)
+        if (ty[y0 + j] >= 0) { pre0 = std::min(pre0, ty[y0 + j]); pre1 = std::max(pre1, ty[y0 + j] + 1); }
+    if (pre1 < pre0) pre1 = pre0;
     SumRows<T> src{s1.data(), SQ ? s2.data() : nullptr, nx, lo, cv * double(wz), cv2 * double(wz),
-                   nullptr, nullptr, cv, cv2, stamp.data(), z0, false};
+                   nullptr, nullptr, cv, cv2, stamp.data(), z0, false, nullptr, nullptr, pre0, pre1};
     for (int64_t z = z0; z < z1; ++z) {
         if (z > z0) {
             const int64_t zi = tz[z + wz - 1], zo = tz[z - 1];
@@ -1141,6 +1174,13 @@ MEDSEG_ALWAYS_INLINE bool local_task(const LocalCtx<T, O>& c, int64_t t) {
             src.pout = zo < 0 ? nullptr : img + zo * P;
             src.cur = z;
             src.slide = true;
+        }
+        if (z + 1 < z1) {
+            const int64_t zi = tz[z + wz], zo = tz[z];
+            src.nin = zi < 0 ? nullptr : img + zi * P;
+            src.nout = zo < 0 ? nullptr : img + zo * P;
+        } else {
+            src.nin = src.nout = nullptr;
         }
         ok &= plane_rows<SQ, R>(src, y0, y1, nx, p, ty, tx, ccol1, ccol2, inv_n, w, img + z * P, out + z * P, stream);
     }
