@@ -36,17 +36,25 @@
 // summed-area idea of Crow 1984, kept as running window sums rather than prefix
 // sums so that large sums never swamp small windows).  Order of the passes:
 //   z: a task keeps, for every (y, x) of its rows, the sum over the z window of
-//      the input itself (double): the first window is added up, then per output
-//      plane the entering plane is added and the leaving one subtracted, straight
-//      from the input, row by row just before the row is first needed (so it is
-//      still in L1);  the input is read about twice, nothing volume-sized is
+//      the input itself (double): the first window is added up (prefetching each
+//      plane's next block: 51 streams are more than the hardware follows), then
+//      per output plane the entering plane is added and the leaving one
+//      subtracted, straight from the input, row by row just before the row is
+//      first needed;  the input is read about twice, nothing volume-sized is
 //      allocated besides the output;
 //   y: per output plane, running sums of those rows along y (border rows by
-//      table), one row buffer per output row of a group of four;
+//      table), one row buffer per output row of a group of four; for the usual
+//      row the z step of the entering row and the y step run as one loop (the new
+//      z sum is used from the register) with the input rows two rows ahead
+//      prefetched (the z step is bound by the latency of those reads), and the
+//      rows that the next plane's first window of y sums readies are fetched into
+//      L2 during this plane's last rows;
 //   x: running sums along each extended row (border columns copied by table),
 //      four rows interleaved so that their dependency chains overlap; then the
 //      threshold, written once (non-temporal stores for outputs of 32 MiB and
-//      more: they are not read back soon and the stores skip the line fill).
+//      more: they are not read back soon and the stores skip the line fill; the
+//      float conversion runs as a plain loop the compiler vectorises at the
+//      task's ISA, into a small buffer that is then streamed).
 // With a window one plane deep (2D), the y sums read the image rows directly.
 // A task is compiled for the baseline ISA and, on x86, for AVX2 and AVX-512
 // (core/simd.hpp, picked at run time); the build forbids contraction, so the
@@ -117,6 +125,16 @@ inline void prefetch_ahead(const void* p, std::ptrdiff_t bytes) {
     __builtin_prefetch(reinterpret_cast<const void*>(a));
 #else
     (void)a;
+#endif
+}
+// The same into L2 only (data needed a little later than the L1 could hold it).
+inline void prefetch_l2(const void* p) {
+#if MEDSEG_THRESHOLD_SSE2
+    _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T1);
+#elif defined(__GNUC__)
+    __builtin_prefetch(p, 0, 2);
+#else
+    (void)p;
 #endif
 }
 constexpr std::ptrdiff_t kPrefetchStream = 16384;  // plain reads (min/max)
@@ -699,7 +717,10 @@ namespace detail {
 constexpr int64_t kLocalZBlock = 128;  // planes per z block (see local_threshold_impl)
 constexpr int64_t kLocalStream = int64_t(32) << 20;  // output bytes from which stores bypass the cache
 constexpr int64_t kLocalYBand = 256;   // rows per task when the rows are split (2D, thin volumes)
-constexpr int64_t kLocalRows = 4;      // rows whose x running sums run interleaved
+// rows whose x running sums run interleaved (their dependency chains overlap;
+// 8 ran slower: the loop is bound by its scalar loads, adds and stores)
+constexpr int64_t kLocalRows = 4;
+constexpr int64_t kLocalPrefetchRows = 2;  // input rows fetched ahead by the z step
 
 inline std::vector<int64_t> border_table(int64_t n, int64_t r, BorderMode mode) {
     std::vector<int64_t> t(n + 2 * r);
@@ -733,6 +754,21 @@ struct SumRows {
     int64_t* stamp;
     int64_t cur;
     bool slide;
+    // the next plane's entering / leaving planes (nullptr: none or constant) and
+    // the rows [pre0, pre1) its first window of y sums readies: fetched into L2
+    // during the last rows of this plane
+    const T* nin;
+    const T* nout;
+    int64_t pre0, pre1;
+    static constexpr bool direct = false;
+    MEDSEG_ALWAYS_INLINE void prefetch_next(int64_t k) const {
+        const int64_t r = pre0 + k;
+        if (r < pre0 || r >= pre1) return;
+        for (int64_t i = 0; i < nx; i += 64 / int64_t(sizeof(T))) {
+            if (nin) prefetch_l2(nin + r * nx + i);
+            if (nout) prefetch_l2(nout + r * nx + i);
+        }
+    }
     template <bool SQ>
     MEDSEG_ALWAYS_INLINE void ready(int64_t r) const {
         if (!slide || r < 0 || stamp[r - lo] == cur) return;
@@ -786,6 +822,42 @@ template <bool SQ, class T>
 MEDSEG_ALWAYS_INLINE void row_slide(const SumRows<T>& s, int64_t rin, int64_t rout, const double* p1, const double* p2, double* d1,
                       double* d2) {
     const int64_t nx = s.nx;
+    // The usual case: row rin enters the z window sums now (z step) and row rout
+    // is already current.  Both steps in one pass: the new z sum is stored and
+    // used from the register (same operations, same order as ready + the loop
+    // below), and the input rows a few rows ahead are prefetched.
+    if (s.slide && rin >= 0 && rout >= 0 && rin != rout && s.stamp[rin - s.lo] != s.cur &&
+        s.stamp[rout - s.lo] == s.cur && s.pin && s.pout) {
+        s.stamp[rin - s.lo] = s.cur;
+        const T* a = s.pin + rin * nx;
+        const T* b = s.pout + rin * nx;
+        const std::ptrdiff_t ahead = std::ptrdiff_t(kLocalPrefetchRows) * nx * std::ptrdiff_t(sizeof(T));
+        for (int64_t i = 0; i < nx; i += 64 / int64_t(sizeof(T))) {
+            prefetch_ahead(a + i, ahead);
+            prefetch_ahead(b + i, ahead);
+        }
+        double* a1 = s.s1 + (rin - s.lo) * nx;
+        const double* b1 = s.s1 + (rout - s.lo) * nx;
+        MEDSEG_IVDEP
+        for (int64_t x = 0; x < nx; ++x) {
+            const double va = static_cast<double>(a[x]), vb = static_cast<double>(b[x]);
+            const double n1 = a1[x] + (va - vb);
+            a1[x] = n1;
+            d1[x] = p1[x] + (n1 - b1[x]);
+        }
+        if constexpr (SQ) {
+            double* a2 = s.s2 + (rin - s.lo) * nx;
+            const double* b2 = s.s2 + (rout - s.lo) * nx;
+            MEDSEG_IVDEP
+            for (int64_t x = 0; x < nx; ++x) {
+                const double va = static_cast<double>(a[x]), vb = static_cast<double>(b[x]);
+                const double n2 = a2[x] + (va * va - vb * vb);
+                a2[x] = n2;
+                d2[x] = p2[x] + (n2 - b2[x]);
+            }
+        }
+        return;
+    }
     s.template ready<SQ>(rin);
     s.template ready<SQ>(rout);
     const double* a1 = rin < 0 ? nullptr : s.s1 + (rin - s.lo) * nx;
@@ -860,10 +932,17 @@ MEDSEG_ALWAYS_INLINE void store_row(R* o, const double* v, int64_t n, bool strea
 #if defined(__SSE2__) || defined(_M_X64)
     if (stream) {
         if constexpr (std::is_same_v<R, float>) {
+            // converted by a plain loop into a small buffer (the compiler vectorises
+            // it at the task's ISA: SSE2 conversions of 2 values were the bottleneck),
+            // then streamed out 4 floats at a time
             for (; c < n && (reinterpret_cast<uintptr_t>(o + c) & 15); ++c) o[c] = static_cast<float>(v[c]);
-            for (; c + 4 <= n; c += 4) {
-                const __m128 lo = _mm_cvtpd_ps(_mm_loadu_pd(v + c)), hi = _mm_cvtpd_ps(_mm_loadu_pd(v + c + 2));
-                _mm_stream_ps(o + c, _mm_movelh_ps(lo, hi));
+            constexpr int64_t B = 256;
+            alignas(64) float buf[B];
+            while (c + 4 <= n) {
+                const int64_t m = std::min<int64_t>(B, (n - c) & ~int64_t(3));
+                for (int64_t j = 0; j < m; ++j) buf[j] = static_cast<float>(v[c + j]);
+                for (int64_t j = 0; j < m; j += 4) _mm_stream_ps(o + c + j, _mm_load_ps(buf + j));
+                c += m;
             }
         } else if constexpr (std::is_same_v<R, double>) {
             for (; c < n && (reinterpret_cast<uintptr_t>(o + c) & 15); ++c) o[c] = v[c];
@@ -882,6 +961,29 @@ MEDSEG_ALWAYS_INLINE void store_fence(bool stream) {
 #else
     (void)stream;
 #endif
+}
+
+// Running sums along x over a window of wx columns, for G rows of the extended
+// y sums t (row stride W) at once: r[i * nx + c] = sum of t[i * W + c .. + wx - 1],
+// each row's sum a chain of its own (the rows only share the loop).
+template <int64_t G>
+MEDSEG_ALWAYS_INLINE void x_sums(const double* t, int64_t W, int64_t nx, int64_t wx, double* r) {
+    double s[G];
+#pragma GCC unroll 8
+    for (int64_t i = 0; i < G; ++i) s[i] = 0.0;
+    for (int64_t j = 0; j < wx; ++j) {
+#pragma GCC unroll 8
+        for (int64_t i = 0; i < G; ++i) s[i] += t[i * W + j];
+    }
+#pragma GCC unroll 8
+    for (int64_t i = 0; i < G; ++i) r[i * nx] = s[i];
+    for (int64_t c = 1; c < nx; ++c) {
+#pragma GCC unroll 8
+        for (int64_t i = 0; i < G; ++i) {
+            s[i] += t[i * W + c + wx - 1] - t[i * W + c - 1];
+            r[i * nx + c] = s[i];
+        }
+    }
 }
 
 // O == R: the threshold image; O == uint8_t: the mask v > threshold (v from `vp`,
@@ -903,6 +1005,7 @@ MEDSEG_ALWAYS_INLINE bool plane_rows(const Src& src, int64_t y0, int64_t y1, int
         const int64_t g = std::min<int64_t>(G, y1 - yg);
         for (int64_t i = 0; i < g; ++i) {
             const int64_t y = yg + i;
+            if constexpr (!Src::direct) src.prefetch_next(y - (y1 - (src.pre1 - src.pre0)));
             double* d1 = t1 + i * W + rx;
             double* d2 = SQ ? t2 + i * W + rx : nullptr;
             if (y == y0) {
@@ -927,46 +1030,14 @@ MEDSEG_ALWAYS_INLINE bool plane_rows(const Src& src, int64_t y0, int64_t y1, int
                 }
             }
         }
-        // x running sums; four rows at a time so that their dependency chains overlap
+        // x running sums; G rows at a time so that their dependency chains overlap
         if (g == G) {
-            const double *a0 = t1, *a1 = t1 + W, *a2 = t1 + 2 * W, *a3 = t1 + 3 * W;
-            double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-            for (int64_t j = 0; j < wx; ++j) { s0 += a0[j]; s1 += a1[j]; s2 += a2[j]; s3 += a3[j]; }
-            r1[0] = s0; r1[nx] = s1; r1[2 * nx] = s2; r1[3 * nx] = s3;
-            for (int64_t c = 1; c < nx; ++c) {
-                s0 += a0[c + wx - 1] - a0[c - 1];
-                s1 += a1[c + wx - 1] - a1[c - 1];
-                s2 += a2[c + wx - 1] - a2[c - 1];
-                s3 += a3[c + wx - 1] - a3[c - 1];
-                r1[c] = s0; r1[nx + c] = s1; r1[2 * nx + c] = s2; r1[3 * nx + c] = s3;
-            }
-            if constexpr (SQ) {
-                const double *b0 = t2, *b1 = t2 + W, *b2 = t2 + 2 * W, *b3 = t2 + 3 * W;
-                double q0 = 0, q1 = 0, q2 = 0, q3 = 0;
-                for (int64_t j = 0; j < wx; ++j) { q0 += b0[j]; q1 += b1[j]; q2 += b2[j]; q3 += b3[j]; }
-                r2[0] = q0; r2[nx] = q1; r2[2 * nx] = q2; r2[3 * nx] = q3;
-                for (int64_t c = 1; c < nx; ++c) {
-                    q0 += b0[c + wx - 1] - b0[c - 1];
-                    q1 += b1[c + wx - 1] - b1[c - 1];
-                    q2 += b2[c + wx - 1] - b2[c - 1];
-                    q3 += b3[c + wx - 1] - b3[c - 1];
-                    r2[c] = q0; r2[nx + c] = q1; r2[2 * nx + c] = q2; r2[3 * nx + c] = q3;
-                }
-            }
+            x_sums<G>(t1, W, nx, wx, r1);
+            if constexpr (SQ) x_sums<G>(t2, W, nx, wx, r2);
         } else {
             for (int64_t i = 0; i < g; ++i) {
-                const double* a = t1 + i * W;
-                double s = 0;
-                for (int64_t j = 0; j < wx; ++j) s += a[j];
-                r1[i * nx] = s;
-                for (int64_t c = 1; c < nx; ++c) { s += a[c + wx - 1] - a[c - 1]; r1[i * nx + c] = s; }
-                if constexpr (SQ) {
-                    const double* b = t2 + i * W;
-                    double q = 0;
-                    for (int64_t j = 0; j < wx; ++j) q += b[j];
-                    r2[i * nx] = q;
-                    for (int64_t c = 1; c < nx; ++c) { q += b[c + wx - 1] - b[c - 1]; r2[i * nx + c] = q; }
-                }
+                x_sums<1>(t1 + i * W, W, nx, wx, r1 + i * nx);
+                if constexpr (SQ) x_sums<1>(t2 + i * W, W, nx, wx, r2 + i * nx);
             }
         }
         // threshold, formed in place in the box-sum buffer, then stored (or compared)
@@ -1077,6 +1148,9 @@ MEDSEG_ALWAYS_INLINE bool local_task(const LocalCtx<T, O>& c, int64_t t) {
                 continue;
             }
             const T* a = img + zz * P + lo * nx + i0;
+            // one stream per plane, more than the hardware prefetchers follow:
+            // fetch this plane's next block now
+            for (int64_t i = 0; i < n; i += 64 / int64_t(sizeof(T))) prefetch_ahead(a + i, B * std::ptrdiff_t(sizeof(T)));
             for (int64_t i = 0; i < n; ++i) {
                 const double v = static_cast<double>(a[i]);
                 acc1[i] += v;
@@ -1086,8 +1160,13 @@ MEDSEG_ALWAYS_INLINE bool local_task(const LocalCtx<T, O>& c, int64_t t) {
         std::copy(acc1, acc1 + n, s1.data() + i0);
         if constexpr (SQ) std::copy(acc2, acc2 + n, s2.data() + i0);
     }
+    // rows the first window of y sums readies
+    int64_t pre0 = hi, pre1 = lo;
+    for (int64_t j = 0; j < wy; ++j)
+        if (ty[y0 + j] >= 0) { pre0 = std::min(pre0, ty[y0 + j]); pre1 = std::max(pre1, ty[y0 + j] + 1); }
+    if (pre1 < pre0) pre1 = pre0;
     SumRows<T> src{s1.data(), SQ ? s2.data() : nullptr, nx, lo, cv * double(wz), cv2 * double(wz),
-                   nullptr, nullptr, cv, cv2, stamp.data(), z0, false};
+                   nullptr, nullptr, cv, cv2, stamp.data(), z0, false, nullptr, nullptr, pre0, pre1};
     for (int64_t z = z0; z < z1; ++z) {
         if (z > z0) {
             const int64_t zi = tz[z + wz - 1], zo = tz[z - 1];
@@ -1095,6 +1174,13 @@ MEDSEG_ALWAYS_INLINE bool local_task(const LocalCtx<T, O>& c, int64_t t) {
             src.pout = zo < 0 ? nullptr : img + zo * P;
             src.cur = z;
             src.slide = true;
+        }
+        if (z + 1 < z1) {
+            const int64_t zi = tz[z + wz], zo = tz[z];
+            src.nin = zi < 0 ? nullptr : img + zi * P;
+            src.nout = zo < 0 ? nullptr : img + zo * P;
+        } else {
+            src.nin = src.nout = nullptr;
         }
         ok &= plane_rows<SQ, R>(src, y0, y1, nx, p, ty, tx, ccol1, ccol2, inv_n, w, img + z * P, out + z * P, stream);
     }
