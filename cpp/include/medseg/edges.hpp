@@ -67,6 +67,19 @@ MEDSEG_ALWAYS_INLINE void row_sx_dx(const T* __restrict f, R* __restrict sx, R* 
         if (dx) dx[0] = R(0);
         return;
     }
+    if (sx && dx) {  // one pass for both (the same values as the two passes below)
+        sx[0] = R(3) * R(f[0]) + R(f[1]);
+        dx[0] = R(f[1]) - R(f[0]);
+        MEDSEG_IVDEP
+        for (int64_t x = 1; x < nx - 1; ++x) {
+            const R l = R(f[x - 1]), m = R(f[x]), r = R(f[x + 1]);
+            sx[x] = l + R(2) * m + r;
+            dx[x] = r - l;
+        }
+        sx[nx - 1] = R(f[nx - 2]) + R(3) * R(f[nx - 1]);
+        dx[nx - 1] = R(f[nx - 1]) - R(f[nx - 2]);
+        return;
+    }
     if (sx) {
         sx[0] = R(3) * R(f[0]) + R(f[1]);
         MEDSEG_IVDEP
@@ -165,27 +178,15 @@ MEDSEG_ALWAYS_INLINE void stream_copy_isa(R* __restrict dst, const R* __restrict
     stream_copy(dst, src, n);
 }
 
-// SX and DX at an edge column x (0 or nx - 1) of row f: exactly row_sx_dx's edge formulas.
-template <class T, class R>
-MEDSEG_ALWAYS_INLINE void sx_dx_edge(const T* f, int64_t x, int64_t nx, R& sx, R& dx) {
-    if (nx == 1) {
-        sx = R(4) * R(f[0]);
-        dx = R(0);
-    } else if (x == 0) {
-        sx = R(3) * R(f[0]) + R(f[1]);
-        dx = R(f[1]) - R(f[0]);
-    } else {
-        sx = R(f[nx - 2]) + R(3) * R(f[nx - 1]);
-        dx = R(f[nx - 1]) - R(f[nx - 2]);
-    }
-}
-
-// The ring of a thread: three slots (plane index mod 3) of A, B, C, each a band of rows.
+// The work space of a thread: rings of three band-planes (slot = plane mod 3)
+// of A, B, C (L2), rings of three rows (slot = row mod 3) of SX, DX and the
+// output staging buffer (L1).
 template <class R>
 struct Sobel3dRing {
-    R *A, *B, *C;  // 3 * band * nx values each
-    R* tmp;        // output staging buffer (L1-sized, >= one row)
-    int64_t band, cap;
+    R *A, *B, *C;    // 3 * band * nx values each
+    R *SXr, *DXr;    // 3 * nx values each
+    R* tmp;          // cap + 64 / sizeof(R) values, 64-byte aligned
+    int64_t band, cap;  // cap >= nx
 };
 
 // What the output of a voxel is made of: the ring rows of the planes above (u)
@@ -212,42 +213,24 @@ MEDSEG_ALWAYS_INLINE R sobel3d_out(const SobelParams& p, R cx, R cy, R cz, R pos
     }
 }
 
-// One row y of plane q: A, B, C straight from the three input rows fu, fm, fd
-// (rows y-1, y, y+1, replicated at the volume's edge) into aq, bq, cq — SX and
-// DX live only in registers — and, with Out, the output voxels of plane q-1 in
-// the same pass (A, B, C of q are its lower z-taps).  Returns the number of
-// non-finite outputs.
-template <bool Out, bool Fast, class T, class R>
-MEDSEG_ALWAYS_INLINE int64_t sobel3d_row(const T* __restrict fu, const T* __restrict fm, const T* __restrict fd,
-                                         int64_t nx, R* __restrict aq, R* __restrict bq, R* __restrict cq,
-                                         const Sobel3dOutRow<R>& w, const SobelParams& p) {
+// One row of plane q: A, B, C from the SX / DX rows above (u), at (m) and below
+// (d) into aq, bq, cq and, with Out, the output voxels of plane q-1 in the same
+// pass (A, B, C of q are their lower z-taps).  Returns the number of non-finite
+// outputs.
+template <bool Out, bool Fast, class R>
+MEDSEG_ALWAYS_INLINE int64_t sobel3d_row(const R* __restrict sxu, const R* __restrict sxm, const R* __restrict sxd,
+                                          const R* __restrict dxu, const R* __restrict dxm, const R* __restrict dxd,
+                                          int64_t nx, R* __restrict aq, R* __restrict bq, R* __restrict cq,
+                                          const Sobel3dOutRow<R>& w, const SobelParams& p) {
     const R cx = R(p.coef[2]), cy = R(p.coef[1]), cz = R(p.coef[0]), post = R(p.post);
     const R big = std::numeric_limits<R>::max();
     const R *__restrict au = w.au, *__restrict am = w.am, *__restrict bu = w.bu, *__restrict bm = w.bm;
     const R* __restrict cu = w.cu;
     R* __restrict o = w.o;
-    int64_t bad = 0;
-    auto edge = [&](int64_t x) MEDSEG_LAMBDA_INLINE {
-        R sxu, sxm, sxd, dxu, dxm, dxd;
-        sx_dx_edge(fu, x, nx, sxu, dxu);
-        sx_dx_edge(fm, x, nx, sxm, dxm);
-        sx_dx_edge(fd, x, nx, sxd, dxd);
-        const R a = dxu + R(2) * dxm + dxd, b = sxd - sxu, c = sxu + R(2) * sxm + sxd;
-        aq[x] = a, bq[x] = b, cq[x] = c;
-        if constexpr (Out) {
-            const R v = sobel3d_out<Fast>(p, cx, cy, cz, post, au[x], am[x], a, bu[x], bm[x], b, cu[x], c);
-            o[x] = v;
-            bad += !(std::fabs(v) <= big);
-        }
-    };
-    edge(0);
     int32_t nbad = 0;
     MEDSEG_IVDEP
-    for (int64_t x = 1; x < nx - 1; ++x) {
-        const R sxu = R(fu[x - 1]) + R(2) * R(fu[x]) + R(fu[x + 1]), dxu = R(fu[x + 1]) - R(fu[x - 1]);
-        const R sxm = R(fm[x - 1]) + R(2) * R(fm[x]) + R(fm[x + 1]), dxm = R(fm[x + 1]) - R(fm[x - 1]);
-        const R sxd = R(fd[x - 1]) + R(2) * R(fd[x]) + R(fd[x + 1]), dxd = R(fd[x + 1]) - R(fd[x - 1]);
-        const R a = dxu + R(2) * dxm + dxd, b = sxd - sxu, c = sxu + R(2) * sxm + sxd;
+    for (int64_t x = 0; x < nx; ++x) {
+        const R a = dxu[x] + R(2) * dxm[x] + dxd[x], b = sxd[x] - sxu[x], c = sxu[x] + R(2) * sxm[x] + sxd[x];
         aq[x] = a;
         bq[x] = b;
         cq[x] = c;
@@ -257,8 +240,7 @@ MEDSEG_ALWAYS_INLINE int64_t sobel3d_row(const T* __restrict fu, const T* __rest
             nbad += !(std::fabs(v) <= big);
         }
     }
-    if (nx > 1) edge(nx - 1);
-    return bad + nbad;
+    return nbad;
 }
 
 // Output planes z0 .. z1 of the 3D Sobel, band of rows by band; returns the
@@ -284,32 +266,48 @@ MEDSEG_ALWAYS_INLINE int64_t sobel3d_range(const T* in, R* out, const Shape& s, 
             const T* f = in + q * P;
             const int64_t sq = (q % 3) * BP;
             Sobel3dOutRow<R> row{nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
-            int64_t su = 0, sm = 0, t0 = y0, tn = 0;
+            int64_t su = 0, sm = 0, t0 = y0 * nx, tn = 0;  // staged output: tn values from out + z * P + t0
             if (z >= 0) su = ((z > 0 ? z - 1 : 0) % 3) * BP, sm = (z % 3) * BP;
+            int64_t held[3] = {-1, -1, -1};
+            auto rowsd = [&](int64_t yy) MEDSEG_LAMBDA_INLINE -> int64_t {
+                const int64_t slot = yy % 3;
+                if (held[slot] != yy) {
+                    row_sx_dx(f + yy * nx, w.SXr + slot * nx, w.DXr + slot * nx, nx);
+                    held[slot] = yy;
+                }
+                return slot * nx;
+            };
             for (int64_t y = y0; y < y1; ++y) {
-                const T* fu = f + (y > 0 ? y - 1 : 0) * nx;
-                const T* fm = f + y * nx;
-                const T* fd = f + (y + 1 < ny ? y + 1 : ny - 1) * nx;
-                const int64_t r = (y - y0) * nx;
+                const int64_t yd = y + 1 < ny ? y + 1 : ny - 1, r = (y - y0) * nx;
+                const int64_t ku = rowsd(y > 0 ? y - 1 : 0), km = rowsd(y), kd = rowsd(yd);
                 // the same row of the next plane into L2, a band-plane ahead of its use
                 if (q + 1 < nz) {
-                    const char* nf = reinterpret_cast<const char*>(fd + P);
+                    const char* nf = reinterpret_cast<const char*>(f + P + yd * nx);
                     const int64_t bytes = nx * int64_t(sizeof(T));
                     for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(nf + b, 0, 2);
                 }
+                const R *sxu = w.SXr + ku, *sxm = w.SXr + km, *sxd = w.SXr + kd;
+                const R *dxu = w.DXr + ku, *dxm = w.DXr + km, *dxd = w.DXr + kd;
+                R *aq = w.A + sq + r, *bq = w.B + sq + r, *cq = w.C + sq + r;
                 if (z < 0) {
-                    sobel3d_row<false, Fast>(fu, fm, fd, nx, w.A + sq + r, w.B + sq + r, w.C + sq + r, row, p);
+                    sobel3d_row<false, Fast>(sxu, sxm, sxd, dxu, dxm, dxd, nx, aq, bq, cq, row, p);
                     continue;
                 }
-                if (tn + nx > w.cap) {
-                    flush(out + z * P + t0 * nx, tn);
-                    t0 = y, tn = 0;
-                }
                 row = {w.A + su + r, w.A + sm + r, w.B + su + r, w.B + sm + r, w.C + su + r, w.tmp + tn};
-                bad += sobel3d_row<true, Fast>(fu, fm, fd, nx, w.A + sq + r, w.B + sq + r, w.C + sq + r, row, p);
+                bad += sobel3d_row<true, Fast>(sxu, sxm, sxd, dxu, dxm, dxd, nx, aq, bq, cq, row, p);
                 tn += nx;
+                // write out the staged values up to the last whole cache line of the
+                // output; the rest (< 64 bytes) moves to the front of the buffer
+                R* dst = out + z * P + t0;
+                int64_t m = tn;
+                if (stream && y + 1 < y1) m -= int64_t((reinterpret_cast<uintptr_t>(dst + tn) & 63) / sizeof(R));
+                if (m > 0) {
+                    flush(dst, m);
+                    for (int64_t i = m; i < tn; ++i) w.tmp[i - m] = w.tmp[i];
+                    t0 += m, tn -= m;
+                }
             }
-            if (tn) flush(out + z * P + t0 * nx, tn);
+            if (tn) flush(out + z * P + t0, tn);
         };
         const int64_t zp = z0 > 0 ? z0 - 1 : 0;
         plane(zp, -1);
@@ -426,24 +424,27 @@ void sobel(const T* in, R* out, const Shape& s, const SobelParams& p, int num_th
     // 3D: ring of three planes of A, B, C per thread (see the header comment),
     // restricted to a band of rows so that the ring (9 band-planes) stays in L2;
     // each thread walks its z-range once per band.  A, B, C of a plane are made
-    // straight from the input rows and the output of the plane before it in the
-    // same pass.  The halo rows of a band and the first two planes of a z-range
-    // are recomputed, a few per cent of work.  The loops run in the ISA variant
-    // chosen at run time (core/simd.hpp); they are the same operations in the
-    // same order in every variant.
+    // from a ring of three SX / DX rows (L1) in the same pass as the output of
+    // the plane before it, which is staged in L1 (NaN count) and written with
+    // streaming stores a whole cache line at a time.  The halo rows of a band and
+    // the first two planes of a z-range are recomputed, a few per cent of work.
+    // The loops run in the ISA variant chosen at run time (core/simd.hpp); they
+    // are the same operations in the same order in every variant.
     const bool fast = p.magnitude && p.axes[0] && p.axes[1] && p.axes[2];
     const auto kernel = fast ? detail::sobel3d_for<true, T, R>(active_isa())
                              : detail::sobel3d_for<false, T, R>(active_isa());
     // bands of about 64 KiB of output per plane, of equal height
-    const int64_t target = std::max<int64_t>(4, (int64_t(16384) * 4 / int64_t(sizeof(R))) / std::max<int64_t>(nx, 1));
+    const int64_t target = std::max<int64_t>(4, (int64_t(64) << 10) / int64_t(sizeof(R)) / std::max<int64_t>(nx, 1));
     const int64_t nbands = (ny + target - 1) / target, band = (ny + nbands - 1) / nbands;
     parallel_blocks(nz, num_threads, grain_for(P, 2), [&](int64_t z0, int64_t z1) {
         const int64_t BP = band * nx, cap = std::max<int64_t>(nx, 4096 / int64_t(sizeof(R)));
-        std::vector<R> ring(9 * BP + cap + 64 / sizeof(R));
-        R* base = ring.data();
-        R* tmp = base + 9 * BP;
+        const int64_t line = 64 / int64_t(sizeof(R));
+        std::vector<R> work(9 * BP + 6 * nx + cap + 2 * line);
+        R* base = work.data();
+        R* tmp = base + 9 * BP + 6 * nx;
         while (reinterpret_cast<uintptr_t>(tmp) & 63) ++tmp;
-        const detail::Sobel3dRing<R> w{base, base + 3 * BP, base + 6 * BP, tmp, band, cap};
+        const detail::Sobel3dRing<R> w{base, base + 3 * BP, base + 6 * BP, base + 9 * BP, base + 9 * BP + 3 * nx,
+                                       tmp, band, cap};
         const int64_t bad = kernel(in, out, s, p, z0, z1, w);
         detail::stream_fence();
         if (nonfinite && bad) *nonfinite += bad;
