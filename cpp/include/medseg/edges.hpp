@@ -187,6 +187,7 @@ struct Sobel3dRing {
     R *SXr, *DXr;    // 3 * nx values each
     R* tmp;          // cap + 64 / sizeof(R) values, 64-byte aligned
     int64_t band, cap;  // cap >= nx
+    int64_t slot;       // distance between ring slots (band * nx, padded)
 };
 
 // What the output of a voxel is made of: the ring rows of the planes above (u)
@@ -251,7 +252,7 @@ MEDSEG_ALWAYS_INLINE int64_t sobel3d_row(const R* __restrict sxu, const R* __res
 template <int V, bool Fast, class T, class R>
 MEDSEG_ALWAYS_INLINE int64_t sobel3d_range(const T* in, R* out, const Shape& s, const SobelParams& p, int64_t z0,
                                            int64_t z1, const Sobel3dRing<R>& w) {
-    const int64_t ny = s.ny, nx = s.nx, nz = s.nz, P = s.plane(), BP = w.band * nx;
+    const int64_t ny = s.ny, nx = s.nx, nz = s.nz, P = s.plane(), BP = w.slot;
     // streaming stores only for outputs well beyond the caches
     const bool stream = s.size() * int64_t(sizeof(R)) > (int64_t(32) << 20);
     int64_t bad = 0;
@@ -437,14 +438,17 @@ void sobel(const T* in, R* out, const Shape& s, const SobelParams& p, int num_th
     const int64_t target = std::max<int64_t>(4, (int64_t(64) << 10) / int64_t(sizeof(R)) / std::max<int64_t>(nx, 1));
     const int64_t nbands = (ny + target - 1) / target, band = (ny + nbands - 1) / nbands;
     parallel_blocks(nz, num_threads, grain_for(P, 2), [&](int64_t z0, int64_t z1) {
-        const int64_t BP = band * nx, cap = std::max<int64_t>(nx, 4096 / int64_t(sizeof(R)));
-        const int64_t line = 64 / int64_t(sizeof(R));
+        // slots padded by 3 cache lines so that the nine rows the row loop reads and
+        // writes at the same x do not share their address bits 0-11 (4K aliasing
+        // makes loads wait on unrelated stores)
+        const int64_t line = 64 / int64_t(sizeof(R)), BP = band * nx + 3 * line;
+        const int64_t cap = std::max<int64_t>(nx, 4096 / int64_t(sizeof(R)));
         std::vector<R> work(9 * BP + 6 * nx + cap + 2 * line);
         R* base = work.data();
         R* tmp = base + 9 * BP + 6 * nx;
         while (reinterpret_cast<uintptr_t>(tmp) & 63) ++tmp;
         const detail::Sobel3dRing<R> w{base, base + 3 * BP, base + 6 * BP, base + 9 * BP, base + 9 * BP + 3 * nx,
-                                       tmp, band, cap};
+                                       tmp, band, cap, BP};
         const int64_t bad = kernel(in, out, s, p, z0, z1, w);
         detail::stream_fence();
         if (nonfinite && bad) *nonfinite += bad;
