@@ -183,11 +183,11 @@ MEDSEG_ALWAYS_INLINE void stream_copy_isa(R* __restrict dst, const R* __restrict
 // output staging buffer (L1).
 template <class R>
 struct Sobel3dRing {
-    R *A, *B, *C;    // 3 * band * nx values each
-    R *SXr, *DXr;    // 3 * nx values each
-    R* tmp;          // cap + 64 / sizeof(R) values, 64-byte aligned
-    int64_t band, cap;  // cap >= nx
-    int64_t slot;       // distance between ring slots (band * nx, padded)
+    R *A, *B, *C;       // 3 slots each, `slot` values apart
+    R *SXr, *DXr;       // 3 * nx values each
+    R* tmp;             // cap + 64 / sizeof(R) values, 64-byte aligned
+    int64_t band, cap;  // rows per band; staging chunk, >= nx
+    int64_t slot;       // band * nx values plus a 3-cache-line pad
 };
 
 // What the output of a voxel is made of: the ring rows of the planes above (u)
