@@ -45,6 +45,10 @@
 #include "core/simd.hpp"
 #include "core/volume.hpp"
 
+#if MEDSEG_X86_DISPATCH
+#include <immintrin.h>
+#endif
+
 namespace medseg {
 
 struct SobelParams {
@@ -62,6 +66,19 @@ MEDSEG_ALWAYS_INLINE void row_sx_dx(const T* __restrict f, R* __restrict sx, R* 
     if (nx == 1) {
         if (sx) sx[0] = R(4) * R(f[0]);
         if (dx) dx[0] = R(0);
+        return;
+    }
+    if (sx && dx) {  // one pass for both (the same values as the two passes below)
+        sx[0] = R(3) * R(f[0]) + R(f[1]);
+        dx[0] = R(f[1]) - R(f[0]);
+        MEDSEG_IVDEP
+        for (int64_t x = 1; x < nx - 1; ++x) {
+            const R l = R(f[x - 1]), m = R(f[x]), r = R(f[x + 1]);
+            sx[x] = l + R(2) * m + r;
+            dx[x] = r - l;
+        }
+        sx[nx - 1] = R(f[nx - 2]) + R(3) * R(f[nx - 1]);
+        dx[nx - 1] = R(f[nx - 1]) - R(f[nx - 2]);
         return;
     }
     if (sx) {
@@ -117,139 +134,236 @@ inline void stream_fence() {
 #endif
 }
 
+#if MEDSEG_X86_DISPATCH
+// stream_copy at the vector width of the ISA variant that calls it (the
+// intrinsics need the target attribute, so these are out-of-line; one call
+// per chunk of a few KiB).
+MEDSEG_TARGET_AVX512 inline void stream_copy_avx512(float* __restrict dst, const float* __restrict src, int64_t n) {
+    int64_t i = 0;
+    for (; i < n && (reinterpret_cast<uintptr_t>(dst + i) & 63); ++i) dst[i] = src[i];
+    for (; i + 16 <= n; i += 16) _mm512_stream_ps(dst + i, _mm512_loadu_ps(src + i));
+    for (; i < n; ++i) dst[i] = src[i];
+}
+MEDSEG_TARGET_AVX2 inline void stream_copy_avx2(float* __restrict dst, const float* __restrict src, int64_t n) {
+    int64_t i = 0;
+    for (; i < n && (reinterpret_cast<uintptr_t>(dst + i) & 31); ++i) dst[i] = src[i];
+    for (; i + 8 <= n; i += 8) _mm256_stream_ps(dst + i, _mm256_loadu_ps(src + i));
+    for (; i < n; ++i) dst[i] = src[i];
+}
+#endif
+
+// Lambdas in the hot loops are inlined into the ISA variant that calls them
+// (a lambda does not inherit its enclosing function's target attribute).
+#if defined(__GNUC__) || defined(__clang__)
+#define MEDSEG_LAMBDA_INLINE __attribute__((always_inline))
+#else
+#define MEDSEG_LAMBDA_INLINE
+#endif
+
+// stream_copy for ISA variant V (0 baseline, 1 AVX2, 2 AVX-512).
+template <int V, class R>
+MEDSEG_ALWAYS_INLINE void stream_copy_isa(R* __restrict dst, const R* __restrict src, int64_t n) {
+#if MEDSEG_X86_DISPATCH
+    if constexpr (std::is_same_v<R, float> && V == 2) return stream_copy_avx512(dst, src, n);
+    if constexpr (std::is_same_v<R, float> && V == 1) return stream_copy_avx2(dst, src, n);
+#endif
+    stream_copy(dst, src, n);
+}
+
+// The work space of a thread: rings of three band-planes (slot = plane mod 3)
+// of A, B, C (L2), rings of three rows (slot = row mod 3) of SX, DX and the
+// output staging buffer (L1).
 template <class R>
-struct Sobel3dWork {
-    R *SX, *DX, *A, *B, *C;  // (band + 2) rows of SX / DX; rings of three band-planes of A, B, C
-    int64_t band;
+struct Sobel3dRing {
+    R *A, *B, *C;       // 3 slots each, `slot` values apart
+    R *SXr, *DXr;       // 3 * nx values each
+    R* tmp;             // cap + 64 / sizeof(R) values, 64-byte aligned
+    int64_t band, cap;  // rows per band; staging chunk, >= nx
+    int64_t slot;       // band * nx values plus a 3-cache-line pad
 };
 
-// One band-plane of A, B, C (rows y0 .. y1 of plane z) into ring slot `slot`.
-template <class T, class R>
-MEDSEG_ALWAYS_INLINE void sobel3d_plane(const T* in, const Shape& s, int64_t z, int64_t y0, int64_t y1, int slot,
-                                        const Sobel3dWork<R>& w) {
-    const int64_t ny = s.ny, nx = s.nx, BP = w.band * nx;
-    const int64_t r0 = y0 > 0 ? y0 - 1 : 0, r1 = y1 < ny ? y1 : ny - 1;  // SX/DX rows r0..r1
-    const T* f = in + z * s.plane();
-    for (int64_t r = r0; r <= r1; ++r)
-        row_sx_dx(f + r * nx, w.SX ? w.SX + (r - r0) * nx : nullptr, w.DX ? w.DX + (r - r0) * nx : nullptr, nx);
-    R* __restrict a = w.A ? w.A + slot * BP : nullptr;
-    R* __restrict b = w.B ? w.B + slot * BP : nullptr;
-    R* __restrict c = w.C ? w.C + slot * BP : nullptr;
-    for (int64_t y = y0; y < y1; ++y) {
-        const int64_t yu = ((y > 0 ? y - 1 : 0) - r0) * nx, ym = (y - r0) * nx;
-        const int64_t yd = ((y + 1 < ny ? y + 1 : ny - 1) - r0) * nx, yo = (y - y0) * nx;
-        if (a) {
-            const R *__restrict du = w.DX + yu, *__restrict dm = w.DX + ym, *__restrict dd = w.DX + yd;
-            R* __restrict ao = a + yo;
-            for (int64_t x = 0; x < nx; ++x) ao[x] = du[x] + R(2) * dm[x] + dd[x];
-        }
-        if (b || c) {
-            const R *__restrict su = w.SX + yu, *__restrict sm = w.SX + ym, *__restrict sd = w.SX + yd;
-            if (b) {
-                R* __restrict bo = b + yo;
-                for (int64_t x = 0; x < nx; ++x) bo[x] = sd[x] - su[x];
-            }
-            if (c) {
-                R* __restrict co = c + yo;
-                for (int64_t x = 0; x < nx; ++x) co[x] = su[x] + R(2) * sm[x] + sd[x];
-            }
-        }
+// What the output of a voxel is made of: the ring rows of the planes above (u)
+// and at (m) the output plane, and where to put the result.
+template <class R>
+struct Sobel3dOutRow {
+    const R *au, *am, *bu, *bm, *cu;
+    R* o;
+};
+
+// Output voxel from the three z-taps of A, B, C: the specialised magnitude
+// (Fast) or the general combine(), as the previous two-pass kernel did.
+template <bool Fast, class R>
+MEDSEG_ALWAYS_INLINE R sobel3d_out(const SobelParams& p, R cx, R cy, R cz, R post, R au, R am, R ad, R bu, R bm,
+                                   R bd, R cu, R cd) {
+    if constexpr (Fast) {
+        const R gx = cx * (au + R(2) * am + ad);
+        const R gy = cy * (bu + R(2) * bm + bd);
+        const R gz = cz * (cd - cu);
+        return std::sqrt(gx * gx + gy * gy + gz * gz) * post;
+    } else {
+        (void)cx, (void)cy, (void)cz, (void)post;
+        return combine(p, cd - cu, bu + R(2) * bm + bd, au + R(2) * am + ad);
     }
 }
 
-// Output planes z0 .. z1 of the 3D Sobel, band by band; returns the number of
-// non-finite outputs when `count` is set.
-template <class T, class R>
+// One row of plane q: A, B, C from the SX / DX rows above (u), at (m) and below
+// (d) into aq, bq, cq and, with Out, the output voxels of plane q-1 in the same
+// pass (A, B, C of q are their lower z-taps).  Returns the number of non-finite
+// outputs.
+template <bool Out, bool Fast, class R>
+MEDSEG_ALWAYS_INLINE int64_t sobel3d_row(const R* __restrict sxu, const R* __restrict sxm, const R* __restrict sxd,
+                                          const R* __restrict dxu, const R* __restrict dxm, const R* __restrict dxd,
+                                          int64_t nx, R* __restrict aq, R* __restrict bq, R* __restrict cq,
+                                          const Sobel3dOutRow<R>& w, const SobelParams& p) {
+    const R cx = R(p.coef[2]), cy = R(p.coef[1]), cz = R(p.coef[0]), post = R(p.post);
+    const R big = std::numeric_limits<R>::max();
+    const R *__restrict au = w.au, *__restrict am = w.am, *__restrict bu = w.bu, *__restrict bm = w.bm;
+    const R* __restrict cu = w.cu;
+    R* __restrict o = w.o;
+    int32_t nbad = 0;
+    MEDSEG_IVDEP
+    for (int64_t x = 0; x < nx; ++x) {
+        const R a = dxu[x] + R(2) * dxm[x] + dxd[x], b = sxd[x] - sxu[x], c = sxu[x] + R(2) * sxm[x] + sxd[x];
+        aq[x] = a;
+        bq[x] = b;
+        cq[x] = c;
+        if constexpr (Out) {
+            const R v = sobel3d_out<Fast>(p, cx, cy, cz, post, au[x], am[x], a, bu[x], bm[x], b, cu[x], c);
+            o[x] = v;
+            nbad += !(std::fabs(v) <= big);
+        }
+    }
+    return nbad;
+}
+
+// Output planes z0 .. z1 of the 3D Sobel, band of rows by band; returns the
+// number of non-finite outputs (counted on the L1 staging buffer).  Per band,
+// the planes max(z0-1, 0) and z0 are primed into the ring, then each step
+// computes plane z+1 and, in the same pass, output plane z; the last plane of
+// the volume (z+1 == nz, replicated) is formed from the ring alone.
+template <int V, bool Fast, class T, class R>
 MEDSEG_ALWAYS_INLINE int64_t sobel3d_range(const T* in, R* out, const Shape& s, const SobelParams& p, int64_t z0,
-                                           int64_t z1, const Sobel3dWork<R>& w, bool count) {
-    const int64_t ny = s.ny, nx = s.nx, nz = s.nz, P = s.plane(), BP = w.band * nx;
+                                           int64_t z1, const Sobel3dRing<R>& w) {
+    const int64_t ny = s.ny, nx = s.nx, nz = s.nz, P = s.plane(), BP = w.slot;
     // streaming stores only for outputs well beyond the caches
     const bool stream = s.size() * int64_t(sizeof(R)) > (int64_t(32) << 20);
     int64_t bad = 0;
+    auto flush = [&](R* dst, int64_t n) MEDSEG_LAMBDA_INLINE {
+        if (stream) stream_copy_isa<V>(dst, w.tmp, n);
+        else std::memcpy(dst, w.tmp, n * sizeof(R));
+    };
     for (int64_t y0 = 0; y0 < ny; y0 += w.band) {
-        const int64_t y1 = std::min(ny, y0 + w.band), n = (y1 - y0) * nx;
-        int64_t held[3] = {-1, -1, -1};
+        const int64_t y1 = std::min(ny, y0 + w.band);
+        // plane q of A, B, C into its slot; with z >= 0 also output plane z = q - 1
+        auto plane = [&](int64_t q, int64_t z) MEDSEG_LAMBDA_INLINE {
+            const T* f = in + q * P;
+            const int64_t sq = (q % 3) * BP;
+            Sobel3dOutRow<R> row{nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
+            int64_t su = 0, sm = 0, t0 = y0 * nx, tn = 0;  // staged output: tn values from out + z * P + t0
+            if (z >= 0) su = ((z > 0 ? z - 1 : 0) % 3) * BP, sm = (z % 3) * BP;
+            int64_t held[3] = {-1, -1, -1};
+            auto rowsd = [&](int64_t yy) MEDSEG_LAMBDA_INLINE -> int64_t {
+                const int64_t slot = yy % 3;
+                if (held[slot] != yy) {
+                    row_sx_dx(f + yy * nx, w.SXr + slot * nx, w.DXr + slot * nx, nx);
+                    held[slot] = yy;
+                }
+                return slot * nx;
+            };
+            for (int64_t y = y0; y < y1; ++y) {
+                const int64_t yd = y + 1 < ny ? y + 1 : ny - 1, r = (y - y0) * nx;
+                const int64_t ku = rowsd(y > 0 ? y - 1 : 0), km = rowsd(y), kd = rowsd(yd);
+                // the same row of the next plane into L2, a band-plane ahead of its use
+                if (q + 1 < nz) {
+                    const char* nf = reinterpret_cast<const char*>(f + P + yd * nx);
+                    const int64_t bytes = nx * int64_t(sizeof(T));
+                    for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(nf + b, 0, 2);
+                }
+                const R *sxu = w.SXr + ku, *sxm = w.SXr + km, *sxd = w.SXr + kd;
+                const R *dxu = w.DXr + ku, *dxm = w.DXr + km, *dxd = w.DXr + kd;
+                R *aq = w.A + sq + r, *bq = w.B + sq + r, *cq = w.C + sq + r;
+                if (z < 0) {
+                    sobel3d_row<false, Fast>(sxu, sxm, sxd, dxu, dxm, dxd, nx, aq, bq, cq, row, p);
+                    continue;
+                }
+                row = {w.A + su + r, w.A + sm + r, w.B + su + r, w.B + sm + r, w.C + su + r, w.tmp + tn};
+                bad += sobel3d_row<true, Fast>(sxu, sxm, sxd, dxu, dxm, dxd, nx, aq, bq, cq, row, p);
+                tn += nx;
+                // write out the staged values up to the last whole cache line of the
+                // output; the rest (< 64 bytes) moves to the front of the buffer
+                R* dst = out + z * P + t0;
+                int64_t m = tn;
+                if (stream && y + 1 < y1) m -= int64_t((reinterpret_cast<uintptr_t>(dst + tn) & 63) / sizeof(R));
+                if (m > 0) {
+                    flush(dst, m);
+                    for (int64_t i = m; i < tn; ++i) w.tmp[i - m] = w.tmp[i];
+                    t0 += m, tn -= m;
+                }
+            }
+            if (tn) flush(out + z * P + t0, tn);
+        };
+        const int64_t zp = z0 > 0 ? z0 - 1 : 0;
+        plane(zp, -1);
+        if (z0 != zp) plane(z0, -1);
         for (int64_t z = z0; z < z1; ++z) {
-            const int64_t zu = z > 0 ? z - 1 : 0, zd = z + 1 < nz ? z + 1 : nz - 1;
-            const int64_t need[3] = {zu, z, zd};
-            for (int q = 0; q < 3; ++q) {
-                const int slot = static_cast<int>(need[q] % 3);
-                if (held[slot] != need[q]) {
-                    sobel3d_plane<T, R>(in, s, need[q], y0, y1, slot, w);
-                    held[slot] = need[q];
-                }
-            }
-            const int64_t su = (zu % 3) * BP, sm = (z % 3) * BP, sd = (zd % 3) * BP;
-            R* __restrict o = out + z * P + y0 * nx;
-            if (p.magnitude && w.A && w.B && w.C) {
-                const R cz = R(p.coef[0]), cy = R(p.coef[1]), cx = R(p.coef[2]), post = R(p.post);
-                const R *__restrict Au = w.A + su, *__restrict Am = w.A + sm, *__restrict Ad = w.A + sd;
-                const R *__restrict Bu = w.B + su, *__restrict Bm = w.B + sm, *__restrict Bd = w.B + sd;
-                const R *__restrict Cu = w.C + su, *__restrict Cd = w.C + sd;
-                // Chunks of K outputs are formed in a small buffer (L1), counted
-                // there, then written with streaming stores when the output is
-                // far larger than the caches: it is not read back here, so
-                // bypassing the cache saves the read-for-ownership of every
-                // output line (a third of this kernel's DRAM traffic).
-                constexpr int64_t K = 1024;
-                alignas(64) R tmp[K];
-                for (int64_t i0 = 0; i0 < n; i0 += K) {
-                    const int64_t kn = std::min(K, n - i0);
-                    MEDSEG_IVDEP
-                    for (int64_t i = 0; i < kn; ++i) {
-                        const int64_t j = i0 + i;
-                        const R gx = cx * (Au[j] + R(2) * Am[j] + Ad[j]);
-                        const R gy = cy * (Bu[j] + R(2) * Bm[j] + Bd[j]);
-                        const R gz = cz * (Cd[j] - Cu[j]);
-                        tmp[i] = std::sqrt(gx * gx + gy * gy + gz * gz) * post;
-                    }
-                    if (count) bad += count_nonfinite_span(tmp, kn);
-                    if (stream) stream_copy(o + i0, tmp, kn);
-                    else std::memcpy(o + i0, tmp, kn * sizeof(R));
-                }
+            if (z + 1 < nz) {
+                plane(z + 1, z);
                 continue;
-            } else {
-                for (int64_t i = 0; i < n; ++i) {
-                    const R gx = w.A ? w.A[su + i] + R(2) * w.A[sm + i] + w.A[sd + i] : R(0);
-                    const R gy = w.B ? w.B[su + i] + R(2) * w.B[sm + i] + w.B[sd + i] : R(0);
-                    const R gz = w.C ? w.C[sd + i] - w.C[su + i] : R(0);
-                    o[i] = combine(p, gz, gy, gx);
-                }
             }
-            if (count) bad += count_nonfinite_span(o, n);
+            // z == nz - 1: the plane below is z itself
+            const int64_t su = ((z > 0 ? z - 1 : 0) % 3) * BP, sm = (z % 3) * BP, n = (y1 - y0) * nx;
+            const R cx = R(p.coef[2]), cy = R(p.coef[1]), cz = R(p.coef[0]), post = R(p.post);
+            const R big = std::numeric_limits<R>::max();
+            const R *__restrict Au = w.A + su, *__restrict Am = w.A + sm, *__restrict Bu = w.B + su;
+            const R *__restrict Bm = w.B + sm, *__restrict Cu = w.C + su, *__restrict Cm = w.C + sm;
+            R* __restrict t = w.tmp;
+            for (int64_t i0 = 0; i0 < n; i0 += w.cap) {
+                const int64_t kn = std::min(w.cap, n - i0);
+                int32_t nbad = 0;
+                MEDSEG_IVDEP
+                for (int64_t i = 0; i < kn; ++i) {
+                    const int64_t j = i0 + i;
+                    const R v = sobel3d_out<Fast>(p, cx, cy, cz, post, Au[j], Am[j], Am[j], Bu[j], Bm[j], Bm[j],
+                                                  Cu[j], Cm[j]);
+                    t[i] = v;
+                    nbad += !(std::fabs(v) <= big);
+                }
+                bad += nbad;
+                flush(out + z * P + y0 * nx + i0, kn);
+            }
         }
     }
     return bad;
 }
 
-template <class T, class R>
+template <bool Fast, class T, class R>
 int64_t sobel3d_baseline(const T* in, R* out, const Shape& s, const SobelParams& p, int64_t z0, int64_t z1,
-                         const Sobel3dWork<R>& w, bool count) {
-    return sobel3d_range<T, R>(in, out, s, p, z0, z1, w, count);
+                         const Sobel3dRing<R>& w) {
+    return sobel3d_range<0, Fast, T, R>(in, out, s, p, z0, z1, w);
 }
-template <class T, class R>
+template <bool Fast, class T, class R>
 MEDSEG_TARGET_AVX2 int64_t sobel3d_avx2(const T* in, R* out, const Shape& s, const SobelParams& p, int64_t z0,
-                                        int64_t z1, const Sobel3dWork<R>& w, bool count) {
-    return sobel3d_range<T, R>(in, out, s, p, z0, z1, w, count);
+                                        int64_t z1, const Sobel3dRing<R>& w) {
+    return sobel3d_range<1, Fast, T, R>(in, out, s, p, z0, z1, w);
 }
-template <class T, class R>
+template <bool Fast, class T, class R>
 MEDSEG_TARGET_AVX512 int64_t sobel3d_avx512(const T* in, R* out, const Shape& s, const SobelParams& p, int64_t z0,
-                                            int64_t z1, const Sobel3dWork<R>& w, bool count) {
-    return sobel3d_range<T, R>(in, out, s, p, z0, z1, w, count);
+                                            int64_t z1, const Sobel3dRing<R>& w) {
+    return sobel3d_range<2, Fast, T, R>(in, out, s, p, z0, z1, w);
 }
 
 template <class T, class R>
 using Sobel3dFn = int64_t (*)(const T*, R*, const Shape&, const SobelParams&, int64_t, int64_t,
-                              const Sobel3dWork<R>&, bool);
+                              const Sobel3dRing<R>&);
 
-template <class T, class R>
+template <bool Fast, class T, class R>
 Sobel3dFn<T, R> sobel3d_for(Isa isa) {
 #if MEDSEG_X86_DISPATCH
-    if (isa == Isa::avx512) return &sobel3d_avx512<T, R>;
-    if (isa == Isa::avx2) return &sobel3d_avx2<T, R>;
+    if (isa == Isa::avx512) return &sobel3d_avx512<Fast, T, R>;
+    if (isa == Isa::avx2) return &sobel3d_avx2<Fast, T, R>;
 #endif
     (void)isa;
-    return &sobel3d_baseline<T, R>;
+    return &sobel3d_baseline<Fast, T, R>;
 }
 
 }  // namespace detail
@@ -302,23 +416,34 @@ void sobel(const T* in, R* out, const Shape& s, const SobelParams& p, int num_th
     }
     // 3D: ring of three planes of A, B, C per thread (see the header comment),
     // restricted to a band of rows so that the ring (9 band-planes) stays in L2;
-    // each thread walks its z-range once per band.  The halo rows of a band and
+    // each thread walks its z-range once per band.  A, B, C of a plane are made
+    // from a ring of three SX / DX rows (L1) in the same pass as the output of
+    // the plane before it, which is staged in L1 (NaN count) and written with
+    // streaming stores a whole cache line at a time.  The halo rows of a band and
     // the first two planes of a z-range are recomputed, a few per cent of work.
     // The loops run in the ISA variant chosen at run time (core/simd.hpp); they
     // are the same operations in the same order in every variant.
-    const auto kernel = detail::sobel3d_for<T, R>(active_isa());
-    const bool needA = p.axes[2], needB = p.axes[1], needC = p.axes[0];
-    const int64_t band = std::min<int64_t>(ny, std::max<int64_t>(4, 7168 / std::max<int64_t>(nx, 1)));
+    const bool fast = p.magnitude && p.axes[0] && p.axes[1] && p.axes[2];
+    const auto kernel = fast ? detail::sobel3d_for<true, T, R>(active_isa())
+                             : detail::sobel3d_for<false, T, R>(active_isa());
+    // bands of about 64 KiB of output per plane, of equal height
+    const int64_t target = std::max<int64_t>(4, (int64_t(64) << 10) / int64_t(sizeof(R)) / std::max<int64_t>(nx, 1));
+    const int64_t nbands = (ny + target - 1) / target, band = (ny + nbands - 1) / nbands;
     parallel_blocks(nz, num_threads, grain_for(P, 2), [&](int64_t z0, int64_t z1) {
-        const int64_t BP = band * nx;  // values per band-plane
-        std::vector<R> SX(needB || needC ? (band + 2) * nx : 0), DX(needA ? (band + 2) * nx : 0);
-        std::vector<R> A(needA ? 3 * BP : 0), B(needB ? 3 * BP : 0), C(needC ? 3 * BP : 0);
-        detail::Sobel3dWork<R> w{SX.empty() ? nullptr : SX.data(), DX.empty() ? nullptr : DX.data(),
-                                 A.empty() ? nullptr : A.data(), B.empty() ? nullptr : B.data(),
-                                 C.empty() ? nullptr : C.data(), band};
-        const int64_t bad = kernel(in, out, s, p, z0, z1, w, nonfinite != nullptr);
+        // slots padded by 3 cache lines so that the nine rows the row loop reads and
+        // writes at the same x do not share their address bits 0-11 (4K aliasing
+        // makes loads wait on unrelated stores)
+        const int64_t line = 64 / int64_t(sizeof(R)), BP = band * nx + 3 * line;
+        const int64_t cap = std::max<int64_t>(nx, 4096 / int64_t(sizeof(R)));
+        std::vector<R> work(9 * BP + 6 * nx + cap + 2 * line);
+        R* base = work.data();
+        R* tmp = base + 9 * BP + 6 * nx;
+        while (reinterpret_cast<uintptr_t>(tmp) & 63) ++tmp;
+        const detail::Sobel3dRing<R> w{base, base + 3 * BP, base + 6 * BP, base + 9 * BP, base + 9 * BP + 3 * nx,
+                                       tmp, band, cap, BP};
+        const int64_t bad = kernel(in, out, s, p, z0, z1, w);
         detail::stream_fence();
-        if (bad) *nonfinite += bad;
+        if (nonfinite && bad) *nonfinite += bad;
     });
 }
 
