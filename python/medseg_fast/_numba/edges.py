@@ -158,7 +158,7 @@ def gaussian(image, weights, mode, cval, bleed_correct, reverse_axes, num_thread
     if fast and src.dtype.kind == "f" and src.size:
         # filters.hpp's guard: float sums of taps could overflow past FLT_MAX / 4
         lim = np.float32(np.finfo(np.float32).max / 4)
-        if np.abs(src).max() > lim or abs(np.float32(cval)) > lim:
+        if max(src.max(), -src.min()) > lim or abs(np.float32(cval)) > lim:  # no |src| temporary
             fast = False
     out = np.empty(src.shape, rt)
     first = True
