@@ -128,9 +128,10 @@ MEDSEG_ALWAYS_INLINE void correlate_block(const A* __restrict c, int64_t ks, con
 }
 
 #if defined(__GNUC__) || defined(__clang__)
-// The same block on explicit vectors of L doubles (GCC/Clang vector extensions:
-// under a target attribute they compile to that ISA's registers), NV of them,
-// so the accumulators provably stay in registers across the tap loop.
+// Explicit vectors of L accumulator values (GCC/Clang vector extensions: under
+// a target attribute they compile to that ISA's registers); the blocks in
+// detail/correlate_kernels.inl hold NV of them, so the accumulators provably
+// stay in registers across the tap loop.
 template <class A, int L>
 struct AccVec { typedef A type __attribute__((vector_size(sizeof(A) * L))); };
 #endif
