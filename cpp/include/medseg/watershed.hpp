@@ -78,6 +78,20 @@ struct WatershedParams {
 
 namespace ws_detail {
 
+// Which neighbour steps of voxel (z, y, x) stay inside the volume: all of them
+// away from the border (one test for the common case), else step by step.
+struct Bounds {
+    int64_t nz, ny, nx;
+    int zr;  // 1 in 3D, 0 in 2D (no z steps)
+    bool interior(int64_t z, int64_t y, int64_t x) const {
+        return z >= zr && z < nz - zr && y >= 1 && y < ny - 1 && x >= 1 && x < nx - 1;
+    }
+    bool inside(const Offset& o, int64_t z, int64_t y, int64_t x) const {
+        const int64_t zz = z + o.dz, yy = y + o.dy, xx = x + o.dx;
+        return zz >= 0 && zz < nz && yy >= 0 && yy < ny && xx >= 0 && xx < nx;
+    }
+};
+
 // Neighbour offsets in scikit-image's order (stable sort by length of the raster
 // order in the caller's axes), returned in core (z, y, x) coordinates.
 inline std::vector<Offset> ordered_offsets(int ndim, int connectivity, bool reverse_axes) {
@@ -293,8 +307,8 @@ struct Coords {
 template <class T, class L, class Push, class Pop>
 void flood_plain(const T* image, L* labels, const uint8_t* mask, const Shape& s, const std::vector<Offset>& offs,
                  const std::vector<int64_t>& delta, const std::vector<int64_t>& markers, Push&& push, Pop&& pop) {
-    const int64_t n = s.size(), nx = s.nx, ny = s.ny, nz = s.nz;
-    const int zr = s.ndim == 3 ? 1 : 0;
+    const int64_t n = s.size(), nx = s.nx, ny = s.ny;
+    const Bounds bounds{s.nz, ny, nx, s.ndim == 3 ? 1 : 0};
     const int nn = static_cast<int>(offs.size());
     std::vector<uint64_t> done(static_cast<size_t>((n + 63) / 64), 0);
     for (int64_t w = 0, nw = (n + 63) / 64; w < nw; ++w) {
@@ -311,12 +325,9 @@ void flood_plain(const T* image, L* labels, const uint8_t* mask, const Shape& s,
         const L li = labels[i];
         int64_t z, y, x;
         co(i, z, y, x);
-        const bool interior = z >= zr && z < nz - zr && y >= 1 && y < ny - 1 && x >= 1 && x < nx - 1;
+        const bool interior = bounds.interior(z, y, x);
         for (int k = 0; k < nn; ++k) {
-            if (!interior) {
-                const int64_t zz = z + offs[k].dz, yy = y + offs[k].dy, xx = x + offs[k].dx;
-                if (zz < 0 || zz >= nz || yy < 0 || yy >= ny || xx < 0 || xx >= nx) continue;
-            }
+            if (!interior && !bounds.inside(offs[k], z, y, x)) continue;
             const int64_t j = i + delta[k];
             uint64_t& w = done[static_cast<size_t>(j >> 6)];
             const uint64_t bit = uint64_t(1) << (j & 63);
@@ -358,8 +369,8 @@ void watershed(const T* image, L* labels, const uint8_t* mask, const Shape& s, c
     const int nn = static_cast<int>(offs.size());
     std::vector<int64_t> delta(nn);
     for (int k = 0; k < nn; ++k) delta[k] = offs[k].dz * s.plane() + offs[k].dy * s.nx + offs[k].dx;
-    const int zr = ndim == 3 ? 1 : 0;
     const int64_t nx = s.nx, ny = s.ny, nz = s.nz, plane = s.plane(), n = s.size();
+    const Bounds bounds{nz, ny, nx, ndim == 3 ? 1 : 0};
     const bool compact = p.compactness > 0.0;
     const bool line = p.line && !compact;  // scikit-image ignores watershed_line when compact
     const bool simple = !compact && !line;
@@ -380,12 +391,9 @@ void watershed(const T* image, L* labels, const uint8_t* mask, const Shape& s, c
     // Visit the in-bounds, in-mask neighbours j of voxel i: f(j).
     auto for_neighbours = [&](int64_t i, auto&& f) {
         const int64_t z = i / plane, r = i - z * plane, y = r / nx, x = r - y * nx;
-        const bool interior = z >= zr && z < nz - zr && y >= 1 && y < ny - 1 && x >= 1 && x < nx - 1;
+        const bool interior = bounds.interior(z, y, x);
         for (int k = 0; k < nn; ++k) {
-            if (!interior) {
-                const int64_t zz = z + offs[k].dz, yy = y + offs[k].dy, xx = x + offs[k].dx;
-                if (zz < 0 || zz >= nz || yy < 0 || yy >= ny || xx < 0 || xx >= nx) continue;
-            }
+            if (!interior && !bounds.inside(offs[k], z, y, x)) continue;
             const int64_t j = i + delta[k];
             if (mask && !mask[j]) continue;
             if (!f(j)) return;
