@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.ndimage as ndi
 
-from medseg_fast import filters
+from medseg_fast import edges, filters
 from medseg_fast._errors import EmptyImageError, InvalidImageError, InvalidParameterError, NonFiniteError
 
 from conftest import ellipsoid_phantom, layouts, run_isa_variants
@@ -209,3 +209,22 @@ def test_float32_precision_huge_values_fall_back_to_double(backend):
     small = filters.gaussian(np.ones((5, 5), np.float32), 1.0, mode="constant", cval=3e38, precision="float32",
                              backend=backend)
     assert np.isfinite(small).all()
+
+
+@pytest.mark.parametrize("precision", ["exact", "float32"])
+def test_nonfinite_raises_on_every_path(backend, precision):
+    """NaN/inf are found by counting the output (no separate input pass): small
+    images, the plane-by-plane path (> 8 MiB, C and F order) and 3D Canny."""
+    small = np.zeros((9, 11), np.float32)
+    small[4, 5] = np.nan
+    with pytest.raises(NonFiniteError, match="1 NaN"):
+        filters.gaussian(small, 1.0, precision=precision, backend=backend)
+    vol = np.zeros((41, 233, 239), np.float32)  # 9.1 MB
+    vol[40, 232, 238] = -np.inf
+    for order in ("C", "F"):
+        with pytest.raises(NonFiniteError, match="1 infinite"):
+            filters.gaussian(np.asarray(vol, order=order), 1.0, precision=precision, backend=backend)
+    with pytest.raises(NonFiniteError, match="1 infinite"):
+        edges.canny(vol, 1.0, backend=backend)
+    vol[40, 232, 238] = 0.0
+    assert not filters.gaussian(vol, 1.0, precision=precision, backend=backend).any()
