@@ -51,10 +51,11 @@
 //      L2 during this plane's last rows;
 //   x: running sums along each extended row (border columns copied by table),
 //      four rows interleaved so that their dependency chains overlap; then the
-//      threshold, written once (non-temporal stores for outputs of 32 MiB and
-//      more: they are not read back soon and the stores skip the line fill; the
-//      float conversion runs as a plain loop the compiler vectorises at the
-//      task's ISA, into a small buffer that is then streamed).
+//      threshold, formed and converted in one vectorised loop and written once
+//      with plain stores.  (Non-temporal stores were tried: the output comes
+//      fresh from the allocator, so the OS zeroes each page at its first write
+//      and leaves it in cache, and streaming past the cache was 12% slower on
+//      256^3 float32 with 2 threads, Zen 4.)
 // With a window one plane deep (2D), the y sums read the image rows directly.
 // A task is compiled for the baseline ISA and, on x86, for AVX2 and AVX-512
 // (core/simd.hpp, picked at run time); the build forbids contraction, so the
@@ -715,7 +716,6 @@ struct LocalParams {
 
 namespace detail {
 constexpr int64_t kLocalZBlock = 128;  // planes per z block (see local_threshold_impl)
-constexpr int64_t kLocalStream = int64_t(32) << 20;  // output bytes from which stores bypass the cache
 constexpr int64_t kLocalYBand = 256;   // rows per task when the rows are split (2D, thin volumes)
 // rows whose x running sums run interleaved (their dependency chains overlap;
 // 8 ran slower: the loop is bound by its scalar loads, adds and stores)
@@ -923,46 +923,6 @@ struct LocalScratch {
 // Output rows y0 .. y1-1 of plane `o` (nx values per row) from the rows of `src`:
 // y running sums (restarted at y0) of the source rows, then x running sums over
 // each row extended by the border table, G rows interleaved, then the threshold.
-// Row of thresholds -> output type; with `stream`, non-temporal stores (the output
-// of a big volume is not read back soon, and they spare the read of each line
-// before it is written).  The conversion is the same (round to nearest) either way.
-template <class R>
-MEDSEG_ALWAYS_INLINE void store_row(R* o, const double* v, int64_t n, bool stream) {
-    int64_t c = 0;
-#if defined(__SSE2__) || defined(_M_X64)
-    if (stream) {
-        if constexpr (std::is_same_v<R, float>) {
-            // converted by a plain loop into a small buffer (the compiler vectorises
-            // it at the task's ISA: SSE2 conversions of 2 values were the bottleneck),
-            // then streamed out 4 floats at a time
-            for (; c < n && (reinterpret_cast<uintptr_t>(o + c) & 15); ++c) o[c] = static_cast<float>(v[c]);
-            constexpr int64_t B = 256;
-            alignas(64) float buf[B];
-            while (c + 4 <= n) {
-                const int64_t m = std::min<int64_t>(B, (n - c) & ~int64_t(3));
-                for (int64_t j = 0; j < m; ++j) buf[j] = static_cast<float>(v[c + j]);
-                for (int64_t j = 0; j < m; j += 4) _mm_stream_ps(o + c + j, _mm_load_ps(buf + j));
-                c += m;
-            }
-        } else if constexpr (std::is_same_v<R, double>) {
-            for (; c < n && (reinterpret_cast<uintptr_t>(o + c) & 15); ++c) o[c] = v[c];
-            for (; c + 2 <= n; c += 2) _mm_stream_pd(o + c, _mm_loadu_pd(v + c));
-        }
-    }
-#else
-    (void)stream;
-#endif
-    for (; c < n; ++c) o[c] = static_cast<R>(v[c]);
-}
-
-MEDSEG_ALWAYS_INLINE void store_fence(bool stream) {
-#if defined(__SSE2__) || defined(_M_X64)
-    if (stream) _mm_sfence();
-#else
-    (void)stream;
-#endif
-}
-
 // Running sums along x over a window of wx columns, for G rows of the extended
 // y sums t (row stride W) at once: r[i * nx + c] = sum of t[i * W + c .. + wx - 1],
 // each row's sum a chain of its own (the rows only share the loop).
@@ -993,7 +953,7 @@ MEDSEG_ALWAYS_INLINE void x_sums(const double* t, int64_t W, int64_t nx, int64_t
 template <bool SQ, class R, class Src, class T, class O>
 MEDSEG_ALWAYS_INLINE bool plane_rows(const Src& src, int64_t y0, int64_t y1, int64_t nx, const LocalParams& p,
                 const std::vector<int64_t>& ty, const std::vector<int64_t>& tx, double ccol1, double ccol2,
-                double inv_n, LocalScratch& w, const T* vp, O* o, bool stream) {
+                double inv_n, LocalScratch& w, const T* vp, O* o) {
     constexpr int64_t G = kLocalRows;
     const int64_t wy = p.win[1], wx = p.win[2], rx = wx / 2, W = nx + 2 * rx;
     double* t1 = w.t1.data();
@@ -1040,36 +1000,37 @@ MEDSEG_ALWAYS_INLINE bool plane_rows(const Src& src, int64_t y0, int64_t y1, int
                 if constexpr (SQ) x_sums<1>(t2 + i * W, W, nx, wx, r2 + i * nx);
             }
         }
-        // threshold, formed in place in the box-sum buffer, then stored (or compared)
+        // threshold, formed and stored (or compared) in one pass: the same double
+        // operations, then one rounding to R
         for (int64_t i = 0; i < g; ++i) {
-            double* th = r1 + i * nx;
+            const double* th = r1 + i * nx;
             const double* m2 = SQ ? r2 + i * nx : nullptr;
+            O* __restrict oy = o + (yg + i) * nx;
+            const T* vy = vp + (yg + i) * nx;
+            auto emit = [&](int64_t c, double t) MEDSEG_ALWAYS_INLINE_LAMBDA {
+                if constexpr (std::is_same_v<O, uint8_t>)
+                    oy[c] = static_cast<double>(vy[c]) > static_cast<double>(static_cast<R>(t));
+                else
+                    oy[c] = static_cast<R>(t);
+            };
             if constexpr (!SQ) {
                 const double off = p.offset;
-                for (int64_t c = 0; c < nx; ++c) th[c] = th[c] * inv_n - off;
+                for (int64_t c = 0; c < nx; ++c) emit(c, th[c] * inv_n - off);
             } else {
                 const double k = p.k, rr = p.r;
                 if (p.op == LocalOp::niblack) {
                     for (int64_t c = 0; c < nx; ++c) {
                         const double m = th[c] * inv_n;
                         const double var = std::max(0.0, m2[c] * inv_n - m * m);
-                        th[c] = m - k * std::sqrt(var);
+                        emit(c, m - k * std::sqrt(var));
                     }
                 } else {
                     for (int64_t c = 0; c < nx; ++c) {
                         const double m = th[c] * inv_n;
                         const double var = std::max(0.0, m2[c] * inv_n - m * m);
-                        th[c] = m * (1.0 + k * (std::sqrt(var) / rr - 1.0));
+                        emit(c, m * (1.0 + k * (std::sqrt(var) / rr - 1.0)));
                     }
                 }
-            }
-            O* oy = o + (yg + i) * nx;
-            if constexpr (std::is_same_v<O, uint8_t>) {
-                const T* vy = vp + (yg + i) * nx;
-                for (int64_t c = 0; c < nx; ++c)
-                    oy[c] = static_cast<double>(vy[c]) > static_cast<double>(static_cast<R>(th[c]));
-            } else {
-                store_row(oy, th, nx, stream);
             }
         }
     }
@@ -1092,7 +1053,7 @@ struct LocalCtx {
     const std::vector<int64_t>* tyv;
     const std::vector<int64_t>* txv;
     double cv, cv2, inv_n, ccol1, ccol2;
-    bool zsum, stream;
+    bool zsum;
     int64_t ZB, YB, nyb;
 };
 
@@ -1110,7 +1071,6 @@ MEDSEG_ALWAYS_INLINE bool local_task(const LocalCtx<T, O>& c, int64_t t) {
     const std::vector<int64_t>& ty = *c.tyv;
     const std::vector<int64_t>& tx = *c.txv;
     const double cv = c.cv, cv2 = c.cv2, inv_n = c.inv_n, ccol1 = c.ccol1, ccol2 = c.ccol2;
-    const bool stream = c.stream;
     const int64_t ZB = c.ZB, YB = c.YB, nyb = c.nyb;
     const int64_t zb = t / nyb, yb = t % nyb;
     bool ok = true;
@@ -1121,9 +1081,8 @@ MEDSEG_ALWAYS_INLINE bool local_task(const LocalCtx<T, O>& c, int64_t t) {
     if (!c.zsum) {
         for (int64_t z = z0; z < z1; ++z) {
             const DirectRows<T> src{img + z * P, nx, cv, cv2};
-            ok &= plane_rows<SQ, R>(src, y0, y1, nx, p, ty, tx, ccol1, ccol2, inv_n, w, img + z * P, out + z * P, stream);
+            ok &= plane_rows<SQ, R>(src, y0, y1, nx, p, ty, tx, ccol1, ccol2, inv_n, w, img + z * P, out + z * P);
         }
-        store_fence(stream);
         return ok;
     }
     // rows of the planes this band reads
@@ -1182,9 +1141,8 @@ MEDSEG_ALWAYS_INLINE bool local_task(const LocalCtx<T, O>& c, int64_t t) {
         } else {
             src.nin = src.nout = nullptr;
         }
-        ok &= plane_rows<SQ, R>(src, y0, y1, nx, p, ty, tx, ccol1, ccol2, inv_n, w, img + z * P, out + z * P, stream);
+        ok &= plane_rows<SQ, R>(src, y0, y1, nx, p, ty, tx, ccol1, ccol2, inv_n, w, img + z * P, out + z * P);
     }
-    store_fence(stream);
     return ok;
 }
 
@@ -1218,9 +1176,8 @@ bool local_threshold_impl(const T* img, O* out, const Shape& s, const LocalParam
     const int64_t nzb = (nz + ZB - 1) / ZB;
     const int64_t YB = (!zsum || nzb < 4) ? kLocalYBand : ny;
     const int64_t nyb = (ny + YB - 1) / YB;
-    const bool stream = !std::is_same_v<O, uint8_t> && nz * P * int64_t(sizeof(O)) >= kLocalStream;
     const LocalCtx<T, O> ctx{img, out, &p, nz, ny, nx, P, wz, wy, wx, rx, tz.data(), ty.data(), tx.data(), &ty, &tx,
-                             cv, cv2, inv_n, ccol1, ccol2, zsum, stream, ZB, YB, nyb};
+                             cv, cv2, inv_n, ccol1, ccol2, zsum, ZB, YB, nyb};
     bool (*task)(const LocalCtx<T, O>&, int64_t) = &local_task_base<SQ, R, T, O>;
 #if MEDSEG_X86_DISPATCH
     if (active_isa() == Isa::avx512) task = &local_task_avx512<SQ, R, T, O>;
