@@ -153,12 +153,8 @@ MEDSEG_TARGET_AVX2 inline void stream_copy_avx2(float* __restrict dst, const flo
 #endif
 
 // Lambdas in the hot loops are inlined into the ISA variant that calls them
-// (a lambda does not inherit its enclosing function's target attribute).
-#if defined(__GNUC__) || defined(__clang__)
-#define MEDSEG_LAMBDA_INLINE __attribute__((always_inline))
-#else
-#define MEDSEG_LAMBDA_INLINE
-#endif
+// (a lambda does not inherit its enclosing function's target attribute):
+// MEDSEG_ALWAYS_INLINE_LAMBDA (core/simd.hpp).
 
 // stream_copy for ISA variant V (0 baseline, 1 AVX2, 2 AVX-512).
 template <int V, class R>
@@ -248,21 +244,21 @@ MEDSEG_ALWAYS_INLINE int64_t sobel3d_range(const T* in, R* out, const Shape& s, 
     // streaming stores only for outputs well beyond the caches
     const bool stream = s.size() * int64_t(sizeof(R)) > (int64_t(32) << 20);
     int64_t bad = 0;
-    auto flush = [&](R* dst, int64_t n) MEDSEG_LAMBDA_INLINE {
+    auto flush = [&](R* dst, int64_t n) MEDSEG_ALWAYS_INLINE_LAMBDA {
         if (stream) stream_copy_isa<V>(dst, w.tmp, n);
         else std::memcpy(dst, w.tmp, n * sizeof(R));
     };
     for (int64_t y0 = 0; y0 < ny; y0 += w.band) {
         const int64_t y1 = std::min(ny, y0 + w.band);
         // plane q of A, B, C into its slot; with z >= 0 also output plane z = q - 1
-        auto plane = [&](int64_t q, int64_t z) MEDSEG_LAMBDA_INLINE {
+        auto plane = [&](int64_t q, int64_t z) MEDSEG_ALWAYS_INLINE_LAMBDA {
             const T* f = in + q * P;
             const int64_t sq = (q % 3) * BP;
             Sobel3dOutRow<R> row{nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
             int64_t su = 0, sm = 0, t0 = y0 * nx, tn = 0;  // staged output: tn values from out + z * P + t0
             if (z >= 0) su = ((z > 0 ? z - 1 : 0) % 3) * BP, sm = (z % 3) * BP;
             int64_t held[3] = {-1, -1, -1};
-            auto rowsd = [&](int64_t yy) MEDSEG_LAMBDA_INLINE -> int64_t {
+            auto rowsd = [&](int64_t yy) MEDSEG_ALWAYS_INLINE_LAMBDA -> int64_t {
                 const int64_t slot = yy % 3;
                 if (held[slot] != yy) {
                     row_sx_dx(f + yy * nx, w.SXr + slot * nx, w.DXr + slot * nx, nx);

@@ -17,6 +17,9 @@
 
 #include <cstdlib>
 #include <cstring>
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+#include <immintrin.h>  // outside the namespace: system headers must not nest in it
+#endif
 
 namespace medseg {
 
@@ -36,7 +39,6 @@ enum class Isa : int { baseline = 0, avx2 = 1, avx512 = 2 };
 // that use intrinsics: a template outside such a region cannot inline e.g.
 // _mm512_fmadd_ps even when only an AVX-512 function instantiates it.
 #if MEDSEG_X86_DISPATCH
-#include <immintrin.h>
 #if defined(__clang__)
 #define MEDSEG_BEGIN_TARGET_AVX2 \
     _Pragma("clang attribute push(__attribute__((target(\"avx2,fma\"))), apply_to = function)")

@@ -11,6 +11,7 @@
 // uint32 per voxel) and run several passes over it.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
