@@ -504,16 +504,43 @@ def test_adaptive_isa_variants_identical(tmp_path):
         "i = rng.integers(-1024, 3000, (301, 277)).astype(np.int16)\n"
         "np.savez(sys.argv[1], isa=_core.simd_isa(), m=T.local(v, (5, 7, 9), 'mean', mode='constant', cval=2.0,\n"
         "         backend='cpu'), s=T.sauvola(v, 5, r=300.0, backend='cpu'), n=T.niblack(i, 11, backend='cpu'),\n"
-        "         k=T.local_mask(i, 15, offset=3.0, backend='cpu'))\n"
+        "         k=T.local_mask(i, 15, offset=3.0, backend='cpu'),\n"
+        # float32 histogram (binning per ISA): values on and one ulp around every edge, NaN omitted, a mask
+        "         **_hist_case(T, v))\n"
     )
+    script = script.replace("import sys, numpy as np\n", "import sys, numpy as np\n" + _HIST_CASE)
     results = run_isa_variants(script, tmp_path)
     base = results["baseline"]
     rng = np.random.default_rng(8)
     v = rng.normal(40, 300, (23, 37, 131)).astype(np.float32)
     np.testing.assert_array_equal(base["s"], T.sauvola(v, 5, r=300.0, backend="numba"))
+    w = _hist_values(v)
+    ref = np.histogram(w[np.isfinite(w)], 97, (np.nanmin(w), np.nanmax(w)))[0]
+    np.testing.assert_array_equal(base["h"], ref)
     for isa, r in results.items():
-        for key in ("m", "s", "n", "k"):
+        for key in ("m", "s", "n", "k", "h", "hm"):
             np.testing.assert_array_equal(r[key], base[key], err_msg=f"{isa} {key}")
+
+
+# the float32 histogram case of the ISA test (run in each subprocess and here)
+_HIST_CASE = """
+def _hist_values(v):
+    lo, hi = np.float32(-1000.0), np.float32(1500.0)
+    flat = np.clip(v.ravel(), lo, hi)
+    flat[0], flat[1] = lo, hi
+    e = np.linspace(lo, hi, 98, dtype=np.float32)  # numpy's edges for 97 bins over [lo, hi]
+    near = np.concatenate([e, np.nextafter(e, lo), np.nextafter(e, hi)])
+    flat[2:2 + near.size] = near
+    flat[2 + near.size + 5] = np.nan
+    return flat.reshape(v.shape)
+
+def _hist_case(T, v):
+    w = _hist_values(v)
+    h, _ = T.histogram(w, nbins=97, nan_policy='omit', backend='cpu')
+    hm, _ = T.histogram(w, mask=w > 100, nbins=97, nan_policy='omit', backend='cpu')
+    return dict(h=h, hm=hm)
+"""
+exec(_HIST_CASE)
 
 
 # ---------------------------------------------------------------- helpers and CLI

@@ -560,6 +560,72 @@ inline bool bin_block_sse2(const float* p, const BinF32& c, int32_t* idx) {
     return _mm_movemask_ps(bad) == 0;
 }
 
+#if MEDSEG_X86_DISPATCH
+// bin_block_sse2 at the width of AVX2 (8 values) and AVX-512 (16 values): the
+// same operations per value (sub, mul, min with the NaN -> top rule, truncating
+// conversion, back-conversion, sub), so the same positions and the same verdict
+// on the block.  Picked at run time (core/simd.hpp); the binning is about half
+// the work of the histogram, the increments the other half.
+MEDSEG_TARGET_AVX2 inline bool bin_block_avx2(const float* p, const BinF32& c, int32_t* idx) {
+    const __m256 vfirst = _mm256_set1_ps(c.first), vnorm = _mm256_set1_ps(c.norm), vtop = _mm256_set1_ps(c.top);
+    __m256 lo[2], hi[2];
+    for (int k = 0; k < 2; ++k) { lo[k] = _mm256_set1_ps(1.0f); hi[k] = _mm256_setzero_ps(); }
+    for (int64_t j = 0; j < kBinBlock; j += 16) {
+        prefetch_ahead(p + j, kPrefetchHist);
+        for (int k = 0; k < 2; ++k) {
+            const int64_t u = j + 8 * k;
+            const __m256 f = _mm256_min_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(p + u), vfirst), vnorm), vtop);
+            const __m256i g = _mm256_cvttps_epi32(f);
+            const __m256 fr = _mm256_sub_ps(f, _mm256_cvtepi32_ps(g));
+            lo[k] = _mm256_min_ps(lo[k], fr);
+            hi[k] = _mm256_max_ps(hi[k], fr);
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + u), _mm256_slli_epi32(g, 3));
+        }
+    }
+    const __m256 l = _mm256_min_ps(lo[0], lo[1]), h = _mm256_max_ps(hi[0], hi[1]);
+    const __m256 bad = _mm256_or_ps(_mm256_cmp_ps(l, _mm256_set1_ps(c.delta), _CMP_LT_OS),
+                                    _mm256_cmp_ps(h, _mm256_set1_ps(c.one_minus_delta), _CMP_GT_OS));
+    return _mm256_movemask_ps(bad) == 0;
+}
+
+// (The all-lanes masked forms of min, max, the conversions and the shift: GCC 12's
+// unmasked ones pass an "undefined" vector that -Wall reports as uninitialized.)
+MEDSEG_TARGET_AVX512 inline bool bin_block_avx512(const float* p, const BinF32& c, int32_t* idx) {
+    const __mmask16 all = 0xFFFF;
+    const __m512 vfirst = _mm512_set1_ps(c.first), vnorm = _mm512_set1_ps(c.norm), vtop = _mm512_set1_ps(c.top);
+    __m512 lo[2], hi[2];
+    for (int k = 0; k < 2; ++k) { lo[k] = _mm512_set1_ps(1.0f); hi[k] = _mm512_setzero_ps(); }
+    for (int64_t j = 0; j < kBinBlock; j += 32) {
+        prefetch_ahead(p + j, kPrefetchHist);
+        prefetch_ahead(p + j + 16, kPrefetchHist);
+        for (int k = 0; k < 2; ++k) {
+            const int64_t u = j + 16 * k;
+            const __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(p + u), vfirst), vnorm);
+            const __m512 f = _mm512_maskz_min_ps(all, d, vtop);
+            const __m512i g = _mm512_maskz_cvttps_epi32(all, f);
+            const __m512 fr = _mm512_sub_ps(f, _mm512_maskz_cvtepi32_ps(all, g));
+            lo[k] = _mm512_maskz_min_ps(all, lo[k], fr);
+            hi[k] = _mm512_maskz_max_ps(all, hi[k], fr);
+            _mm512_storeu_si512(idx + u, _mm512_maskz_slli_epi32(all, g, 3));
+        }
+    }
+    const __m512 l = _mm512_maskz_min_ps(all, lo[0], lo[1]), h = _mm512_maskz_max_ps(all, hi[0], hi[1]);
+    const __mmask16 bad = _mm512_cmp_ps_mask(l, _mm512_set1_ps(c.delta), _CMP_LT_OS) |
+                          _mm512_cmp_ps_mask(h, _mm512_set1_ps(c.one_minus_delta), _CMP_GT_OS);
+    return bad == 0;
+}
+#endif
+
+using BinBlockFn = bool (*)(const float*, const BinF32&, int32_t*);
+inline BinBlockFn bin_block_for(Isa isa) {
+#if MEDSEG_X86_DISPATCH
+    if (isa == Isa::avx512) return &bin_block_avx512;
+    if (isa == Isa::avx2) return &bin_block_avx2;
+#endif
+    (void)isa;
+    return &bin_block_sse2;
+}
+
 // For a block that failed bin_block_sse2: bit l of bad[u / 4] tells whether
 // value u + l fails the test (the same operations, value by value).
 inline void bad_lanes_sse2(const float* p, const BinF32& c, uint8_t* bad) {
@@ -579,7 +645,8 @@ inline void bad_lanes_sse2(const float* p, const BinF32& c, uint8_t* bad) {
 // Values outside [edges[0], edges[nbins]] and non-finite values are ignored.
 //
 // float32 (the common case) takes a fast path: blocks of 128 values get their
-// bin positions in SSE2 (subtract, scale, clamp, truncate) together with a flag
+// bin positions in SSE2, AVX2 or AVX-512, whichever the CPU has (subtract,
+// scale, clamp, truncate: the same per value in each) together with a flag
 // raised by any value within `delta` of a bin edge (see binned_f32_margin),
 // NaN/inf and out-of-range values included (they clamp onto an edge).  An
 // unflagged block needs no edge correction: its bins are incremented straight
@@ -609,10 +676,11 @@ void histogram_binned(const T* img, const uint8_t* mask, int64_t N, const E* edg
         if (delta > 0) {
             const float fnorm = static_cast<float>(static_cast<double>(nbins) /
                                                    (static_cast<double>(last) - static_cast<double>(first)));
+            const detail::BinBlockFn bin_block = detail::bin_block_for(active_isa());
             detail::blocked_histogram<Q, true>(N, nbins, counts, num_threads, [&](int64_t b, int64_t e, uint32_t* h,
                                                                                   int64_t) {
                 constexpr int64_t BLK = detail::kBinBlock;
-                alignas(16) int32_t idx[BLK];  // bin * Q
+                alignas(64) int32_t idx[BLK];  // bin * Q
                 const detail::BinF32 c{first, fnorm, static_cast<float>(nbins), static_cast<float>(delta),
                                        static_cast<float>(1.0 - delta)};
                 int64_t i = b;
@@ -621,7 +689,7 @@ void histogram_binned(const T* img, const uint8_t* mask, int64_t N, const E* edg
                         detail::prefetch_ahead(mask + i, detail::kPrefetchHist / 4);
                         detail::prefetch_ahead(mask + i + 64, detail::kPrefetchHist / 4);
                     }
-                    if (!detail::bin_block_sse2(img + i, c, idx)) {
+                    if (!bin_block(img + i, c, idx)) {
                         // only the values near an edge (or out of range, or non-finite) take
                         // the exact path; the others' positions are good
                         alignas(16) uint8_t bad[BLK / 4];
