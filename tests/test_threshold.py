@@ -492,9 +492,10 @@ def test_adaptive_task_partition(backend):
 
 
 def test_adaptive_isa_variants_identical(tmp_path):
-    """The run-time ISA variants of the box kernel (baseline / avx2 / avx512, one
-    process each, capped with MEDSEG_FAST_ISA) give the same bits, and the
-    baseline equals the numba backend."""
+    """The run-time ISA variants of the box kernel and of the float32 histogram's
+    binning (baseline / avx2 / avx512, one process each, capped with
+    MEDSEG_FAST_ISA) give the same bits; the baseline equals the numba backend
+    (box kernel) and numpy.histogram (histogram)."""
     pytest.importorskip("medseg_fast._core")
     script = (
         "import sys, numpy as np\n"
