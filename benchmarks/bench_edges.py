@@ -32,6 +32,9 @@ HYST = _bench.HYSTERESIS_HU
 
 # Rounds for references that take seconds per call at full size (skimage on 256^3, SimpleITK's Canny).
 REF_ROUNDS = int(os.environ.get("MEDSEG_BENCH_REF_ROUNDS", "3"))
+# one untimed call first: a reference's first call in a process can be several times slower
+# (skimage threshold_otsu on int16: 642 ms, then 62 ms), which would flatter the ratio
+REF_WARMUP = int(os.environ.get("MEDSEG_BENCH_REF_WARMUP", "1"))
 
 
 def describe(arr) -> str:
@@ -44,7 +47,7 @@ def _tag(benchmark, role, arr, **extra):
 
 def _slow(benchmark, fn, *args):
     """A reference taking seconds per call: REF_ROUNDS rounds, one call each, no calibration."""
-    return benchmark.pedantic(fn, args=args, rounds=REF_ROUNDS, iterations=1, warmup_rounds=0)
+    return benchmark.pedantic(fn, args=args, rounds=REF_ROUNDS, iterations=1, warmup_rounds=REF_WARMUP)
 
 
 def assert_close(a, b, rtol=1e-4):

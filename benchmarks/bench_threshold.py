@@ -2,7 +2,8 @@
 
 Run:  pytest benchmarks/bench_threshold.py --benchmark-only
       (MEDSEG_BENCH_SIZE=small|tiny for quicker runs; MEDSEG_BENCH_REF_ROUNDS
-      rounds for the slow scikit-image references, default 1)
+      rounds for the slow scikit-image references, default 1, after
+      MEDSEG_BENCH_REF_WARMUP untimed calls, default 1)
 
 Groups pair our function (all cores, and one thread) with the reference on the
 same input and assert that the answers agree.  The "read floor" of the otsu
@@ -25,6 +26,9 @@ SHAPE_3D = {"tiny": (32, 32, 32), "small": (128, 128, 128), "full": (256, 256, 2
 SHAPE_2D = {"tiny": (128, 128), "small": (1024, 1024), "full": (2048, 2048)}[SIZE]
 BLOCK = {"tiny": 11, "small": 31, "full": 51}[SIZE]
 REF_ROUNDS = int(os.environ.get("MEDSEG_BENCH_REF_ROUNDS", "1"))
+# one untimed call first: a reference's first call in a process can be several times slower
+# (skimage threshold_otsu on int16: 642 ms, then 62 ms), which would flatter the ratio
+REF_WARMUP = int(os.environ.get("MEDSEG_BENCH_REF_WARMUP", "1"))
 
 
 @functools.lru_cache(maxsize=None)
@@ -52,7 +56,7 @@ def _ours(benchmark, fn, *args, role="medseg_fast", **kw):
 
 def _ref(benchmark, fn, *args, role, **kw):
     benchmark.extra_info["role"] = role
-    return benchmark.pedantic(fn, args=args, kwargs=kw, rounds=REF_ROUNDS, iterations=1, warmup_rounds=0)
+    return benchmark.pedantic(fn, args=args, kwargs=kw, rounds=REF_ROUNDS, iterations=1, warmup_rounds=REF_WARMUP)
 
 
 def _global_input(request, dtype):
@@ -95,7 +99,8 @@ def test_otsu_3d(benchmark, request, cache, who, dtype):
     _tag_global(benchmark, img, who)
     if who == "skimage":
         F = pytest.importorskip("skimage.filters")
-        t = benchmark.pedantic(F.threshold_otsu, args=(img,), rounds=REF_ROUNDS, iterations=1, warmup_rounds=0)
+        t = benchmark.pedantic(F.threshold_otsu, args=(img,), rounds=REF_ROUNDS, iterations=1,
+                               warmup_rounds=REF_WARMUP)
         cache(("otsu", img.dtype.str, img.shape), lambda: float(t))
         assert abs(T.otsu(img) - t) <= _bin(img)
     elif who == "read-floor":
@@ -113,7 +118,7 @@ def test_multiotsu_3d(benchmark, request, cache, who):
     if who == "skimage":
         F = pytest.importorskip("skimage.filters")
         t = benchmark.pedantic(F.threshold_multiotsu, args=(img, 4), rounds=REF_ROUNDS, iterations=1,
-                               warmup_rounds=0)
+                               warmup_rounds=REF_WARMUP)
         cache(("multiotsu", img.dtype.str, img.shape), lambda: t.astype(np.float64))
         np.testing.assert_allclose(T.multiotsu(img, 4), t, rtol=0, atol=_bin(img) * 1.01)
     else:
