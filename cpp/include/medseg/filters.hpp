@@ -284,7 +284,7 @@ void correlate_axis(const In* in, R* out, const Shape& s, int axis, const std::v
     // that overwrites it (in-place passes): output rows trail source rows by r.
     const int M = kern.M;
     const int64_t RR = 2 * r + M;
-        // The ring is kept within 256 KiB so that it stays in L2 next to the output
+    // The ring is kept within 256 KiB so that it stays in L2 next to the output
     // rows streaming through (each window step reads 2r + M ring rows at one
     // column): with 1 MiB, a 67-tap z pass on 256^3 float32 ran 35 ms instead
     // of 25 ms (2-core Zen 4, 1 MiB L2); 128-256 KiB measured alike.
