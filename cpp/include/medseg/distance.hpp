@@ -235,7 +235,9 @@ inline void box_peaks(const float* v, uint8_t* peak, float* tmp, const Shape& s,
     along(ny, nx, nz * nx, r[1], [&](int64_t l) { return (l / nx) * plane + (l % nx); });
     along(nz, plane, plane, r[0], [&](int64_t l) { return l; });
     parallel_blocks(N, num_threads, 1 << 16, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) peak[i] = (v[i] > min_value && v[i] >= tmp[i]) ? 1 : 0;
+        uint8_t* __restrict pk = peak;  // a local copy: byte stores through the captured
+                                        // pointer could alias it, keeping the loop scalar
+        for (int64_t i = b; i < e; ++i) pk[i] = (v[i] > min_value && v[i] >= tmp[i]) ? 1 : 0;
     });
 }
 

@@ -612,7 +612,11 @@ inline void hysteresis_flood(uint8_t* st, const Shape& s, int connectivity, int 
         }
     }
     parallel_blocks(N, num_threads, 1 << 16, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) st[i] = st[i] == 3 ? 1 : 0;
+        // through the captured reference every byte store could alias the pointer
+        // itself (char aliasing), which kept this loop scalar with a reload per
+        // byte (~4 ms of a 256^3 Canny); a local restrict copy lets it vectorise
+        uint8_t* __restrict p = st;
+        for (int64_t i = b; i < e; ++i) p[i] = p[i] == 3 ? 1 : 0;
     });
 }
 
@@ -621,9 +625,11 @@ template <class T>
 void hysteresis_threshold(const T* img, uint8_t* out, const Shape& s, double low, double high,
                           int connectivity, int num_threads) {
     parallel_blocks(s.size(), num_threads, 1 << 16, [&](int64_t b, int64_t e) {
+        const T* __restrict src = img;  // local copies: see the end of hysteresis_flood
+        uint8_t* __restrict o = out;
         for (int64_t i = b; i < e; ++i) {
-            const double v = static_cast<double>(img[i]);
-            out[i] = v > high ? 2 : (v > low ? 1 : 0);
+            const double v = static_cast<double>(src[i]);
+            o[i] = v > high ? 2 : (v > low ? 1 : 0);
         }
     });
     hysteresis_flood(out, s, connectivity, num_threads);

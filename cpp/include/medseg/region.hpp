@@ -132,7 +132,9 @@ void grow_range(const T* img, uint8_t* out, const Shape& s, const int64_t* seeds
         flood_range<T>(img, out, 2, s, groups[g].data(), static_cast<int64_t>(groups[g].size()), bounds[g].first,
                        bounds[g].second, connectivity);
         parallel_blocks(n, num_threads, 1 << 16, [&](int64_t b, int64_t e) {
-            for (int64_t i = b; i < e; ++i) out[i] = (out[i] | (out[i] >> 1)) & 1;
+            uint8_t* __restrict o = out;  // a local copy: byte stores through the captured
+                                          // pointer could alias it, keeping the loop scalar
+            for (int64_t i = b; i < e; ++i) o[i] = (o[i] | (o[i] >> 1)) & 1;
         });
     }
 }
