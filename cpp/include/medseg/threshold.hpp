@@ -51,8 +51,8 @@
 //      L2 during this plane's last rows;
 //   x: running sums along each extended row (border columns copied by table),
 //      four rows interleaved so that their dependency chains overlap; then the
-//      threshold, formed and converted in one vectorised loop and written once
-//      with plain stores.  (Non-temporal stores were tried: the output comes
+//      threshold, formed, converted and written once in one loop, with plain
+//      stores.  (Non-temporal stores were tried: the output comes
 //      fresh from the allocator, so the OS zeroes each page at its first write
 //      and leaves it in cache, and streaming past the cache was 12% slower on
 //      256^3 float32 with 2 threads, Zen 4.)
