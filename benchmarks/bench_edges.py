@@ -75,6 +75,19 @@ def test_sobel3d_medseg(benchmark, volume_f32, cache, threads):
     assert_close(out, _sk_sobel(cache, volume_f32, "sobel-3d"))
 
 
+@pytest.mark.benchmark(group="sobel-3d-out")
+@pytest.mark.parametrize("threads", [None, 1], ids=["all-cores", "1-thread"])
+def test_sobel3d_medseg_out(benchmark, volume_f32, cache, threads):
+    """The same call writing into a reused output (out=), as a loop over volumes of one size does:
+    like the copy floor, no fresh pages for the OS to zero (sobel-3d pays that, ~3 ms of ~12 here)."""
+    _tag(benchmark, "medseg_fast" if threads is None else "medseg_fast-1t", volume_f32,
+         floor_bytes=2 * volume_f32.nbytes)
+    buf = np.ones_like(volume_f32)  # prefaulted
+    out = benchmark(edges.sobel, volume_f32, out=buf, num_threads=threads)
+    assert out is buf
+    assert_close(out, _sk_sobel(cache, volume_f32, "sobel-3d"))
+
+
 @pytest.mark.benchmark(group="sobel-3d")
 def test_sobel3d_skimage(benchmark, volume_f32, cache):
     sk = pytest.importorskip("skimage.filters")

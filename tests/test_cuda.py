@@ -494,6 +494,23 @@ def test_gpu_auto_dispatch_and_input_untouched(cp):
     _close(cp.asnumpy(s), edges.sobel(img, backend="cpu"))
 
 
+def test_gpu_sobel_out(cp):
+    """out= on the cuda backend: the result lands in the caller's CuPy array (or numpy
+    array for numpy input); a mismatched kind, shape or dtype is refused."""
+    img = _random((21, 30, 40), np.float32, seed=43)
+    want = edges.sobel(img, backend="cpu")
+    d = cp.asarray(img)
+    buf = cp.full(img.shape, cp.nan, cp.float32)
+    assert edges.sobel(d, out=buf) is buf
+    _close(cp.asnumpy(buf), want)
+    host = np.full(img.shape, np.nan, np.float32)
+    assert edges.sobel(img, out=host, backend="cuda") is host
+    _close(host, want)
+    for bad in (np.empty(img.shape, np.float32), cp.empty(img.shape, cp.float64), cp.empty((21, 30, 41), cp.float32)):
+        with pytest.raises(InvalidParameterError):
+            edges.sobel(d, out=bad)
+
+
 def test_gpu_non_default_stream(cp):
     img = _random((33, 40, 50), np.float32, seed=41)
     want = edges.sobel(img, backend="cpu")

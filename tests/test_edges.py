@@ -108,6 +108,81 @@ def test_sobel_large_volume_streaming_path():
         edges.sobel(vol, backend="cpu")
 
 
+def test_sobel_out_written_in_place_every_layout(backend):
+    """out= gives the same values as a fresh result: written directly when its
+    layout matches the kernel's, copied otherwise; with a mask; 2D and 3D."""
+    vol, lab = ellipsoid_phantom((9, 14, 17), noise=4)
+    for img, mask in ((vol.astype(np.int16), None), (vol, lab > 0), (vol[4].astype(np.float64), None)):
+        rt = np.float64 if img.dtype == np.float64 else np.float32
+        for name, a in layouts(img).items():
+            before = a.copy()
+            ref = edges.sobel(a, mask=mask, backend=backend)
+            for order in ("C", "F"):
+                buf = np.full(img.shape, np.nan, rt, order=order)
+                res = edges.sobel(a, mask=mask, out=buf, backend=backend)
+                assert res is buf
+                np.testing.assert_array_equal(buf, ref)
+            big = np.full((2,) + img.shape, np.nan, rt)
+            strided = big[1]  # contiguous but offset; and a strided view below
+            assert edges.sobel(a, mask=mask, out=strided, backend=backend) is strided
+            np.testing.assert_array_equal(strided, ref)
+            wide = np.full(img.shape[:-1] + (2 * img.shape[-1],), np.nan, rt)[..., ::2]
+            np.testing.assert_array_equal(edges.sobel(a, mask=mask, out=wide, backend=backend), ref)
+            np.testing.assert_array_equal(a, before)
+    # one buffer reused across calls and axes
+    img = vol.astype(np.float32)
+    buf = np.empty_like(img)
+    for ax in (None, 0, 2):
+        np.testing.assert_array_equal(edges.sobel(img, axis=ax, out=buf, backend=backend),
+                                      edges.sobel(img, axis=ax, backend=backend))
+
+
+def test_sobel_out_bad_arguments(backend):
+    img = np.random.default_rng(0).normal(size=(6, 7, 8)).astype(np.float32)
+    bad = {
+        "shape": np.empty((6, 7, 9), np.float32),
+        "dtype": np.empty(img.shape, np.float64),
+        "big-endian": np.empty(img.shape, ">f4"),
+        "list": [[0.0] * 8] * 7,
+    }
+    ro = np.empty(img.shape, np.float32)
+    ro.flags.writeable = False
+    bad["read-only"] = ro
+    bad["the image itself"] = img
+    flat = np.concatenate([img.ravel(), [0.0]]).astype(np.float32)
+    shifted = flat[:img.size].reshape(img.shape)  # the image, and one element on: overlapping views
+    bad["overlapping the image"] = flat[1:].reshape(img.shape)
+    for what, out in bad.items():
+        src = shifted if what == "overlapping the image" else img
+        before = src.copy()
+        with pytest.raises(InvalidParameterError, match="out"):
+            edges.sobel(src, out=out, backend=backend)
+        np.testing.assert_array_equal(src, before)
+    # int16 input: the result is float32, so a float64 or int16 out is refused
+    with pytest.raises(InvalidParameterError, match="float32"):
+        edges.sobel(img.astype(np.int16), out=np.empty(img.shape, np.int16), backend=backend)
+
+
+def test_sobel_out_kernel_rechecks():
+    """The binding re-checks what memory safety depends on, whatever Python passed."""
+    from medseg_fast._core import edges as core
+
+    img = np.zeros((4, 5, 6), np.float32)
+    args = (img, [True] * 3, [1.0] * 3, True, 1.0, 1, False)
+    for out in (np.empty((4, 5, 7), np.float32), np.empty((4, 5, 6), np.float64),
+                np.empty((4, 5, 6), np.float32, order="F"), np.empty((4, 5, 6), ">f4")):
+        with pytest.raises(ValueError):
+            core.sobel(*args, out)
+    ro = np.empty(img.shape, np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError):
+        core.sobel(*args, ro)
+    with pytest.raises(TypeError):
+        core.sobel(*args, [0.0])
+    buf = np.empty(img.shape, np.float32)
+    assert core.sobel(*args, buf) is buf
+
+
 def test_sobel_accepts_bool(backend):
     m = np.zeros((6, 6), bool)
     m[2:4, 2:4] = True

@@ -79,6 +79,25 @@ py::array_t<T> empty_like_shape(const py::array& a) {
     return py::array_t<T>(dims_of(a));
 }
 
+// A caller-provided output (Python validated it; this re-checks what memory
+// safety depends on): None gives a fresh array, otherwise a writeable, aligned,
+// C-contiguous native array of T with the shape of `a`.
+template <class T>
+py::array_t<T> out_or_new(const py::object& out, const py::array& a) {
+    if (out.is_none()) return empty_like_shape<T>(a);
+    if (!py::isinstance<py::array>(out)) throw py::type_error("out must be a numpy array");
+    py::array o = py::reinterpret_borrow<py::array>(out);
+    const int need = py::array::c_style;
+    if (!py::detail::npy_api::get().PyArray_EquivTypes_(o.dtype().ptr(), py::dtype::of<T>().ptr()))
+        throw py::value_error("out has the wrong dtype");
+    if ((o.flags() & need) != need || !o.writeable() || (o.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) == 0)
+        throw py::value_error("out must be a writeable, aligned, C-contiguous array");
+    if (o.ndim() != a.ndim()) throw py::value_error("out has the wrong shape");
+    for (py::ssize_t i = 0; i < a.ndim(); ++i)
+        if (o.shape(i) != a.shape(i)) throw py::value_error("out has the wrong shape");
+    return py::reinterpret_borrow<py::array_t<T>>(o);
+}
+
 // The common shape of an intensity filter binding: dispatch `image` over the
 // closed type list, allocate the real_t<T> output of the same shape, release the
 // GIL and call kernel(const T* in, real_t<T>* out).  The kernel is usually a

@@ -46,7 +46,7 @@ py::object gaussian_py(const py::array& image, const std::vector<std::vector<dou
 }
 
 py::object sobel_py(const py::array& image, const std::vector<bool>& axes, const std::vector<double>& coef,
-                    bool magnitude, double post, int num_threads, bool count_nonfinite) {
+                    bool magnitude, double post, int num_threads, bool count_nonfinite, const py::object& out_obj) {
     const Shape s = shape_of(image);
     if (axes.size() != 3) throw py::value_error("axes must have 3 entries");
     SobelParams p;
@@ -58,7 +58,7 @@ py::object sobel_py(const py::array& image, const std::vector<bool>& axes, const
         using T = decltype(tag);
         using R = real_t<T>;
         auto in = c_array<T>(image);
-        auto out = bind::empty_like_shape<R>(image);
+        auto out = bind::out_or_new<R>(out_obj, image);
         const T* ip = in.data();
         R* op = out.mutable_data();
         std::atomic<int64_t> bad{0};
@@ -143,7 +143,7 @@ MEDSEG_REGISTER(edges) {
           py::arg("bleed_correct"), py::arg("reverse_axes"), py::arg("num_threads"),
           py::arg("float_accumulate") = false, py::arg("count_nonfinite") = false);
     m.def("sobel", &sobel_py, py::arg("image"), py::arg("axes"), py::arg("coef"), py::arg("magnitude"),
-          py::arg("post"), py::arg("num_threads"), py::arg("count_nonfinite") = false);
+          py::arg("post"), py::arg("num_threads"), py::arg("count_nonfinite") = false, py::arg("out") = py::none());
     m.def("erode", &erode_py, py::arg("mask"), py::arg("num_threads"));
     m.def("hysteresis", &hysteresis_py, py::arg("image"), py::arg("low"), py::arg("high"),
           py::arg("connectivity"), py::arg("num_threads"));

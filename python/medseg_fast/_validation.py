@@ -149,6 +149,33 @@ def native_c(arr):
     return np.ascontiguousarray(arr), False
 
 
+def check_out(out, shape, dtype, inputs=(), name="out"):
+    """Validate a caller-provided output array (None passes through).
+
+    It must be a numpy array of exactly the result's shape and dtype (native
+    byte order), writeable, and must not share memory with any of ``inputs``
+    (the kernels read neighbours of a voxel after writing it).  Any memory
+    layout is accepted: one the kernel can write directly is written in place,
+    any other receives a copy of the result.
+    """
+    if out is None:
+        return None
+    if not isinstance(out, np.ndarray):
+        raise InvalidParameterError(f"{name} must be a numpy array, got {type(out).__name__}")
+    dtype = np.dtype(dtype)
+    if out.shape != tuple(shape):
+        raise InvalidParameterError(f"{name} has shape {out.shape}; the result has shape {tuple(shape)}")
+    if out.dtype != dtype or not out.dtype.isnative:
+        raise InvalidParameterError(f"{name} has dtype {out.dtype.str}; the result needs {dtype.name} in native byte "
+                                    f"order (np.empty(shape, np.{dtype.name}))")
+    if not out.flags.writeable:
+        raise InvalidParameterError(f"{name} is read-only")
+    for a in inputs:
+        if a is not None and np.may_share_memory(out, a):
+            raise InvalidParameterError(f"{name} shares memory with an input; pass a separate array")
+    return out
+
+
 def per_axis(value, ndim, name, *, positive=True, allow_zero=False):
     """Broadcast a scalar or sequence to a tuple of ``ndim`` floats, validated."""
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
@@ -192,7 +219,9 @@ def check_threads(num_threads):
 
 def real_dtype(dtype):
     """The float type a kernel computes in for an input dtype (float64 stays float64)."""
-    return np.dtype(np.float64) if np.dtype(dtype) == np.float64 else np.dtype(np.float32)
+    dt = np.dtype(dtype)
+    # by kind and size: a big-endian float64 (">f8" != np.float64) is float64 too
+    return np.dtype(np.float64) if dt.kind == "f" and dt.itemsize == 8 else np.dtype(np.float32)
 
 
 def dtype_max(dtype):

@@ -283,9 +283,12 @@ def _as_real3(image):
     return f, ndim, rt
 
 
-def sobel(image, axes, coef, magnitude, post, num_threads, count_nonfinite=False):
+def sobel(image, axes, coef, magnitude, post, num_threads, count_nonfinite=False, out=None):
     f, ndim, rt = _as_real3(image)
-    out = np.empty(f.shape, rt)
+    if out is None:
+        out = np.empty(f.shape, rt)
+    else:  # validated by the caller: C-contiguous, of dtype rt and the image's shape
+        out = out.reshape(f.shape)  # a view
     c = np.array([2, 3, 4], rt)
     with threads(num_threads):
         _sobel(f, out, ndim == 3, np.array(axes, np.bool_), np.array(coef, np.float64), bool(magnitude),
