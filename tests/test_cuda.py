@@ -494,7 +494,7 @@ def test_gpu_auto_dispatch_and_input_untouched(cp):
     _close(cp.asnumpy(s), edges.sobel(img, backend="cpu"))
 
 
-def test_gpu_sobel_out(cp):
+def test_gpu_sobel_and_gaussian_out(cp):
     """out= on the cuda backend: the result lands in the caller's CuPy array (or numpy
     array for numpy input); a mismatched kind, shape or dtype is refused."""
     img = _random((21, 30, 40), np.float32, seed=43)
@@ -509,6 +509,11 @@ def test_gpu_sobel_out(cp):
     for bad in (np.empty(img.shape, np.float32), cp.empty(img.shape, cp.float64), cp.empty((21, 30, 41), cp.float32)):
         with pytest.raises(InvalidParameterError):
             edges.sobel(d, out=bad)
+    gbuf = cp.full(img.shape, cp.nan, cp.float32)
+    assert filters.gaussian(d, 1.5, out=gbuf) is gbuf
+    _close(cp.asnumpy(gbuf), filters.gaussian(img, 1.5, backend="cpu"))
+    with pytest.raises(InvalidParameterError):
+        filters.gaussian(d, 1.5, out=np.empty(img.shape, np.float32))
 
 
 def test_gpu_non_default_stream(cp):

@@ -228,3 +228,52 @@ def test_nonfinite_raises_on_every_path(backend, precision):
         edges.canny(vol, 1.0, backend=backend)
     vol[40, 232, 238] = 0.0
     assert not filters.gaussian(vol, 1.0, precision=precision, backend=backend).any()
+
+
+@pytest.mark.parametrize("precision", ["exact", "float32"])
+def test_out_written_in_place_every_layout(backend, precision):
+    """out= gives the same values as a fresh result, written directly when its
+    layout matches the kernel's and copied otherwise; 2D and 3D; input untouched."""
+    vol, _ = ellipsoid_phantom((9, 14, 17), noise=4)
+    for img in (vol.astype(np.int16), vol.astype(np.float32), vol[3].astype(np.float64)):
+        rt = np.float64 if img.dtype == np.float64 else np.float32
+        for name, a in layouts(img).items():
+            before = a.copy()
+            ref = filters.gaussian(a, 1.5, mode="reflect", precision=precision, backend=backend)
+            for order in ("C", "F"):
+                buf = np.full(img.shape, np.nan, rt, order=order)
+                res = filters.gaussian(a, 1.5, mode="reflect", precision=precision, out=buf, backend=backend)
+                assert res is buf
+                np.testing.assert_array_equal(buf, ref)
+            wide = np.full(img.shape[:-1] + (2 * img.shape[-1],), np.nan, rt)[..., ::2]
+            assert filters.gaussian(a, 1.5, mode="reflect", precision=precision, out=wide, backend=backend) is wide
+            np.testing.assert_array_equal(wide, ref)
+            np.testing.assert_array_equal(a, before)
+
+
+def test_out_large_volume_paths():
+    """The plane-fused path (> 8 MiB) and its page pre-touch with a caller's output."""
+    vol = np.random.default_rng(4).normal(0, 100, (40, 200, 300)).astype(np.float32)  # 9.6 MB
+    for order in ("C", "F"):
+        a = np.asarray(vol, order=order)
+        buf = np.empty_like(a)
+        assert filters.gaussian(a, 2.0, out=buf) is buf
+        np.testing.assert_array_equal(buf, filters.gaussian(a, 2.0))
+
+
+def test_out_bad_arguments(backend):
+    img = np.random.default_rng(0).normal(size=(6, 7, 8)).astype(np.float32)
+    ro = np.empty(img.shape, np.float32)
+    ro.flags.writeable = False
+    flat = np.zeros(img.size + 1, np.float32)
+    src = flat[:-1].reshape(img.shape)
+    src[...] = img
+    for src_img, out in ((img, np.empty((6, 7, 9), np.float32)), (img, np.empty(img.shape, np.float64)),
+                         (img, np.empty(img.shape, ">f4")), (img, ro), (img, img), (img, [0.0]),
+                         (src, flat[1:].reshape(img.shape))):
+        before = src_img.copy()
+        with pytest.raises(InvalidParameterError, match="out"):
+            filters.gaussian(src_img, 1.0, out=out, backend=backend)
+        np.testing.assert_array_equal(src_img, before)
+    with pytest.raises(InvalidParameterError, match="float32"):
+        filters.gaussian(img.astype(np.int16), 1.0, out=np.empty(img.shape, np.int16), backend=backend)

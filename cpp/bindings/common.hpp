@@ -99,17 +99,17 @@ py::array_t<T> out_or_new(const py::object& out, const py::array& a) {
 }
 
 // The common shape of an intensity filter binding: dispatch `image` over the
-// closed type list, allocate the real_t<T> output of the same shape, release the
-// GIL and call kernel(const T* in, real_t<T>* out).  The kernel is usually a
-// generic lambda forwarding to a kernel template whose types deduce from the
-// two pointers.
+// closed type list, allocate the real_t<T> output of the same shape (or take the
+// caller's `out`, see out_or_new), release the GIL and call kernel(const T* in,
+// real_t<T>* out).  The kernel is usually a generic lambda forwarding to a
+// kernel template whose types deduce from the two pointers.
 template <class List = intensity_types, class Kernel>
-py::array map_to_real(const py::array& image, Kernel&& kernel) {
+py::array map_to_real(const py::array& image, Kernel&& kernel, const py::object& out_obj = py::none()) {
     return dispatch<List>(dtype_tag(image.dtype()), [&](auto tag) -> py::array {
         using T = decltype(tag);
         using R = real_t<T>;
         auto in = c_array<T>(image);
-        auto out = empty_like_shape<R>(image);
+        auto out = out_or_new<R>(out_obj, image);
         const T* ip = in.data();
         R* op = out.mutable_data();
         {

@@ -19,7 +19,7 @@ std::array<double, 3> triple(const std::vector<double>& v, const char* what) {
 
 py::object gaussian_py(const py::array& image, const std::vector<std::vector<double>>& weights, int mode,
                        double cval, bool bleed_correct, bool reverse_axes, int num_threads, bool float_accumulate,
-                       bool count_nonfinite) {
+                       bool count_nonfinite, const py::object& out_obj) {
     const Shape s = shape_of(image);
     if (weights.size() != 3) throw py::value_error("weights must hold 3 lists (z, y, x)");
     const std::vector<double> w[3] = {weights[0], weights[1], weights[2]};
@@ -40,7 +40,7 @@ py::object gaussian_py(const py::array& image, const std::vector<std::vector<dou
             }
         }
         gaussian<In, R, double>(ip, op, s, w, bm, cval, bleed_correct, reverse_axes, num_threads, bp);
-    });
+    }, out_obj);
     if (count_nonfinite) return py::make_tuple(out, bad.load());
     return out;
 }
@@ -141,7 +141,7 @@ py::array canny_magnitude_py(const py::array& smooth, const std::vector<double>&
 MEDSEG_REGISTER(edges) {
     m.def("gaussian", &gaussian_py, py::arg("image"), py::arg("weights"), py::arg("mode"), py::arg("cval"),
           py::arg("bleed_correct"), py::arg("reverse_axes"), py::arg("num_threads"),
-          py::arg("float_accumulate") = false, py::arg("count_nonfinite") = false);
+          py::arg("float_accumulate") = false, py::arg("count_nonfinite") = false, py::arg("out") = py::none());
     m.def("sobel", &sobel_py, py::arg("image"), py::arg("axes"), py::arg("coef"), py::arg("magnitude"),
           py::arg("post"), py::arg("num_threads"), py::arg("count_nonfinite") = false, py::arg("out") = py::none());
     m.def("erode", &erode_py, py::arg("mask"), py::arg("num_threads"));

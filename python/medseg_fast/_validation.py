@@ -176,6 +176,26 @@ def check_out(out, shape, dtype, inputs=(), name="out"):
     return out
 
 
+def writable_kernel_out(out, transposed):
+    """The kernel-orientation view of a validated ``out`` when the kernel can write
+    it directly (C-contiguous and aligned in that orientation), else None (the
+    caller then copies the result into ``out``)."""
+    if out is None:
+        return None
+    k = out.T if transposed else out
+    return k if k.flags.c_contiguous and k.flags.aligned else None
+
+
+def copy_into(out, res):
+    """Copy a (CuPy or numpy) result into the caller's ``out`` of the same kind, shape and dtype."""
+    if type(out) is not type(res) or out.shape != res.shape or out.dtype != res.dtype:
+        raise InvalidParameterError(f"out must be a {type(res).__module__.split('.')[0]} array of shape {res.shape} "
+                                    f"and dtype {res.dtype}, got {type(out).__name__} {getattr(out, 'shape', '')} "
+                                    f"{getattr(out, 'dtype', '')}")
+    out[...] = res
+    return out
+
+
 def per_axis(value, ndim, name, *, positive=True, allow_zero=False):
     """Broadcast a scalar or sequence to a tuple of ``ndim`` floats, validated."""
     if isinstance(value, numbers.Real) and not isinstance(value, bool):

@@ -15,8 +15,8 @@ import numpy as np
 from . import _backend
 from ._dispatch import family
 from ._errors import InvalidParameterError
-from ._validation import (check_finite, check_image, check_mask, check_out, check_threads, core_axes, dtype_max,
-                          native_c, per_axis, real_dtype, unwrap_image)
+from ._validation import (check_finite, check_image, check_mask, check_out, check_threads, copy_into, core_axes,
+                          dtype_max, native_c, per_axis, real_dtype, unwrap_image, writable_kernel_out)
 from .filters import _sigma_voxels, kernel_weights
 
 __all__ = ["sobel", "canny", "hysteresis_threshold"]
@@ -118,7 +118,7 @@ def sobel(image, axis=None, mask=None, spacing=None, *, preserve_range=False, ou
             from . import _cuda_api
 
             res = _cuda_api.sobel(image, axis=axis, mask=mask, spacing=spacing, preserve_range=preserve_range)
-            return res if out is None else _copy_into(out, res)
+            return res if out is None else copy_into(out, res)
     # NaN/inf: counted on the output inside the kernel instead of a separate pass (see below)
     arr = check_image(image, finite=False)
     ndim = arr.ndim
@@ -138,11 +138,7 @@ def sobel(image, axis=None, mask=None, spacing=None, *, preserve_range=False, ou
     sel_user = [a in axes for a in range(ndim)]
     user_out = check_out(out, arr.shape, real_dtype(arr.dtype), (arr, m))
     view, transposed = _as_kernel_input(arr)
-    kout = None
-    if user_out is not None:
-        kout = user_out.T if transposed else user_out
-        if not (kout.flags.c_contiguous and kout.flags.aligned):
-            kout = None  # a layout the kernel cannot write directly: computed, then copied
+    kout = writable_kernel_out(user_out, transposed)  # None: computed fresh, then copied into out
     fam = family(name, "edges")
     res, n_bad = fam.sobel(view, core_axes(sel_user, ndim, transposed, fill=False),
                            core_axes(coef_user, ndim, transposed, fill=1.0), magnitude, float(post), nt, True, kout)
@@ -161,16 +157,6 @@ def sobel(image, axis=None, mask=None, spacing=None, *, preserve_range=False, ou
     if kout is None:
         np.copyto(user_out, res)
     return user_out
-
-
-def _copy_into(out, res):
-    """Copy a (CuPy or numpy) result into the caller's ``out`` of the same kind, shape and dtype."""
-    if type(out) is not type(res) or out.shape != res.shape or out.dtype != res.dtype:
-        raise InvalidParameterError(f"out must be a {type(res).__module__.split('.')[0]} array of shape {res.shape} "
-                                    f"and dtype {res.dtype}, got {type(out).__name__} {getattr(out, 'shape', '')} "
-                                    f"{getattr(out, 'dtype', '')}")
-    out[...] = res
-    return out
 
 
 def hysteresis_threshold(image, low, high, connectivity=None, *, backend="auto", num_threads=None):

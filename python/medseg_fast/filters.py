@@ -7,7 +7,8 @@ import numpy as np
 from . import _backend
 from ._dispatch import family
 from ._errors import InvalidParameterError
-from ._validation import check_finite, check_image, check_threads, core_axes, native_c, per_axis, unwrap_image
+from ._validation import (check_finite, check_image, check_out, check_threads, copy_into, core_axes, native_c, per_axis,
+                          real_dtype, unwrap_image, writable_kernel_out)
 
 __all__ = ["gaussian"]
 
@@ -43,7 +44,7 @@ _PRECISIONS = ("exact", "float32")
 
 
 def gaussian(image, sigma, *, spacing=None, mode="nearest", cval=0.0, truncate=4.0, precision="exact",
-             backend="auto", num_threads=None):
+             out=None, backend="auto", num_threads=None):
     """Gaussian smoothing of a 2D or 3D image, in float32.
 
     Parameters
@@ -72,13 +73,21 @@ def gaussian(image, sigma, *, spacing=None, mode="nearest", cval=0.0, truncate=4
         (sigma >= 2) and within ~1e-6 of the exact result relative to the
         image's largest magnitude.  Still deterministic: the same bits on every
         CPU, thread count and backend.
+    out : ndarray, optional
+        Array to write the result into (the image's shape; float32, or float64
+        for float64 input; writeable; not overlapping the image), returned.  A
+        C-ordered ``out`` for a C-ordered image (or F for F) is written
+        directly, so a loop over volumes of one size allocates nothing; any
+        other layout receives a copy.  On error its contents are unspecified.
+        For a CuPy input it must be a CuPy array (the result is copied into it).
     backend : {'auto', 'cpu', 'cuda', 'numba'}
     num_threads : int, optional
         Threads to use (None: all cores).  The result does not depend on it.
 
     Returns
     -------
-    ndarray of float32 (float64 for float64 input), the input's shape.  Values
+    ndarray of float32 (float64 for float64 input), the input's shape (``out``
+    when given).  Values
     stay in the input's units (scikit-image's ``preserve_range=True``).  Each
     pass accumulates in double and rounds once, in scipy's order, so a float32
     or float64 result equals ``scipy.ndimage.gaussian_filter(image, sigma,
@@ -96,12 +105,15 @@ def gaussian(image, sigma, *, spacing=None, mode="nearest", cval=0.0, truncate=4
     --------
     >>> import numpy as np
     >>> from medseg_fast.filters import gaussian
-    >>> img = np.zeros((5, 5), np.int16); img[2, 2] = 100
+    >>> img = np.zeros((9, 9), np.int16); img[4, 4] = 100
     >>> out = gaussian(img, 1.0)
     >>> out.dtype, round(float(out.sum()), 3)
     (dtype('float32'), 100.0)
     >>> fast = gaussian(img, 1.0, precision="float32")
     >>> bool(np.allclose(fast, out, rtol=0, atol=1e-5 * 100))
+    True
+    >>> buf = np.empty((9, 9), np.float32)
+    >>> gaussian(img, 1.0, out=buf) is buf
     True
     """
     image, spacing = unwrap_image(image, spacing)
@@ -112,7 +124,8 @@ def gaussian(image, sigma, *, spacing=None, mode="nearest", cval=0.0, truncate=4
         if name == "cuda":
             from . import _cuda_api
 
-            return _cuda_api.gaussian(image, sigma, spacing=spacing, mode=mode, cval=cval, truncate=truncate)
+            res = _cuda_api.gaussian(image, sigma, spacing=spacing, mode=mode, cval=cval, truncate=truncate)
+            return res if out is None else copy_into(out, res)
     # NaN/inf: counted on the output inside the kernel instead of a separate pass
     arr = check_image(image, finite=False)
     if mode not in _MODES:
@@ -126,13 +139,21 @@ def gaussian(image, sigma, *, spacing=None, mode="nearest", cval=0.0, truncate=4
         from . import _cuda_api
 
         check_finite(arr)
-        return _cuda_api.gaussian(arr, sigma, spacing=spacing, mode=mode, cval=cval, truncate=truncate)
+        res = _cuda_api.gaussian(arr, sigma, spacing=spacing, mode=mode, cval=cval, truncate=truncate)
+        return res if out is None else copy_into(out, res)
+    user_out = check_out(out, arr.shape, real_dtype(arr.dtype), (arr,))
     view, transposed = native_c(arr.view(np.uint8) if arr.dtype == np.bool_ else arr)
+    kout = writable_kernel_out(user_out, transposed)
     weights = kernel_weights(core_axes(sig, arr.ndim, transposed), float(truncate))
-    out, n_bad = family(name, "edges").gaussian(view, weights, _MODES[mode], float(cval), False, transposed, nt,
-                                                precision == "float32", True)
+    res, n_bad = family(name, "edges").gaussian(view, weights, _MODES[mode], float(cval), False, transposed, nt,
+                                                precision == "float32", True, kout)
     if n_bad and arr.dtype.kind == "f":
         # a non-finite input always shows in the output (every weight is positive);
         # the input check tells it from an overflow of huge float64 values and words the error
         check_finite(arr)
-    return out.T if transposed else out
+    res = res.T if transposed else res
+    if user_out is None:
+        return res
+    if kout is None:
+        np.copyto(user_out, res)
+    return user_out

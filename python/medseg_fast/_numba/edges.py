@@ -149,7 +149,7 @@ def _bleed_table(shape3, weights, order, rt, fast=False):
 
 
 def gaussian(image, weights, mode, cval, bleed_correct, reverse_axes, num_threads, float_accumulate=False,
-             count_nonfinite=False):
+             count_nonfinite=False, out=None):
     src, ndim = as3d(image)
     if src.dtype.kind == "b":
         src = src.view(np.uint8)
@@ -160,7 +160,7 @@ def gaussian(image, weights, mode, cval, bleed_correct, reverse_axes, num_thread
         lim = np.float32(np.finfo(np.float32).max / 4)
         if max(src.max(), -src.min()) > lim or abs(np.float32(cval)) > lim:  # no |src| temporary
             fast = False
-    out = np.empty(src.shape, rt)
+    out = np.empty(src.shape, rt) if out is None else out.reshape(src.shape)  # (validated by the caller)
     first = True
     order = list(range(1 if ndim == 2 else 0, 3))
     if reverse_axes:
