@@ -87,12 +87,12 @@ def gaussian(image, sigma, *, spacing=None, mode="nearest", cval=0.0, truncate=4
     Returns
     -------
     ndarray of float32 (float64 for float64 input), the input's shape (``out``
-    when given).  Values
-    stay in the input's units (scikit-image's ``preserve_range=True``).  Each
-    pass accumulates in double and rounds once, in scipy's order, so a float32
-    or float64 result equals ``scipy.ndimage.gaussian_filter(image, sigma,
-    mode=mode, truncate=truncate)`` on the same dtype bit for bit (and, for
-    integer input, ``gaussian_filter(image.astype(np.float32), ...)``).
+    when given).  Values stay in the input's units (scikit-image's
+    ``preserve_range=True``).  Each pass accumulates in double and rounds
+    once, in scipy's order, so a float32 or float64 result equals
+    ``scipy.ndimage.gaussian_filter(image, sigma, mode=mode,
+    truncate=truncate)`` on the same dtype bit for bit (and, for integer
+    input, ``gaussian_filter(image.astype(np.float32), ...)``).
 
     Notes
     -----
