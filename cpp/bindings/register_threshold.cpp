@@ -123,13 +123,13 @@ LocalParams local_params(const std::vector<int64_t>& win, int mode, double cval,
 
 // (threshold image, finite): finite is false when the input held NaN/inf.
 py::tuple local_threshold_py(const py::array& image, const std::vector<int64_t>& win, int mode, double cval, int op,
-                             double k, double r, double offset, int num_threads) {
+                             double k, double r, double offset, int num_threads, const py::object& out_obj) {
     const Shape s = shape_of(image);
     const LocalParams p = local_params(win, mode, cval, op, k, r, offset);
     bool finite = true;
     py::array out = bind::map_to_real(image, [&](auto ip, auto op) {
         finite = local_threshold(ip, op, s, p, num_threads);
-    });
+    }, out_obj);
     return py::make_tuple(out, finite);
 }
 
@@ -151,7 +151,7 @@ py::tuple local_mask_py(const py::array& image, const std::vector<int64_t>& win,
 }
 
 py::array local_median_py(const py::array& image, const std::vector<int64_t>& win, int mode, double cval,
-                          double offset, int num_threads) {
+                          double offset, int num_threads, const py::object& out_obj) {
     const Shape s = shape_of(image);
     if (win.size() != 3) throw py::value_error("window must have 3 entries (z, y, x)");
     if (mode < 0 || mode > 4) throw py::value_error("bad border mode");
@@ -162,7 +162,7 @@ py::array local_median_py(const py::array& image, const std::vector<int64_t>& wi
     }
     return bind::map_to_real(image, [&](auto ip, auto op) {
         local_median(ip, op, s, w, static_cast<BorderMode>(mode), cval, offset, num_threads);
-    });
+    }, out_obj);
 }
 
 py::array classify_py(const py::array& image, const py::object& mask, const py::array& thresholds, int num_threads) {
@@ -204,12 +204,13 @@ MEDSEG_REGISTER(threshold) {
     m.def("multiotsu", &multiotsu_py, py::arg("counts"), py::arg("centers"), py::arg("classes"));
     m.def("local_threshold", &local_threshold_py, py::arg("image"), py::arg("window"), py::arg("mode"),
           py::arg("cval"), py::arg("op"), py::arg("k"), py::arg("r"), py::arg("offset"), py::arg("num_threads"),
+          py::arg("out") = py::none(),
           "(threshold image, finite): local mean / Niblack / Sauvola; finite is False if the input held NaN/inf");
     m.def("local_mask", &local_mask_py, py::arg("image"), py::arg("window"), py::arg("mode"), py::arg("cval"),
           py::arg("op"), py::arg("k"), py::arg("r"), py::arg("offset"), py::arg("num_threads"),
           "(image > threshold image, finite) without storing the threshold image");
     m.def("local_median", &local_median_py, py::arg("image"), py::arg("window"), py::arg("mode"), py::arg("cval"),
-          py::arg("offset"), py::arg("num_threads"));
+          py::arg("offset"), py::arg("num_threads"), py::arg("out") = py::none());
     m.def("classify", &classify_py, py::arg("image"), py::arg("mask"), py::arg("thresholds"),
           py::arg("num_threads"));
 }

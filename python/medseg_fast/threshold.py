@@ -30,8 +30,8 @@ import numpy as np
 from . import _backend
 from ._dispatch import family
 from ._errors import EmptyImageError, InvalidImageError, InvalidParameterError, MedsegWarning, NonFiniteError
-from ._validation import (check_finite, check_image, check_mask, check_threads, core_axes, native_c, per_axis,
-                          unwrap_image)
+from ._validation import (check_finite, check_image, check_mask, check_out, check_threads, core_axes, native_c,
+                          per_axis, real_dtype, unwrap_image, writable_kernel_out)
 
 __all__ = ["histogram", "otsu", "multiotsu", "li", "yen", "triangle", "isodata", "mean", "minimum", "local",
            "niblack", "sauvola", "local_mask", "window", "binarize"]
@@ -592,20 +592,33 @@ def _prep_adaptive(image, spacing, backend, num_threads, finite=True):
     return arr, spacing, nt, name
 
 
-def _box(arr, name, win, mode, cval, op, k, r, offset, nt, mask=False):
+def _box(arr, name, win, mode, cval, op, k, r, offset, nt, mask=False, out=None):
     """Box-statistics kernel (threshold image, or the mask ``arr > threshold``).
 
     The NaN/inf check rides on the kernel: its running sums carry every voxel,
     so the kernel reports a non-finite input without a separate pass, and only
-    then is the image scanned (for the message)."""
+    then is the image scanned (for the message).  ``out`` (threshold image
+    only): validated here, written directly or receives a copy."""
+    user_out = None if mask else check_out(out, arr.shape, real_dtype(arr.dtype), (arr,))
     view, transposed = native_c(arr.view(np.uint8) if arr.dtype == np.bool_ else arr)
     win_c = [int(w) for w in core_axes(win, arr.ndim, transposed, fill=1)]
     fam = family(name, "threshold")
-    fn = fam.local_mask if mask else fam.local_threshold
-    out, finite = fn(view, win_c, _MODES[mode], cval, op, k, r, offset, nt)
+    kout = writable_kernel_out(user_out, transposed)
+    if mask:
+        res, finite = fam.local_mask(view, win_c, _MODES[mode], cval, op, k, r, offset, nt)
+    else:
+        res, finite = fam.local_threshold(view, win_c, _MODES[mode], cval, op, k, r, offset, nt, kout)
     if not finite:
         check_finite(arr)  # raises NonFiniteError; passes only if a float64 sum overflowed
-    return out.T if transposed else out
+    res = res.T if transposed else res
+    return res if user_out is None else _deliver(user_out, res, kout)
+
+
+def _deliver(user_out, res, kout):
+    """``user_out`` holding ``res``: already there when the kernel wrote ``kout`` (a view of it)."""
+    if kout is None:
+        np.copyto(user_out, res)
+    return user_out
 
 
 def _finite(v, name):
@@ -615,7 +628,7 @@ def _finite(v, name):
 
 
 def local(image, block_size, method="gaussian", offset=0.0, *, mode="reflect", cval=0.0, spacing=None,
-          backend="auto", num_threads=None):
+          out=None, backend="auto", num_threads=None):
     """Local (adaptive) threshold image: a weighted mean or median of each
     voxel's neighbourhood, minus ``offset``.
 
@@ -643,13 +656,17 @@ def local(image, block_size, method="gaussian", offset=0.0, *, mode="reflect", c
         Value outside the image for mode='constant'.
     spacing : sequence of float, optional
         Voxel size (mm): ``block_size`` is then in mm.
+    out : ndarray, optional
+        Array to write the threshold image into (the image's shape; float32,
+        or float64 for float64 input; writeable; not overlapping the image),
+        returned; as ``out`` of :func:`medseg_fast.filters.gaussian`.
     backend : {'auto', 'cpu', 'numba'}
     num_threads : int, optional
 
     Returns
     -------
-    ndarray of float32 (float64 for float64 input), the image's shape.
-    Foreground is ``image > result``.
+    ndarray of float32 (float64 for float64 input), the image's shape
+    (``out`` when given).  Foreground is ``image > result``.
 
     Notes
     -----
@@ -677,18 +694,21 @@ def local(image, block_size, method="gaussian", offset=0.0, *, mode="reflect", c
         from .filters import gaussian
 
         sigma = tuple((w - 1) / 6.0 for w in win)
-        out = gaussian(arr, sigma, mode=mode, cval=cval, truncate=4.0, precision="float32", backend=name,
+        res = gaussian(arr, sigma, mode=mode, cval=cval, truncate=4.0, precision="float32", out=out, backend=name,
                        num_threads=num_threads)
         if offset:
-            out -= out.dtype.type(offset)
-        return out
+            res -= res.dtype.type(offset)
+        return res
     if method == "mean":
-        return _box(arr, name, win, mode, cval, 0, 0.0, 1.0, offset, nt)
+        return _box(arr, name, win, mode, cval, 0, 0.0, 1.0, offset, nt, out=out)
+    user_out = check_out(out, arr.shape, real_dtype(arr.dtype), (arr,))
     check_finite(arr)
     view, transposed = native_c(arr.view(np.uint8) if arr.dtype == np.bool_ else arr)
     win_c = [int(w) for w in core_axes(win, arr.ndim, transposed, fill=1)]
-    out = family(name, "threshold").local_median(view, win_c, _MODES[mode], cval, offset, nt)
-    return out.T if transposed else out
+    kout = writable_kernel_out(user_out, transposed)
+    res = family(name, "threshold").local_median(view, win_c, _MODES[mode], cval, offset, nt, kout)
+    res = res.T if transposed else res
+    return res if user_out is None else _deliver(user_out, res, kout)
 
 
 def _prep_local(image, block_size, method, offset, mode, cval, spacing, backend, num_threads):
@@ -741,7 +761,7 @@ def local_mask(image, block_size, method="mean", offset=0.0, *, mode="reflect", 
     return np.greater(arr, t)
 
 
-def _mean_std_threshold(image, window_size, op, k, r, spacing, backend, num_threads, fname):
+def _mean_std_threshold(image, window_size, op, k, r, spacing, backend, num_threads, fname, out=None):
     arr, spacing, nt, name = _prep_adaptive(image, spacing, backend, num_threads, finite=False)
     k = _finite(k, "k")
     win = _window_voxels(window_size, arr, spacing, "window_size")
@@ -759,10 +779,10 @@ def _mean_std_threshold(image, window_size, op, k, r, spacing, backend, num_thre
             raise InvalidParameterError(f"r must be > 0, got {r}")
     else:
         r = 1.0
-    return _box(arr, name, win, "mirror", 0.0, op, k, r, 0.0, nt)
+    return _box(arr, name, win, "mirror", 0.0, op, k, r, 0.0, nt, out=out)
 
 
-def niblack(image, window_size=15, k=0.2, *, spacing=None, backend="auto", num_threads=None):
+def niblack(image, window_size=15, k=0.2, *, spacing=None, out=None, backend="auto", num_threads=None):
     """Niblack's local threshold: mean - k * std over a box window (Niblack 1986).
 
     Parameters
@@ -775,12 +795,14 @@ def niblack(image, window_size=15, k=0.2, *, spacing=None, backend="auto", num_t
     k : float
         Weight of the standard deviation.
     spacing : sequence of float, optional
+    out : ndarray, optional
+        Array to write the threshold image into, returned (as in :func:`local`).
     backend : {'auto', 'cpu', 'numba'}
     num_threads : int, optional
 
     Returns
     -------
-    ndarray of float32 (float64 for float64 input).
+    ndarray of float32 (float64 for float64 input); ``out`` when given.
 
     Notes
     -----
@@ -799,10 +821,10 @@ def niblack(image, window_size=15, k=0.2, *, spacing=None, backend="auto", num_t
     >>> float(niblack(img, 3, k=0.0)[2, 2]) == float(img[1:4, 1:4].mean())
     True
     """
-    return _mean_std_threshold(image, window_size, 1, k, None, spacing, backend, num_threads, "niblack")
+    return _mean_std_threshold(image, window_size, 1, k, None, spacing, backend, num_threads, "niblack", out)
 
 
-def sauvola(image, window_size=15, k=0.2, r=None, *, spacing=None, backend="auto", num_threads=None):
+def sauvola(image, window_size=15, k=0.2, r=None, *, spacing=None, out=None, backend="auto", num_threads=None):
     """Sauvola's local threshold: mean * (1 + k * (std / r - 1)) (Sauvola &
     Pietikainen 2000, Pattern Recognition 33(2):225-236).
 
@@ -816,12 +838,12 @@ def sauvola(image, window_size=15, k=0.2, r=None, *, spacing=None, backend="auto
         Dynamic range of the standard deviation.  Default, as scikit-image,
         half the dtype range (32767.5 for int16, 127.5 for uint8, 1 for
         floats); for CT in HU a value such as 1000 is usually more useful.
-    spacing, backend, num_threads
+    spacing, out, backend, num_threads
         As in :func:`niblack`.
 
     Returns
     -------
-    ndarray of float32 (float64 for float64 input).
+    ndarray of float32 (float64 for float64 input); ``out`` when given.
 
     Notes
     -----
@@ -836,7 +858,7 @@ def sauvola(image, window_size=15, k=0.2, r=None, *, spacing=None, backend="auto
     >>> float(sauvola(img, 3)[2, 2])
     80.0
     """
-    return _mean_std_threshold(image, window_size, 2, k, r, spacing, backend, num_threads, "sauvola")
+    return _mean_std_threshold(image, window_size, 2, k, r, spacing, backend, num_threads, "sauvola", out)
 
 
 # ---------------------------------------------------------------- helpers

@@ -453,14 +453,17 @@ def _local_input(image):
     return work, out_dt
 
 
-def _run_local(image, window, mode, cval, op, k, r, offset, num_threads, mask):
+def _run_local(image, window, mode, cval, op, k, r, offset, num_threads, mask, user_out=None):
     work, out_dt = _local_input(image)
     f, ndim = as3d(work)
     w = [int(v) for v in window]
     if any(v < 1 or v % 2 == 0 for v in w):
         raise ValueError("window sizes must be odd and >= 1")
     # the unused output is indexed per plane: it gets as many (empty) planes
-    out = np.empty((f.shape[0], 0, 0) if mask else f.shape, out_dt)
+    if user_out is not None and not mask:  # validated by the caller: C-contiguous, out_dt, the image's shape
+        out = user_out.reshape(f.shape)
+    else:
+        out = np.empty((f.shape[0], 0, 0) if mask else f.shape, out_dt)
     mo = np.empty(f.shape if mask else (f.shape[0], 0, 0), np.bool_)
     with threads(num_threads):
         finite = _local(f, out, mo, bool(mask), w[0], w[1], w[2], int(mode), float(cval), int(op), float(k), float(r),
@@ -469,8 +472,8 @@ def _run_local(image, window, mode, cval, op, k, r, offset, num_threads, mask):
     return res.reshape(image.shape), bool(finite)
 
 
-def local_threshold(image, window, mode, cval, op, k, r, offset, num_threads):
-    return _run_local(image, window, mode, cval, op, k, r, offset, num_threads, False)
+def local_threshold(image, window, mode, cval, op, k, r, offset, num_threads, out=None):
+    return _run_local(image, window, mode, cval, op, k, r, offset, num_threads, False, out)
 
 
 def local_mask(image, window, mode, cval, op, k, r, offset, num_threads):
@@ -506,10 +509,10 @@ def _median(img, out, wz, wy, wx, mode, cv, offset):
             out[z, y, x] = R(med - offset)
 
 
-def local_median(image, window, mode, cval, offset, num_threads):
+def local_median(image, window, mode, cval, offset, num_threads, out=None):
     work, out_dt = _local_input(image)
     f, ndim = as3d(work)
-    out = np.empty(f.shape, out_dt)
+    out = np.empty(f.shape, out_dt) if out is None else out.reshape(f.shape)  # (validated by the caller)
     w = [int(v) for v in window]
     with threads(num_threads):
         _median(f, out, w[0], w[1], w[2], int(mode), float(cval), float(offset))
