@@ -186,6 +186,17 @@ def writable_kernel_out(out, transposed):
     return k if k.flags.c_contiguous and k.flags.aligned else None
 
 
+def deliver(out, res, kout):
+    """The result for the caller: ``res`` when no ``out`` was given, else ``out``
+    holding it (already there when the kernel wrote ``kout``, a view of ``out``;
+    copied otherwise)."""
+    if out is None:
+        return res
+    if kout is None:
+        np.copyto(out, res)
+    return out
+
+
 def copy_into(out, res):
     """Copy a (CuPy or numpy) result into the caller's ``out`` of the same kind, shape and dtype."""
     if type(out) is not type(res) or out.shape != res.shape or out.dtype != res.dtype:

@@ -16,7 +16,7 @@ from . import _backend
 from ._dispatch import family
 from ._errors import InvalidParameterError
 from ._validation import (check_finite, check_image, check_mask, check_out, check_threads, copy_into, core_axes,
-                          dtype_max, native_c, per_axis, real_dtype, unwrap_image, writable_kernel_out)
+                          deliver, dtype_max, native_c, per_axis, real_dtype, unwrap_image, writable_kernel_out)
 from .filters import _sigma_voxels, kernel_weights
 
 __all__ = ["sobel", "canny", "hysteresis_threshold"]
@@ -152,11 +152,7 @@ def sobel(image, axis=None, mask=None, spacing=None, *, preserve_range=False, ou
         mv, mt = native_c(m)
         er = fam.erode(mv, nt)
         res *= er.T if mt else er
-    if user_out is None:
-        return res
-    if kout is None:
-        np.copyto(user_out, res)
-    return user_out
+    return deliver(user_out, res, kout)
 
 
 def hysteresis_threshold(image, low, high, connectivity=None, *, backend="auto", num_threads=None):

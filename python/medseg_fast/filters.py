@@ -7,8 +7,8 @@ import numpy as np
 from . import _backend
 from ._dispatch import family
 from ._errors import InvalidParameterError
-from ._validation import (check_finite, check_image, check_out, check_threads, copy_into, core_axes, native_c, per_axis,
-                          real_dtype, unwrap_image, writable_kernel_out)
+from ._validation import (check_finite, check_image, check_out, check_threads, copy_into, core_axes, deliver, native_c,
+                          per_axis, real_dtype, unwrap_image, writable_kernel_out)
 
 __all__ = ["gaussian"]
 
@@ -151,9 +151,4 @@ def gaussian(image, sigma, *, spacing=None, mode="nearest", cval=0.0, truncate=4
         # a non-finite input always shows in the output (every weight is positive);
         # the input check tells it from an overflow of huge float64 values and words the error
         check_finite(arr)
-    res = res.T if transposed else res
-    if user_out is None:
-        return res
-    if kout is None:
-        np.copyto(user_out, res)
-    return user_out
+    return deliver(user_out, res.T if transposed else res, kout)

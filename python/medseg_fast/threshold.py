@@ -30,8 +30,8 @@ import numpy as np
 from . import _backend
 from ._dispatch import family
 from ._errors import EmptyImageError, InvalidImageError, InvalidParameterError, MedsegWarning, NonFiniteError
-from ._validation import (check_finite, check_image, check_mask, check_out, check_threads, core_axes, native_c,
-                          per_axis, real_dtype, unwrap_image, writable_kernel_out)
+from ._validation import (check_finite, check_image, check_mask, check_out, check_threads, core_axes, deliver,
+                          native_c, per_axis, real_dtype, unwrap_image, writable_kernel_out)
 
 __all__ = ["histogram", "otsu", "multiotsu", "li", "yen", "triangle", "isodata", "mean", "minimum", "local",
            "niblack", "sauvola", "local_mask", "window", "binarize"]
@@ -610,15 +610,7 @@ def _box(arr, name, win, mode, cval, op, k, r, offset, nt, mask=False, out=None)
         res, finite = fam.local_threshold(view, win_c, _MODES[mode], cval, op, k, r, offset, nt, kout)
     if not finite:
         check_finite(arr)  # raises NonFiniteError; passes only if a float64 sum overflowed
-    res = res.T if transposed else res
-    return res if user_out is None else _deliver(user_out, res, kout)
-
-
-def _deliver(user_out, res, kout):
-    """``user_out`` holding ``res``: already there when the kernel wrote ``kout`` (a view of it)."""
-    if kout is None:
-        np.copyto(user_out, res)
-    return user_out
+    return deliver(user_out, res.T if transposed else res, kout)
 
 
 def _finite(v, name):
@@ -707,8 +699,7 @@ def local(image, block_size, method="gaussian", offset=0.0, *, mode="reflect", c
     win_c = [int(w) for w in core_axes(win, arr.ndim, transposed, fill=1)]
     kout = writable_kernel_out(user_out, transposed)
     res = family(name, "threshold").local_median(view, win_c, _MODES[mode], cval, offset, nt, kout)
-    res = res.T if transposed else res
-    return res if user_out is None else _deliver(user_out, res, kout)
+    return deliver(user_out, res.T if transposed else res, kout)
 
 
 def _prep_local(image, block_size, method, offset, mode, cval, spacing, backend, num_threads):
