@@ -365,9 +365,19 @@ void blocked_histogram(int64_t N, int64_t nbins, int64_t* counts, int num_thread
                 for (int q = 0; q < Q; ++q) s += h[k * Q + q];
                 out[k] += s;
             }
+        } else if (nsub == Q) {
+            // one pass over the bins with every sub-histogram summed in registers
+            // (a pass per sub-histogram made the 65536-bin reduction of a 16-bit
+            // histogram cost more than counting a 512 x 512 slice)
+            const uint32_t* hq[Q];
+            for (int q = 0; q < Q; ++q) hq[q] = h + q * stride;
+            for (int64_t k = kb; k < ke; ++k) {
+                uint64_t s = 0;
+                for (int q = 0; q < Q; ++q) s += hq[q][k];
+                out[k] += static_cast<int64_t>(s);
+            }
         } else {
-            for (int q = 0; q < nsub; ++q)
-                for (int64_t k = kb; k < ke; ++k) out[k] += h[q * stride + k];
+            for (int64_t k = kb; k < ke; ++k) out[k] += h[k];
         }
     };
     // Threads claim chunks of 64Ki voxels in turn, so a thread slowed down by
