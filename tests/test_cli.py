@@ -626,3 +626,36 @@ def test_phantom_truth_and_physical_size():
         assert coarse_mm3 == pytest.approx(fine_mm3, rel=0.1)
     with pytest.raises(ValueError):
         ct_phantom((0, 4, 4))
+
+
+# --------------------------------------------------------------------------- bad values exit 2
+
+def test_bad_bench_values_exit_2(capsys, monkeypatch):
+    from medseg_fast._errors import InvalidParameterError
+
+    code, _, err = run_cli(capsys, "bench", "--repeat", "0")
+    assert code == 2 and "--repeat" in err and "Traceback" not in err
+    fake = types.ModuleType("medseg_fast._bench")
+
+    def run(size=None, repeat=None):
+        raise InvalidParameterError(f"size must be one of tiny, small, full, got {size!r}")
+
+    fake.run = run
+    monkeypatch.setitem(sys.modules, "medseg_fast._bench", fake)
+    code, _, err = run_cli(capsys, "bench", "--size", "bogus")
+    assert code == 2 and "bogus" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_real_bench_rejects_a_bogus_size_with_exit_2(capsys):
+    pytest.importorskip("medseg_fast._bench")
+    code, _, err = run_cli(capsys, "bench", "--size", "bogus")
+    assert code == 2 and "bogus" in err and "Traceback" not in err
+
+
+def test_options_that_do_not_fit_the_input_exit_2(capsys):
+    path = nibabel_file("tests", "data", "anatomical.nii")
+    code, _, err = run_cli(capsys, "info", path, "--series-uid", "1.2.3")
+    assert code == 2 and "--series-uid" in err and "Traceback" not in err
+    code, _, err = run_cli(capsys, "info", path, "--volume", "5")
+    assert code == 2 and "--volume" in err

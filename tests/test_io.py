@@ -362,3 +362,57 @@ def test_edited_affine_wins_over_the_stored_source_header(tmp_path):
     img.affine[:3, 3] += [5.0, -3.0, 2.0]
     p = mio.save(img, tmp_path / "moved.nii.gz", label=False)
     np.testing.assert_allclose(mio.load(p).affine, img.affine, atol=1e-4)
+
+
+# --------------------------------------------------------------------------- audit regressions
+
+
+def test_saved_files_get_the_umask_permissions(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o027)
+    try:
+        p = mio.save(np.zeros((2, 3, 4), np.uint8), tmp_path / "m.nii.gz", spacing=(1, 1, 1))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(p).st_mode) == 0o640
+    # replacing a file keeps its permissions
+    os.chmod(p, 0o604)
+    mio.save(np.ones((2, 3, 4), np.uint8), p, spacing=(1, 1, 1))
+    assert stat.S_IMODE(os.stat(p).st_mode) == 0o604
+    assert mio.load(p).array.all()
+
+
+def test_save_filesystem_errors_name_the_target_and_clean_up(tmp_path, monkeypatch):
+    import os
+
+    a = np.zeros((2, 3, 4), np.uint8)
+    target = tmp_path / "no" / "such" / "m.nii.gz"
+    with pytest.raises(ImageIOError, match="does not exist") as ei:
+        mio.save(a, target, spacing=(1, 1, 1))
+    assert str(target) in str(ei.value)
+    folder = tmp_path / "isdir.nii"
+    folder.mkdir()
+    with pytest.raises(ImageIOError, match="folder") as ei:
+        mio.save(a, folder, spacing=(1, 1, 1))
+    assert str(folder) in str(ei.value)
+
+    def denied(src, dst):
+        raise PermissionError(13, "Permission denied", src)
+
+    monkeypatch.setattr(os, "replace", denied)
+    target = tmp_path / "m.nii"
+    with pytest.raises(ImageIOError, match="permission denied") as ei:
+        mio.save(a, target, spacing=(1, 1, 1))
+    assert str(target) in str(ei.value) and ".m.nii." not in str(ei.value)
+    assert ei.value.errno == 13
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["isdir.nii"]  # no temp file left
+
+
+def test_save_refuses_empty_arrays(tmp_path):
+    from medseg_fast._errors import EmptyImageError
+
+    with pytest.raises(EmptyImageError, match="empty"):
+        mio.save(np.zeros((0, 3, 4), np.uint8), tmp_path / "z.nii", spacing=(1, 1, 1))
+    assert not list(tmp_path.iterdir())

@@ -31,6 +31,7 @@ from medseg_fast._errors import (
 from _io_helpers import (
     decoder_available,
     need_decoder,
+    nibabel_file,
     nicom_file,
     normal_of,
     pydicom_file,
@@ -724,3 +725,186 @@ def test_pillow_only_j2k_decoder_warns(monkeypatch):
     with pytest.warns(MedsegWarning, match="Pillow"):
         img = mio.load(pydicom_file("MR_small_jp2klossless.dcm"))
     np.testing.assert_array_equal(img.array, mio.load(pydicom_file("MR_small.dcm")).array)
+
+
+# --------------------------------------------------------------------------- audit regressions
+
+
+def _multiframe(tmp_path, name, positions_mm, *, iops=None, temporal=None):
+    """A multi-frame file built from CT_small: frame k has stored value 1000 + k at (0, 0),
+    position (0, 0, positions_mm[k]) and, when given, orientation iops[k] and
+    TemporalPositionIndex temporal[k] in its per-frame functional groups."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    ds = pydicom.dcmread(pydicom_file("CT_small.dcm"))
+    base = ds.pixel_array.copy()
+    n = len(positions_mm)
+    frames = []
+    for k in range(n):
+        a = base.copy()
+        a[0, 0] = 1000 + k
+        frames.append(a)
+    ds.NumberOfFrames = n
+    ds.PixelData = np.stack(frames).tobytes()
+    per_frame = []
+    for k, z in enumerate(positions_mm):
+        item = Dataset()
+        pp = Dataset()
+        pp.ImagePositionPatient = [0.0, 0.0, float(z)]
+        item.PlanePositionSequence = Sequence([pp])
+        if iops is not None:
+            po = Dataset()
+            po.ImageOrientationPatient = list(iops[k])
+            item.PlaneOrientationSequence = Sequence([po])
+        if temporal is not None:
+            fc = Dataset()
+            fc.TemporalPositionIndex = temporal[k]
+            item.FrameContentSequence = Sequence([fc])
+        per_frame.append(item)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(per_frame)
+    shared_group = Dataset()
+    pm = Dataset()
+    pm.PixelSpacing = [0.5, 0.5]
+    shared_group.PixelMeasuresSequence = Sequence([pm])
+    if iops is None:
+        po = Dataset()
+        po.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        shared_group.PlaneOrientationSequence = Sequence([po])
+    ds.SharedFunctionalGroupsSequence = Sequence([shared_group])
+    del ds.ImagePositionPatient
+    del ds.ImageOrientationPatient
+    p = tmp_path / name
+    ds.save_as(p, enforce_file_format=True)
+    return str(p), ds.SeriesInstanceUID
+
+
+AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+SAGITTAL = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
+
+
+def test_multiframe_file_with_mixed_orientations_is_split_like_a_folder(tmp_path):
+    """Frames 0-2 axial and frame 3 sagittal in one file: two sub-volumes, not one wrong stack."""
+    p, uid = _multiframe(tmp_path, "mixed.dcm", [0, 2, 4, 6], iops=[AXIAL] * 3 + [SAGITTAL])
+    with pytest.warns(MedsegWarning, match=f"{uid}#2"):
+        img = mio.load(p)
+    assert img.shape == (3, 128, 128) and img.meta["series_id"] == f"{uid}#1"
+    np.testing.assert_array_equal(img.array[:, 0, 0] + 1024, [1000, 1001, 1002])
+    assert img.spacing[0] == pytest.approx(2.0) and img.meta["orientation"] == "SPL"
+    assert img.meta["other_series"][0]["id"] == f"{uid}#2"
+    assert any(f"{uid}#2" in w for w in img.meta["warnings"])
+    sag = mio.load(p, series_uid=f"{uid}#2")
+    assert sag.shape == (1, 128, 128) and sag.array[0, 0, 0] + 1024 == 1003
+    np.testing.assert_allclose(sag.meta["image_orientation_patient"], SAGITTAL)
+    # the same as the file in a folder
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    shutil.copy(p, folder / "mixed.dcm")
+    via_folder = _quiet_load(folder)
+    np.testing.assert_array_equal(via_folder.array, img.array)
+    np.testing.assert_allclose(via_folder.affine, img.affine)
+
+
+def test_series_uid_selects_a_time_point_of_a_multiframe_file(tmp_path):
+    """2 time points x 3 positions in one file: series_uid= and list_series work on the file."""
+    p, uid = _multiframe(tmp_path, "time.dcm", [0, 2, 4, 0, 2, 4], temporal=[1, 1, 1, 2, 2, 2])
+    series = mio.list_series(p)
+    assert [s["id"] for s in series] == [f"{uid}#1", f"{uid}#2"]
+    assert all(s["n_slices"] == 3 and "temporal" in s["split_by"] for s in series)
+    second = mio.load(p, series_uid=f"{uid}#2")
+    assert second.shape == (3, 128, 128) and second.meta["frame_indices"] == [3, 4, 5]
+    np.testing.assert_array_equal(second.array[:, 0, 0] + 1024, [1003, 1004, 1005])
+    with pytest.warns(MedsegWarning, match=f"{uid}#2"):
+        first = mio.load(p)
+    assert first.meta["frame_indices"] == [0, 1, 2]
+    # the SeriesInstanceUID alone picks the largest sub-volume, with a warning
+    with pytest.warns(MedsegWarning, match="sub-volumes"):
+        assert mio.load(p, series_uid=uid).meta["series_id"] == f"{uid}#1"
+    with pytest.raises(AmbiguousSeriesError, match=f"{uid}#2"):
+        mio.load(p, series_uid="1.2.3")
+    assert mio.read_dicom_bytes(Path(p).read_bytes(), series_uid=f"{uid}#2").meta["frame_indices"] == [3, 4, 5]
+    with pytest.raises(NotAnImageError):
+        mio.list_series(nibabel_file("anatomical.nii"))
+
+
+def test_list_series_of_a_single_file():
+    series = mio.list_series(pydicom_file("CT_small.dcm"))
+    assert len(series) == 1 and series[0]["n_slices"] == 1 and series.skipped == {}
+
+
+def _cut_before_series_uid(path):
+    """Cut a little-endian file at its (0020,000E) SeriesInstanceUID element."""
+    data = Path(path).read_bytes()
+    cut = data.find(b"\x20\x00\x0e\x00")
+    assert cut > 0 and pydicom.dcmread(path, stop_before_pixels=True).SeriesInstanceUID
+    Path(path).write_bytes(data[:cut])
+
+
+def test_member_cut_before_its_series_uid_is_corrupt_not_a_missing_slice(tmp_path):
+    """D11: a file cut before SeriesInstanceUID (pydicom reads it silently) is refused, not dropped."""
+    _, paths = write_series(tmp_path, [0, 2, 4, 6])
+    _cut_before_series_uid(paths[1])
+    with pytest.raises(CorruptFileError) as ei:
+        mio.load(tmp_path)
+    assert paths[1] in str(ei.value) and "SeriesInstanceUID" in str(ei.value)
+    series = mio.list_series(tmp_path)
+    assert paths[1] in series[0]["corrupt_files"] and paths[1] in series.skipped
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")
+@pytest.mark.parametrize("keep", [140, 170, 300])
+def test_member_cut_inside_its_file_meta_is_corrupt(tmp_path, keep):
+    _, paths = write_series(tmp_path, [0, 2, 4, 6])
+    Path(paths[2]).write_bytes(Path(paths[2]).read_bytes()[:keep])
+    with pytest.raises(CorruptFileError) as ei:
+        mio.load(tmp_path)
+    assert paths[2] in str(ei.value)
+
+
+def test_cut_file_of_another_series_does_not_block(tmp_path):
+    """A truncated file whose surviving attributes contradict the series is only skipped."""
+    uid, _ = write_series(tmp_path, [0, 2, 4], description="kept", prefix="a")
+    _, others = write_series(tmp_path, [0, 3], description="other", prefix="b",
+                             study_uid=pydicom.uid.generate_uid())
+    Path(others[1]).unlink()
+    _cut_before_series_uid(others[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MedsegWarning)
+        img = mio.load(tmp_path)
+    assert img.shape[0] == 3 and img.meta["series_uid"] == uid
+    assert "truncated" in img.meta["skipped_files"][others[0]]
+
+
+def test_totalsegmentator_member_cut_to_900_bytes_is_corrupt(tmp_path):
+    """The audit case: one file of the real CT series cut to its first 900 bytes."""
+    src = shared("totalsegmentator", "example_ct_dicom")
+    folder = tmp_path / "ct"
+    shutil.copytree(src, folder)
+    victim = sorted(folder.iterdir())[7]
+    victim.write_bytes(victim.read_bytes()[:900])
+    with pytest.raises(CorruptFileError) as ei:
+        mio.load(folder)
+    assert str(victim) in str(ei.value)
+
+
+def test_missing_slices_give_the_grid_step_not_the_median_gap(tmp_path):
+    """D2: positions 0, 2, 6, 10, 12 lie on a 2 mm grid with 2 slices missing (median gap 3)."""
+    write_series(tmp_path, [0, 2, 6, 10, 12])
+    with pytest.warns(MedsegWarning, match="uneven.*2 slice"):
+        img = mio.load(tmp_path)
+    assert img.spacing[0] == pytest.approx(2.0)
+    assert img.meta["missing_slices_estimate"] == 2 and img.meta["uneven_spacing"]
+    np.testing.assert_allclose(img.meta["slice_positions_mm"], np.array([0, 2, 6, 10, 12]) + img.meta[
+        "slice_positions_mm"][0])
+
+
+def test_irregular_gaps_without_a_grid_keep_the_median(tmp_path):
+    write_series(tmp_path, [0, 2, 5, 7, 10, 12, 15])  # gaps 2, 3, 2, 3, ...: no believable grid
+    with pytest.warns(MedsegWarning, match="uneven"):
+        img = mio.load(tmp_path)
+    assert img.spacing[0] == pytest.approx(2.5) and img.meta["missing_slices_estimate"] == 0
+
+
+def test_gzipped_dicom_gives_a_clear_error():
+    with pytest.raises(NotAnImageError, match="gzip-compressed DICOM"):
+        mio.load(nicom_file("siemens_dwi_0.dcm.gz"))

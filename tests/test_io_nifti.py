@@ -338,3 +338,64 @@ def test_totalsegmentator_nifti_geometry():
     assert img.meta["sform_code"] == 2 and img.meta["qform_code"] == 0
     mr = mio.load(shared("totalsegmentator", "example_mr_sm.nii.gz"))
     assert mr.meta["orientation_xyz"] == "LPS" and img.meta["orientation_xyz"] == "RAS"
+
+
+# --------------------------------------------------------------------------- audit regressions
+
+
+def test_lying_gz_header_padded_past_the_ratio_check_never_allocates(tmp_path):
+    """N7: a 2048x2048x3600 int16 header (30 GB) gzipped and padded to 30 MiB passes the
+    1032:1 bound; the stream must be found short before the declared size is allocated."""
+    hdr = nib.Nifti1Header()
+    hdr.set_data_dtype(np.int16)
+    hdr.set_data_shape((2048, 2048, 3600))
+    hdr["vox_offset"] = 352
+    p = tmp_path / "huge_lie.nii.gz"
+    with open(p, "wb") as f:
+        f.write(gzip.compress(hdr.binaryblock + b"\0" * 4))
+        f.truncate(30 * 2**20)  # zero padding (sparse where the file system allows)
+    tracemalloc.start()
+    try:
+        with pytest.raises(CorruptFileError, match="lying header|truncated") as ei:
+            mio.load(p)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(p) in str(ei.value)
+    assert peak < 256 * 2**20  # nowhere near the 30 GB the header asks for
+
+
+def test_gz_volume_is_read_once_and_exactly(tmp_path):
+    data = np.random.default_rng(5).integers(-1000, 1000, (33, 17, 9)).astype(np.int16)
+    p = _write(tmp_path, data, name="ok.nii.gz")
+    img = mio.load(p)
+    np.testing.assert_array_equal(img.array, data.T)
+    assert img.array.flags.writeable and img.array.dtype.isnative
+
+
+def test_memory_error_becomes_an_image_io_error_naming_file_and_size(tmp_path, monkeypatch):
+    from medseg_fast.io import nifti
+
+    p = _write(tmp_path, np.zeros((8, 8, 8), np.int16), name="m.nii")
+
+    def no_memory(nbytes):
+        raise MemoryError
+
+    monkeypatch.setattr(nifti, "_alloc", no_memory)
+    with pytest.raises(ImageIOError, match="not enough memory") as ei:
+        mio.load(p)
+    assert str(p) in str(ei.value) and "1024 bytes" in str(ei.value)
+    assert not isinstance(ei.value, MemoryError)
+
+
+def test_memory_error_in_read_nifti_bytes(tmp_path, monkeypatch):
+    from medseg_fast.io import nifti
+
+    blob = _write(tmp_path, np.zeros((8, 8, 8), np.int16), name="m.nii.gz").read_bytes()
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(nifti, "_read_growing", no_memory)
+    with pytest.raises(ImageIOError, match="<bytes>.*not enough memory"):
+        mio.read_nifti_bytes(blob)

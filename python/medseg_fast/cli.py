@@ -566,14 +566,19 @@ def _load(path, *, series_uid=None, volume=None):
     except FileNotFoundError as exc:
         raise CLIError(f"cannot read {path}: {exc}") from exc
     except Exception as exc:
-        from ._errors import MedsegError
+        from ._errors import InvalidParameterError, MedsegError
 
         if isinstance(exc, (MedsegError, OSError, ValueError)):
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             if path not in msg:
                 msg = f"{path}: {msg}"
-            if "volume=" in msg:
-                msg += " (on the command line: --volume N)"
+            for option, flag in (("volume=", "--volume N"), ("series_uid=", "--series-uid UID"),
+                                 ("recursive=", "--recursive")):
+                if option in msg:
+                    msg += f" (on the command line: {flag})"
+                    break
+            if isinstance(exc, InvalidParameterError):  # an option that does not fit this input
+                raise CLIError(f"cannot load {msg}", EXIT_USAGE) from exc
             raise CLIError(f"cannot load {msg}", EXIT_FAIL) from exc
         raise
 
@@ -841,7 +846,13 @@ def _cmd_bench(args) -> int:
             if not _accepts(run, key):
                 raise CLIError(f"bench does not support --{'threads' if key == 'num_threads' else key}")
             kwargs[key] = value
-    rv = run(**kwargs)
+    from ._errors import InvalidParameterError
+
+    try:
+        rv = run(**kwargs)
+    except InvalidParameterError as exc:  # --size / --repeat / ... values run() refuses
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CLIError(f"bench: {first}", EXIT_USAGE) from exc
     return int(rv) if isinstance(rv, (int, np.integer)) and not isinstance(rv, bool) else EXIT_OK
 
 
@@ -855,6 +866,16 @@ class _Parser(argparse.ArgumentParser):
 
 def _size(text):
     return int(text) if text.strip().isdigit() else text
+
+
+def _positive_int(text):
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
 
 
 def _threads(text):
@@ -887,7 +908,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Modality, shape, spacing, orientation, value range, dtype, series UID, "
                                    "warnings.")
     p.add_argument("path", metavar="PATH")
-    p.add_argument("--series-uid", help="DICOM folder: the series to load (default: the one with most slices)")
+    p.add_argument("--series-uid", help="DICOM folder or multi-frame file: the series or sub-volume to load "
+                                        "(default: the one with most slices)")
     p.add_argument("--volume", type=int, help="4D NIfTI: the volume index to read")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
@@ -904,7 +926,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "percentile or LEVEL,WIDTH")
     p.add_argument("--backend", choices=("auto", "cpu", "numba", "cuda"), help="compute backend")
     p.add_argument("--threads", type=_threads, help="CPU threads (0: all cores)")
-    p.add_argument("--series-uid", help="DICOM folder: the series to load")
+    p.add_argument("--series-uid", help="DICOM folder or multi-frame file: the series or sub-volume to load")
     p.add_argument("--volume", type=int, help="4D NIfTI: the volume index to read")
     p.add_argument("--list-methods", action="store_true", help="list the methods and their parameters")
 
@@ -921,7 +943,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", parents=[common], help="time medseg_fast against the reference libraries",
                        description="Runs medseg_fast._bench when installed.")
     p.add_argument("--size", type=_size, help="problem size")
-    p.add_argument("--repeat", type=int, help="repetitions per measurement")
+    p.add_argument("--repeat", type=_positive_int, help="repetitions per measurement (>= 1)")
     p.add_argument("--backend", choices=("auto", "cpu", "numba", "cuda"), help="compute backend")
     p.add_argument("--threads", type=_threads, help="CPU threads (0: all cores)")
     return parser

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import os
+import zlib
 
 from .._errors import CorruptFileError, InvalidParameterError, NotAnImageError
 from ._image import Image
@@ -13,12 +15,23 @@ from .nifti import is_nifti_path, load_nifti, save_nifti
 __all__ = ["load", "save"]
 
 
+def _gzipped_dicom(path: str) -> bool:
+    """True when *path* is gzip-compressed and its content starts like a DICOM file."""
+    try:
+        with gzip.open(path, "rb") as f:
+            head = f.read(132)
+    except (OSError, EOFError, zlib.error):
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
 def _sniff(path: str) -> str | None:
-    """'nifti', 'dicom' or None from the first bytes of a file."""
+    """'nifti', 'dicom', 'dicom.gz' or None from the first bytes of a file."""
     with open(path, "rb") as f:
         head = f.read(352)
     if head[:2] == b"\x1f\x8b":
-        return "nifti"  # gzip: .nii.gz under another name
+        # gzip: .nii.gz under another name, or a gzipped DICOM file
+        return "dicom.gz" if _gzipped_dicom(path) else "nifti"
     if len(head) >= 132 and head[128:132] == b"DICM":
         return "dicom"
     if len(head) >= 348 and head[344:348] in (b"n+1\x00", b"ni1\x00"):
@@ -42,8 +55,9 @@ def load(path, series_uid: str | None = None, *, volume: int | None = None,
         ``.nii`` / ``.nii.gz`` file, a DICOM file (multi-frame too), or a folder of
         DICOM files. Files with other names are recognised by their content.
     series_uid : str, optional
-        Folder only: which series to load (SeriesInstanceUID, or the ``id`` from
-        :func:`list_series`). Default: the series with most slices, with a warning
+        DICOM only: which series to load (SeriesInstanceUID, or the ``id`` from
+        :func:`list_series`, which also describes the sub-volumes of one
+        multi-frame file). Default: the series with most slices, with a warning
         naming the others.
     volume : int, optional
         NIfTI only: index of the volume to read from a 4D file.
@@ -56,7 +70,8 @@ def load(path, series_uid: str | None = None, *, volume: int | None = None,
         NIfTI only: memory-map uncompressed, unscaled, native-endian data.
 
     ``strict`` and ``mmap`` are ignored where they do not apply; ``series_uid``,
-    ``volume`` and ``recursive`` given for the wrong kind of input raise
+    ``volume`` and ``recursive`` given for the wrong kind of input (``series_uid``
+    for NIfTI, ``volume`` for DICOM, ``recursive`` for a file) raise
     :class:`~medseg_fast.InvalidParameterError`.
 
     Returns
@@ -101,12 +116,17 @@ def load(path, series_uid: str | None = None, *, volume: int | None = None,
     if kind == "nifti":
         _refuse(series_uid=series_uid, recursive=recursive, what="a NIfTI file")
         return load_nifti(path, volume=volume, mmap=mmap)
-    _refuse(volume=volume, series_uid=series_uid, recursive=recursive, what="a DICOM file")
+    if kind == "dicom.gz":
+        raise NotAnImageError(
+            f"{path}: a gzip-compressed DICOM file; gzipped DICOM is not supported: "
+            "decompress it first (e.g. gunzip -k FILE)"
+        )
+    _refuse(volume=volume, recursive=recursive, what="a DICOM file")
     if kind == "dicom" or path.lower().endswith((".dcm", ".dicom", ".ima")):
-        return load_dicom(path, strict=strict)
+        return load_dicom(path, series_uid, strict=strict)
     # No DICM prefix and no known name: let the DICOM reader say what it is.
     try:
-        return load_dicom(path, strict=strict)
+        return load_dicom(path, series_uid, strict=strict)
     except NotAnImageError as exc:
         raise NotAnImageError(
             f"{path}: not a NIfTI (.nii/.nii.gz) or DICOM file ({exc})"

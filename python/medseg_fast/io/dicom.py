@@ -8,7 +8,8 @@ position along the slice normal** ``n = row_cosines x column_cosines`` of
 ImageOrientationPatient, and each slice is pydicom's ``(rows, columns)`` array. A
 single-frame file gives shape ``(1, rows, columns)``. ``Image.spacing`` is
 ``(dz, dy, dx)`` in mm: ``dz`` is the median gap between neighbouring slice
-positions projected on the normal (never SliceThickness, except for a lone slice,
+positions projected on the normal -- or, when slices are missing, the grid step
+that every gap is a whole multiple of -- (never SliceThickness, except for a lone slice,
 where SliceThickness or 1.0 stands in and ``meta['slice_spacing_source']`` says
 which), ``dy, dx`` = PixelSpacing. ``Image.affine`` maps ``(z, y, x, 1)`` to RAS+
 mm: DICOM's LPS coordinates with the first two world rows negated. Its first
@@ -21,15 +22,20 @@ What the reader does (HAZARDS D1-D11, P1-P6)
   non-DICOM files, DICOMDIRs, objects without pixel data and LOCALIZER images are
   skipped with a reason per file; a file that has image attributes but no pixel
   data, or fewer pixel bytes than it declares, is recorded as corrupt and raises
-  :class:`~medseg_fast.CorruptFileError` if its series is loaded;
+  :class:`~medseg_fast.CorruptFileError` if its series is loaded -- or, when it was
+  cut before its SeriesInstanceUID, if any series it does not contradict
+  (study, modality, description, series date/time, ...) is loaded;
 * files are grouped by (StudyInstanceUID, SeriesInstanceUID) and split into
-  sub-series by orientation, Rows x Columns and the first two ImageType values;
+  sub-series by orientation, Rows x Columns and the first two ImageType values
+  (the frames of one multi-frame file too);
   when positions repeat, by EchoNumbers / TemporalPosition / AcquisitionNumber /
   StackID where that separates them;
 * slices are sorted by ``dot(IPP, n)`` (InstanceNumber only breaks exact ties);
   repeated positions raise :class:`~medseg_fast.DuplicatePositionError`; uneven
-  gaps (beyond 1 % + 0.01 mm) warn, or raise :class:`~medseg_fast.UnevenSpacingError`
-  with ``strict=True``;
+  gaps (beyond 1 % + 0.01 mm) warn, or raise
+  :class:`~medseg_fast.UnevenSpacingError` with ``strict=True``; when every gap is
+  a whole multiple of the smallest one, that step is ``dz`` and
+  ``meta['missing_slices_estimate']`` counts the holes;
 * RescaleSlope/Intercept are applied per slice/frame: int16 (int32 when the range
   needs it) for integral slope and intercept, float32 otherwise, never float64;
 * MONOCHROME1, colour and palette images raise
@@ -58,6 +64,7 @@ from .._errors import (
     CorruptFileError,
     DuplicatePositionError,
     InvalidImageError,
+    InvalidParameterError,
     MedsegError,
     MissingGeometryError,
     NotAnImageError,
@@ -130,6 +137,9 @@ class _File:
     corrupt: str | None = None
     frames: list = field(default_factory=list)
     info: dict = field(default_factory=dict)
+    #: series-level attributes (keyword -> str) used to tell whether a corrupt file
+    #: without a SeriesInstanceUID can belong to a series (see :func:`_compatible`)
+    hints: dict = field(default_factory=dict)
 
 
 class SeriesList(list):
@@ -269,8 +279,113 @@ def _probe_pixels(fp, ds, size: int, ts: str):
     return True, None, length
 
 
+#: Series-level attributes compared between a corrupt file that lacks its
+#: SeriesInstanceUID and a candidate series (HAZARDS D11).
+_HINT_KEYWORDS = (
+    "StudyInstanceUID", "SeriesInstanceUID", "Modality", "SeriesDescription", "SeriesNumber", "SeriesDate",
+    "SeriesTime", "FrameOfReferenceUID", "Rows", "Columns",
+)
+
+
+def _sop_kind(sop_class: str) -> str:
+    """The SOP class name (or the UID itself, or 'unknown SOP class')."""
+    if not sop_class:
+        return "unknown SOP class"
+    try:
+        return UID(sop_class).name
+    except Exception:  # noqa: BLE001
+        return sop_class
+
+
+def _is_image_sop(kind: str) -> bool:
+    return "Image Storage" in kind or kind in _PIXEL_SOP_NAMES
+
+
+def _hints(ds, truncated: bool) -> dict:
+    """Series-level attributes of *ds* as strings (empty values left out).
+
+    For a truncated dataset the last top-level element read may hold a cut value,
+    so it and everything after it are left out.
+    """
+    from pydicom.datadict import tag_for_keyword
+
+    last = None
+    if truncated:
+        try:
+            last = max(ds.keys())
+        except ValueError:
+            return {}
+    out = {}
+    for kw in _HINT_KEYWORDS:
+        if last is not None and tag_for_keyword(kw) >= last:
+            continue
+        v = _str(_get(ds, kw))
+        if v:
+            out[kw] = v
+    return out
+
+
+def _compatible(f: "_File", member: "_File") -> bool:
+    """False when a recorded attribute of *f* contradicts the series of *member*."""
+    if f.sop_class and member.sop_class and f.sop_class != member.sop_class:
+        return False
+    if "SeriesInstanceUID" in f.hints and f.hints["SeriesInstanceUID"] != member.series_uid:
+        return False
+    return all(member.hints.get(k, v) == v for k, v in f.hints.items())
+
+
+def _unassigned_corrupt(source, name: str, ts: str, sop_class: str, reason: str, hints: dict) -> "_File":
+    """A corrupt image file whose series is unknown: kept so that loading refuses it."""
+    return _File(
+        path=name, source=source, transfer_syntax=ts, study_uid=hints.get("StudyInstanceUID", ""),
+        series_uid="", modality=hints.get("Modality") or None, description="", series_number=None,
+        rows=0, cols=0, n_frames=0, image_type=(), photometric="", samples=1, instance=None,
+        sop_class=sop_class, corrupt=reason, hints=hints,
+    )
+
+
+def _meta_truncated(fp, size: int) -> bool:
+    """True when the file ends inside its file meta group (by its group length).
+
+    After the 128-byte preamble and 'DICM' comes (0002,0000) UL, 12 bytes, whose
+    value is the length of the rest of the group.
+    """
+    try:
+        fp.seek(128)
+        head = fp.read(16)
+    except Exception:  # noqa: BLE001
+        return False
+    if head[:4] != b"DICM":
+        return False
+    if len(head) < 16:
+        return True  # not even the group length element is complete
+    if head[4:10] != b"\x02\x00\x00\x00UL" or head[10:12] != b"\x04\x00":
+        return False
+    return size < 144 + struct.unpack("<I", head[12:16])[0]
+
+
+def _media_sop_class(fp) -> str | None:
+    """MediaStorageSOPClassUID from the file meta group, or None when unreadable."""
+    from pydicom.filereader import _read_file_meta_info, read_preamble
+
+    try:
+        fp.seek(0)
+        read_preamble(fp, False)
+        return _str(_get(_read_file_meta_info(fp), "MediaStorageSOPClassUID")) or None
+    except Exception:  # noqa: BLE001
+        return None
+
+
 def _read_header(source, name: str, *, skip_localizers: bool):
-    """Scan one file. Returns ``(_File, None)`` or ``(None, reason)``."""
+    """Scan one file. Returns ``(_File, None)`` or ``(None, reason)``.
+
+    A file that is recognisably a damaged DICOM image (truncated before its pixel
+    data, or with an unreadable header behind a 'DICM' prefix and an image SOP
+    class in its file meta) is returned as a ``_File`` with ``corrupt`` set and
+    no frames, so that loading its series -- or, when it lost its
+    SeriesInstanceUID, any series it cannot be told apart from -- raises
+    :class:`~medseg_fast.CorruptFileError` instead of silently losing a slice.
+    """
     try:
         if isinstance(source, (bytes, bytearray)):
             size = len(source)
@@ -289,17 +404,38 @@ def _read_header(source, name: str, *, skip_localizers: bool):
         except InvalidDicomError:
             return None, "not a DICOM file (no 'DICM' prefix after the 128-byte preamble)"
         except Exception as exc:  # noqa: BLE001 - pydicom raises many types on junk
-            return None, f"corrupt DICOM header: {type(exc).__name__}: {exc}"
+            reason = f"corrupt DICOM header: {type(exc).__name__}: {exc}"
+            if _meta_truncated(fp, size):
+                return _unassigned_corrupt(
+                    source, name, "", "",
+                    f"corrupt: the file ends inside its DICOM file meta header ({size} bytes): "
+                    "truncated file", {},
+                ), None
+            media = _media_sop_class(fp)
+            if media is not None and media != _DICOMDIR_SOP and _is_image_sop(_sop_kind(media)):
+                return _unassigned_corrupt(
+                    source, name, "", media,
+                    f"corrupt: a {_sop_kind(media)} file whose header cannot be read "
+                    f"({type(exc).__name__}: {exc}): the file is probably truncated or damaged", {},
+                ), None
+            return None, reason
         meta = getattr(ds, "file_meta", None)
         ts = _str(_get(meta, "TransferSyntaxUID")) if meta is not None else ""
         try:
             has_pixels, problem, pixel_bytes = _probe_pixels(fp, ds, size, ts)
         except Exception:  # noqa: BLE001
             has_pixels, problem, pixel_bytes = None, None, None
+        meta_cut = _meta_truncated(fp, size)
     finally:
         fp.close()
 
     media_sop = _str(_get(meta, "MediaStorageSOPClassUID")) if meta is not None else ""
+    if meta_cut or (not ts and len(ds) == 0):
+        return _unassigned_corrupt(
+            source, name, "", "",
+            f"corrupt: the file ends inside its DICOM file meta header ({size} bytes): truncated file",
+            {},
+        ), None
     if media_sop == _DICOMDIR_SOP or "DirectoryRecordSequence" in ds:
         return None, "DICOMDIR (a directory index, not an image)"
     sop_class = _str(_get(ds, "SOPClassUID")) or media_sop
@@ -307,26 +443,18 @@ def _read_header(source, name: str, *, skip_localizers: bool):
     if not rows or not cols:
         if has_pixels:
             return None, "pixel data without Rows/Columns"
-        try:
-            kind = UID(sop_class).name if sop_class else "unknown SOP class"
-        except Exception:  # noqa: BLE001
-            kind = sop_class
-        if "Image Storage" in kind or kind in _PIXEL_SOP_NAMES:
+        kind = _sop_kind(sop_class)
+        if _is_image_sop(kind):
             reason = (
                 f"corrupt: a {kind} object without Rows, Columns or pixel data: the file is "
                 "probably truncated"
             )
-            series_uid = _str(_get(ds, "SeriesInstanceUID"))
-            if not series_uid:
-                return None, reason
-            # Keep it (without frames) so that loading its series can refuse it.
-            return _File(
-                path=name, source=source, transfer_syntax=ts,
-                study_uid=_str(_get(ds, "StudyInstanceUID")), series_uid=series_uid,
-                modality=_str(_get(ds, "Modality")) or None, description="", series_number=None,
-                rows=0, cols=0, n_frames=0, image_type=(), photometric="", samples=1,
-                instance=None, sop_class=sop_class, corrupt=reason,
-            ), None
+            # Keep it (without frames) so that loading its series can refuse it; without
+            # a SeriesInstanceUID, every series it does not contradict refuses it.
+            hints = _hints(ds, truncated=True)
+            f = _unassigned_corrupt(source, name, ts, sop_class, reason, hints)
+            f.series_uid = hints.get("SeriesInstanceUID", "")
+            return f, None
         return None, f"not an image: no pixel data ({kind})"
     image_type = tuple(_str(v).upper() for v in (_get(ds, "ImageType") or ()))
     if skip_localizers and "LOCALIZER" in image_type:
@@ -369,6 +497,7 @@ def _read_header(source, name: str, *, skip_localizers: bool):
         instance=_int(_get(ds, "InstanceNumber")),
         sop_class=sop_class,
         corrupt=corrupt,
+        hints=_hints(ds, truncated=False),
     )
     f.info = {
         "manufacturer": _str(_get(ds, "Manufacturer")) or None,
@@ -492,14 +621,16 @@ def _split_by_value(frames):
 def _group(files) -> list:
     """Group frames into candidate series; returns a list of dicts (internal)."""
     by_series: dict = {}
-    orphans: dict = {}  # corrupt files of a series that yielded no frames
+    frameless = []  # corrupt image files that yielded no frames (HAZARDS D11)
     for f in files:
         if f.frames:
             by_series.setdefault((f.study_uid, f.series_uid), []).append(f)
         else:
-            orphans.setdefault((f.study_uid, f.series_uid), []).append(f)
+            frameless.append(f)
     candidates = []
     for (study, series), members in by_series.items():
+        # a corrupt file belongs to every series it cannot be told apart from
+        orphans = [f for f in frameless if _compatible(f, members[0])]
         clusters: list = []  # [key, iop representative, frames]
         for f in members:
             for fr in f.frames:
@@ -533,7 +664,7 @@ def _group(files) -> list:
                 "frames": frs,
                 "split_by": "; ".join(reasons) if reasons else None,
                 "_sub": k + 1 if multi else None,
-                "orphans": orphans.get((study, series), []),
+                "orphans": orphans,
             })
     # unique ids
     seen: dict = {}
@@ -599,14 +730,16 @@ def _scan_folder(folder: str, recursive: bool):
 
 
 def list_series(folder, *, recursive: bool = False) -> SeriesList:
-    """Describe the DICOM image series found in *folder*.
+    """Describe the DICOM image series found in *folder* (or in one DICOM file).
 
     Parameters
     ----------
     folder : str or os.PathLike
-        Folder to scan (only its files; subfolders too with ``recursive=True``).
+        Folder to scan (only its files; subfolders too with ``recursive=True``), or
+        a single DICOM file: a multi-frame file whose frames differ in orientation,
+        size or time point lists one entry per sub-volume.
     recursive : bool, default False
-        Also scan subfolders.
+        Also scan subfolders (folders only).
 
     Returns
     -------
@@ -622,6 +755,11 @@ def list_series(folder, *, recursive: bool = False) -> SeriesList:
         attribute maps every file that was left out to the reason (not DICOM,
         DICOMDIR, no pixel data, localizer, ...).
 
+    Raises
+    ------
+    NotAnImageError, CorruptFileError
+        *folder* is a single file that is not a readable DICOM image.
+
     Examples
     --------
     >>> import os, shutil, tempfile, pydicom.data
@@ -634,11 +772,15 @@ def list_series(folder, *, recursive: bool = False) -> SeriesList:
     [('CT', 1, 128, 128)]
     >>> sorted(os.path.basename(p) for p in series.skipped)
     ['notes.txt']
+    >>> [s["n_slices"] for s in list_series(pydicom.data.get_testdata_file("rtdose.dcm"))]
+    [15]
     """
     folder = os.fspath(folder)
     check_exists(folder)
     if not os.path.isdir(folder):
-        raise NotAnImageError(f"{folder}: list_series needs a folder")
+        if recursive:
+            raise InvalidParameterError(f"{folder}: recursive= applies to folders, not to a single file")
+        return _series_list([_read_one(folder, folder)], {})
     files, skipped = _scan_folder(folder, recursive)
     return _series_list(files, skipped)
 
@@ -767,6 +909,41 @@ def _check_photometric(frames) -> None:
             raise CorruptFileError(f"{f.path}: {f.corrupt}")
 
 
+def _grid_step(gaps):
+    """Slice step of a sorted stack: ``(step, missing slices, uneven mask)``.
+
+    Even gaps (each within ``GAP_REL_TOL * median + GAP_ABS_TOL_MM`` of the
+    median, HAZARDS D3) give the median gap. Otherwise the largest step ``g``
+    such that every gap is a whole multiple of ``g`` (within ``GAP_REL_TOL`` of
+    the gap + ``GAP_ABS_TOL_MM``) is sought among the smallest gap and its halves
+    and thirds, the smallest gap first; ``g`` is then refined to
+    ``span / number of grid steps``. A grid on which more than half as many
+    slices would be missing as are present is not believed: the median gap is
+    used, with no missing-slice estimate. ``uneven`` flags the gaps that differ
+    from the step returned.
+    """
+    gaps = np.asarray(gaps, dtype=np.float64)
+    med = float(np.median(gaps))
+    uneven = np.abs(gaps - med) > GAP_REL_TOL * med + GAP_ABS_TOL_MM
+    if not uneven.any():
+        return med, 0, uneven
+    tol = GAP_REL_TOL * gaps + GAP_ABS_TOL_MM
+    smallest = float(gaps.min())
+    for k in (1, 2, 3):
+        g = smallest / k
+        multiples = np.round(gaps / g)
+        if multiples.min() < 1 or np.any(np.abs(gaps - multiples * g) > tol):
+            continue
+        g = float(gaps.sum() / multiples.sum())
+        if np.any(np.abs(gaps - multiples * g) > tol):
+            continue
+        n_missing = int(multiples.sum()) - gaps.size
+        if 2 * n_missing > gaps.size + 1:  # holes for more than a third of the grid: not believed
+            break
+        return g, n_missing, np.abs(gaps - g) > GAP_REL_TOL * g + GAP_ABS_TOL_MM
+    return med, 0, uneven
+
+
 def _geometry(frames, strict: bool, log: WarningLog, name: str):
     """Sort the frames and build affine, spacing and the position metadata."""
     meta: dict[str, Any] = {}
@@ -835,26 +1012,27 @@ def _geometry(frames, strict: bool, log: WarningLog, name: str):
                 "repeated acquisitions in one series; see list_series() and load one "
                 "sub-series with series_uid=."
             )
-        gap = float(np.median(gaps))
-        uneven = np.abs(gaps - gap) > GAP_REL_TOL * gap + GAP_ABS_TOL_MM
+        gap, n_missing, uneven = _grid_step(gaps)
         meta["slice_gaps_mm"] = [float(g) for g in gaps]
         meta["uneven_spacing"] = bool(uneven.any())
-        meta["missing_slices_estimate"] = 0
+        meta["missing_slices_estimate"] = n_missing
         if uneven.any():
-            # "missing slices" only when every gap is a whole multiple of the median
-            multiples = np.round(gaps / gap)
-            on_grid = np.all(np.abs(gaps - multiples * gap) <= GAP_REL_TOL * gaps + GAP_ABS_TOL_MM)
-            n_missing = int(np.sum(multiples - 1)) if on_grid and multiples.min() >= 1 else 0
-            meta["missing_slices_estimate"] = n_missing
             msg = (
                 f"{name}: uneven slice spacing: gaps along the normal range from "
-                f"{gaps.min():.4g} to {gaps.max():.4g} mm (median {gap:.4g} mm, {int(uneven.sum())} "
-                f"of {gaps.size} gaps off by more than {GAP_REL_TOL:.0%} + {GAP_ABS_TOL_MM} mm)"
+                f"{gaps.min():.4g} to {gaps.max():.4g} mm (median {float(np.median(gaps)):.4g} mm, "
+                f"{int(uneven.sum())} of {gaps.size} gaps differ from the {gap:.4g} mm step by "
+                f"more than {GAP_REL_TOL:.0%} + {GAP_ABS_TOL_MM} mm)"
             )
             if n_missing:
-                msg += f"; about {n_missing} slice(s) seem to be missing"
+                msg += (
+                    f"; every gap is a whole multiple of {gap:.4g} mm, so about {n_missing} "
+                    "slice(s) seem to be missing"
+                )
+                how = f"the {gap:.4g} mm grid step"
+            else:
+                how = "the median gap"
             msg += (
-                ". The affine uses the median gap, so positions are approximate; the true "
+                f". The affine uses {how}, so positions are approximate; the true "
                 "positions are in meta['slice_positions_mm']."
             )
             if strict:
@@ -1038,7 +1216,8 @@ def _assemble(frames, *, strict: bool, name: str, source: str, log: WarningLog,
 # --------------------------------------------------------------------------- public loaders
 
 
-def _load_file(source, name: str, strict: bool) -> Image:
+def _read_one(source, name: str) -> _File:
+    """Header of a single DICOM file given on its own; raise when it holds no image."""
     f, reason = _read_header(source, name, skip_localizers=False)
     if f is None:
         if reason.startswith(("empty file", "corrupt", "cannot open")):
@@ -1046,14 +1225,97 @@ def _load_file(source, name: str, strict: bool) -> Image:
         raise NotAnImageError(f"{name}: {reason}")
     if not f.frames:
         raise CorruptFileError(f"{name}: {f.corrupt}")
+    return f
+
+
+def _listing(items) -> str:
+    return "; ".join(
+        f"{d['id'] or '<empty SeriesInstanceUID>'} ({d['modality']}, {d['description']!r}, "
+        f"{d['n_slices']} slices{', ' + d['split_by'] if d['split_by'] else ''})"
+        for d in items
+    )
+
+
+def _select(candidates, series_uid, name: str, log: WarningLog, *, what: str):
+    """Pick one candidate volume; returns ``(index, described candidates)``.
+
+    The one folders and single files share: the candidate whose ``id`` (or failing
+    that, SeriesInstanceUID) is *series_uid*, else the largest, with a
+    MedsegWarning naming the others when there is a choice. *what* names the
+    candidates in messages ('image series' or 'sub-volumes').
+    """
+    described = [_describe(c) for c in candidates]
+    if series_uid is not None:
+        series_uid = str(series_uid)
+        sel = [i for i, d in enumerate(described) if d["id"] == series_uid]
+        if not sel:
+            sel = [i for i, d in enumerate(described) if d["uid"] == series_uid]
+        if not sel:
+            raise AmbiguousSeriesError(
+                f"{name}: no series with uid {series_uid!r}; available: {_listing(described)}"
+            )
+        pick = sel[0]
+        if len(sel) > 1:
+            log.warn(
+                f"{name}: series {series_uid} holds {len(sel)} sub-volumes; loading the largest, "
+                f"{described[pick]['id']}. Others: {_listing([described[i] for i in sel[1:]])}"
+            )
+    else:
+        pick = 0
+        if len(described) > 1:
+            log.warn(
+                f"{name}: {len(described)} {what} found; loading the one with most slices, "
+                f"{_listing([described[0]])}. Others (pass series_uid=): {_listing(described[1:])}"
+            )
+    return pick, described
+
+
+def _load_candidates(candidates, series_uid, *, strict: bool, name: str, what: str,
+                     extra: dict | None = None) -> Image:
+    """Select one candidate (see :func:`_select`), refuse corrupt members, assemble it."""
     log = WarningLog()
-    return _assemble(f.frames, strict=strict, name=name, source=name, log=log)
+    pick, described = _select(candidates, series_uid, name, log, what=what)
+    bad = described[pick]["corrupt_files"]
+    if bad:
+        path, why = next(iter(bad.items()))
+        more = f" ({len(bad) - 1} more corrupt file(s) in this series)" if len(bad) > 1 else ""
+        sid = described[pick]["id"] or "<empty SeriesInstanceUID>"
+        if any(f.path == path and not f.series_uid for f in candidates[pick]["orphans"]):
+            tie = f"it has no readable SeriesInstanceUID and nothing in it rules out the series {sid}"
+        else:
+            tie = f"it belongs to the series {sid}"
+        raise CorruptFileError(
+            f"{path}: {why}{more}; {tie} being loaded (replace or remove the file)"
+        )
+    meta = {
+        "series_id": described[pick]["id"],
+        "other_series": [
+            {k: d[k] for k in ("id", "uid", "description", "modality", "n_slices", "split_by")}
+            for i, d in enumerate(described) if i != pick
+        ],
+    }
+    meta.update(extra or {})
+    return _assemble(candidates[pick]["frames"], strict=strict, name=name, source=name, log=log,
+                     extra_meta=meta)
+
+
+def _load_file(source, name: str, strict: bool, series_uid=None) -> Image:
+    # A multi-frame file goes through the same grouping as a folder: frames of
+    # different orientation, size or time point are separate candidate volumes.
+    f = _read_one(source, name)
+    return _load_candidates(_group([f]), series_uid, strict=strict, name=name, what="sub-volumes")
 
 
 def _load_folder(folder: str, series_uid, strict: bool, recursive: bool) -> Image:
     files, skipped = _scan_folder(folder, recursive)
     candidates = _group(files)
     if not candidates:
+        corrupt = [f for f in files if f.corrupt]
+        if corrupt:
+            more = f" ({len(corrupt) - 1} more corrupt file(s))" if len(corrupt) > 1 else ""
+            raise CorruptFileError(
+                f"{corrupt[0].path}: {corrupt[0].corrupt}{more}; no readable image series in {folder}"
+            )
         reasons: dict = {}
         for r in skipped.values():
             key = r.split(":")[0].split(" (")[0]
@@ -1061,52 +1323,8 @@ def _load_folder(folder: str, series_uid, strict: bool, recursive: bool) -> Imag
         summary = ", ".join(f"{v} x {k}" for k, v in reasons.items()) or "the folder is empty"
         hint = "" if recursive else " (subfolders are not scanned; pass recursive=True)"
         raise NotAnImageError(f"{folder}: no DICOM image series found{hint}: {summary}")
-    log = WarningLog()
-    described = [_describe(c) for c in candidates]
-
-    def listing(items):
-        return "; ".join(
-            f"{d['id'] or '<empty SeriesInstanceUID>'} ({d['modality']}, {d['description']!r}, "
-            f"{d['n_slices']} slices{', ' + d['split_by'] if d['split_by'] else ''})"
-            for d in items
-        )
-
-    if series_uid is not None:
-        sel = [i for i, d in enumerate(described) if d["id"] == series_uid]
-        if not sel:
-            sel = [i for i, d in enumerate(described) if d["uid"] == series_uid]
-        if not sel:
-            raise AmbiguousSeriesError(
-                f"{folder}: no series with uid {series_uid!r}; available: {listing(described)}"
-            )
-        pick = sel[0]
-        if len(sel) > 1:
-            log.warn(
-                f"{folder}: series {series_uid} holds {len(sel)} sub-volumes; loading the largest, "
-                f"{described[pick]['id']}. Others: {listing([described[i] for i in sel[1:]])}"
-            )
-    else:
-        pick = 0
-        if len(described) > 1:
-            log.warn(
-                f"{folder}: {len(described)} image series found; loading the one with most slices, "
-                f"{listing([described[0]])}. Others (pass series_uid=): {listing(described[1:])}"
-            )
-    chosen = candidates[pick]
-    bad = described[pick]["corrupt_files"]
-    if bad:
-        path, why = next(iter(bad.items()))
-        more = f" ({len(bad) - 1} more corrupt file(s) in this series)" if len(bad) > 1 else ""
-        raise CorruptFileError(f"{path}: {why}{more}")
-    extra = {
-        "series_id": described[pick]["id"],
-        "other_series": [
-            {k: d[k] for k in ("id", "uid", "description", "modality", "n_slices")}
-            for i, d in enumerate(described) if i != pick
-        ],
-        "skipped_files": dict(skipped),
-    }
-    return _assemble(chosen["frames"], strict=strict, name=folder, source=folder, log=log, extra_meta=extra)
+    return _load_candidates(candidates, series_uid, strict=strict, name=folder, what="image series",
+                            extra={"skipped_files": dict(skipped)})
 
 
 def load_dicom(path, series_uid: str | None = None, *, strict: bool = False,
@@ -1118,9 +1336,10 @@ def load_dicom(path, series_uid: str | None = None, *, strict: bool = False,
     path : str or os.PathLike
         A DICOM file, or a folder holding DICOM files.
     series_uid : str, optional
-        For a folder: the SeriesInstanceUID (or the ``id`` from :func:`list_series`)
-        to load. By default the series with most slices is loaded, with a
-        MedsegWarning naming the others.
+        The SeriesInstanceUID (or the ``id`` from :func:`list_series`) to load. A
+        single file is split like a folder (frames of another orientation, size or
+        time point are separate sub-volumes ``uid#k``). By default the candidate
+        with most slices is loaded, with a MedsegWarning naming the others.
     strict : bool, default False
         Raise :class:`~medseg_fast.UnevenSpacingError` instead of warning when the
         slice gaps are uneven or slices are missing.
@@ -1146,11 +1365,14 @@ def load_dicom(path, series_uid: str | None = None, *, strict: bool = False,
     check_exists(path)
     if os.path.isdir(path):
         return _load_folder(path, series_uid, strict, recursive)
-    return _load_file(path, path, strict)
+    return _load_file(path, path, strict, series_uid)
 
 
-def read_dicom_bytes(data: bytes, *, strict: bool = False, name: str = "<bytes>") -> Image:
+def read_dicom_bytes(data: bytes, *, strict: bool = False, name: str = "<bytes>",
+                     series_uid: str | None = None) -> Image:
     """Parse one DICOM file held in memory (single- or multi-frame).
+
+    ``series_uid`` selects a sub-volume of a multi-frame file as in :func:`load_dicom`.
 
     Only :mod:`medseg_fast` exceptions are raised on bad input, which makes this
     the entry point for fuzzing.
@@ -1165,7 +1387,7 @@ def read_dicom_bytes(data: bytes, *, strict: bool = False, name: str = "<bytes>"
     """
     data = bytes(data)
     try:
-        return _load_file(data, name, strict)
+        return _load_file(data, name, strict, series_uid)
     except MedsegError:
         raise
     except Exception as exc:  # noqa: BLE001 - defensive: fuzzing entry point

@@ -16,8 +16,11 @@ What the reader guards against (HAZARDS N1-N8)
   checked against the file size **before** any voxel buffer is allocated (a lying
   header on a small ``.nii`` raises :class:`~medseg_fast.CorruptFileError` at
   once); for ``.nii.gz`` the declared size is checked against deflate's maximum
-  ratio (1032:1), then the stream is read into a lazily committed buffer and a
-  short stream is a :class:`~medseg_fast.CorruptFileError`;
+  ratio (1032:1), then the stream is decompressed into a buffer that grows only
+  as the data arrives, so a header that lies about a compressed file never gets
+  its declared size allocated: the short stream is a
+  :class:`~medseg_fast.CorruptFileError`. Running out of memory for data that
+  is really there is an :class:`~medseg_fast.ImageIOError` naming the size;
 * the affine follows nibabel's rule (sform if its code > 0, else qform, else the
   pixdim default) and a :class:`~medseg_fast.MedsegWarning` is emitted when sform
   and qform are both set and disagree;
@@ -34,11 +37,13 @@ Writing (:func:`save_nifti`) never reuses a reference header's dtype or scaling
 
 from __future__ import annotations
 
+import errno
 import gzip
 import io
 import os
+import secrets
+import stat
 import struct
-import tempfile
 import zlib
 from typing import Any
 
@@ -48,6 +53,8 @@ from nibabel.spatialimages import HeaderDataError
 
 from .._errors import (
     CorruptFileError,
+    EmptyImageError,
+    ImageIOError,
     MedsegError,
     InvalidImageError,
     InvalidParameterError,
@@ -136,6 +143,38 @@ def _read_exact(fobj, buf: np.ndarray, name: str, what: str) -> None:
             f"{name}: the header declares {total} bytes of {what} but the file ends after "
             f"{got}: truncated file or lying header"
         )
+
+
+def _alloc(nbytes: int) -> np.ndarray:
+    """An uninitialised uint8 buffer (pages are committed as they are written)."""
+    return np.empty(nbytes, dtype=np.uint8)
+
+
+def _read_growing(fobj, total: int, name: str, what: str) -> np.ndarray:
+    """Read *total* bytes from a decompressing stream into a buffer that grows as it fills.
+
+    The size comes from a header that may lie; a compressed stream's real length
+    is only known once it has been decompressed. Growing a ``bytearray`` (the
+    allocator extends large blocks in place) means that memory is only taken for
+    bytes that really arrive, and the data is decompressed once.
+    """
+    buf = bytearray()
+    try:
+        while len(buf) < total:
+            chunk = fobj.read(min(_CHUNK, total - len(buf)))
+            if not chunk:
+                break
+            buf += chunk
+    except (EOFError, OSError, zlib.error) as exc:
+        raise CorruptFileError(
+            f"{name}: the {what} is truncated or damaged after {len(buf)} of {total} bytes: {exc}"
+        ) from exc
+    if len(buf) < total:
+        raise CorruptFileError(
+            f"{name}: the header declares {total} bytes of {what} but the compressed stream "
+            f"ends after {len(buf)}: truncated file or lying header"
+        )
+    return np.frombuffer(buf, dtype=np.uint8)
 
 
 def _skip(fobj, nbytes: int, name: str) -> None:
@@ -233,15 +272,26 @@ def _choose_affine(hdr, name: str, log: WarningLog):
 
 
 def _load(opener, size: int | None, name: str, *, volume, mmap: bool, path: str | None) -> Image:
+    declared: dict = {}
     try:
-        return _load_unchecked(opener, size, name, volume=volume, mmap=mmap, path=path)
+        return _load_unchecked(opener, size, name, volume=volume, mmap=mmap, path=path, declared=declared)
     except MedsegError:
         raise
+    except MemoryError as exc:
+        if "bytes" in declared:
+            what = (f"the {declared['bytes']} bytes ({declared['bytes'] / 2**30:.3g} GiB) of a "
+                    f"{declared['shape']} {declared['dtype']} volume")
+        else:
+            what = "the image"
+        raise ImageIOError(
+            f"{name}: not enough memory to load {what} declared by the header (MemoryError); "
+            "if the file is not that large, its header lies"
+        ) from exc
     except (EOFError, OSError, zlib.error, struct.error, ValueError, HeaderDataError) as exc:
         raise CorruptFileError(f"{name}: unreadable NIfTI file: {type(exc).__name__}: {exc}") from exc
 
 
-def _load_unchecked(opener, size, name, *, volume, mmap, path) -> Image:
+def _load_unchecked(opener, size, name, *, volume, mmap, path, declared) -> Image:
     log = WarningLog()
     mapped = False
     with opener() as f:
@@ -261,6 +311,7 @@ def _load_unchecked(opener, size, name, *, volume, mmap, path) -> Image:
         if offset < hdr_end:
             offset = max(hdr_end, int(hdr["sizeof_hdr"]) + 4)
         vol_bytes = int(np.prod(shape3, dtype=np.int64)) * dtype.itemsize
+        declared.update(bytes=vol_bytes, shape=shape3, dtype=str(dtype))
         total = vol_bytes * n_vol
         need = offset + total
         if size is not None:
@@ -286,8 +337,11 @@ def _load_unchecked(opener, size, name, *, volume, mmap, path) -> Image:
             mapped = True
         else:
             _skip(f, start - f.tell(), name)
-            buf = np.empty(vol_bytes, dtype=np.uint8)  # committed page by page as it is filled
-            _read_exact(f, buf, name, "voxel data")
+            if compressed:  # the header's size is not verified yet: grow with the data
+                buf = _read_growing(f, vol_bytes, name, "voxel data")
+            else:  # the file size was checked above
+                buf = _alloc(vol_bytes)  # committed page by page as it is filled
+                _read_exact(f, buf, name, "voxel data")
             if compressed and vol == n_vol - 1:
                 try:  # reach the end of the stream so that gzip verifies its CRC
                     f.read(1)
@@ -424,7 +478,10 @@ def read_nifti_bytes(data: bytes, *, volume: int | None = None, name: str = "<by
     >>> read_nifti_bytes(blob).shape    # (z, y, x) = (k, j, i)
     (4, 3, 2)
     """
-    data = bytes(data)
+    try:
+        data = bytes(data)
+    except MemoryError as exc:
+        raise ImageIOError(f"{name}: not enough memory to copy the input (MemoryError)") from exc
     if not data:
         raise CorruptFileError(f"{name}: empty input (0 bytes)")
     gz = data[:2] == _GZIP_MAGIC
@@ -437,6 +494,8 @@ def read_nifti_bytes(data: bytes, *, volume: int | None = None, name: str = "<by
         return _load(opener, len(data), name, volume=volume, mmap=False, path=None)
     except MedsegError:
         raise
+    except MemoryError as exc:
+        raise ImageIOError(f"{name}: not enough memory to load the image (MemoryError)") from exc
     except (ValueError, TypeError, IndexError) as exc:  # defensive: fuzzing entry point
         raise CorruptFileError(f"{name}: {exc}") from exc
 
@@ -507,7 +566,9 @@ def save_nifti(
         and its geometry is used when *reference* is not given).
     path : str or os.PathLike
         Output name ending in ``.nii`` or ``.nii.gz``. The file is written to a
-        temporary name first and then renamed over *path*.
+        temporary name first and then renamed over *path*; it gets the usual
+        permissions (``0o666`` less the umask), or keeps those of the file it
+        replaces.
     reference : Image, optional
         Image whose grid the array lies on (shapes must match). A NIfTI-sourced
         reference gives its sform/qform, their codes, pixdim and units exactly; any
@@ -535,9 +596,13 @@ def save_nifti(
     Raises
     ------
     InvalidImageError
-        *array* is not 3D, or its shape differs from the reference's.
+        *array* is not 3D, or its shape differs from the reference's
+        (:class:`~medseg_fast.EmptyImageError` for an array with no voxels).
     InvalidParameterError
         Bad file name, or conflicting geometry arguments.
+    ImageIOError
+        The file cannot be written (missing folder, *path* is a folder, no
+        permission, disk full); the message names *path*.
 
     Examples
     --------
@@ -564,6 +629,11 @@ def save_nifti(
     array = np.asarray(array)
     if array.ndim != 3:
         raise InvalidImageError(f"save needs a 3D (z, y, x) array, got shape {array.shape}")
+    if array.size == 0:
+        raise EmptyImageError(
+            f"{path}: cannot save an empty array of shape {array.shape}: a NIfTI image needs at "
+            "least one voxel along every axis"
+        )
     if reference is not None and (spacing is not None or affine is not None):
         raise InvalidParameterError("give either reference= or spacing=/affine=, not both")
     if spacing is not None and affine is not None:
@@ -625,15 +695,65 @@ def save_nifti(
         data_ijk = data_ijk.astype(out_dtype)
     img = img_class(data_ijk, affine=None, header=hdr)
     # nibabel recomputes scaling only when the data dtype differs from the header's.
+    _write_replacing(img, path)
+    return path
+
+
+def _io_error(path: str, exc: OSError, doing: str) -> ImageIOError:
+    """An ImageIOError naming *path* (never the temporary name) for a failed write."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if isinstance(exc, FileNotFoundError) and not os.path.isdir(folder):
+        why = f"folder {folder} does not exist"
+    elif isinstance(exc, PermissionError):
+        why = f"permission denied ({exc.strerror or exc})"
+    elif isinstance(exc, IsADirectoryError):
+        why = "is a folder"
+    else:
+        why = exc.strerror or str(exc) or type(exc).__name__
+    err = ImageIOError(f"{path}: cannot {doing}: {why}")
+    err.errno = exc.errno
+    return err
+
+
+def _write_replacing(img, path: str) -> None:
+    """Write *img* to a temporary file beside *path*, then rename it over *path*.
+
+    The temporary file is created with mode ``0o666`` less the umask (what a plain
+    ``open(path, "w")`` gives) or, when *path* already exists, with that file's
+    permission bits. Failures raise :class:`~medseg_fast.ImageIOError` naming
+    *path*, and the temporary file is removed.
+    """
+    if os.path.isdir(path):
+        raise ImageIOError(f"{path}: cannot save: is a folder; give a file name ending in .nii or .nii.gz")
     directory = os.path.dirname(os.path.abspath(path))
     suffix = ".nii.gz" if path.lower().endswith(".gz") else ".nii"
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=suffix, dir=directory)
-    os.close(fd)
     try:
+        old_mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        old_mode = None
+    tmp = None
+    try:
+        for _ in range(100):
+            name = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}{suffix}")
+            try:  # O_EXCL: never reuse an existing name; the umask applies to 0o666
+                fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+            except FileExistsError:
+                continue
+            os.close(fd)
+            tmp = name
+            break
+        else:
+            raise FileExistsError(errno.EEXIST, "no free temporary file name", directory)
+        if old_mode is not None:
+            os.chmod(tmp, old_mode)
         img.to_filename(tmp)
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+        tmp = None
+    except OSError as exc:
+        raise _io_error(path, exc, "save the NIfTI file") from exc
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
