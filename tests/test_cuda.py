@@ -193,6 +193,24 @@ def test_host_pipeline_sobel_equals_cpu(cuda_mod, on_device, dtype):
 
 
 @pytest.mark.parametrize("on_device", [True, False], ids=["device-input", "host-input"])
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32])
+def test_host_pipeline_sobel_signed_minimum(cuda_mod, on_device, dtype):
+    """The dtype minimum reads as -max (scikit-image's img_as_float clips at -1), as on the cpu."""
+    from medseg_fast import _cuda_api
+
+    info = np.iinfo(dtype)
+    img = _random((9, 11, 13), dtype, seed=4)
+    img[:, :, :5] = info.min
+    img[2, 3, 7] = info.max
+    before = img.copy()
+    for kw in ({}, {"axis": 2}, {"preserve_range": True}, {"spacing": (1.0, 2.0, 0.5)}):
+        want = edges.sobel(img, backend="cpu", **kw)
+        got = _cuda_api._sobel(_host_ops(on_device), img, **kw)
+        np.testing.assert_array_equal(got, want, err_msg=str(kw))
+    np.testing.assert_array_equal(img, before)
+
+
+@pytest.mark.parametrize("on_device", [True, False], ids=["device-input", "host-input"])
 @pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32, np.float64])
 def test_host_pipeline_gaussian_equals_cpu(cuda_mod, on_device, dtype):
     from medseg_fast import _cuda_api

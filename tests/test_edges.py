@@ -417,3 +417,161 @@ def test_nonfinite_detected_in_large_volumes():
         edges.canny(np.asfortranarray(vol))
     vol[0, 0, 0] = 0
     assert not edges.sobel(vol).any()
+
+
+# ------------------------------------------------ signed minimum, overflow, validation
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32])
+def test_sobel_signed_dtype_minimum_as_skimage(backend, dtype):
+    """img_as_float clips signed integers at -1.0: the dtype minimum (-128, CT's
+    -32768 padding) reads as -max, on every path, without changing other values."""
+    lo = np.iinfo(dtype).min
+    img2 = np.array([[lo] * 4 + [0] * 4] * 6, dtype)
+    vol = np.random.default_rng(3).integers(-100, 100, size=(5, 7, 9)).astype(dtype)
+    vol[:, :, :3] = lo
+    vol[1, 2, 5] = lo
+    for img in (img2, vol, np.asfortranarray(vol), vol.astype(vol.dtype.newbyteorder(">"))):
+        _close(edges.sobel(img, backend=backend), skfilters.sobel(img))
+        for ax in range(img.ndim):
+            _close(edges.sobel(img, axis=ax, backend=backend), skfilters.sobel(img, axis=ax))
+    mask = np.ones(vol.shape, bool)
+    mask[0, 0, 0] = False
+    _close(edges.sobel(vol, mask=mask, backend=backend), skfilters.sobel(vol, mask=mask))
+    # preserve_range and spacing keep the raw values: the minimum is an ordinary value there
+    f32 = img2.astype(np.float32)
+    np.testing.assert_array_equal(edges.sobel(img2, preserve_range=True, backend=backend),
+                                  edges.sobel(f32, backend=backend))
+    np.testing.assert_array_equal(edges.sobel(img2, spacing=(1.0, 0.5), backend=backend),
+                                  edges.sobel(f32, spacing=(1.0, 0.5), backend=backend))
+
+
+def test_sobel_signed_minimum_backends_agree_exactly():
+    vol = np.random.default_rng(4).integers(-32768, 32767, size=(6, 9, 11), endpoint=True).astype(np.int16)
+    vol[:, :4] = -32768
+    for img in (vol, vol[2]):
+        for axis in (None, 0, 1):
+            np.testing.assert_array_equal(edges.sobel(img, axis=axis, backend="cpu"),
+                                          edges.sobel(img, axis=axis, backend="numba"))
+
+
+def test_sobel_huge_finite_values_never_nan(backend):
+    """float32 arithmetic overflows for values near 1e38: recomputed in float64
+    where the result fits float32, a clear error where it does not."""
+    for img in (np.full((4, 4), 3e38, np.float32), np.full((3, 4, 5), 3e38, np.float32)):
+        out = edges.sobel(img, backend=backend)
+        assert out.dtype == np.float32
+        np.testing.assert_array_equal(out, skfilters.sobel(img).astype(np.float32))  # zeros
+    step = np.zeros((6, 8), np.float32)
+    step[:, 4:] = 2e38  # 3 * 2e38 overflows float32 inside the kernel; the gradient fits
+    out = edges.sobel(step, backend=backend)
+    assert np.isfinite(out).all() and out.max() > 1e37
+    _close(out, skfilters.sobel(step.astype(np.float64)))  # (scikit-image's float32 result holds inf)
+    buf = np.full(step.shape, np.nan, np.float32)
+    assert edges.sobel(step, axis=1, out=buf, backend=backend) is buf
+    _close(buf, skfilters.sobel(step.astype(np.float64), axis=1))
+    assert np.array_equal(edges.sobel(step, backend="cpu"), edges.sobel(step, backend="numba"))
+    with pytest.raises(InvalidImageError, match="overflows float32.*float64 input"):
+        edges.sobel(np.array([[3e38, -3e38] * 3] * 6, np.float32), backend=backend)
+    with pytest.raises(InvalidImageError, match="overflows float64.*rescale"):
+        edges.sobel(np.full((4, 4), 1.7e308), backend=backend)
+    # an extreme spacing: the float32 coefficient 1 / (8 spacing) is inf
+    ones = np.ones((6, 8), np.float32)
+    assert not edges.sobel(ones, spacing=(1.0, 1e-300), backend=backend).any()
+    with pytest.raises(InvalidImageError, match="spacing"):
+        edges.sobel(np.cumsum(ones, axis=1), spacing=(1.0, 1e-300), backend=backend)
+
+
+def _binary_phantom():
+    yy, xx = np.mgrid[:24, :28]
+    m = (yy - 11.3) ** 2 / 49 + (xx - 13.1) ** 2 / 64 < 1
+    m[3:7, 18:25] = True
+    m[15:21, 2:5] = True
+    return m
+
+
+def _phantom(kind):
+    m = _binary_phantom()
+    noise = np.random.default_rng(5).integers(-25, 25, m.shape)
+    if kind == "bool":
+        return m
+    if kind == "uint8":
+        return (m * 150 + 60 + noise).astype(np.uint8)
+    if kind == "int8":
+        img = (m * 100 - 50 + noise).astype(np.int8)
+        img[:2] = -128
+        return img
+    img = (m * 1040 - 1000 + noise).astype(np.int16)  # CT-like, with -32768 padding
+    img[:, :3] = -32768
+    return img
+
+
+@pytest.mark.parametrize("sigma", [0.5, 1.0, 2.0])
+@pytest.mark.parametrize("kind", ["bool", "uint8", "int8", "int16"])
+def test_canny_2d_bool_and_integer_equal_skimage(backend, kind, sigma):
+    """bool / integer input is computed in float64 on img_as_float(image), as
+    scikit-image does: the same edges, pixel for pixel."""
+    img = _phantom(kind)
+    unit = 1.0 if kind == "bool" else float(np.iinfo(img.dtype).max)
+    mask = np.ones(img.shape, bool)
+    mask[:, 20:] = False
+    cases = [{}, dict(low_threshold=0.05 * unit, high_threshold=0.3 * unit),
+             dict(low_threshold=0.5, high_threshold=0.9, use_quantiles=True), dict(mask=mask)]
+    for kw in cases:
+        ref = skfeature.canny(img, sigma, **kw)
+        for a in (img, np.asfortranarray(img)):
+            np.testing.assert_array_equal(edges.canny(a, sigma, backend=backend, **kw), ref, err_msg=str(kw))
+    assert skfeature.canny(img, sigma, **cases[1]).sum() > 20
+
+
+@pytest.mark.parametrize("sigma", [0.5, 1.0, 2.0])
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm"])
+def test_canny_2d_equals_skimage_on_pydicom_files(backend, name, sigma):
+    import pydicom
+
+    from conftest import pydicom_file
+
+    img = pydicom.dcmread(pydicom_file(name)).pixel_array
+    assert img.dtype.kind == "i"
+    mask = np.zeros(img.shape, bool)
+    mask[5:-9, 7:-4] = True
+    for a in (img, img > np.percentile(img, 60), img.astype(np.float64)):
+        for kw in ({}, dict(low_threshold=100, high_threshold=400), dict(mask=mask),
+                   dict(low_threshold=0.6, high_threshold=0.95, use_quantiles=True)):
+            if a.dtype == np.bool_ and "low_threshold" in kw and not kw.get("use_quantiles"):
+                kw = dict(low_threshold=0.5, high_threshold=1.5)
+            ref = skfeature.canny(a, sigma, **kw)
+            np.testing.assert_array_equal(edges.canny(a, sigma, backend=backend, **kw), ref,
+                                          err_msg=f"{a.dtype} {kw}")
+
+
+def test_canny_backends_agree_on_float64_paths():
+    img = _phantom("int16")
+    for kw in ({}, dict(mask=_binary_phantom() | True), dict(low_threshold=0.2, high_threshold=0.8,
+                                                            use_quantiles=True)):
+        np.testing.assert_array_equal(edges.canny(img, 1.0, backend="cpu", **kw),
+                                      edges.canny(img, 1.0, backend="numba", **kw))
+
+
+def test_parameter_types_raise_package_errors():
+    img = np.random.default_rng(0).normal(size=(8, 9)).astype(np.float32)
+    for sp in ("ab", "12", b"12", (1.0, "x"), (1.0, None), (10**400, 1)):
+        for f in (edges.sobel, edges.canny):
+            with pytest.raises(InvalidParameterError, match="spacing"):
+                f(img, spacing=sp)
+    for axis in ("x", (1.5,), (0, True), 1.0):
+        with pytest.raises(InvalidParameterError, match="axis"):
+            edges.sobel(img, axis=axis)
+    np.testing.assert_array_equal(edges.sobel(img, axis=(np.int64(1),)), edges.sobel(img, axis=1))
+    for c in (True, False, 1.0, "1", 0, 3):
+        with pytest.raises(InvalidParameterError, match="connectivity"):
+            edges.hysteresis_threshold(img, 0, 1, connectivity=c)
+    np.testing.assert_array_equal(edges.hysteresis_threshold(img, 0, 1, connectivity=np.int64(2)),
+                                  edges.hysteresis_threshold(img, 0, 1, connectivity=2))
+
+
+def test_canny_huge_kernel_is_a_parameter_error():
+    img = np.zeros((8, 9), np.float32)
+    for kw in (dict(sigma=1e10), dict(spacing=(1e-300, 1.0)), dict(sigma=1e300, spacing=(1e-300, 1.0))):
+        with pytest.raises(InvalidParameterError, match="kernel"):
+            edges.canny(img, **kw)

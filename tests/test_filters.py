@@ -277,3 +277,63 @@ def test_out_bad_arguments(backend):
         np.testing.assert_array_equal(src_img, before)
     with pytest.raises(InvalidParameterError, match="float32"):
         filters.gaussian(img.astype(np.int16), 1.0, out=np.empty(img.shape, np.int16), backend=backend)
+
+
+# ------------------------------------------------------ cval, truncate, kernel size
+
+
+@pytest.mark.parametrize("cval", [0.3, -1.7, 1e-3, 12345.678, np.float32(0.1)])
+def test_constant_mode_any_cval_bit_exact(backend, cval):
+    """cval enters scipy's double accumulation unrounded (it was rounded to float32 first)."""
+    rng = np.random.default_rng(7)
+    for shape, sigma in [((20, 23), 1.5), ((7, 9, 11), (0.8, 1.3, 2.1)), ((5, 40), (3.0, 0.0))]:
+        for dtype in (np.float32, np.float64, np.int16, np.uint8):
+            img = (rng.normal(size=shape) * 50).astype(dtype)
+            ref = ndi.gaussian_filter(img.astype(np.float64 if dtype == np.float64 else np.float32), sigma,
+                                      mode="constant", cval=cval, truncate=4.0)
+            for a in (img, np.asfortranarray(img)):
+                out = filters.gaussian(a, sigma, mode="constant", cval=cval, backend=backend)
+                np.testing.assert_array_equal(out, ref, err_msg=f"{dtype} {shape}")
+
+
+@pytest.mark.parametrize("cval", [np.nan, np.inf, -np.inf, "x", None, True, 1j, [0.5]])
+def test_bad_cval(backend, cval):
+    with pytest.raises(InvalidParameterError, match="cval"):
+        filters.gaussian(np.zeros((6, 6), np.float32), 1.0, mode="constant", cval=cval, backend=backend)
+
+
+@pytest.mark.parametrize("truncate", ["x", None, True, np.nan, np.inf, 0, -1.0, [4.0]])
+def test_bad_truncate(truncate):
+    with pytest.raises(InvalidParameterError, match="truncate"):
+        filters.gaussian(np.zeros((6, 6), np.float32), 1.0, truncate=truncate)
+
+
+def test_truncate_numpy_scalar_matches_scipy(backend):
+    img = np.random.default_rng(2).normal(size=(15, 17)).astype(np.float32)
+    np.testing.assert_array_equal(filters.gaussian(img, 1.2, truncate=np.float32(2.5), backend=backend),
+                                  ndi.gaussian_filter(img, 1.2, mode="nearest", truncate=2.5))
+
+
+def test_kernel_far_larger_than_image_is_a_parameter_error(backend):
+    img = np.zeros((8, 9), np.float32)
+    for kw in (dict(sigma=1e10), dict(sigma=1.0, spacing=(1e-300, 1.0)), dict(sigma=1e300, spacing=(1e-300, 1.0)),
+               dict(sigma=300.0, truncate=4.0)):
+        with pytest.raises(InvalidParameterError, match="kernel"):
+            filters.gaussian(img, backend=backend, **kw)
+    for sp in ("ab", (1.0, "x")):
+        with pytest.raises(InvalidParameterError, match="spacing"):
+            filters.gaussian(img, 1.0, spacing=sp)
+    # a kernel larger than a thin axis, within the bound, is still scipy's result
+    vol = np.random.default_rng(3).normal(size=(3, 12, 13)).astype(np.float32)
+    for mode in ("reflect", "wrap", "constant"):
+        np.testing.assert_array_equal(filters.gaussian(vol, 50.0, mode=mode, cval=0.25, backend=backend),
+                                      ndi.gaussian_filter(vol, 50.0, mode=mode, cval=0.25, truncate=4.0))
+
+
+def test_overflow_of_finite_input_raises(backend):
+    with pytest.raises(InvalidImageError, match="overflows float32"):
+        filters.gaussian(np.zeros((6, 6), np.float32), 1.0, mode="constant", cval=1e300, backend=backend)
+    with pytest.raises(InvalidImageError, match="overflows float64"):
+        filters.gaussian(np.full((6, 6), 1.7e308), 1.0, backend=backend)
+    out = filters.gaussian(np.full((6, 6), 3.4e38, np.float32), 1.0, backend=backend)
+    assert np.isfinite(out).all()

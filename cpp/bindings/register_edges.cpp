@@ -46,7 +46,8 @@ py::object gaussian_py(const py::array& image, const std::vector<std::vector<dou
 }
 
 py::object sobel_py(const py::array& image, const std::vector<bool>& axes, const std::vector<double>& coef,
-                    bool magnitude, double post, int num_threads, bool count_nonfinite, const py::object& out_obj) {
+                    bool magnitude, double post, int num_threads, bool count_nonfinite, const py::object& out_obj,
+                    bool clamp_min) {
     const Shape s = shape_of(image);
     if (axes.size() != 3) throw py::value_error("axes must have 3 entries");
     SobelParams p;
@@ -54,6 +55,7 @@ py::object sobel_py(const py::array& image, const std::vector<bool>& axes, const
     for (int a = 0; a < 3; ++a) { p.axes[a] = axes[a]; p.coef[a] = c[a]; }
     p.magnitude = magnitude;
     p.post = post;
+    p.clamp_min = clamp_min;
     return dispatch<intensity_types>(dtype_tag(image.dtype()), [&](auto tag) -> py::object {
         using T = decltype(tag);
         using R = real_t<T>;
@@ -143,7 +145,8 @@ MEDSEG_REGISTER(edges) {
           py::arg("bleed_correct"), py::arg("reverse_axes"), py::arg("num_threads"),
           py::arg("float_accumulate") = false, py::arg("count_nonfinite") = false, py::arg("out") = py::none());
     m.def("sobel", &sobel_py, py::arg("image"), py::arg("axes"), py::arg("coef"), py::arg("magnitude"),
-          py::arg("post"), py::arg("num_threads"), py::arg("count_nonfinite") = false, py::arg("out") = py::none());
+          py::arg("post"), py::arg("num_threads"), py::arg("count_nonfinite") = false, py::arg("out") = py::none(),
+          py::arg("clamp_min") = false);
     m.def("erode", &erode_py, py::arg("mask"), py::arg("num_threads"));
     m.def("hysteresis", &hysteresis_py, py::arg("image"), py::arg("low"), py::arg("high"),
           py::arg("connectivity"), py::arg("num_threads"));

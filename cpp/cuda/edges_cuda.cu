@@ -106,14 +106,14 @@ struct AxisGeom {
 // to double, accumulated in double in scipy's order (centre, then the pairs from
 // the outside in), rounded once.
 template <class In, class R>
-MSD R gauss_at(const In* in, int64_t idx, const AxisGeom& g, const HalfKernel<R>& k, int mode, R cval,
+MSD R gauss_at(const In* in, int64_t idx, const AxisGeom& g, const HalfKernel<R>& k, int mode, double cval,
                bool renorm) {
     (void)renorm;  // bleed correction is a CPU-only feature (Canny); the launcher refuses it
     const int64_t i = g.axis == 0 ? idx / g.plane : (g.axis == 1 ? (idx / g.nx) % g.ny : idx % g.nx);
     const int64_t base = idx - i * g.stride;
     auto val = [&](int64_t j) -> double {
         const int64_t s = border_index_hd(j, g.n, mode);
-        return s < 0 ? static_cast<double>(cval) : static_cast<double>(in[base + s * g.stride]);
+        return s < 0 ? cval : static_cast<double>(in[base + s * g.stride]);
     };
     double acc = val(i) * k.w[0];
     for (int q = k.r; q >= 1; --q) acc += (val(i - q) + val(i + q)) * k.w[q];
@@ -122,7 +122,7 @@ MSD R gauss_at(const In* in, int64_t idx, const AxisGeom& g, const HalfKernel<R>
 
 template <class In, class R>
 __global__ void gauss_pass_kernel(const In* __restrict__ in, R* __restrict__ out, int64_t N, AxisGeom g,
-                                  const __grid_constant__ HalfKernel<R> k, int mode, R cval, bool renorm) {
+                                  const __grid_constant__ HalfKernel<R> k, int mode, double cval, bool renorm) {
     for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < N;
          idx += int64_t(gridDim.x) * blockDim.x)
         out[idx] = gauss_at<In, R>(in, idx, g, k, mode, cval, renorm);
@@ -197,7 +197,7 @@ cudaError_t gaussian_t(const T* in, real_t<T>* out, real_t<T>* tmp, const Shape&
     if (pl.n >= 2 && tmp == nullptr) throw std::invalid_argument("gaussian: a scratch buffer is needed");
     if (renormalise) throw std::invalid_argument("gaussian: bleed correction is not available on the cuda backend");
     const bool renorm = false;
-    const R cv = static_cast<R>(cval);
+    const double cv = cval;  // a double, as scipy's line buffers (and filters.hpp) hold it
     const R* src = nullptr;
     for (int j = 0; j < pl.n; ++j) {
         const int a = pl.axes[j];
@@ -229,7 +229,7 @@ void gaussian_host_t(const T* in, real_t<T>* out, const Shape& s, const double s
     std::vector<R> tmpv(pl.n >= 2 ? N : 0);
     if (renormalise) throw std::invalid_argument("gaussian: bleed correction is not available on the cuda backend");
     const bool renorm = false;
-    const R cv = static_cast<R>(cval);
+    const double cv = cval;  // a double, as scipy's line buffers (and filters.hpp) hold it
     const R* src = nullptr;
     for (int j = 0; j < pl.n; ++j) {
         const int a = pl.axes[j];

@@ -329,6 +329,13 @@ def _sobel(ops, image, *, axis=None, mask=None, spacing=None, preserve_range=Fal
         ndim = view.ndim
         shape = _core_shape(view)
         sel, coef, magnitude, post = _sobel_params(user_dtype, ndim, axis, spacing, preserve_range, transposed)
+        if spacing is None and not preserve_range and view.dtype.kind == "i":
+            # scikit-image's img_as_float clips signed integers at -1.0 (the cpu kernel
+            # clamps on load, edges.hpp SobelParams.clamp_min): here a clamped copy,
+            # made only when the dtype minimum is present
+            lo = np.iinfo(view.dtype).min
+            if bool((view == lo).any()):
+                view = ops.xp.maximum(view, view.dtype.type(lo + 1))
         eroded = None
         if m is not None:
             # the mask in the image view's layout; erosion with the full element commutes with transposition

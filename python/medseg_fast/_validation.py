@@ -209,15 +209,18 @@ def copy_into(out, res):
 
 def per_axis(value, ndim, name, *, positive=True, allow_zero=False):
     """Broadcast a scalar or sequence to a tuple of ``ndim`` floats, validated."""
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        vals = (float(value),) * ndim
-    else:
-        try:
+    try:
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            vals = (float(value),) * ndim
+        elif isinstance(value, (str, bytes)):
+            raise TypeError(name)
+        else:
             vals = tuple(float(v) for v in value)
-        except TypeError:
-            raise InvalidParameterError(f"{name} must be a number or a sequence of {ndim} numbers, got {value!r}")
-        if len(vals) != ndim:
-            raise InvalidParameterError(f"{name} needs {ndim} values (one per axis), got {len(vals)}")
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidParameterError(
+            f"{name} must be a number or a sequence of {ndim} numbers, got {value!r}") from None
+    if len(vals) != ndim:
+        raise InvalidParameterError(f"{name} needs {ndim} values (one per axis), got {len(vals)}")
     for v in vals:
         if not np.isfinite(v):
             raise InvalidParameterError(f"{name} must be finite, got {value!r}")

@@ -17,7 +17,7 @@ from ._dispatch import family
 from ._errors import InvalidParameterError
 from ._validation import (check_finite, check_image, check_mask, check_out, check_threads, copy_into, core_axes,
                           deliver, dtype_max, native_c, per_axis, real_dtype, unwrap_image, writable_kernel_out)
-from .filters import _sigma_voxels, kernel_weights
+from .filters import _sigma_voxels, check_kernel_radius, kernel_weights, raise_overflow
 
 __all__ = ["sobel", "canny", "hysteresis_threshold"]
 
@@ -34,9 +34,13 @@ def _normalise_axes(axis, ndim):
         magnitude = False
     else:
         try:
-            axes = [int(a) for a in axis]
+            axes = list(axis)
         except TypeError:
+            axes = None
+        if axes is None or isinstance(axis, (str, bytes)) or not all(
+                isinstance(a, numbers.Integral) and not isinstance(a, bool) for a in axes):
             raise InvalidParameterError(f"axis must be None, an int or a sequence of ints, got {axis!r}")
+        axes = [int(a) for a in axes]
         magnitude = len(axes) > 1
     out = []
     for a in axes:
@@ -94,7 +98,13 @@ def sobel(image, axis=None, mask=None, spacing=None, *, preserve_range=False, ou
     -----
     Without ``spacing`` the result equals ``skimage.filters.sobel(image, mask,
     axis=axis)`` (same kernel weights, 1/sqrt(ndim) normalisation of the
-    magnitude and 'reflect' borders) to float32 rounding.  The 3D kernel makes
+    magnitude and 'reflect' borders) to float32 rounding.  Signed integers
+    are scaled as ``img_as_float`` does, the dtype minimum included (it reads
+    as -max, i.e. -1.0: a clamp on load, no copy).  Where float32 arithmetic
+    overflows for finite input (values of about 1e37 and more, or an extreme
+    ``spacing``) the result is recomputed in float64 and rounded; if it does
+    not fit float32 (or float64 for float64 input) InvalidImageError is
+    raised: the result is never NaN or inf for finite input.  The 3D kernel makes
     one pass over the volume with a ring of three planes per thread (see
     cpp/include/medseg/edges.hpp); memory is the output alone.
 
@@ -136,16 +146,21 @@ def sobel(image, axis=None, mask=None, spacing=None, *, preserve_range=False, ou
         coef_user = [scale / smooth_norm] * ndim
         post = 1.0 / np.sqrt(ndim) if magnitude else 1.0
     sel_user = [a in axes for a in range(ndim)]
+    # scikit-image's img_as_float clips signed integers at -1.0: the dtype minimum reads as -max
+    clamp = spacing is None and not preserve_range and arr.dtype.kind == "i"
     user_out = check_out(out, arr.shape, real_dtype(arr.dtype), (arr, m))
     view, transposed = _as_kernel_input(arr)
     kout = writable_kernel_out(user_out, transposed)  # None: computed fresh, then copied into out
     fam = family(name, "edges")
-    res, n_bad = fam.sobel(view, core_axes(sel_user, ndim, transposed, fill=False),
-                           core_axes(coef_user, ndim, transposed, fill=1.0), magnitude, float(post), nt, True, kout)
-    if n_bad and arr.dtype.kind == "f":
+    args = (core_axes(sel_user, ndim, transposed, fill=False), core_axes(coef_user, ndim, transposed, fill=1.0),
+            magnitude, float(post), nt)
+    res, n_bad = fam.sobel(view, *args, True, kout, clamp_min=clamp)
+    if n_bad:
         # a non-finite input always shows in the output; overflow of huge finite inputs can too,
         # so the input is checked to tell the two apart (and to word the error)
-        check_finite(arr)
+        if arr.dtype.kind == "f":
+            check_finite(arr)
+        _sobel_overflowed(fam, view, args, clamp, res, arr, spacing)
     if transposed:
         res = res.T
     if m is not None:
@@ -153,6 +168,22 @@ def sobel(image, axis=None, mask=None, spacing=None, *, preserve_range=False, ou
         er = fam.erode(mv, nt)
         res *= er.T if mt else er
     return deliver(user_out, res, kout)
+
+
+def _sobel_overflowed(fam, view, args, clamp, res, arr, spacing):
+    """Finite input, non-finite output: the float32 arithmetic overflowed (values
+    near 1e37 and above, or a huge 1/spacing).  Recompute in float64 (a copy, on
+    this rare path only) and round into ``res``, or raise when the result does not
+    fit (float64 input: raise at once)."""
+    if res.dtype == np.float32:
+        wide = view.astype(np.float64)
+        if clamp:
+            np.maximum(wide, -np.iinfo(view.dtype).max, out=wide)
+        w, bad = fam.sobel(wide, *args, True, None)
+        if not bad and float(np.max(np.abs(w), initial=0.0)) <= float(np.finfo(np.float32).max):
+            res[...] = w
+            return
+    raise_overflow("the Sobel gradient", res.dtype, arr, spacing=spacing)
 
 
 def hysteresis_threshold(image, low, high, connectivity=None, *, backend="auto", num_threads=None):
@@ -198,7 +229,8 @@ def hysteresis_threshold(image, low, high, connectivity=None, *, backend="auto",
         raise InvalidParameterError(f"low ({low}) must not exceed high ({high})")
     if connectivity is None:
         connectivity = 1
-    if not isinstance(connectivity, numbers.Integral) or not 1 <= connectivity <= arr.ndim:
+    if isinstance(connectivity, bool) or not isinstance(connectivity, numbers.Integral) \
+            or not 1 <= connectivity <= arr.ndim:
         raise InvalidParameterError(f"connectivity must be an integer in 1..{arr.ndim}, got {connectivity!r}")
     nt = check_threads(num_threads)
     name = _backend.resolve(backend, arr, supported=("cpu", "numba"))
@@ -259,16 +291,27 @@ def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, mask=None, 
     -----
     In 2D, without spacing, the edges equal ``skimage.feature.canny`` with the
     same arguments (the same 'constant' border with bleed-over correction, the
-    same interpolated suppression and 8-connected hysteresis); float32
-    arithmetic can move a voxel whose magnitude ties a threshold or a
-    neighbour within rounding.  scikit-image, OpenCV and cuCIM have no 3D
-    Canny; in 3D the smoothing is ``filters.gaussian(..., precision='float32')``
-    (float32 accumulation, ~1e-6 of the exact Gaussian, the same bits on every
-    backend).  The gradient, its magnitude and the suppression are computed in
-    one pass over the smoothed image with per-thread rings of three planes, so
-    the peak extra memory is the smoothed image (float32) plus one byte per
+    same interpolated suppression and 8-connected hysteresis).  As
+    scikit-image does, 2D bool and integer images are computed in float64 on
+    ``img_as_float(image)`` (``image * (1 / dtype max)``, signed integers
+    clipped at -1; thresholds given in image units are divided by the dtype
+    maximum), float64 images in float64: the edges are the same, pixel for
+    pixel.  Float32 images are computed in float32, as scikit-image does too,
+    but its rounding differs in places, so a pixel whose magnitude ties a
+    threshold or a neighbour within float32 rounding can differ.
+    scikit-image, OpenCV and cuCIM have no 3D Canny; in 3D every dtype is
+    computed in float32 on the image's own values, and the smoothing is
+    ``filters.gaussian(..., precision='float32')`` (float32 accumulation,
+    ~1e-6 of the exact Gaussian, the same bits on every backend).  The
+    gradient, its magnitude and the suppression are computed in one pass over
+    the smoothed image with per-thread rings of three planes (rows in 2D).
+    Peak extra memory in 3D is the smoothed image (float32) plus one byte per
     voxel: 1.25x the bytes of a float32 input (plus one more float32 volume
-    with ``use_quantiles``, for the percentiles).
+    with ``use_quantiles``, for the percentiles).  In 2D it is the smoothed
+    image (float64 except for float32 input) plus one byte per pixel, and for
+    bool and integer input also the float64 ``img_as_float`` copy (8 bytes
+    per pixel, as scikit-image); a mask adds a masked copy and the smoothed
+    mask.  A finite input whose smoothing overflows raises InvalidImageError.
 
     Examples
     --------
@@ -285,36 +328,57 @@ def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, mask=None, 
     low = _check_threshold(low_threshold, "low_threshold", use_quantiles)
     high = _check_threshold(high_threshold, "high_threshold", use_quantiles)
     sig = _sigma_voxels(sigma, ndim, spacing)
+    check_kernel_radius(sig, arr.shape, 4.0, spacing)
     m = check_mask(mask, arr.shape)
     nt = check_threads(num_threads)
     name = _backend.resolve(backend, arr, supported=("cpu", "numba"))
+    # 2D bool / integer input: scikit-image's img_as_float (float64, v * (1 / max),
+    # signed clipped at -1), so that the edges are its edges bit for bit; thresholds
+    # in image units then scale by 1 / max as scikit-image's do.  3D: image units.
+    as_float = ndim == 2 and arr.dtype.kind in "biu"
+    unit = dtype_max(arr.dtype)
     if low is None:
-        low = 0.1 if use_quantiles else 0.1 * dtype_max(arr.dtype)
+        low = 0.1 if use_quantiles else 0.1 * unit
     if high is None:
-        high = 0.2 if use_quantiles else 0.2 * dtype_max(arr.dtype)
+        high = 0.2 if use_quantiles else 0.2 * unit
     if low > high:
         raise InvalidParameterError(f"low_threshold ({low}) must not exceed high_threshold ({high})")
+    if as_float and not use_quantiles:  # scikit-image's values: 0.1, 0.2 or the given ones / max
+        low = 0.1 if low_threshold is None else low / unit
+        high = 0.2 if high_threshold is None else high / unit
+    work = arr
+    if as_float:
+        work = np.multiply(arr, 1.0 / unit, dtype=np.float64)
+        if arr.dtype.kind == "i":
+            np.maximum(work, -1.0, out=work)
 
     fam = family(name, "edges")
-    view, transposed = _as_kernel_input(arr)
+    view, transposed = _as_kernel_input(work)
     weights = kernel_weights(core_axes(sig, ndim, transposed), 4.0)
     # 3D (no reference to match bit for bit): the float32 fast Gaussian
     # (filters.gaussian precision='float32'); 2D: scipy-exact, as scikit-image
     fast = ndim == 3
     if m is None:
         smooth, n_bad = fam.gaussian(view, weights, 4, 0.0, True, transposed, nt, fast, True)
-        if n_bad and arr.dtype.kind == "f":
-            check_finite(arr)  # words the error (a non-finite input always shows in the output)
+        if n_bad:
+            if arr.dtype.kind == "f":
+                check_finite(arr)  # words the error (a non-finite input always shows in the output)
+            raise_overflow("the Gaussian smoothing", smooth.dtype, arr)
         mview = None
     else:
         check_finite(arr)  # values outside the mask are zeroed before smoothing: check them here
         mview = np.ascontiguousarray(m.T if transposed else m)  # 1 byte/voxel, kernel orientation
         masked = np.where(mview, view, 0)
-        smooth = fam.gaussian(masked, weights, 4, 0.0, False, transposed, nt, fast)
+        smooth, n_bad = fam.gaussian(masked, weights, 4, 0.0, False, transposed, nt, fast, True)
         del masked
-        bleed = fam.gaussian(mview.view(np.uint8), weights, 4, 0.0, False, transposed, nt, fast)
+        if n_bad:
+            raise_overflow("the Gaussian smoothing", smooth.dtype, arr)
+        # the Gaussian of the mask in the smoothed image's type (scikit-image: mask.astype(float_type))
+        msrc = mview.view(np.uint8) if smooth.dtype == np.float32 else mview.astype(smooth.dtype)
+        bleed = fam.gaussian(msrc, weights, 4, 0.0, False, transposed, nt, fast)
+        del msrc
         bleed += np.finfo(smooth.dtype).eps
-        smooth /= bleed.astype(smooth.dtype, copy=False)
+        smooth /= bleed
         del bleed
     smooth_norm = 4.0 ** (ndim - 1)
     if spacing is not None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from . import _backend
 from ._dispatch import family
-from ._errors import InvalidParameterError
+from ._errors import InvalidImageError, InvalidParameterError
 from ._validation import (check_finite, check_image, check_out, check_threads, copy_into, core_axes, deliver, native_c,
                           per_axis, real_dtype, unwrap_image, writable_kernel_out)
 
@@ -40,6 +42,49 @@ def _sigma_voxels(sigma, ndim, spacing):
     return sig
 
 
+# A kernel radius (int(truncate * sigma + 0.5), in voxels) above
+# max(_RADIUS_FLOOR, _RADIUS_PER_VOXEL * axis length) is refused: such a kernel
+# is nearly flat over the image, and its weights, line buffers and tap loops
+# grow with the radius, not the image (sigma=1e10 once asked numpy for 8e10
+# weights).  Generous enough for a one-slice axis smoothed with the in-plane
+# sigma.
+_RADIUS_FLOOR = 1024
+_RADIUS_PER_VOXEL = 8
+
+
+def check_kernel_radius(sig, shape, truncate, spacing=None):
+    """Raise InvalidParameterError when a Gaussian kernel is far larger than the image.
+
+    ``sig`` is the per-axis sigma in voxels (the caller's axis order), ``shape``
+    the image's shape.
+    """
+    for a, (s, n) in enumerate(zip(sig, shape)):
+        if s <= 1e-15:  # axis not smoothed
+            continue
+        r = truncate * s + 0.5
+        limit = max(_RADIUS_FLOOR, _RADIUS_PER_VOXEL * int(n))
+        if not r <= limit:  # (also inf / nan)
+            hint = " (sigma is in mm: check that spacing is in mm too)" if spacing is not None else ""
+            raise InvalidParameterError(
+                f"sigma of {s:.6g} voxels along axis {a} (truncate {truncate:g}) needs a Gaussian kernel of radius "
+                f"{r:.6g} voxels, more than the {limit} allowed for an axis of {n} voxels; use a smaller sigma"
+                f"{hint}")
+
+
+def check_truncate(truncate):
+    """``truncate`` as a float: a finite real number > 0."""
+    if isinstance(truncate, bool) or not isinstance(truncate, numbers.Real) or not np.isfinite(truncate) \
+            or not truncate > 0:
+        raise InvalidParameterError(f"truncate must be a finite number > 0, got {truncate!r}")
+    return float(truncate)
+
+
+def _check_cval(cval):
+    if isinstance(cval, bool) or not isinstance(cval, numbers.Real) or not np.isfinite(cval):
+        raise InvalidParameterError(f"cval must be a finite real number, got {cval!r}")
+    return float(cval)
+
+
 _PRECISIONS = ("exact", "float32")
 
 
@@ -62,9 +107,11 @@ def gaussian(image, sigma, *, spacing=None, mode="nearest", cval=0.0, truncate=4
         Border handling, as in scipy.ndimage (default 'nearest', like
         ``skimage.filters.gaussian``).
     cval : float
-        Value outside the image for mode='constant'.
+        Value outside the image for mode='constant' (a finite real number).
     truncate : float
-        The kernel stops at ``truncate * sigma`` (scipy's radius rule).
+        The kernel stops at ``truncate * sigma`` (scipy's radius rule); > 0.
+        A kernel radius above max(1024, 8 x the axis length) voxels raises
+        InvalidParameterError (such a kernel is nearly flat over the image).
     precision : {'exact', 'float32'}
         'exact' (default): each pass accumulates in double, scipy's result bit
         for bit (below).  'float32' (cpu and numba; float32 results only, a
@@ -90,9 +137,13 @@ def gaussian(image, sigma, *, spacing=None, mode="nearest", cval=0.0, truncate=4
     when given).  Values stay in the input's units (scikit-image's
     ``preserve_range=True``).  Each pass accumulates in double and rounds
     once, in scipy's order, so a float32 or float64 result equals
-    ``scipy.ndimage.gaussian_filter(image, sigma, mode=mode,
-    truncate=truncate)`` on the same dtype bit for bit (and, for integer
-    input, ``gaussian_filter(image.astype(np.float32), ...)``).
+    ``scipy.ndimage.gaussian_filter(image, sigma, mode=mode, cval=cval,
+    truncate=truncate)`` on the same dtype bit for bit, every mode and cval
+    included (cval enters the double accumulation unrounded, as in scipy).
+    Integer input is not rescaled (scipy's behaviour; the dtype minimum of a
+    signed type is an ordinary value).  An input whose result overflows the
+    output type (values near its largest finite value, or such a cval) raises
+    InvalidImageError instead of returning inf.
 
     Notes
     -----
@@ -119,20 +170,23 @@ def gaussian(image, sigma, *, spacing=None, mode="nearest", cval=0.0, truncate=4
     image, spacing = unwrap_image(image, spacing)
     if precision not in _PRECISIONS:
         raise InvalidParameterError(f"precision must be 'exact' or 'float32', got {precision!r}")
+    if not isinstance(mode, str) or mode not in _MODES:
+        raise InvalidParameterError(f"mode must be one of {', '.join(_MODES)}, got {mode!r}")
+    truncate = check_truncate(truncate)
+    cval = _check_cval(cval)
     if _backend.is_gpu_array(image):
         name = _backend.resolve(backend, image)
         if name == "cuda":
             from . import _cuda_api
 
+            if getattr(image, "ndim", None) in (2, 3):
+                check_kernel_radius(_sigma_voxels(sigma, image.ndim, spacing), image.shape, truncate, spacing)
             res = _cuda_api.gaussian(image, sigma, spacing=spacing, mode=mode, cval=cval, truncate=truncate)
             return res if out is None else copy_into(out, res)
     # NaN/inf: counted on the output inside the kernel instead of a separate pass
     arr = check_image(image, finite=False)
-    if mode not in _MODES:
-        raise InvalidParameterError(f"mode must be one of {', '.join(_MODES)}, got {mode!r}")
-    if not (np.isfinite(truncate) and truncate > 0):
-        raise InvalidParameterError(f"truncate must be > 0, got {truncate!r}")
     sig = _sigma_voxels(sigma, arr.ndim, spacing)
+    check_kernel_radius(sig, arr.shape, truncate, spacing)
     nt = check_threads(num_threads)
     name = _backend.resolve(backend, arr)
     if name == "cuda":
@@ -144,11 +198,26 @@ def gaussian(image, sigma, *, spacing=None, mode="nearest", cval=0.0, truncate=4
     user_out = check_out(out, arr.shape, real_dtype(arr.dtype), (arr,))
     view, transposed = native_c(arr.view(np.uint8) if arr.dtype == np.bool_ else arr)
     kout = writable_kernel_out(user_out, transposed)
-    weights = kernel_weights(core_axes(sig, arr.ndim, transposed), float(truncate))
-    res, n_bad = family(name, "edges").gaussian(view, weights, _MODES[mode], float(cval), False, transposed, nt,
+    weights = kernel_weights(core_axes(sig, arr.ndim, transposed), truncate)
+    res, n_bad = family(name, "edges").gaussian(view, weights, _MODES[mode], cval, False, transposed, nt,
                                                 precision == "float32", True, kout)
-    if n_bad and arr.dtype.kind == "f":
+    if n_bad:
         # a non-finite input always shows in the output (every weight is positive);
-        # the input check tells it from an overflow of huge float64 values and words the error
-        check_finite(arr)
+        # the input check tells it from an overflow and words the error
+        if arr.dtype.kind == "f":
+            check_finite(arr)
+        raise_overflow("the Gaussian", res.dtype, arr, cval if mode == "constant" else None)
     return deliver(user_out, res.T if transposed else res, kout)
+
+
+def raise_overflow(what, dtype, arr, cval=None, spacing=None):
+    """InvalidImageError for a finite input whose result overflowed ``dtype``."""
+    amax = max(abs(float(arr.min())), abs(float(arr.max())))
+    also = [f"cval {cval:g}"] if cval is not None and cval != 0 else []
+    if spacing is not None:
+        also.append(f"spacing {tuple(spacing)}")
+    extra = f" (with {', '.join(also)})" if also else ""
+    fix = ("pass float64 input or rescale the image" if np.dtype(dtype) == np.float32
+           else "rescale the image (e.g. divide it by its largest magnitude)")
+    raise InvalidImageError(f"{what} of this image overflows {np.dtype(dtype).name}: its values reach {amax:.3g}"
+                            f"{extra}, too close to the largest finite {np.dtype(dtype).name}; {fix}")

@@ -56,42 +56,75 @@ struct SobelParams {
     double coef[3] = {1, 1, 1};         // factor applied to each raw derivative
     bool magnitude = true;              // sqrt(sum (coef*d)^2) * post, else the single axis
     double post = 1.0;
+    // Signed integer input only: read values below -max(T) (the dtype minimum) as
+    // -max(T), so that scaling by 1 / max(T) gives scikit-image's img_as_float,
+    // which clips at -1.0.  A max per load in the integer domain: no copy.
+    bool clamp_min = false;
 };
 
 namespace detail {
 
-// SX = f[x-1] + 2 f[x] + f[x+1],  DX = f[x+1] - f[x-1], edge voxels replicated.
+// The lowest value a load keeps: -max(T) for signed integer T with clamp_min
+// (see SobelParams), else the type's lowest value (no effect).
+template <class T>
+MEDSEG_ALWAYS_INLINE T load_floor(bool clamp_min) {
+    if constexpr (std::is_integral_v<T> && std::is_signed_v<T>)
+        return clamp_min ? T(-std::numeric_limits<T>::max()) : std::numeric_limits<T>::lowest();
+    else
+        return std::numeric_limits<T>::lowest();
+}
+
+// f[i] as R, raised to `lo` first for signed integer T (one integer max, which
+// vectorises); other types load unchanged.
+template <class R, class T>
+MEDSEG_ALWAYS_INLINE R load_at(const T* __restrict f, int64_t i, T lo) {
+    if constexpr (std::is_integral_v<T> && std::is_signed_v<T>) {
+        // spelled as a named max, then the conversion: GCC 12 left `R(v < lo ? lo : v)`
+        // as control flow (the row loop ran scalar, 5x slower); this form vectorises
+        // (pmaxsw / vpmaxsw) and costs nothing measurable
+        const T v = f[i];
+        const T m = v < lo ? lo : v;
+        return static_cast<R>(m);
+    } else {
+        (void)lo;
+        return R(f[i]);
+    }
+}
+
+// SX = f[x-1] + 2 f[x] + f[x+1],  DX = f[x+1] - f[x-1], edge voxels replicated;
+// each f read through load_at (values below `lo` read as `lo`).
 template <class T, class R>
-MEDSEG_ALWAYS_INLINE void row_sx_dx(const T* __restrict f, R* __restrict sx, R* __restrict dx, int64_t nx) {
+MEDSEG_ALWAYS_INLINE void row_sx_dx(const T* __restrict f, R* __restrict sx, R* __restrict dx, int64_t nx, T lo) {
     if (nx == 1) {
-        if (sx) sx[0] = R(4) * R(f[0]);
+        if (sx) sx[0] = R(4) * load_at<R>(f, 0, lo);
         if (dx) dx[0] = R(0);
         return;
     }
     if (sx && dx) {  // one pass for both (the same values as the two passes below)
-        sx[0] = R(3) * R(f[0]) + R(f[1]);
-        dx[0] = R(f[1]) - R(f[0]);
+        sx[0] = R(3) * load_at<R>(f, 0, lo) + load_at<R>(f, 1, lo);
+        dx[0] = load_at<R>(f, 1, lo) - load_at<R>(f, 0, lo);
         MEDSEG_IVDEP
         for (int64_t x = 1; x < nx - 1; ++x) {
-            const R l = R(f[x - 1]), m = R(f[x]), r = R(f[x + 1]);
+            const R l = load_at<R>(f, x - 1, lo), m = load_at<R>(f, x, lo), r = load_at<R>(f, x + 1, lo);
             sx[x] = l + R(2) * m + r;
             dx[x] = r - l;
         }
-        sx[nx - 1] = R(f[nx - 2]) + R(3) * R(f[nx - 1]);
-        dx[nx - 1] = R(f[nx - 1]) - R(f[nx - 2]);
+        sx[nx - 1] = load_at<R>(f, nx - 2, lo) + R(3) * load_at<R>(f, nx - 1, lo);
+        dx[nx - 1] = load_at<R>(f, nx - 1, lo) - load_at<R>(f, nx - 2, lo);
         return;
     }
     if (sx) {
-        sx[0] = R(3) * R(f[0]) + R(f[1]);
+        sx[0] = R(3) * load_at<R>(f, 0, lo) + load_at<R>(f, 1, lo);
         MEDSEG_IVDEP
-        for (int64_t x = 1; x < nx - 1; ++x) sx[x] = R(f[x - 1]) + R(2) * R(f[x]) + R(f[x + 1]);
-        sx[nx - 1] = R(f[nx - 2]) + R(3) * R(f[nx - 1]);
+        for (int64_t x = 1; x < nx - 1; ++x)
+            sx[x] = load_at<R>(f, x - 1, lo) + R(2) * load_at<R>(f, x, lo) + load_at<R>(f, x + 1, lo);
+        sx[nx - 1] = load_at<R>(f, nx - 2, lo) + R(3) * load_at<R>(f, nx - 1, lo);
     }
     if (dx) {
-        dx[0] = R(f[1]) - R(f[0]);
+        dx[0] = load_at<R>(f, 1, lo) - load_at<R>(f, 0, lo);
         MEDSEG_IVDEP
-        for (int64_t x = 1; x < nx - 1; ++x) dx[x] = R(f[x + 1]) - R(f[x - 1]);
-        dx[nx - 1] = R(f[nx - 1]) - R(f[nx - 2]);
+        for (int64_t x = 1; x < nx - 1; ++x) dx[x] = load_at<R>(f, x + 1, lo) - load_at<R>(f, x - 1, lo);
+        dx[nx - 1] = load_at<R>(f, nx - 1, lo) - load_at<R>(f, nx - 2, lo);
     }
 }
 
@@ -241,6 +274,7 @@ template <int V, bool Fast, class T, class R>
 MEDSEG_ALWAYS_INLINE int64_t sobel3d_range(const T* in, R* out, const Shape& s, const SobelParams& p, int64_t z0,
                                            int64_t z1, const Sobel3dRing<R>& w) {
     const int64_t ny = s.ny, nx = s.nx, nz = s.nz, P = s.plane(), BP = w.slot;
+    const T lo = load_floor<T>(p.clamp_min);
     // streaming stores only for outputs well beyond the caches
     const bool stream = s.size() * int64_t(sizeof(R)) > (int64_t(32) << 20);
     int64_t bad = 0;
@@ -261,7 +295,7 @@ MEDSEG_ALWAYS_INLINE int64_t sobel3d_range(const T* in, R* out, const Shape& s, 
             auto rowsd = [&](int64_t yy) MEDSEG_ALWAYS_INLINE_LAMBDA -> int64_t {
                 const int64_t slot = yy % 3;
                 if (held[slot] != yy) {
-                    row_sx_dx(f + yy * nx, w.SXr + slot * nx, w.DXr + slot * nx, nx);
+                    row_sx_dx(f + yy * nx, w.SXr + slot * nx, w.DXr + slot * nx, nx, lo);
                     held[slot] = yy;
                 }
                 return slot * nx;
@@ -371,6 +405,7 @@ template <class T, class R>
 void sobel(const T* in, R* out, const Shape& s, const SobelParams& p, int num_threads,
            std::atomic<int64_t>* nonfinite = nullptr) {
     const int64_t ny = s.ny, nx = s.nx, nz = s.nz, P = s.plane();
+    const T lo = detail::load_floor<T>(p.clamp_min);
     if (nz == 1) {
         // 2D: ring of three rows of SX and DX per thread.  A 3D volume one slice
         // deep is smoothed by [1,2,1] along z with replicated borders: a factor 4.
@@ -382,7 +417,7 @@ void sobel(const T* in, R* out, const Shape& s, const SobelParams& p, int num_th
             auto row = [&](int64_t y) -> int {
                 int slot = static_cast<int>(y % 3);
                 if (held[slot] != y) {
-                    detail::row_sx_dx(in + y * nx, sx.data() + slot * nx, dx.data() + slot * nx, nx);
+                    detail::row_sx_dx(in + y * nx, sx.data() + slot * nx, dx.data() + slot * nx, nx, lo);
                     held[slot] = y;
                 }
                 return slot;
@@ -638,10 +673,12 @@ void hysteresis_threshold(const T* img, uint8_t* out, const Shape& s, double low
 namespace detail {
 
 // One row of the 2D Canny gradient with scipy.ndimage.sobel's association, so
-// that float32 results equal scikit-image's bit for bit: each derivative is a
+// that the results equal scikit-image's bit for bit: each derivative is a
 // [-1, 0, 1] difference rounded to R, then the [1, 2, 1] smoothing of those
-// differences summed in double and rounded once (ndimage's correlate1d works
-// in double and stores R between passes).  Borders replicate (= "reflect" for
+// differences summed in double in correlate1d's order for a symmetric kernel,
+// 2 m + (u + d), and rounded once (ndimage's correlate1d works in double and
+// stores R between passes).  The order matters for R = double (float64 Canny):
+// (u + 2 m) + d moved a magnitude by an ulp.  Borders replicate (= "reflect" for
 // 3 taps).  tmp holds nx values of scratch.
 template <class R>
 inline void canny_grad_row_2d(const R* S, int64_t ny, int64_t nx, int64_t y, R cy, R cx, R* gy, R* gx, R* mag,
@@ -652,12 +689,12 @@ inline void canny_grad_row_2d(const R* S, int64_t ny, int64_t nx, int64_t y, R c
     // d/dy first (rounded), then smoothed along x
     for (int64_t x = 0; x < nx; ++x) tmp[x] = rd[x] - ru[x];
     auto smooth_x = [&](int64_t x, int64_t xl, int64_t xr) {
-        gy[x] = static_cast<R>(double(tmp[xl]) + 2.0 * double(tmp[x]) + double(tmp[xr]));
+        gy[x] = static_cast<R>(2.0 * double(tmp[x]) + (double(tmp[xl]) + double(tmp[xr])));
     };
     // d/dx per row (rounded), then smoothed along y
     auto diff_x = [&](int64_t x, int64_t xl, int64_t xr) {
         const R du = ru[xr] - ru[xl], dm = rm[xr] - rm[xl], dd = rd[xr] - rd[xl];
-        gx[x] = static_cast<R>(double(du) + 2.0 * double(dm) + double(dd));
+        gx[x] = static_cast<R>(2.0 * double(dm) + (double(du) + double(dd)));
     };
     // borders (replicated edge voxel) apart, so the interior loops vectorise
     smooth_x(0, 0, nx > 1 ? 1 : 0);
@@ -667,10 +704,10 @@ inline void canny_grad_row_2d(const R* S, int64_t ny, int64_t nx, int64_t y, R c
         const R *__restrict u = ru, *__restrict m = rm, *__restrict d = rd;
         R *__restrict oy = gy, *__restrict ox = gx;
         for (int64_t x = 1; x + 1 < nx; ++x)
-            oy[x] = static_cast<R>(double(t[x - 1]) + 2.0 * double(t[x]) + double(t[x + 1]));
+            oy[x] = static_cast<R>(2.0 * double(t[x]) + (double(t[x - 1]) + double(t[x + 1])));
         for (int64_t x = 1; x + 1 < nx; ++x) {
             const R du = u[x + 1] - u[x - 1], dm = m[x + 1] - m[x - 1], dd = d[x + 1] - d[x - 1];
-            ox[x] = static_cast<R>(double(du) + 2.0 * double(dm) + double(dd));
+            ox[x] = static_cast<R>(2.0 * double(dm) + (double(du) + double(dd)));
         }
     }
     if (nx > 1) {
@@ -790,7 +827,8 @@ MEDSEG_ALWAYS_INLINE void canny3d_range(const Canny3dArgs<R>& g, int64_t z0, int
             if (held[slot] == zz) return slot * HB;
             const R* f = S + zz * P;
             for (int64_t y = r0; y <= r1; ++y)
-                detail::row_sx_dx(f + y * nx, &SX[(y - r0) * nx], &DX[(y - r0) * nx], nx);
+                detail::row_sx_dx(f + y * nx, &SX[(y - r0) * nx], &DX[(y - r0) * nx], nx,
+                                  std::numeric_limits<R>::lowest());
             for (int64_t y = m0; y <= m1; ++y) {
                 const int64_t yu = ((y > 0 ? y - 1 : 0) - r0) * nx, ym = (y - r0) * nx;
                 const int64_t yd = ((y + 1 < ny ? y + 1 : ny - 1) - r0) * nx, yo = slot * HB + (y - m0) * nx;

@@ -259,7 +259,9 @@ void correlate_axis(const In* in, R* out, const Shape& s, int axis, const std::v
     const A* wc = wa.data() + r;  // wc[k], k in [-r, r]
     const detail::Correlate<A, R> kern = detail::correlate_for<A, R>(active_isa());
 
-    const A cvd = static_cast<A>(static_cast<R>(cval));
+    // cval as scipy's line buffers hold it: a double (not rounded to R first, which
+    // put constant-mode results of a float32 image 1 ulp off); float on the fast path
+    const A cvd = static_cast<A>(cval);
     if (inner == 1) {
         parallel_blocks(outer, num_threads, grain_for(n, 16), [&](int64_t b, int64_t e) {
             std::vector<A> buf(n + 2 * r);

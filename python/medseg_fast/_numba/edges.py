@@ -58,21 +58,25 @@ def _correlate_axis(src, dst, axis, w, mode, cval, fast):
         n_a, n_b = nz, nx
     else:
         n_a, n_b = nz, ny
-    cv = R(cval)
+    # the line buffer holds doubles (filters.hpp: A = double), cval unrounded as in
+    # scipy; the fast path holds float32 values (A = float), cval rounded to float32
+    cv = np.float64(np.float32(cval)) if fast else np.float64(cval)
     for line in prange(n_a * n_b):
         a = line // n_b
         b = line % n_b
-        buf = np.empty(n + 2 * r, dst.dtype)
+        buf = np.empty(n + 2 * r, np.float64)
         for j in range(n + 2 * r):
             s = idx[j]
             if s < 0:
                 buf[j] = cv
-            elif axis == 0:
-                buf[j] = R(src[s, a, b])
+                continue
+            if axis == 0:
+                v = src[s, a, b]
             elif axis == 1:
-                buf[j] = R(src[a, s, b])
+                v = src[a, s, b]
             else:
-                buf[j] = R(src[a, b, s])
+                v = src[a, b, s]
+            buf[j] = np.float64(np.float32(v)) if fast else np.float64(v)
         for i in range(n):
             if fast:
                 acc32 = np.float32(buf[i + r]) * w32[r]
@@ -283,8 +287,13 @@ def _as_real3(image):
     return f, ndim, rt
 
 
-def sobel(image, axes, coef, magnitude, post, num_threads, count_nonfinite=False, out=None):
+def sobel(image, axes, coef, magnitude, post, num_threads, count_nonfinite=False, out=None, clamp_min=False):
     f, ndim, rt = _as_real3(image)
+    if clamp_min and image.dtype.kind == "i":
+        # edges.hpp SobelParams.clamp_min: values below -max read as -max.  f is a fresh
+        # float copy here, and rounding to float is monotonic, so clamping after the
+        # conversion gives the same values as clamping the integers before it.
+        np.maximum(f, rt(-np.iinfo(image.dtype).max), out=f)
     if out is None:
         out = np.empty(f.shape, rt)
     else:  # validated by the caller: C-contiguous, of dtype rt and the image's shape
@@ -514,7 +523,8 @@ def _nms(f, mag, m, has_mask, out, is3, coef, inv_sp, lo, hi, c):
 @njit(cache=True, inline="always")
 def _grad2d(f, y, x, ny, nx):
     """Raw (gy, gx) of edges.hpp's canny_grad_row_2d: rounded [-1,0,1] differences,
-    [1,2,1] smoothing summed in float64 and rounded once."""
+    [1,2,1] smoothing summed in float64 as 2 m + (u + d) (correlate1d's order) and
+    rounded once."""
     R = f.dtype.type
     yu = y - 1 if y > 0 else 0
     yd = y + 1 if y + 1 < ny else ny - 1
@@ -523,11 +533,11 @@ def _grad2d(f, y, x, ny, nx):
     tl = f[0, yd, xl] - f[0, yu, xl]
     tm = f[0, yd, x] - f[0, yu, x]
     tr = f[0, yd, xr] - f[0, yu, xr]
-    gy = R(np.float64(tl) + 2.0 * np.float64(tm) + np.float64(tr))
+    gy = R(2.0 * np.float64(tm) + (np.float64(tl) + np.float64(tr)))
     du = f[0, yu, xr] - f[0, yu, xl]
     dm = f[0, y, xr] - f[0, y, xl]
     dd = f[0, yd, xr] - f[0, yd, xl]
-    gx = R(np.float64(du) + 2.0 * np.float64(dm) + np.float64(dd))
+    gx = R(2.0 * np.float64(dm) + (np.float64(du) + np.float64(dd)))
     return gy, gx
 
 
