@@ -57,6 +57,27 @@ def test_classify_bad_input(backend):
     img[0, 0] = np.nan
     with pytest.raises(NonFiniteError):
         S.classify(img, [1.0], backend=backend)
+    # regression: non-numeric thresholds leaked numpy's ValueError / TypeError
+    for bad in (["a"], "abc", [1j], [[1, 2], [3]]):
+        with pytest.raises(InvalidParameterError, match="numbers"):
+            S.classify(np.zeros((4, 4), np.float32), bad, backend=backend)
+
+
+def test_classify_threshold_count_limit(backend):
+    # regression: 65535 thresholds passed the check, then the mask's extra class made the
+    # binding raise a plain ValueError
+    img = np.arange(70000, dtype=np.float64).reshape(70, 1000)
+    m = np.ones(img.shape, bool)
+    m[0, :10] = False
+    t = np.arange(0.5, 65535.5)
+    out = S.classify(img, t, backend=backend)
+    assert out.dtype == np.uint16 and out.max() == 65535
+    with pytest.raises(InvalidParameterError, match="65534 thresholds are supported with a mask"):
+        S.classify(img, t, mask=m, backend=backend)
+    out = S.classify(img, t[:-1], mask=m, backend=backend)
+    assert out.dtype == np.uint16 and out.max() == 65535 and out[0, 0] == 0 and out[0, 10] == 11
+    with pytest.raises(InvalidParameterError, match="65535 thresholds"):
+        S.classify(img, np.arange(65536.0), backend=backend)
 
 
 # ---------------------------------------------------------------- multi-Otsu classes

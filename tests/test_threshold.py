@@ -280,6 +280,122 @@ def test_constant_nan_and_masked_out(backend):
         T.otsu(np.zeros((4, 4), np.float32), nbins=1)
 
 
+def _zero_background_images():
+    """Float images with an exact zero background (masked-out CT, padded MR,
+    segmentation probabilities), 2D and 3D, float32 and float64."""
+    rng = np.random.default_rng(12)
+    a = np.zeros((8, 8), np.float32)
+    a[2:6, 2:6] = np.linspace(50, 100, 16).reshape(4, 4)  # the audit's case: li 12.57, scikit-image 18.75
+    yield a
+    yield a.astype(np.float64)
+    yield np.array([[-0.0, 0.0, 1.0, 1.0]], np.float64)  # 0.16 before, scikit-image 0.5
+    yield np.array([[-0.0, 0.0, 1.0, 1.0]], np.float32)
+    for shape, dt in (((24, 31), np.float32), ((9, 14, 17), np.float64), ((6, 20, 21), np.float32)):
+        img = np.zeros(shape)
+        inner = tuple(slice(n // 4, 3 * n // 4) for n in shape)
+        img[inner] = rng.uniform(rng.uniform(1, 100), 200, size=img[inner].shape)
+        yield img.astype(dt)
+    ph, _ = ellipsoid_phantom((12, 16, 20), seed=5, noise=20.0)
+    body = ph > 60
+    yield np.where(body, ph, 0).astype(np.float32)  # a phantom with the outside zeroed
+    yield np.where(body, np.clip(ph / 300.0, 0, 1), 0).astype(np.float64)
+
+
+def test_li_float_zero_background_vs_skimage(backend):
+    # regression: the histogram iteration used bin centres, so a background of
+    # zeros never had mean 0 and Li ran on, landing many bins below scikit-image
+    for img in _zero_background_images():
+        ref = _sk("li", img)
+        ours = T.li(img, backend=backend)
+        assert abs(ours - ref) <= _bin_width(img), (img.dtype, img.shape, ours, ref)
+        assert T.li(np.asfortranarray(img), backend=backend) == pytest.approx(ours, rel=1e-12)  # sum order
+    # integer images keep scikit-image's own histogram iteration, exactly
+    for img in _zero_background_images():
+        if img.size < 10:
+            continue
+        for dt in (np.uint8, np.int16):
+            q = np.round(img * (250.0 / img.max())).astype(dt)
+            assert T.li(q, backend=backend) == _sk("li", q), (dt, q.shape)
+
+
+def test_li_float_dense_values_vs_skimage(backend):
+    # dense float values: the iteration runs to its fixed point as scikit-image's does (its
+    # tolerance is a tiny fraction of a bin), instead of stopping half a bin per step short
+    rng = np.random.default_rng(1)
+    for shape, dt in (((40, 50), np.float32), ((12, 20, 24), np.float64)):
+        img = (rng.normal(size=shape) * 3).astype(dt)
+        img[..., : shape[-1] // 2] += 20
+        assert abs(T.li(img, backend=backend) - _sk("li", img)) <= _bin_width(img)
+    # unimodal: scikit-image creeps to the optimum in sub-bin steps (stopping at the first
+    # half-bin step left this one 2.6 bins away; now 0.03)
+    img = (np.random.default_rng(16).normal(size=(18, 18)) * 100).astype(np.float32)
+    assert abs(T.li(img, backend=backend) - _sk("li", img)) <= _bin_width(img)
+    with pytest.raises(InvalidParameterError):
+        T.li(img, tolerance=0)
+    with pytest.raises(InvalidParameterError):
+        T.li(img, tolerance=np.nan)
+    assert abs(T.li(img, tolerance=1e9) - _sk("li", img, tolerance=1e9)) <= _bin_width(img)  # one step
+
+
+_UNBINNABLE = [np.array([[-1e308, 1e308, 0, 1]]), np.array([[-3.4e38, 3.4e38, 0, 1]], np.float32),
+               np.array([[-np.finfo(np.float32).max, 1, 2, np.finfo(np.float32).max]], np.float32)]
+
+
+def test_global_huge_ranges_clear_error_or_finite(backend):
+    # regression: max - min overflowed (nan results with RuntimeWarnings, IndexError in
+    # triangle, "0 distinct values" in multiotsu) and float32 centres overflowed (-inf)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning either
+        for img in _UNBINNABLE:
+            for method in ("otsu", "li", "yen", "isodata", "triangle", "minimum", "multiotsu"):
+                with pytest.raises(InvalidImageError, match="mask out or clip"):
+                    getattr(T, method)(img, backend=backend)
+            with pytest.raises(InvalidImageError, match="FLT_MAX"):
+                T.histogram(img, backend=backend)
+            assert np.isfinite(T.mean(img, backend=backend))
+        # a nodata fill of -FLT_MAX with the data near 0: finite results, the fill alone below
+        f = np.array([[-3.4e38, 0, 1, 2, 100, 100, 101]], np.float32)
+        for method in ("otsu", "li", "yen", "isodata", "triangle"):
+            t = getattr(T, method)(f, backend=backend)
+            assert np.isfinite(t) and -3.4e38 <= t < 0, (method, t)
+        np.testing.assert_array_equal(T.histogram(f, backend=backend)[0],
+                                      np.histogram(f, 256, range=(f.min(), f.max()))[0])
+        assert np.isfinite(T.histogram(f, backend=backend)[1]).all()
+        # float64 values near the top of the range: moments rescaled, not overflowed
+        g = np.array([[1.0e308, 1.01e308, 1.02e308, 1.3e308, 1.31e308, 1.69e308, 1.7e308]])  # no ties
+        u = g / 1e300  # the same image, scaled: thresholds scale with it (same bins)
+        for method in ("otsu", "li", "yen", "isodata", "triangle", "mean"):
+            t = getattr(T, method)(g, backend=backend)
+            assert np.isfinite(t) and 1e308 <= t < 1.7e308, (method, t)
+            assert t / 1e300 == pytest.approx(getattr(T, method)(u, backend=backend), rel=1e-12), method
+        t = T.multiotsu(g, 3, backend=backend)
+        assert np.isfinite(t).all() and 1.02e308 <= t[0] < 1.3e308 and 1.31e308 <= t[1] < 1.69e308
+        np.testing.assert_allclose(t / 1e300, T.multiotsu(u, 3, backend=backend), rtol=1e-12)
+        assert T.mean(g, backend=backend) == pytest.approx(float(np.mean(g / 16) * 16), rel=1e-12)
+        # a constant beyond 2**53 has no lo - 0.5 < lo: still the constant, with its warning
+        with pytest.warns(MedsegWarning, match="constant"):
+            assert T.otsu(np.full((3, 3), 1e300), backend=backend) == 1e300
+
+
+def test_global_denormal_range(backend):
+    # data made of denormals: numpy (and scikit-image) cannot bin it ("too many bins"); the
+    # kernels' bin guess overflowed and every value fell in one bin ("constant", 0.0)
+    d = np.array([[0, 5e-324, 1e-323, 2e-323]])
+    for method in ("otsu", "li", "yen", "isodata", "triangle", "minimum", "multiotsu"):
+        with pytest.raises(InvalidImageError, match="underflows"):
+            getattr(T, method)(d, backend=backend)
+    assert T.mean(d, backend=backend) == _sk("mean", d)
+    assert T.otsu(np.ldexp(d, 1074), backend=backend) == _sk("otsu", np.ldexp(d, 1074))  # rescaled: fine
+
+
+def test_nbins_upper_bound():
+    img = np.arange(12, dtype=np.float32).reshape(3, 4)
+    for nb in (2 ** 24 + 1, 2 ** 31, 2 ** 63, True, 2.5, 0):
+        with pytest.raises(InvalidParameterError, match="nbins"):
+            T.otsu(img, nbins=nb)
+    assert T.otsu(img, nbins=2 ** 16) == _sk("otsu", img, nbins=2 ** 16)
+
+
 def test_input_not_modified(backend, noisy_f32):
     a = noisy_f32.copy()
     T.li(a, backend=backend)
@@ -390,11 +506,27 @@ def test_adaptive_thin_shapes(shape, win, backend):
 
 def test_spacing_window_in_mm(backend, vol3d):
     sp = (3.0, 1.0, 0.5)
-    # 9 mm -> 3, 9, 17 voxels (odd count nearest to 9 / spacing)
+    # 9 mm -> 3, 9, 19 voxels (odd count nearest to 9 / spacing; 18 is a tie, which goes up)
     np.testing.assert_array_equal(T.niblack(vol3d, 9.0, spacing=sp, backend=backend),
-                                  T.niblack(vol3d, (3, 9, 17), backend=backend))
+                                  T.niblack(vol3d, (3, 9, 19), backend=backend))
     np.testing.assert_array_equal(T.local(vol3d, 9.0, "gaussian", spacing=sp, backend=backend),
-                                  T.local(vol3d, (3, 9, 17), "gaussian", backend=backend))
+                                  T.local(vol3d, (3, 9, 19), "gaussian", backend=backend))
+
+
+def test_window_in_mm_nearest_odd_ties_up():
+    # regression: Python's round() (half to even) gave 4 -> 5 but 6 -> 5, 10 -> 9 voxels
+    img = np.zeros((3, 41), np.float32)
+    expect = {1.9: 1, 2.0: 3, 2.9: 3, 3.0: 3, 4.0: 5, 5.0: 5, 6.0: 7, 8.0: 9, 10.0: 11, 12.0: 13, 14.0: 15,
+              100.0: 41}
+    for mm, vox in expect.items():
+        assert T._window_voxels((3.0, mm), img, (1.0, 1.0), "block_size") == (3, vox), mm
+    assert T._window_voxels((3.0, 6.0), img, (1.0, 2.0), "block_size") == (3, 3)  # 3 voxels exactly
+    assert T._window_voxels((3.0, 2.0), img, (1.0, 0.5), "block_size") == (3, 5)  # 4 -> 5
+    # a block in mm whose voxel count overflows: a clear error, not OverflowError
+    with pytest.raises(InvalidParameterError, match="finite number of voxels"):
+        T.local(np.zeros((7, 7), np.float32), 1e300, spacing=(1e-300, 1))
+    with pytest.raises(InvalidParameterError, match="finite number of voxels"):
+        T.niblack(np.zeros((7, 7), np.float32), (3.0, 1e308), spacing=(1.0, 1e-308))
 
 
 def test_adaptive_bad_input(backend, vol3d):
@@ -548,6 +680,22 @@ def _hist_case(T, v):
 
 
 # ---------------------------------------------------------------- helpers and CLI
+
+
+def test_window_bad_level_width():
+    x = np.array([[-1000, 0, 40, 3000]], np.int16)
+    for level, width in ((1e300, 1e300), (0.0, 1e-45), (3e38, 1e38), (np.nan, 400), (40, np.inf), (40, -1)):
+        with pytest.raises(InvalidParameterError):
+            T.window(x, level, width)
+    with pytest.raises(InvalidParameterError):
+        T.window(x, 40, 400, dtype=np.int32)
+    with pytest.raises(InvalidParameterError):
+        T.window(x, 40, 400, dtype="bogus")
+    # what float32 cannot hold, float64 can: finite, in [0, 1]
+    for level, width in ((1e300, 1e300), (0.0, 1e-45)):
+        w = T.window(x, level, width, dtype=np.float64)
+        assert np.isfinite(w).all() and w.min() >= 0 and w.max() <= 1
+    np.testing.assert_array_equal(T.window(x, 0.0, 1e-45, dtype=np.float64), [[0.0, 0.5, 1.0, 1.0]])
 
 
 def test_window_and_binarize(ct_small):

@@ -9,6 +9,7 @@ from Hounsfield ranges inside the patient's body.  Class maps are uint8
 from __future__ import annotations
 
 import numbers
+import reprlib
 
 import numpy as np
 
@@ -30,16 +31,25 @@ def _classify(arr, thresholds, m, name, nt):
     return out.T if transposed else out
 
 
-def _check_thresholds(thresholds):
-    t = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+_MAX_CLASSES = 65536  # uint16 class maps
+
+
+def _check_thresholds(thresholds, masked=False):
+    try:
+        t = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise InvalidParameterError("thresholds must be a number or a sequence of numbers, got "
+                                    f"{reprlib.repr(thresholds)}") from None
     if t.size == 0:
         raise InvalidParameterError("thresholds is empty; give at least one threshold")
     if not np.all(np.isfinite(t)):
         raise InvalidParameterError(f"thresholds must be finite, got {thresholds!r}")
     if np.any(np.diff(t) < 0):
         raise InvalidParameterError(f"thresholds must be sorted in increasing order, got {thresholds!r}")
-    if t.size >= 65536:
-        raise InvalidParameterError("at most 65535 thresholds are supported")
+    top = _MAX_CLASSES - 1 - masked  # n thresholds make n + 1 classes, plus class 0 outside a mask
+    if t.size > top:
+        raise InvalidParameterError(f"at most {top} thresholds are supported{' with a mask' if masked else ''} "
+                                    f"(a uint16 class map holds {_MAX_CLASSES} labels), got {t.size}")
     return t
 
 
@@ -51,7 +61,8 @@ def classify(image, thresholds, *, mask=None, backend="auto", num_threads=None):
     image : (M, N) or (P, M, N) array or medseg_fast.io.Image
         Any supported dtype; NaN/inf raise.
     thresholds : float or sequence of float
-        Sorted (non-decreasing) thresholds t[0] <= ... <= t[n-1].
+        Sorted (non-decreasing) finite thresholds t[0] <= ... <= t[n-1]; at
+        most 65535 (65534 with a mask).
     mask : array of bool, optional
         Voxels outside the mask get 0 and voxels inside get 1..n+1.
     backend : {'auto', 'cpu', 'numba'}
@@ -75,7 +86,7 @@ def classify(image, thresholds, *, mask=None, backend="auto", num_threads=None):
     """
     image, _ = unwrap_image(image)
     arr = check_image(image)
-    t = _check_thresholds(thresholds)
+    t = _check_thresholds(thresholds, mask is not None)
     m = check_mask(mask, arr.shape)
     if m is not None:
         t = np.concatenate(([-np.inf], t))

@@ -44,19 +44,46 @@ _EXACT_MAX_BINS = 1 << 20  # 32-bit integer images with a wider range are binned
 
 
 class _Hist:
-    __slots__ = ("counts", "centers", "lo", "hi", "count", "sum", "exact", "width")
+    """A histogram and the moments the global methods need.
 
-    def __init__(self, counts, centers, lo, hi, count, total, exact, width):
+    ``mean`` is the exact mean of the voxels (None unless asked for);
+    ``scale`` the power of two ``k`` by which the methods divide the bin
+    values (``np.ldexp(centers, -k)``) so that their moments cannot overflow:
+    0 (no scaling, not a bit changed) unless values reach about 1e120."""
+
+    __slots__ = ("counts", "centers", "lo", "hi", "count", "mean", "exact", "scale")
+
+    def __init__(self, counts, centers, lo, hi, count, mean, exact):
         self.counts, self.centers, self.lo, self.hi = counts, centers, lo, hi
-        self.count, self.sum, self.exact, self.width = count, total, exact, width
+        self.count, self.mean, self.exact = count, mean, exact
+        big = max(abs(lo), abs(hi))
+        self.scale = int(np.frexp(big)[1]) if big > 2.0 ** 400 else 0
+
+    def values(self):
+        """Bin values divided by 2**scale (float64)."""
+        return np.ldexp(self.centers, -self.scale) if self.scale else self.centers
+
+
+_MAX_NBINS = 1 << 24
 
 
 def _check_nbins(nbins):
     if nbins is None:
         return None
-    if isinstance(nbins, bool) or not isinstance(nbins, numbers.Integral) or nbins < 2:
-        raise InvalidParameterError(f"nbins must be an integer >= 2 or None, got {nbins!r}")
+    if isinstance(nbins, bool) or not isinstance(nbins, numbers.Integral) or not 2 <= nbins <= _MAX_NBINS:
+        raise InvalidParameterError(f"nbins must be an integer in 2..2**24 ({_MAX_NBINS}) or None, got {nbins!r}")
     return int(nbins)
+
+
+def _scaled_mean(arr, m, lo, hi, count):
+    """Mean of the finite voxels (inside the mask) when their float64 sum
+    overflows (float64 images with values near +-1e308): a numpy pass over
+    the values divided by a power of two.  Only such images take it."""
+    v = arr[m] if m is not None else arr.reshape(-1)
+    v = v[np.isfinite(v)]
+    k = int(np.frexp(max(abs(lo), abs(hi)))[1])
+    mean = float(np.ldexp(np.sum(np.ldexp(v.astype(np.float64), -k)) / count, k))
+    return min(max(mean, lo), hi)
 
 
 def _kernel_views(arr, m):
@@ -68,7 +95,47 @@ def _kernel_views(arr, m):
     return view, mview, transposed
 
 
-def _histogram(image, mask, nbins, nan_policy, backend, num_threads, need_sum=False):
+def _bin_edges(lo, hi, nb, etype, masked):
+    """numpy.histogram's edges for ``nb`` bins over [lo, hi] in ``etype``, or
+    InvalidImageError where numpy's binning breaks down: a range whose width
+    overflows (values near the type's limits, e.g. a nodata fill of -FLT_MAX)
+    or whose bin width underflows (denormal values)."""
+    first, last = etype.type(lo), etype.type(hi)
+    if first == last:
+        first, last = first - etype.type(0.5), last + etype.type(0.5)
+    where = "inside the mask" if masked else "of the image"
+    lo, hi = str(etype.type(lo)), str(etype.type(hi))
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        span = last - first
+        norm = etype.type(nb) / span
+        edges = np.linspace(first, last, nb + 1, endpoint=True, dtype=etype)
+    if not np.isfinite(span):
+        raise InvalidImageError(
+            f"the values {where} span [{lo}, {hi}], too wide a range to bin in {etype.name} (max - min "
+            "overflows); mask out or clip the extreme values (nodata fills such as -3.4e38 = -FLT_MAX are the "
+            "usual cause), e.g. mask=(image > -1e30) or np.clip")
+    if not (np.isfinite(norm) and span > 0 and np.isfinite(edges).all()):
+        raise InvalidImageError(
+            f"the values {where} span [{lo}, {hi}], too narrow a range for {nb} histogram bins in "
+            f"{etype.name} (the bin width underflows: denormal or near-denormal values); rescale the image "
+            "(e.g. multiply it by 2**100) or use mean()")
+    return edges
+
+
+def _bin_centers(edges):
+    """numpy's bin centres ``(left + right) / 2``, computed in the edges' type
+    as numpy does (so float32 images give scikit-image's centres bit for bit),
+    redone in float64 where that overflows."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        centers = ((edges[:-1] + edges[1:]) / 2.0).astype(np.float64)
+    bad = ~np.isfinite(centers)
+    if bad.any():
+        e = edges.astype(np.float64)
+        centers[bad] = (e[:-1] * 0.5 + e[1:] * 0.5)[bad]
+    return centers
+
+
+def _histogram(image, mask, nbins, nan_policy, backend, num_threads, need_sum=False, need_counts=True):
     image, _ = unwrap_image(image)
     arr = check_image(image, finite=False)
     if nan_policy not in ("raise", "omit"):
@@ -94,9 +161,9 @@ def _histogram(image, mask, nbins, nan_policy, backend, num_threads, need_sum=Fa
         last = counts.size - 1 - int(np.argmax(counts[::-1] != 0))
         counts = counts[first:last + 1]
         centers = np.arange(dmin + first, dmin + last + 1, dtype=np.float64)
+        n = int(counts.sum())
         total = float(np.dot(counts.astype(np.float64), centers))
-        return _Hist(counts.astype(np.float64), centers, float(centers[0]), float(centers[-1]),
-                     int(counts.sum()), total, True, 1.0)
+        return _Hist(counts.astype(np.float64), centers, float(centers[0]), float(centers[-1]), n, total / n, True)
     # range pass (parallel; without mask and sum, float images get a min/max
     # pass that is about the cost of reading the volume once), then the counts
     lo, hi, count, nonfinite, total = fam.scan(view, mview, nt, need_sum)
@@ -105,21 +172,30 @@ def _histogram(image, mask, nbins, nan_policy, backend, num_threads, need_sum=Fa
                              "mask them out, or pass nan_policy='omit' to ignore them")
     if count == 0:
         raise EmptyImageError(empty_msg)
+    lo, hi = float(lo), float(hi)
+    mean = None
+    if need_sum:
+        mean = total / count
+        if not np.isfinite(mean):  # the float64 sum overflowed (float64 values near +-1e308)
+            mean = _scaled_mean(arr, m, lo, hi, count)
+    if not need_counts:
+        return _Hist(None, None, lo, hi, count, mean, False)
     if dt.kind in "biu" and nbins is None and hi - lo + 1 <= _EXACT_MAX_BINS:
         lo_i = int(lo)
         counts = fam.histogram_exact(view, mview, lo_i, int(hi) - lo_i + 1, nt)
         centers = np.arange(lo_i, int(hi) + 1, dtype=np.float64)
-        return _Hist(counts.astype(np.float64), centers, lo, hi, count, total, True, 1.0)
+        return _Hist(counts.astype(np.float64), centers, lo, hi, count, mean, True)
     nb = 256 if nbins is None else nbins
-    # numpy.histogram's own edges: computed in the image's float type (float64 for integers)
+    # numpy.histogram's own edges: computed in the image's float type (float64
+    # for integers), which the kernels' counts reproduce bit for bit; the bin
+    # centres are taken in float64 where the image type would overflow
     etype = dt if dt.kind == "f" else np.dtype(np.float64)
-    first, last = etype.type(lo), etype.type(hi)
-    if first == last:
-        first, last = first - etype.type(0.5), last + etype.type(0.5)
-    edges = np.linspace(first, last, nb + 1, endpoint=True, dtype=etype)
+    if lo == hi and etype.type(lo) - etype.type(0.5) == etype.type(lo):
+        # a constant beyond 2**53 (float64) or 2**24 (float32): lo +- 0.5 are not distinct
+        return _Hist(np.array([float(count)]), np.array([lo]), lo, hi, count, mean, False)
+    edges = _bin_edges(lo, hi, nb, etype, m is not None)
     counts = fam.histogram_binned(view, mview, edges, nt)
-    centers = ((edges[:-1] + edges[1:]) / 2.0).astype(np.float64)
-    return _Hist(counts.astype(np.float64), centers, lo, hi, count, total, False, float(edges[1] - edges[0]))
+    return _Hist(counts.astype(np.float64), _bin_centers(edges), lo, hi, count, mean, False)
 
 
 def histogram(image, *, mask=None, nbins=None, nan_policy="raise", backend="auto", num_threads=None):
@@ -133,8 +209,12 @@ def histogram(image, *, mask=None, nbins=None, nan_policy="raise", backend="auto
     nbins : int, optional
         None: integer images get one bin per integer value between their min
         and max (exact; 32-bit images spanning more than 2**20 values get 256
-        bins), float images 256 bins.  An int: that many equal bins between
-        min and max, exactly as ``numpy.histogram(values, nbins, range=(min, max))``.
+        bins), float images 256 bins.  An int in 2..2**24: that many equal
+        bins between min and max, exactly as
+        ``numpy.histogram(values, nbins, range=(min, max))``.  Float values
+        whose range overflows (max - min beyond the float type, e.g. a
+        -FLT_MAX nodata fill) or whose bin width underflows (denormals)
+        cannot be binned and raise :class:`InvalidImageError`.
     nan_policy : {'raise', 'omit'}
         NaN/inf raise :class:`NonFiniteError`, or are ignored.
     backend : {'auto', 'cpu', 'numba'}
@@ -145,6 +225,8 @@ def histogram(image, *, mask=None, nbins=None, nan_policy="raise", backend="auto
     counts : ndarray of int64
     centers : ndarray of float64
         Bin centers; for exact histograms the integer values themselves.
+        numpy's ``(left + right) / 2`` in the edges' type, except where that
+        overflows (|values| near the type's maximum): then in float64.
 
     Examples
     --------
@@ -159,7 +241,7 @@ def histogram(image, *, mask=None, nbins=None, nan_policy="raise", backend="auto
 
 
 def _constant(h, name):
-    if h.lo == h.hi or np.count_nonzero(h.counts) == 1:
+    if h.lo == h.hi or (h.counts is not None and np.count_nonzero(h.counts) == 1):
         value = h.lo if h.lo == h.hi else float(h.centers[np.flatnonzero(h.counts)[0]])
         warnings.warn(f"{name}: the image (inside the mask) is constant ({value}); returning that value",
                       MedsegWarning, stacklevel=3)
@@ -176,7 +258,8 @@ _GLOBAL_DOC = """
     mask : array of bool, optional
         Compute the threshold only from voxels inside the mask (e.g. the body).
     nbins : int, optional
-        See :func:`histogram` (None: exact for integer images, 256 for floats).
+        See :func:`histogram` (None: exact for integer images, 256 for floats;
+        at most 2**24).
     nan_policy : {'raise', 'omit'}
         NaN/inf raise :class:`NonFiniteError` by default, or are ignored.
     backend : {'auto', 'cpu', 'numba'}
@@ -189,7 +272,9 @@ _GLOBAL_DOC = """
     float
         Foreground is ``image > threshold``.  A constant image (inside the
         mask) returns its value with a :class:`MedsegWarning`; a mask that
-        selects nothing raises :class:`EmptyImageError`.
+        selects nothing raises :class:`EmptyImageError`; float values whose
+        range cannot be binned (see :func:`histogram`) raise
+        :class:`InvalidImageError`.  The result is always finite.
 
 """
 
@@ -224,7 +309,7 @@ def otsu(image, *, mask=None, nbins=None, nan_policy="raise", backend="auto", nu
     const, v = _constant(h, "otsu")
     if const:
         return v
-    return float(h.centers[_otsu_index(h.counts, h.centers)])
+    return float(h.centers[_otsu_index(h.counts, h.values())])
 
 
 def _otsu_index(c, v):
@@ -292,7 +377,7 @@ def multiotsu(image, classes=3, *, mask=None, nbins=None, nan_policy="raise", ba
         return h.centers[nz[:-1]].astype(np.float64)
     name = _backend.resolve(backend, None, supported=("cpu", "numba"))
     idx = family(name, "threshold").multiotsu(np.ascontiguousarray(h.counts[nz]),
-                                              np.ascontiguousarray(h.centers[nz]), classes)
+                                              np.ascontiguousarray(h.values()[nz]), classes)
     return h.centers[nz[np.asarray(idx)]].astype(np.float64)
 
 
@@ -346,7 +431,7 @@ def isodata(image, *, mask=None, nbins=None, nan_policy="raise", backend="auto",
     const, v = _constant(h, "isodata")
     if const:
         return v
-    c, cen = h.counts, h.centers
+    c, cen = h.counts, h.values()
     csuml = np.cumsum(c)
     csumh = csuml[-1] - csuml
     csum_i = np.cumsum(c * cen)
@@ -358,8 +443,8 @@ def isodata(image, *, mask=None, nbins=None, nan_policy="raise", backend="auto",
     dist = all_mean - cen[:-1]
     ok = np.flatnonzero((dist >= 0) & (dist < width))
     if ok.size == 0:  # cannot happen for a histogram with >= 2 non-empty bins; keep a defined answer
-        return float(cen[int(np.argmin(np.abs(dist)))])
-    return float(cen[ok[0]])
+        return float(h.centers[int(np.argmin(np.abs(dist)))])
+    return float(h.centers[ok[0]])
 
 
 @_doc
@@ -409,7 +494,9 @@ def mean(image, *, mask=None, nbins=None, nan_policy="raise", backend="auto", nu
 
     ``nbins`` is accepted for a uniform signature and ignored: the mean is
     exact (summed in float64 over fixed chunks, so it does not depend on the
-    thread count).
+    thread count; float64 values whose sum overflows, near +-1e308, are
+    summed again divided by a power of two).  No histogram is made, so any
+    finite range works.
     {params}
     Examples
     --------
@@ -418,11 +505,11 @@ def mean(image, *, mask=None, nbins=None, nan_policy="raise", backend="auto", nu
     >>> mean(np.array([[1, 2, 3, 6]], np.int16))
     3.0
     """
-    h = _histogram(image, mask, nbins, nan_policy, backend, num_threads, need_sum=True)
+    h = _histogram(image, mask, nbins, nan_policy, backend, num_threads, need_sum=True, need_counts=False)
     const, v = _constant(h, "mean")
     if const:
         return v
-    return float(h.sum / h.count)
+    return float(h.mean)
 
 
 def _uniform3_reflect(x):
@@ -490,8 +577,12 @@ def li(image, *, mask=None, nbins=None, nan_policy="raise", tolerance=None, back
     image, mask, nbins, nan_policy, backend, num_threads
         As in :func:`otsu`.
     tolerance : float, optional
-        Stop when t changes by less; default half a histogram bin (0.5 for
-        exact integer histograms).
+        Stop when t changes by no more (finite, > 0).  Default as
+        scikit-image: 0.5 for exact integer histograms; for binned ones half
+        the smallest gap between non-empty bins, or, where non-empty bins
+        touch (dense values, whose smallest difference scikit-image takes,
+        a small fraction of a bin), none: the iteration runs to its fixed
+        point.
 
     Returns
     -------
@@ -500,9 +591,17 @@ def li(image, *, mask=None, nbins=None, nan_policy="raise", tolerance=None, back
     Notes
     -----
     For integer images this is ``skimage.filters.threshold_li``'s own
-    histogram iteration.  For float images scikit-image iterates on the voxel
-    values; this function iterates on the binned histogram (one pass over the
-    volume instead of one per iteration), so it can differ by about a bin.
+    histogram iteration (same initial guess, the mean; same tolerance and
+    stopping rules).  For float images scikit-image iterates on the voxel
+    values; this function runs the same iteration on the binned histogram
+    (one pass over the volume instead of one per iteration), with the lowest
+    bin standing for the minimum it holds, so that a background made of the
+    minimum alone (an exact zero background) stops the iteration with a
+    background mean of 0 as in scikit-image.  Deliberate difference: bins
+    are not values, and Li's criterion is flat near its optimum, so where
+    the threshold splits a bin, or the iteration creeps towards its fixed
+    point in sub-bin steps, the result can move by a few bins from
+    scikit-image's.
 
     Examples
     --------
@@ -511,33 +610,66 @@ def li(image, *, mask=None, nbins=None, nan_policy="raise", tolerance=None, back
     >>> round(li(np.array([[10, 11, 12, 90, 91, 92]], np.uint8)), 3)
     28.205
     """
+    if tolerance is not None:
+        tolerance = _finite(tolerance, "tolerance")
+        if tolerance <= 0:
+            raise InvalidParameterError(f"tolerance must be > 0, got {tolerance!r}")
     h = _histogram(image, mask, nbins, nan_policy, backend, num_threads, need_sum=True)
     const, v = _constant(h, "li")
     if const:
         return v
-    if tolerance is None:
-        tolerance = 0.5 * h.width
-    elif not (isinstance(tolerance, numbers.Real) and tolerance > 0):
-        raise InvalidParameterError(f"tolerance must be > 0, got {tolerance!r}")
-    cen = h.centers - h.lo
+    return _li_iterate(h, tolerance)
+
+
+def _li_iterate(h, tolerance):
+    """scikit-image's Li iteration on a histogram (values shifted to start at 0,
+    divided by 2**h.scale)."""
     c = h.counts
-    t_next = h.sum / h.count - h.lo
-    t_curr = -2.0 * tolerance
-    for _ in range(10000):
-        if not abs(t_next - t_curr) > tolerance:
-            break
+    x = h.centers - h.lo
+    if not h.exact:
+        # the lowest bin holds the minimum (often alone: an image's zero
+        # background); represented by it, a background made only of the
+        # minimum has mean 0 and stops the iteration where scikit-image's
+        # iteration on the values stops (with its centre it never would)
+        x[0] = 0.0
+    x = np.ldexp(x, -h.scale)
+    if tolerance is None:
+        if h.exact:
+            tolerance = 0.5  # scikit-image's for integer images
+        else:
+            # scikit-image's is half the smallest difference between distinct
+            # values.  Non-empty bins apart from one another (few distinct
+            # values, e.g. integer-valued floats) give that difference; adjacent
+            # ones (dense values) bound it by nothing above 0, and their
+            # scikit-image tolerance is a tiny fraction of a bin: iterate to the
+            # fixed point, as scikit-image does, instead of stopping a few
+            # bins short of it
+            nz = np.flatnonzero(c)
+            tolerance = 0.5 * float(np.diff(x[nz]).min()) if np.diff(nz).min() > 1 else 0.0
+    else:
+        tolerance = float(np.ldexp(tolerance, -h.scale))
+    t_next = float(np.ldexp(h.mean - h.lo, -h.scale))  # scikit-image's initial guess: the mean
+    t_curr = -2.0 * tolerance  # differs from t_next > 0 by more than the tolerance
+    seen = set()
+    while abs(t_next - t_curr) > tolerance:
         t_curr = t_next
-        fg = cen > t_curr
+        # on a histogram the map t -> t_next depends only on which bins lie
+        # above t: a split seen before means a fixed point or a cycle
+        k = int(np.searchsorted(x, t_curr, side="right"))
+        if k in seen:
+            break
+        seen.add(k)
+        fg = x > t_curr
         bg = ~fg
         wf, wb = c[fg].sum(), c[bg].sum()
         if wf == 0 or wb == 0:
             break
-        mean_fore = float(np.dot(cen[fg], c[fg]) / wf)
-        mean_back = float(np.dot(cen[bg], c[bg]) / wb)
+        mean_fore = float(np.dot(x[fg], c[fg]) / wf)
+        mean_back = float(np.dot(x[bg], c[bg]) / wb)
         if mean_back == 0:
             break
         t_next = (mean_back - mean_fore) / (np.log(mean_back) - np.log(mean_fore))
-    return float(t_next + h.lo)
+    return float(min(max(np.ldexp(t_next, h.scale) + h.lo, h.lo), h.hi))
 
 
 # ---------------------------------------------------------------- adaptive
@@ -551,8 +683,13 @@ def _window_voxels(size, arr, spacing, name):
         mm = per_axis(size, ndim, name)
         vox = []
         for w, d, ext in zip(mm, sp, arr.shape):
-            n = 2 * int(round((w / d - 1.0) / 2.0)) + 1
+            x = w / d
+            if not np.isfinite(x):
+                raise InvalidParameterError(f"{name} {w} mm at spacing {d} mm is not a finite number of voxels; "
+                                            "check block/window size and spacing (both in mm)")
             top = ext if ext % 2 else ext - 1  # a window in mm is clipped to the image
+            # the odd integer nearest to x, ties going up (4 -> 5, 6 -> 7 voxels)
+            n = 2 * int(np.floor(min(x, top + 1.0) / 2.0)) + 1
             vox.append(max(1, min(n, top)))
         win = tuple(vox)
     else:
@@ -631,9 +768,10 @@ def local(image, block_size, method="gaussian", offset=0.0, *, mode="reflect", c
     block_size : int or sequence of int (or float in mm)
         Odd window size in voxels, one per axis or one for all; in mm when
         ``spacing`` is given (then the odd voxel count nearest to
-        size / spacing is used per axis, clipped to the largest odd size
-        that fits the image).  Must be > 1 voxel on some axis and, in voxels,
-        not exceed the image.
+        size / spacing is used per axis, ``2 * floor(size / spacing / 2) + 1``,
+        so ties go up: 4 mm at 1 mm spacing -> 5 voxels, 6 mm -> 7; clipped
+        to the largest odd size that fits the image).  Must be > 1 voxel on
+        some axis and, in voxels, not exceed the image.
     method : {'gaussian', 'mean', 'median'}
         'gaussian': Gaussian with sigma = (block_size - 1) / 6 (voxels) and
         truncate 4 (``filters.gaussian`` with ``precision='float32'`` for a
@@ -782,7 +920,8 @@ def niblack(image, window_size=15, k=0.2, *, spacing=None, out=None, backend="au
         Any supported dtype; NaN/inf raise.
     window_size : int or sequence of int (or float in mm with spacing)
         Odd box size in voxels (> 1 on some axis, not beyond the image); in mm
-        with ``spacing`` (odd voxel count nearest to size / spacing).
+        with ``spacing`` (odd voxel count nearest to size / spacing, ties
+        going up, as in :func:`local`).
     k : float
         Weight of the standard deviation.
     spacing : sequence of float, optional
@@ -863,7 +1002,9 @@ def window(image, level, width, *, dtype=np.float32):
     image : array or medseg_fast.io.Image
         Intensities (e.g. HU).
     level, width : float
-        Window centre and width (e.g. lung 40/400 is soft tissue, -600/1500 lung).
+        Window centre and width (e.g. 40/400 soft tissue, -600/1500 lung); both
+        finite, width > 0, and level +- width/2 and 1/width representable in
+        the computation type (float32, float64 for ``dtype=float64``).
     dtype : {float32, float64, uint8}
         float: values in [0, 1]; uint8: rounded to 0..255.
 
@@ -890,12 +1031,23 @@ def window(image, level, width, *, dtype=np.float32):
     width = _finite(width, "width")
     if width <= 0:
         raise InvalidParameterError(f"width must be > 0, got {width}")
-    dt = np.dtype(dtype)
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.uint8)):
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt not in (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.uint8)):
         raise InvalidParameterError(f"dtype must be float32, float64 or uint8, got {dtype!r}")
     ft = np.float64 if dt == np.float64 else np.float32
-    out = np.subtract(arr, ft(level - width / 2.0), dtype=ft)
-    out *= ft(1.0 / width)
+    with np.errstate(over="ignore", under="ignore"):
+        bottom, top, scale = ft(level - width / 2.0), ft(level + width / 2.0), ft(1.0 / width)
+    if not (np.isfinite(bottom) and np.isfinite(top) and np.isfinite(scale) and scale > 0):
+        raise InvalidParameterError(
+            f"window level {level!r} +- width/2 ({width!r}) or 1/width is not representable in "
+            f"{np.dtype(ft).name}, the type the window is computed in; use a level and width of smaller "
+            f"magnitude and a width above {1.0 / float(np.finfo(ft).max):.1e}"
+            + (", or dtype=np.float64" if ft is np.float32 else ""))
+    out = np.subtract(arr, bottom, dtype=ft)
+    out *= scale
     np.clip(out, 0, 1, out=out)
     if dt == np.uint8:
         out *= 255
@@ -989,7 +1141,7 @@ CLI_METHODS = {
     "multiotsu": {"run": _cli_multiotsu, "help": "multi-Otsu class map (0..classes-1)",
                   "params": {"classes": (int, 3, "number of classes, 2..5"), **_NB}},
     "local": {"run": _cli_local, "help": "adaptive threshold against the local gaussian/mean/median",
-              "params": {"block_size": (float, 15.0, "window in mm (odd voxel count nearest to it)"),
+              "params": {"block_size": (float, 15.0, "window in mm (nearest odd voxel count, ties up)"),
                          "method": (str, "gaussian", "gaussian, mean or median"),
                          "offset": (float, 0.0, "subtracted from the local statistic")}},
     "niblack": {"run": _cli_niblack, "help": "Niblack adaptive threshold",
