@@ -868,24 +868,21 @@ def _size(text):
     return int(text) if text.strip().isdigit() else text
 
 
-def _positive_int(text):
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
-    return n
+def _int_at_least(low, note=""):
+    """An argparse type: an integer >= low (argparse turns the error into exit code 2)."""
+    def parse(text):
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if n < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}{note}, got {n}")
+        return n
+    return parse
 
 
-def _threads(text):
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0 (0: all cores), got {n}")
-    return n
+_positive_int = _int_at_least(1)
+_threads = _int_at_least(0, " (0: all cores)")
 
 
 def build_parser() -> argparse.ArgumentParser:
