@@ -239,6 +239,13 @@ def core_axes(vals, ndim, transposed, fill=0.0):
     return list(vals)
 
 
+def finite_real(v, name):
+    """``v`` as a float: a finite real number (not a bool), else InvalidParameterError."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(v):
+        raise InvalidParameterError(f"{name} must be a finite number, got {v!r}")
+    return float(v)
+
+
 def check_threads(num_threads):
     """None or <= 0 means all cores; returns the int passed to the kernels (0 = all)."""
     if num_threads is None:

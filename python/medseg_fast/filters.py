@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import numbers
 
 import numpy as np
 
 from . import _backend
 from ._dispatch import family
 from ._errors import InvalidImageError, InvalidParameterError
-from ._validation import (check_finite, check_image, check_out, check_threads, copy_into, core_axes, deliver, native_c,
-                          per_axis, real_dtype, unwrap_image, writable_kernel_out)
+from ._validation import (check_finite, check_image, check_out, check_threads, copy_into, core_axes, deliver,
+                          finite_real, native_c, per_axis, real_dtype, unwrap_image, writable_kernel_out)
 
 __all__ = ["gaussian"]
 
@@ -73,16 +72,10 @@ def check_kernel_radius(sig, shape, truncate, spacing=None):
 
 def check_truncate(truncate):
     """``truncate`` as a float: a finite real number > 0."""
-    if isinstance(truncate, bool) or not isinstance(truncate, numbers.Real) or not np.isfinite(truncate) \
-            or not truncate > 0:
-        raise InvalidParameterError(f"truncate must be a finite number > 0, got {truncate!r}")
-    return float(truncate)
-
-
-def _check_cval(cval):
-    if isinstance(cval, bool) or not isinstance(cval, numbers.Real) or not np.isfinite(cval):
-        raise InvalidParameterError(f"cval must be a finite real number, got {cval!r}")
-    return float(cval)
+    t = finite_real(truncate, "truncate")
+    if not t > 0:
+        raise InvalidParameterError(f"truncate must be > 0, got {truncate!r}")
+    return t
 
 
 _PRECISIONS = ("exact", "float32")
@@ -173,7 +166,7 @@ def gaussian(image, sigma, *, spacing=None, mode="nearest", cval=0.0, truncate=4
     if not isinstance(mode, str) or mode not in _MODES:
         raise InvalidParameterError(f"mode must be one of {', '.join(_MODES)}, got {mode!r}")
     truncate = check_truncate(truncate)
-    cval = _check_cval(cval)
+    cval = finite_real(cval, "cval")
     if _backend.is_gpu_array(image):
         name = _backend.resolve(backend, image)
         if name == "cuda":

@@ -16,7 +16,8 @@ from . import _backend
 from ._dispatch import family
 from ._errors import InvalidImageError, InvalidParameterError
 from .filters import kernel_weights
-from ._validation import check_image, check_mask, check_threads, core_axes, native_c, per_axis, unwrap_image
+from ._validation import (check_image, check_mask, check_threads, core_axes, finite_real, native_c, per_axis,
+                          unwrap_image)
 
 __all__ = ["watershed", "grow", "grow_confidence", "felzenszwalb", "split_merge"]
 
@@ -205,12 +206,6 @@ def _cast_bound(x, dt):
     return float(np.asarray(x).astype(dt))
 
 
-def _real(v, name):
-    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(v):
-        raise InvalidParameterError(f"{name} must be a finite number, got {v!r}")
-    return float(v)
-
-
 def grow(image, seeds, lower=None, upper=None, tolerance=None, connectivity=1, *, backend="auto", num_threads=None):
     """Seeded region growing: the voxels connected to a seed through voxels in range.
 
@@ -281,14 +276,14 @@ def grow(image, seeds, lower=None, upper=None, tolerance=None, connectivity=1, *
     idx = _seed_indices(seeds, arr.shape, transposed)
     if tolerance is None:
         dlo, dhi = _dtype_limits(dt)
-        lo = _cast_bound(_real(lower, "lower"), dt) if lower is not None else dlo
-        hi = _cast_bound(_real(upper, "upper"), dt) if upper is not None else dhi
+        lo = _cast_bound(finite_real(lower, "lower"), dt) if lower is not None else dlo
+        hi = _cast_bound(finite_real(upper, "upper"), dt) if upper is not None else dhi
         if lower is not None and upper is not None and lower > upper:
             raise InvalidParameterError(f"lower ({lower}) must not exceed upper ({upper})")
         los = np.full(idx.size, lo)
         his = np.full(idx.size, hi)
     else:
-        tol = abs(_real(tolerance, "tolerance"))
+        tol = abs(finite_real(tolerance, "tolerance"))
         vals = view.ravel()[idx].astype(np.float64)
         dlo, dhi = _dtype_limits(dt)
         los = np.array([_cast_bound(max(dlo, v - tol), dt) for v in vals])
@@ -350,7 +345,7 @@ def grow_confidence(image, seeds, multiplier=2.5, iterations=4, radius=1, connec
     arr = check_image(image)
     ndim = arr.ndim
     connectivity = _check_connectivity(connectivity, ndim)
-    multiplier = _real(multiplier, "multiplier")
+    multiplier = finite_real(multiplier, "multiplier")
     if multiplier <= 0:
         raise InvalidParameterError(f"multiplier must be > 0, got {multiplier}")
     for nm, v in (("iterations", iterations), ("radius", radius)):
@@ -531,7 +526,7 @@ def split_merge(image, threshold, min_size=1, criterion="std", *, backend="auto"
     """
     image, _ = unwrap_image(image)
     arr = check_image(image)
-    thr = _real(threshold, "threshold")
+    thr = finite_real(threshold, "threshold")
     if thr < 0:
         raise InvalidParameterError(f"threshold must be >= 0, got {threshold}")
     if isinstance(min_size, bool) or not isinstance(min_size, numbers.Integral) or min_size < 1:

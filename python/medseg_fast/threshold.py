@@ -31,7 +31,7 @@ from . import _backend
 from ._dispatch import family
 from ._errors import EmptyImageError, InvalidImageError, InvalidParameterError, MedsegWarning, NonFiniteError
 from ._validation import (check_finite, check_image, check_mask, check_out, check_threads, core_axes, deliver,
-                          native_c, per_axis, real_dtype, unwrap_image, writable_kernel_out)
+                          finite_real, native_c, per_axis, real_dtype, unwrap_image, writable_kernel_out)
 
 __all__ = ["histogram", "otsu", "multiotsu", "li", "yen", "triangle", "isodata", "mean", "minimum", "local",
            "niblack", "sauvola", "local_mask", "window", "binarize"]
@@ -611,7 +611,7 @@ def li(image, *, mask=None, nbins=None, nan_policy="raise", tolerance=None, back
     28.205
     """
     if tolerance is not None:
-        tolerance = _finite(tolerance, "tolerance")
+        tolerance = finite_real(tolerance, "tolerance")
         if tolerance <= 0:
             raise InvalidParameterError(f"tolerance must be > 0, got {tolerance!r}")
     h = _histogram(image, mask, nbins, nan_policy, backend, num_threads, need_sum=True)
@@ -750,12 +750,6 @@ def _box(arr, name, win, mode, cval, op, k, r, offset, nt, mask=False, out=None)
     return deliver(user_out, res.T if transposed else res, kout)
 
 
-def _finite(v, name):
-    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(v):
-        raise InvalidParameterError(f"{name} must be a finite number, got {v!r}")
-    return float(v)
-
-
 def local(image, block_size, method="gaussian", offset=0.0, *, mode="reflect", cval=0.0, spacing=None,
           out=None, backend="auto", num_threads=None):
     """Local (adaptive) threshold image: a weighted mean or median of each
@@ -848,8 +842,8 @@ def _prep_local(image, block_size, method, offset, mode, cval, spacing, backend,
         raise InvalidParameterError(f"method must be 'gaussian', 'mean' or 'median', got {method!r}")
     if mode not in _MODES:
         raise InvalidParameterError(f"mode must be one of {', '.join(_MODES)}, got {mode!r}")
-    offset = _finite(offset, "offset")
-    cval = _finite(cval, "cval")
+    offset = finite_real(offset, "offset")
+    cval = finite_real(cval, "cval")
     win = _window_voxels(block_size, arr, spacing, "block_size")
     return arr, spacing, nt, name, win, offset, cval
 
@@ -892,7 +886,7 @@ def local_mask(image, block_size, method="mean", offset=0.0, *, mode="reflect", 
 
 def _mean_std_threshold(image, window_size, op, k, r, spacing, backend, num_threads, fname, out=None):
     arr, spacing, nt, name = _prep_adaptive(image, spacing, backend, num_threads, finite=False)
-    k = _finite(k, "k")
+    k = finite_real(k, "k")
     win = _window_voxels(window_size, arr, spacing, "window_size")
     if op == 2:
         if r is None:
@@ -903,7 +897,7 @@ def _mean_std_threshold(image, window_size, op, k, r, spacing, backend, num_thre
                 r = 0.5
             else:
                 r = 1.0
-        r = _finite(r, "r")
+        r = finite_real(r, "r")
         if r <= 0:
             raise InvalidParameterError(f"r must be > 0, got {r}")
     else:
@@ -1027,8 +1021,8 @@ def window(image, level, width, *, dtype=np.float32):
     """
     image, _ = unwrap_image(image)
     arr = check_image(image, ndims=tuple(range(0, 33)))
-    level = _finite(level, "level")
-    width = _finite(width, "width")
+    level = finite_real(level, "level")
+    width = finite_real(width, "width")
     if width <= 0:
         raise InvalidParameterError(f"width must be > 0, got {width}")
     try:
@@ -1081,7 +1075,7 @@ def binarize(image, threshold, *, mask=None):
     image, _ = unwrap_image(image)
     arr = check_image(image, ndims=tuple(range(1, 33)), finite=False)
     if np.isscalar(threshold) or np.ndim(threshold) == 0:
-        t = _finite(float(threshold), "threshold")
+        t = finite_real(float(threshold), "threshold")
         out = arr > t
     else:
         t = np.asarray(threshold)
