@@ -678,19 +678,22 @@ MEDSEG_ALWAYS_INLINE int64_t binned_f32_blocks(const float* img, const uint8_t* 
             }
             continue;
         }
+        // (indices widened at the load, so that the sub-histogram offset q
+        // folds into the address: one load and one increment per value; in
+        // int32, k + q was formed and sign-extended per value, 5% slower)
         if (mask) {
             const uint8_t* m = mask + i;
             for (int64_t j = 0; j < BLK; j += Q) {
-                int32_t k[Q];
+                int64_t k[Q];
                 uint32_t w[Q];
                 for (int q = 0; q < Q; ++q) { k[q] = idx[j + q]; w[q] = m[j + q] != 0; }
-                for (int q = 0; q < Q; ++q) h[k[q] + q] += w[q];
+                for (int q = 0; q < Q; ++q) (h + q)[k[q]] += w[q];
             }
         } else {
             for (int64_t j = 0; j < BLK; j += Q) {
-                int32_t k[Q];
+                int64_t k[Q];
                 for (int q = 0; q < Q; ++q) k[q] = idx[j + q];
-                for (int q = 0; q < Q; ++q) ++h[k[q] + q];
+                for (int q = 0; q < Q; ++q) ++(h + q)[k[q]];
             }
         }
     }
