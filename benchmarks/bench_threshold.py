@@ -196,3 +196,27 @@ def test_adaptive_2d(benchmark, who, method):
 
         mask = _ours(benchmark, run, role=who)
         assert mask.shape == img.shape
+
+
+# ---------------------------------------------------------------- local median, 2D int16
+# The cpu backend's sliding-histogram median on an integer image against
+# threshold_local(method="median") (scipy.ndimage.median_filter); exact equality.
+# Informational (no target in issue 3).  The size stays small: the reference
+# selects among the block's values per pixel (512^2, block 15: about 0.7 s).
+MEDIAN_SHAPE = {"tiny": (128, 128), "small": (256, 256), "full": (512, 512)}[SIZE]
+MEDIAN_BLOCK = {"tiny": 7, "small": 15, "full": 15}[SIZE]
+
+
+@pytest.mark.parametrize("who", ["medseg_fast", "medseg_fast-1t", "skimage"])
+def test_local_median_2d(benchmark, who):
+    benchmark.group = f"local-median-2d-int16-block{MEDIAN_BLOCK}"
+    img = ct_phantom(MEDIAN_SHAPE, "int16")
+    benchmark.extra_info["input"] = f"{'x'.join(map(str, img.shape))} int16"
+    if who == "skimage":
+        F = pytest.importorskip("skimage.filters")
+        ref = _ref(benchmark, F.threshold_local, img, MEDIAN_BLOCK, "median", role="skimage")
+        np.testing.assert_array_equal(T.local(img, MEDIAN_BLOCK, "median"), ref.astype(np.float32))
+    else:
+        out = _ours(benchmark, T.local, img, MEDIAN_BLOCK, "median", num_threads=1 if who.endswith("1t") else None,
+                    role=who)
+        assert out.shape == img.shape and out.dtype == np.float32

@@ -428,6 +428,39 @@ def test_local_vs_skimage(method, backend, ct_small, vol3d):
         assert _rel(ours, ref) < 1e-4, (method, bs)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16, np.int32, np.uint32])
+def test_local_median_integer_exact(dtype, backend):
+    """The median of integer images (the cpu backend's sliding histogram, or
+    selection where the range or a fractional cval rules the histogram out)
+    equals scipy.ndimage.median_filter, which threshold_local uses, exactly:
+    every border mode, 2D and 3D, anisotropic blocks, narrow and wide value
+    ranges, flat regions and jumps across many 256-value groups."""
+    ndi = pytest.importorskip("scipy.ndimage")
+    rng = np.random.default_rng(7)
+    info = np.iinfo(dtype)
+    lo, hi = max(int(info.min), -1100), min(int(info.max), 1500)
+    img3 = rng.integers(lo, hi, (7, 12, 15), endpoint=True).astype(dtype)
+    img2 = rng.integers(lo, hi, (29, 37), endpoint=True).astype(dtype)
+    # two flat regions at the ends of the range with a little noise: the median
+    # jumps across the range where the block crosses the border between them
+    jump = np.where(np.arange(37)[None, :] < 18, lo + 3, hi - 3) + rng.integers(-3, 4, (29, 37))
+    jump = jump.clip(info.min, info.max).astype(dtype)
+    flat = np.full((9, 11), lo + 5, dtype)
+    cases = [(img3, 5), (img3, (3, 5, 7)), (img3, (1, 3, 9)), (img2, 11), (img2, (1, 9)), (jump, 7), (flat, 5)]
+    if dtype in (np.int32, np.uint32):
+        base = 0 if dtype == np.uint32 else -2**30
+        wide = (base + rng.integers(0, 2**31 - 1, (9, 10, 11))).astype(dtype)  # selection path
+        mid = rng.integers(0, 900000, (23, 31)).astype(dtype)  # < 2**20 bins: histogram path
+        cases += [(wide, 3), (wide, (3, 3, 5)), (mid, 9)]
+    for img, bs in cases:
+        for mode, cval in (("reflect", 0.0), ("nearest", 0.0), ("mirror", 0.0), ("wrap", 0.0),
+                           ("constant", 0.0), ("constant", float(lo + 7)), ("constant", 2.5)):
+            ours = T.local(img, bs, "median", mode=mode, cval=cval, offset=1.5, backend=backend)
+            size = (bs,) * img.ndim if np.isscalar(bs) else bs
+            ref = ndi.median_filter(img.astype(np.float64), size=size, mode=mode, cval=cval) - 1.5
+            np.testing.assert_array_equal(ours, ref.astype(ours.dtype), err_msg=f"{img.shape} {bs} {mode} {cval}")
+
+
 @pytest.mark.parametrize("mode", ["nearest", "mirror", "wrap", "constant"])
 def test_local_border_modes(mode, backend, vol3d):
     for method in ("mean", "gaussian"):
