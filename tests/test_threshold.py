@@ -461,6 +461,24 @@ def test_local_median_integer_exact(dtype, backend):
             np.testing.assert_array_equal(ours, ref.astype(ours.dtype), err_msg=f"{img.shape} {bs} {mode} {cval}")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_local_median_float_exact(dtype, backend, ct_small):
+    """Float images: integer-valued ones (a CT stored as float) take the cpu
+    backend's histogram median, the others selection; both equal
+    scipy.ndimage.median_filter exactly."""
+    ndi = pytest.importorskip("scipy.ndimage")
+    rng = np.random.default_rng(3)
+    ints = ct_small.astype(dtype)
+    frac = ints + dtype(0.25) * rng.integers(0, 4, ints.shape).astype(dtype)
+    vol = rng.integers(-1000, 1000, (6, 11, 13)).astype(dtype)
+    for img, bs in ((ints, 9), (frac, 9), (vol, (3, 5, 5)), (vol + dtype(0.5), 3)):
+        for mode, cval in (("reflect", 0.0), ("constant", -1024.0), ("constant", 0.5), ("wrap", 0.0)):
+            ours = T.local(img, bs, "median", mode=mode, cval=cval, backend=backend)
+            size = (bs,) * img.ndim if np.isscalar(bs) else bs
+            ref = ndi.median_filter(img.astype(np.float64), size=size, mode=mode, cval=cval)
+            np.testing.assert_array_equal(ours, ref.astype(ours.dtype), err_msg=f"{img.shape} {bs} {mode} {cval}")
+
+
 @pytest.mark.parametrize("mode", ["nearest", "mirror", "wrap", "constant"])
 def test_local_border_modes(mode, backend, vol3d):
     for method in ("mean", "gaussian"):

@@ -1431,8 +1431,9 @@ void median_rows_hist(const T* img, R* out, int64_t nz, int64_t ny, int64_t nx, 
 }  // namespace detail
 
 // Median over a box window (odd sizes), border by mode, minus offset.  Integer
-// images whose values (and an integral cval, where the border is constant) span
-// at most kMedianMaxBins (8 to 32-bit types) take the sliding histogram (detail::median_rows_hist);
+// images (8 to 32-bit types) and float images holding only integers, whose
+// values (and an integral cval, where the border is constant) span at most
+// kMedianMaxBins, take the sliding histogram (detail::median_rows_hist);
 // the others gather each window (border by index table) and select the middle
 // element with nth_element, O(window) per voxel.  Both give the exact middle
 // order statistic.
@@ -1445,15 +1446,28 @@ void local_median(const T* img, R* out, const Shape& s, const int64_t win[3], Bo
     const auto ty = detail::border_table(ny, ry, mode);
     const auto tx = detail::border_table(nx, rx, mode);
     const int64_t W = win[0] * win[1] * win[2];
-    // (up to 32-bit integers: their values, hence lo and hi, are exact in double)
-    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool> && sizeof(T) <= 4) {
+    // (up to 32-bit integers: their values, hence lo and hi, are exact in double;
+    // float images qualify when every value is an integer, as a CT stored in
+    // float32 is: checked by one pass)
+    if constexpr ((std::is_integral_v<T> && !std::is_same_v<T, bool> && sizeof(T) <= 4) ||
+                  std::is_floating_point_v<T>) {
         // a window of a single voxel needs no histogram
         const int64_t N = nz * P;
         if (W > 1 && N > 0) {
             const ScanResult r = scan(img, nullptr, N, num_threads, false);
             double lo = r.lo, hi = r.hi;
-            bool ok = true;
-            if (mode == BorderMode::constant) {
+            bool ok = r.nonfinite == 0 && hi - lo < static_cast<double>(detail::kMedianMaxBins);
+            if constexpr (std::is_floating_point_v<T>) {
+                std::atomic<bool> integral{ok};
+                if (ok)
+                    parallel_blocks(N, num_threads, 1 << 16, [&](int64_t b, int64_t e) {
+                        bool all = true;
+                        for (int64_t i = b; i < e; ++i) all &= img[i] == std::floor(img[i]);
+                        if (!all) integral.store(false, std::memory_order_relaxed);
+                    });
+                ok = integral.load();
+            }
+            if (ok && mode == BorderMode::constant) {
                 // the constant border joins the histogram only as an integer value
                 ok = std::isfinite(cval) && cval == std::floor(cval) && std::abs(cval) < 9.0e15;
                 lo = std::min(lo, cval);
