@@ -261,7 +261,9 @@ def body_mask(hu, *, air_threshold=-500.0, fill_holes="slices", connectivity=1, 
     labels, n = label(tissue, connectivity, return_num=True, backend=backend, num_threads=num_threads)
     if n == 0:
         raise EmptyImageError(f"no voxel is above air_threshold={thr}; is the image in Hounsfield units?")
-    sizes = np.bincount(labels.reshape(-1), minlength=n + 1)
+    # component sizes by the label-properties kernel (np.bincount would first
+    # copy the uint32 labels to int64: 8 bytes per voxel)
+    sizes = family(name, "instance").properties(labels, None, n + 1, nt)["count"]
     sizes[0] = 0
     keep = int(np.argmax(sizes))
     return np.equal(labels, keep, out=tissue)
@@ -339,6 +341,7 @@ def ct_tissues(hu, ranges=None, *, body=None, air_threshold=-500.0, fill_holes="
     bounds = sorted({b for _, lo, hi in items for b in (lo, hi) if np.isfinite(b)})
     thr = np.nextafter(np.array(bounds, np.float64), -np.inf)
     idx = _classify(arr, np.concatenate(([-np.inf], thr)), body, name, nt)  # 0 outside, 1.. interval
+    del body  # (only the caller's reference, if it passed one, stays)
     other = len(items) + 1
     lut = np.full(len(bounds) + 2, other, np.uint8)
     lut[0] = 0
@@ -358,11 +361,17 @@ def ct_tissues(hu, ranges=None, *, body=None, air_threshold=-500.0, fill_holes="
         gas = (out == air_c) | (out == lung_c)
         lab, n = label(gas, arr.ndim, return_num=True, backend=backend, num_threads=num_threads)
         if n:
-            flat = lab.reshape(-1)
-            n_lung = np.bincount(flat, weights=(out == lung_c).reshape(-1), minlength=n + 1)
-            n_all = np.bincount(flat, minlength=n + 1)
-            comp = np.where(2 * n_lung > n_all, lung_c, air_c).astype(np.uint8)
-            out[gas] = comp[lab[gas]]
+            # per component, lung voxels against all, by the label-properties
+            # kernel with the lung mask as its image (np.bincount would copy
+            # the labels to int64, and a weighted one the mask to float64)
+            props = family(name, "instance").properties(lab, (out == lung_c).view(np.uint8), n + 1, nt)
+            comp = np.where(2 * props["isum"] > props["count"], lung_c, air_c).astype(np.uint8)
+            del props
+            # in slabs along axis 0 (views in any memory order): indexing
+            # converts the uint32 labels to intp first, 8 bytes per voxel
+            step = max(1, (1 << 22) // max(1, out.size // out.shape[0]))
+            for b in range(0, out.shape[0], step):
+                np.copyto(out[b:b + step], comp[lab[b:b + step]], where=gas[b:b + step])
     return out
 
 

@@ -100,9 +100,11 @@ def label(labels, connectivity, background, wide, num_threads):
     arr, ndim = as3d(labels)
     if not 1 <= connectivity <= ndim:
         raise ValueError("connectivity out of range")
-    out = np.empty(arr.shape, np.int64)
+    # provisional labels never exceed the voxel count, which `wide` bounds:
+    # written in the output type directly (an int64 scratch cost 8 more bytes
+    # per voxel)
+    out = np.empty(arr.shape, np.uint64 if wide else np.uint32)
     n = _label_kernel(arr, out, _backward_offsets(ndim, connectivity), arr.dtype.type(background))
-    out = out.astype(np.uint64 if wide else np.uint32)
     return out.reshape(labels.shape), n
 
 
@@ -297,7 +299,7 @@ def _props(lab, img, with_image, nlab, P, count, lo, hi, csum, isum, imin, imax)
                         mn = imin[c, l]
                         mx = imax[c, l]
                         for k in range(x, e):
-                            iv = img[z, y, k]
+                            iv = np.float64(img[z, y, k])
                             s += iv
                             mn = min(mn, iv)
                             mx = max(mx, iv)
@@ -312,7 +314,9 @@ def properties(labels, image, nlab, num_threads):
     nrows = lab.shape[0] * lab.shape[1]
     P = _chunks(nrows, nlab, 64)
     with_image = image is not None
-    img = as3d(image)[0].astype(np.float64) if with_image else np.zeros((1, 1, 1), np.float64)
+    # the image in its own type (the kernel widens each value to float64, as the
+    # C++ one does): no float64 copy of the volume
+    img = as3d(image)[0] if with_image else np.zeros((1, 1, 1), np.float64)
     count = np.zeros((P, nlab), np.int64)
     lo = np.full((P, nlab, 3), _I64MAX, np.int64)
     hi = np.full((P, nlab, 3), -1, np.int64)
