@@ -1363,8 +1363,8 @@ void median_rows_hist(const T* img, R* out, int64_t nz, int64_t ny, int64_t nx, 
                     base[dz * wy + dy] = (zz < 0 || yy < 0) ? -1 : zz * P + yy * nx;
                 }
             }
-            std::fill(h.begin(), h.end(), 0u);
-            std::fill(g.begin(), g.end(), 0u);
+            // h and g are zero here: the previous row removed its last window
+            // (or cleared them, when that was cheaper; see the end of the row)
             int64_t med = 0, lt = 0;
             // add (d = +1) or remove (d = -1) the window column at source column xx
             auto column = [&](int64_t xx, int d) {
@@ -1424,6 +1424,14 @@ void median_rows_hist(const T* img, R* out, int64_t nz, int64_t ny, int64_t nx, 
                 }
                 settle();
                 o[x] = static_cast<R>(static_cast<double>(med + lo) - offset);
+            }
+            // empty the histogram for the next row: remove the last window's
+            // columns (W updates) or clear every bin (NB), whichever is less
+            if (W < NB) {
+                for (int64_t dx = 0; dx < wx; ++dx) column(tx[nx - 1 + dx], -1);
+            } else {
+                std::fill(h.begin(), h.end(), 0u);
+                std::fill(g.begin(), g.end(), 0u);
             }
         }
     });
