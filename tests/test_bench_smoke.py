@@ -60,6 +60,7 @@ def test_run_missing_reference_is_skipped(monkeypatch):
                        setup=lambda d: (d.image(),), ours=lambda img, num_threads=None: img.sum(),
                        ref=lambda img: 1 / 0, check=lambda o, r, img: True)
     monkeypatch.setattr(_bench, "CASES", [case])
+    monkeypatch.setattr(_bench, "_discover", lambda: [])  # not the modules' BENCH_CASES
     rows = _bench.run(size="tiny", repeat=1, out=None)
     assert len(rows) == 1 and rows[0]["reference_s"] is None and "not installed" in rows[0]["note"]
 
@@ -71,6 +72,7 @@ def test_run_detects_disagreement(monkeypatch):
                        ref=lambda v: _bench._edges().sobel(v) + 1.0,
                        check=lambda o, r, v: _bench._close(o, r))
     monkeypatch.setattr(_bench, "CASES", [case])
+    monkeypatch.setattr(_bench, "_discover", lambda: [])  # not the modules' BENCH_CASES
     rows = _bench.run(size="tiny", repeat=1, out=None, threads_scaling=True)
     assert rows[0]["check"] is False and rows[0]["ours_1t_s"] > 0
 
@@ -155,3 +157,10 @@ def test_run_per_core_restores_reference_threads():
     assert cv2.getNumThreads() == before
     assert rows and all(r["ours_s"] > 0 for r in rows)
     assert all(r["check"] is True for r in rows if r["reference_s"] is not None)
+
+
+def test_threshold_cases_are_discovered():
+    # medseg-fast bench covers the thresholding targets through threshold.BENCH_CASES
+    names = {c.name for c in _bench._discover()}
+    assert {"otsu-3d-int16", "otsu-3d-float32", "multiotsu-3d", "local-mean-3d", "local-gauss-3d",
+            "sauvola-3d", "median-2d"} <= names

@@ -1150,3 +1150,65 @@ CLI_METHODS = {
                 "params": {"window_size": (float, 15.0, "window in mm"), "k": (float, 0.2, "std weight"),
                            "r": (float, None, "std dynamic range (default: half the dtype range)")}},
 }
+
+
+# ----------------------------------------------------------------- medseg-fast bench
+def _bench_cases():
+    """Cases of ``medseg-fast bench`` (see :mod:`medseg_fast._bench`): the speed
+    targets of the thresholding issue, each against scikit-image on the
+    benchmark phantom, with the answers compared."""
+    from ._bench import Case, _close
+
+    def block(d):
+        # 51 as in the targets, or the largest odd size that fits a small run
+        # (multiotsu: 4 classes; median: 2D int16, block 15, at most 512 x 512)
+        return min(51, (min(d.shape3d) - 1) | 1)
+
+    def one_bin(img):
+        return 1.0 if img.dtype.kind in "iu" else (float(img.max()) - float(img.min())) / 256
+
+    def sk(name):
+        return getattr(__import__("skimage.filters", fromlist=["x"]), name)
+
+    def median_image(d):
+        return d.extra("median-2d-int16", lambda: np.ascontiguousarray(d.image(np.int16)[:512, :512]))
+
+    cases = []
+    for dt in (np.int16, np.float32):
+        cases.append(Case(f"otsu-3d-{np.dtype(dt).name}", "skimage.filters.threshold_otsu", ("skimage",),
+                          setup=lambda d, dt=dt: (d.volume(dt),),
+                          ours=lambda v, num_threads=None: otsu(v, num_threads=num_threads),
+                          ref=lambda v: float(sk("threshold_otsu")(v)),
+                          check=lambda o, r, v: abs(o - r) <= one_bin(v), target=">= 15x", min_speedup=15.0))
+    cases += [
+        Case("multiotsu-3d", "skimage.filters.threshold_multiotsu", ("skimage",),
+             setup=lambda d: (d.volume(np.float32),),
+             ours=lambda v, num_threads=None: multiotsu(v, 4, num_threads=num_threads),
+             ref=lambda v: sk("threshold_multiotsu")(v, 4),
+             check=lambda o, r, v: bool(np.all(np.abs(o - r) <= one_bin(v) * 1.01)), target=">= 20x",
+             min_speedup=20.0),
+        Case("local-mean-3d", "skimage.filters.threshold_local (mean)", ("skimage",),
+             setup=lambda d: (d.volume(np.float32), block(d)),
+             ours=lambda v, b, num_threads=None: local(v, b, "mean", num_threads=num_threads),
+             ref=lambda v, b: sk("threshold_local")(v, b, "mean"),
+             check=lambda o, r, v, b: _close(o, r), target=">= 20x", min_speedup=20.0),
+        Case("local-gauss-3d", "skimage.filters.threshold_local (gaussian)", ("skimage",),
+             setup=lambda d: (d.volume(np.float32), block(d)),
+             ours=lambda v, b, num_threads=None: local(v, b, "gaussian", num_threads=num_threads),
+             ref=lambda v, b: sk("threshold_local")(v, b, "gaussian"),
+             check=lambda o, r, v, b: _close(o, r), target=">= 20x", min_speedup=20.0),
+        Case("sauvola-3d", "skimage.filters.threshold_sauvola", ("skimage",),
+             setup=lambda d: (d.volume(np.float32), block(d)),
+             ours=lambda v, b, num_threads=None: sauvola(v, b, num_threads=num_threads),
+             ref=lambda v, b: sk("threshold_sauvola")(v, b),
+             check=lambda o, r, v, b: _close(o, r, rtol=1e-3), target=">= 50x", min_speedup=50.0),
+        Case("median-2d", "skimage.filters.threshold_local (median)", ("skimage",),
+             setup=lambda d: (median_image(d),),
+             ours=lambda v, num_threads=None: local(v, 15, "median", num_threads=num_threads),
+             ref=lambda v: sk("threshold_local")(v, 15, "median"),
+             check=lambda o, r, v: bool(np.array_equal(o, r.astype(o.dtype))), target="(info)"),
+    ]
+    return cases
+
+
+BENCH_CASES = _bench_cases()
