@@ -471,7 +471,8 @@ def test_local_median_float_exact(dtype, backend, ct_small):
     ints = ct_small.astype(dtype)
     frac = ints + dtype(0.25) * rng.integers(0, 4, ints.shape).astype(dtype)
     vol = rng.integers(-1000, 1000, (6, 11, 13)).astype(dtype)
-    for img, bs in ((ints, 9), (frac, 9), (vol, (3, 5, 5)), (vol + dtype(0.5), 3)):
+    huge = np.full((5, 6), 1e30, dtype)  # integral, one bin, but beyond int64: the selection path
+    for img, bs in ((ints, 9), (frac, 9), (vol, (3, 5, 5)), (vol + dtype(0.5), 3), (huge, 3)):
         for mode, cval in (("reflect", 0.0), ("constant", -1024.0), ("constant", 0.5), ("wrap", 0.0)):
             ours = T.local(img, bs, "median", mode=mode, cval=cval, backend=backend)
             size = (bs,) * img.ndim if np.isscalar(bs) else bs

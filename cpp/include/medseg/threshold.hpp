@@ -1327,8 +1327,8 @@ bool local_threshold_mask(const T* img, uint8_t* out, const Shape& s, const Loca
 }
 
 namespace detail {
-// Bin of the histogram median (see local_median) for the integer images whose
-// values, and cval where the border is constant, span at most this many bins.
+// The most bins the histogram median (see local_median) takes on: the values of
+// the image, and cval where the border is constant, must span fewer.
 constexpr int64_t kMedianMaxBins = int64_t(1) << 20;
 
 // Sliding-histogram median (Huang, Yang & Tang 1979, IEEE TASSP 27(1); the
@@ -1464,7 +1464,9 @@ void local_median(const T* img, R* out, const Shape& s, const int64_t win[3], Bo
         if (W > 1 && N > 0) {
             const ScanResult r = scan(img, nullptr, N, num_threads, false);
             double lo = r.lo, hi = r.hi;
-            bool ok = r.nonfinite == 0 && hi - lo < static_cast<double>(detail::kMedianMaxBins);
+            // (|values| < 2^53 for float images: integers there convert to int64 exactly)
+            bool ok = r.nonfinite == 0 && hi - lo < static_cast<double>(detail::kMedianMaxBins) &&
+                      std::abs(lo) < 9.0e15 && std::abs(hi) < 9.0e15;
             if constexpr (std::is_floating_point_v<T>) {
                 std::atomic<bool> integral{ok};
                 if (ok)
