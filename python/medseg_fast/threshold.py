@@ -770,13 +770,13 @@ def local(image, block_size, method="gaussian", offset=0.0, *, mode="reflect", c
         'gaussian': Gaussian with sigma = (block_size - 1) / 6 (voxels) and
         truncate 4 (``filters.gaussian`` with ``precision='float32'`` for a
         float32 result: within ~1e-6 of the exact Gaussian); 'mean': box mean (running sums, cost independent of the
-        block); 'median': box median, exact.  On the cpu backend, integer
-        images (8 to 32-bit) whose values, with an integral ``cval`` where
-        the border is constant, span at most 2**20 use a sliding histogram:
-        2 x (block extent in z x in y) updates per voxel (a 2048 x 2048
-        image, block 51: about 0.5 s on 2 cores, against minutes by
-        selection).  Float images, other integer ranges and the numba
-        backend select among the block's values, O(block volume) per
+        block); 'median': box median, exact.  Integer images (8 to
+        32-bit) and integer-valued float images whose values, with an
+        integral ``cval`` where the border is constant, span fewer than
+        2**20 use a sliding histogram (cpu and numba): 2 x (block extent
+        in z x in y) updates per voxel (a 2048 x 2048 image, block 51:
+        about 0.5 s on 2 cores, against minutes by selection).  Other
+        images select among the block's values, O(block volume) per
         voxel, so slow for big 3D blocks (15**3 on 256**3 takes minutes).
     offset : float
         Subtracted from the local statistic.

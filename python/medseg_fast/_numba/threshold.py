@@ -509,13 +509,119 @@ def _median(img, out, wz, wy, wx, mode, cv, offset):
             out[z, y, x] = R(med - offset)
 
 
+@njit(cache=CACHE)
+def _median_col(img, h, g, z, y, xx, d, wz, wy, tz, ty, lo, cbin, med):
+    """Add (d = 1) or remove (d = -1) the window column at source column xx;
+    returns the change of the count of values below bin med."""
+    dlt = 0
+    for dz in range(wz):
+        zz = tz[z + dz]
+        for dy in range(wy):
+            yy = ty[y + dy]
+            if zz < 0 or yy < 0 or xx < 0:
+                v = cbin
+            else:
+                v = np.int64(img[zz, yy, xx]) - lo
+            h[v] += d
+            g[v >> 8] += d
+            if v < med:
+                dlt += d
+    return dlt
+
+
+@njit(cache=CACHE)
+def _median_hist_rows(img, out, r0, r1, wz, wy, wx, tz, ty, tx, lo, cbin, offset, h, g):
+    """Rows r0..r1-1 by the sliding histogram of median_rows_hist in
+    threshold.hpp (same bins, same tracking of the middle rank; h and g come
+    in zeroed and are left zeroed)."""
+    nz, ny, nx = img.shape
+    m = (wz * wy * wx) // 2
+    R = out.dtype.type
+    for row in range(r0, r1):
+        z = row // ny
+        y = row % ny
+        med = 0
+        lt = 0
+        for dx in range(wx):
+            lt += _median_col(img, h, g, z, y, tx[dx], 1, wz, wy, tz, ty, lo, cbin, med)
+        for x in range(nx):
+            if x > 0:
+                lt += _median_col(img, h, g, z, y, tx[x + wx - 1], 1, wz, wy, tz, ty, lo, cbin, med)
+                lt += _median_col(img, h, g, z, y, tx[x - 1], -1, wz, wy, tz, ty, lo, cbin, med)
+            while lt > m:
+                if (med & 255) == 0:
+                    while med >= 256 and lt - g[(med >> 8) - 1] > m:
+                        med -= 256
+                        lt -= g[med >> 8]
+                med -= 1
+                lt -= h[med]
+            while lt + h[med] <= m:
+                lt += h[med]
+                med += 1
+                if (med & 255) == 0:
+                    while lt + g[med >> 8] <= m:
+                        lt += g[med >> 8]
+                        med += 256
+            out[z, y, x] = R(np.float64(med + lo) - offset)
+        for dx in range(wx):  # empty the histogram for the next row
+            _median_col(img, h, g, z, y, tx[nx - 1 + dx], -1, wz, wy, tz, ty, lo, cbin, med)
+
+
+@njit(cache=CACHE, parallel=True)
+def _median_hist(img, out, wz, wy, wx, mode, lo, nbins, cbin, offset, nparts):
+    nz, ny, nx = img.shape
+    tz = _table(nz, wz // 2, mode)
+    ty = _table(ny, wy // 2, mode)
+    tx = _table(nx, wx // 2, mode)
+    nb = (nbins + 255) // 256 * 256
+    rows = nz * ny
+    for c in prange(nparts):
+        h = np.zeros(nb, np.int64)
+        g = np.zeros(nb // 256, np.int64)
+        _median_hist_rows(img, out, rows * c // nparts, rows * (c + 1) // nparts, wz, wy, wx, tz, ty, tx, lo, cbin,
+                          offset, h, g)
+
+
+_MEDIAN_MAX_BINS = 1 << 20  # as kMedianMaxBins in threshold.hpp
+
+
+def _median_hist_range(f, mode, cval, W):
+    """(lo, nbins, cbin) when the cpu backend's rule allows the histogram median
+    (integers up to 32 bits, or integer-valued floats, spanning < 2**20 values
+    with an integral cval where the border is constant), else None."""
+    if W <= 1 or f.size == 0:
+        return None
+    kind, size = f.dtype.kind, f.dtype.itemsize
+    if not ((kind in "iu" and size <= 4) or kind == "f"):
+        return None
+    lo, hi = float(f.min()), float(f.max())
+    if not (np.isfinite(lo) and np.isfinite(hi) and hi - lo < _MEDIAN_MAX_BINS and abs(lo) < 9e15
+            and abs(hi) < 9e15):
+        return None
+    if kind == "f" and not bool(np.all(f == np.floor(f))):
+        return None
+    if mode == 4:  # constant
+        if not (math.isfinite(cval) and cval == math.floor(cval) and abs(cval) < 9e15):
+            return None
+        lo, hi = min(lo, cval), max(hi, cval)
+        if hi - lo >= _MEDIAN_MAX_BINS:
+            return None
+    ilo = int(lo)
+    return ilo, int(hi) - ilo + 1, (int(cval) - ilo if mode == 4 else 0)
+
+
 def local_median(image, window, mode, cval, offset, num_threads, out=None):
     work, out_dt = _local_input(image)
     f, ndim = as3d(work)
     out = np.empty(f.shape, out_dt) if out is None else out.reshape(f.shape)  # (validated by the caller)
     w = [int(v) for v in window]
+    rng = _median_hist_range(f, int(mode), float(cval), w[0] * w[1] * w[2])
     with threads(num_threads):
-        _median(f, out, w[0], w[1], w[2], int(mode), float(cval), float(offset))
+        if rng is not None:
+            nparts = max(1, min(f.shape[0] * f.shape[1], numba.get_num_threads()))
+            _median_hist(f, out, w[0], w[1], w[2], int(mode), rng[0], rng[1], rng[2], float(offset), nparts)
+        else:
+            _median(f, out, w[0], w[1], w[2], int(mode), float(cval), float(offset))
     return out.reshape(image.shape)
 
 
