@@ -461,7 +461,7 @@ def test_two_series_choose_largest_and_select_by_uid(tmp_path):
 def test_junk_files_are_skipped_with_reasons(tmp_path):
     write_series(tmp_path, [0, 2, 4])
     (tmp_path / "notes.txt").write_text("not an image")
-    (tmp_path / "junk.dcm").write_bytes(os.urandom(3000))
+    (tmp_path / "junk.dcm").write_bytes(np.random.default_rng(1).bytes(3000))  # fixed: reproducible
     (tmp_path / "empty.dcm").write_bytes(b"")
     shutil.copy(pydicom_file("rtplan.dcm"), tmp_path / "plan.dcm")
     (tmp_path / "sub").mkdir()
