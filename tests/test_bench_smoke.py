@@ -162,5 +162,9 @@ def test_run_per_core_restores_reference_threads():
 def test_threshold_cases_are_discovered():
     # medseg-fast bench covers the thresholding targets through threshold.BENCH_CASES
     names = {c.name for c in _bench._discover()}
+    # built on access only: importing medseg_fast.threshold does not import the benchmark module
+    code = "import sys, medseg_fast.threshold; print('medseg_fast._bench' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
     assert {"otsu-3d-int16", "otsu-3d-float32", "multiotsu-3d", "local-mean-3d", "local-gauss-3d",
             "sauvola-3d", "median-2d"} <= names

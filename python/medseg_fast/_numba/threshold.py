@@ -585,6 +585,15 @@ def _median_hist(img, out, wz, wy, wx, mode, lo, nbins, cbin, offset, nparts):
 _MEDIAN_MAX_BINS = 1 << 20  # as kMedianMaxBins in threshold.hpp
 
 
+@njit(cache=CACHE)
+def _all_integral(v):
+    """Whether every value is an integer (one pass, no floor() copy of the volume)."""
+    for i in range(v.shape[0]):
+        if v[i] != math.floor(v[i]):
+            return False
+    return True
+
+
 def _median_hist_range(f, mode, cval, W):
     """(lo, nbins, cbin) when the cpu backend's rule allows the histogram median
     (integers up to 32 bits, or integer-valued floats, spanning < 2**20 values
@@ -598,7 +607,7 @@ def _median_hist_range(f, mode, cval, W):
     if not (np.isfinite(lo) and np.isfinite(hi) and hi - lo < _MEDIAN_MAX_BINS and abs(lo) < 9e15
             and abs(hi) < 9e15):
         return None
-    if kind == "f" and not bool(np.all(f == np.floor(f))):
+    if kind == "f" and not _all_integral(f.reshape(-1)):
         return None
     if mode == 4:  # constant
         if not (math.isfinite(cval) and cval == math.floor(cval) and abs(cval) < 9e15):
