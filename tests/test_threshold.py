@@ -250,6 +250,81 @@ def test_backends_agree(ct_small, noisy_f32):
                                       T.multiotsu(img, 4, nbins=128, backend="numba"))
 
 
+def _minimum_numpy(img):
+    """The minimum method as numpy formulates it (the reference for exact
+    integer histograms, where scikit-image's Python smoothing loop takes
+    seconds to minutes): 3-bin means with reflected ends, scikit-image's scan
+    for maxima, the first lowest bin between two maxima."""
+    c = np.bincount((img.ravel().astype(np.int64) - int(img.min()))).astype(np.float64)
+    for _ in range(10000):
+        p = np.concatenate(([c[0]], c, [c[-1]]))
+        c = (p[:-2] + p[1:-1] + p[2:]) / 3.0
+        mx, up = [], True
+        for i in range(c.size - 1):
+            if up and c[i + 1] < c[i]:
+                up = False
+                mx.append(i)
+                if len(mx) == 3:
+                    break
+            elif not up and c[i + 1] > c[i]:
+                up = True
+        if len(mx) < 3:
+            break
+    if len(mx) != 2:
+        return None
+    return float(int(img.min()) + mx[0] + int(np.argmin(c[mx[0]:mx[1] + 1])))
+
+
+def test_minimum_exact_integer_histograms(backend, ct_small, mr_small):
+    # thousands of smoothings of a thousands-bin histogram (the kernel's loop)
+    rng = np.random.default_rng(3)
+    two = np.r_[rng.normal(-800, 40, 3000), rng.normal(40, 30, 5000)].astype(np.int16).reshape(80, 100)
+    for img in (ct_small, mr_small, two, (two + 1000).astype(np.uint16)):
+        ref = _minimum_numpy(img)
+        if ref is None:
+            with pytest.raises(InvalidParameterError, match="bimodal"):
+                T.minimum(img, backend=backend)
+        else:
+            assert T.minimum(img, backend=backend) == ref, img.dtype
+    assert T.minimum(two, backend=backend) < -300  # between the two modes
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16, np.float32])
+def test_mean_and_range_kernel_sizes(dtype, backend):
+    # the vectorised scan: sizes around its vectors and 64Ki chunks, full-range
+    # values (its integer sums shift unsigned/signed values by the sign bit)
+    rng = np.random.default_rng(5)
+    for n in (1, 7, 8, 9, 15, 16, 17, 31, 33, (1 << 16) - 1, (1 << 16) + 17, 3 * (1 << 16) + 5):
+        if np.dtype(dtype).kind == "f":
+            a = rng.normal(0, 1e4, n).astype(dtype)
+        else:
+            info = np.iinfo(dtype)
+            a = rng.integers(info.min, int(info.max) + 1, n, dtype=dtype)
+        img = a.reshape(1, n)
+        if n == 1:
+            with pytest.warns(MedsegWarning, match="constant"):
+                assert T.mean(img, backend=backend) == float(a[0])
+        elif np.dtype(dtype).kind == "f":
+            assert T.mean(img, backend=backend) == pytest.approx(float(np.mean(a, dtype=np.float64)), rel=1e-12)
+        else:
+            # integer sums are exact: the mean is the float64 quotient
+            if a.min() != a.max():
+                assert T.mean(img, backend=backend) == float(np.sum(a, dtype=np.int64)) / n
+        if n < 1 << 18 and a.min() != a.max():
+            _, centers = T.histogram(img, nbins=2, backend=backend)
+            lo, hi = float(a.min()), float(a.max())
+            assert centers[0] == pytest.approx(lo + (hi - lo) / 4, rel=1e-6, abs=1e-6)
+            assert centers[1] == pytest.approx(hi - (hi - lo) / 4, rel=1e-6, abs=1e-6)
+    # the float sum is bitwise the same on every backend and any thread count
+    a = rng.normal(100, 1e3, 5 * ((1 << 16) + 3)).astype(np.float32).reshape(5, -1)
+    if dtype == np.float32:
+        ref = T.mean(a, backend="cpu", num_threads=1)
+        assert T.mean(a, backend=backend, num_threads=2) == ref
+        a[2, 7] = np.inf
+        with pytest.raises(NonFiniteError):
+            T.mean(a, backend=backend)
+
+
 def test_constant_nan_and_masked_out(backend):
     c = np.full((4, 5, 6), 7, np.int16)
     for method in GLOBAL:

@@ -104,6 +104,19 @@ py::array multiotsu_py(const py::array& counts, const py::array& centers, int cl
     return out;
 }
 
+py::tuple minimum_bin_py(const py::array& counts, int64_t max_iter) {
+    auto c = c_array<double>(counts);
+    std::vector<double> h(c.data(), c.data() + c.size());
+    if (h.empty()) throw py::value_error("empty histogram");
+    if (max_iter < 1) throw py::value_error("max_iter must be >= 1");
+    int64_t bin, iterations = 0;
+    {
+        py::gil_scoped_release release;
+        bin = minimum_threshold_bin(h.data(), static_cast<int64_t>(h.size()), max_iter, &iterations);
+    }
+    return py::make_tuple(bin, iterations);
+}
+
 LocalParams local_params(const std::vector<int64_t>& win, int mode, double cval, int op, double k, double r,
                          double offset) {
     if (win.size() != 3) throw py::value_error("window must have 3 entries (z, y, x)");
@@ -202,6 +215,8 @@ MEDSEG_REGISTER(threshold) {
     m.def("histogram_binned", &histogram_binned_py, py::arg("image"), py::arg("mask"), py::arg("edges"),
           py::arg("num_threads"));
     m.def("multiotsu", &multiotsu_py, py::arg("counts"), py::arg("centers"), py::arg("classes"));
+    m.def("minimum_bin", &minimum_bin_py, py::arg("counts"), py::arg("max_iter"),
+          "(threshold bin or -1, smoothings done): the minimum method on a histogram");
     m.def("local_threshold", &local_threshold_py, py::arg("image"), py::arg("window"), py::arg("mode"),
           py::arg("cval"), py::arg("op"), py::arg("k"), py::arg("r"), py::arg("offset"), py::arg("num_threads"),
           py::arg("out") = py::none(),

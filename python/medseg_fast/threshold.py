@@ -149,7 +149,8 @@ def _histogram(image, mask, nbins, nan_policy, backend, num_threads, need_sum=Fa
     dt = view.dtype
     empty_msg = ("the mask selects no voxels" if m is not None else "the image has no finite voxels") + \
         "; nothing to threshold (check the mask, or use nan_policy='omit' only with some finite voxels)"
-    if dt.kind in "biu" and nbins is None and (dt.itemsize == 1 or (dt.itemsize == 2 and view.size >= 1 << 18)):
+    if need_counts and dt.kind in "biu" and nbins is None and (
+            dt.itemsize == 1 or (dt.itemsize == 2 and view.size >= 1 << 18)):
         # one pass: exact histogram over the whole dtype range, trimmed to [min, max]
         # (16-bit images smaller than a few 65536-bin histograms take the range pass
         # below instead; both give the same exact histogram)
@@ -512,20 +513,16 @@ def mean(image, *, mask=None, nbins=None, nan_policy="raise", backend="auto", nu
     return float(h.mean)
 
 
-def _uniform3_reflect(x):
-    """scipy.ndimage.uniform_filter1d(x, 3) with mode 'reflect' (no scipy at runtime)."""
-    p = np.concatenate(([x[0]], x, [x[-1]]))
-    return (p[:-2] + p[1:-1] + p[2:]) / 3.0
-
-
 @_doc
 def minimum(image, *, mask=None, nbins=None, nan_policy="raise", backend="auto", num_threads=None):
     """Minimum threshold (Prewitt & Mendelsohn 1966, Ann. N.Y. Acad. Sci. 128).
 
     Smooths the histogram with a 3-bin mean until it has two maxima, and
     returns the lowest bin between them; :class:`InvalidParameterError` if
-    the histogram never becomes bimodal.  Best with binned histograms (on an
-    exact int16 histogram the smoothing takes many iterations).
+    the histogram never becomes bimodal within 10000 smoothings (as
+    scikit-image).  On an exact int16 histogram (thousands of bins) that can
+    take thousands of smoothings; they run in the kernel (C++ or numba), the
+    same double operations as numpy's ``(h[:-2] + h[1:-1] + h[2:]) / 3``.
     {params}
     Examples
     --------
@@ -541,29 +538,12 @@ def minimum(image, *, mask=None, nbins=None, nan_policy="raise", backend="auto",
     if const:
         return v
 
-    def maxima(hist):
-        # scikit-image's scan (a maximum where the slope turns negative after
-        # rising; flat steps keep the direction), vectorised
-        sgn = np.sign(np.diff(hist))
-        n = sgn.size
-        pos = np.where(sgn != 0, np.arange(n), -1)
-        last = np.concatenate(([-1], np.maximum.accumulate(pos)[:-1]))
-        prev = np.where(last >= 0, sgn[np.maximum(last, 0)], 1.0)
-        return np.flatnonzero((sgn < 0) & (prev > 0)).tolist()
-
-    smooth = h.counts.astype(np.float64)
-    found = False
-    for _ in range(10000):
-        smooth = _uniform3_reflect(smooth)
-        mx = maxima(smooth)
-        if len(mx) < 3:
-            found = len(mx) == 2
-            break
-    if not found:
+    name = _backend.resolve(backend, None, supported=("cpu", "numba"))
+    b, _ = family(name, "threshold").minimum_bin(h.counts, 10000)
+    if b < 0:
         raise InvalidParameterError("minimum: the smoothed histogram never became bimodal; use another method "
                                     "or fewer bins")
-    t = int(np.argmin(smooth[mx[0]:mx[1] + 1]))
-    return float(h.centers[mx[0] + t])
+    return float(h.centers[b])
 
 
 def li(image, *, mask=None, nbins=None, nan_policy="raise", tolerance=None, backend="auto", num_threads=None):

@@ -233,6 +233,54 @@ def multiotsu(counts, centers, classes):
     return _multiotsu(c, v, int(classes))
 
 
+@njit(cache=CACHE)
+def _minimum_bin(h, max_iter):
+    # mirrors medseg::minimum_threshold_bin (the same double operations)
+    n = h.shape[0]
+    t = np.empty(n)
+    mx = np.full(3, -1, np.int64)
+    it = 0
+    found = 0
+    while it < max_iter:
+        it += 1
+        for i in range(n):
+            a = h[i - 1] if i > 0 else h[0]
+            c = h[i + 1] if i + 1 < n else h[n - 1]
+            t[i] = ((a + h[i]) + c) / 3.0
+        h[:] = t
+        found = 0
+        direction = 1
+        i = 0
+        while i + 1 < n and found < 3:
+            if direction > 0:
+                if h[i + 1] < h[i]:
+                    direction = -1
+                    mx[found] = i
+                    found += 1
+            elif h[i + 1] > h[i]:
+                direction = 1
+            i += 1
+        if found < 3:
+            break
+    if found != 2:
+        return -1, it
+    best = mx[0]
+    for i in range(mx[0] + 1, mx[1] + 1):
+        if h[i] < h[best]:
+            best = i
+    return best, it
+
+
+def minimum_bin(counts, max_iter):
+    h = np.array(counts, dtype=np.float64)  # a copy: the smoothing works in place
+    if h.size == 0:
+        raise ValueError("empty histogram")
+    if max_iter < 1:
+        raise ValueError("max_iter must be >= 1")
+    b, it = _minimum_bin(h, int(max_iter))
+    return int(b), int(it)
+
+
 # ----------------------------------------------------------------- local statistics
 
 _ZB = 128  # as kLocalZBlock: the task partition (and so every sum) is the C++ kernel's
