@@ -681,18 +681,18 @@ namespace detail {
 // (u + 2 m) + d moved a magnitude by an ulp.  Borders replicate (= "reflect" for
 // 3 taps).  tmp holds nx values of scratch.
 template <class R>
-inline void canny_grad_row_2d(const R* S, int64_t ny, int64_t nx, int64_t y, R cy, R cx, R* gy, R* gx, R* mag,
+MEDSEG_ALWAYS_INLINE void canny_grad_row_2d(const R* S, int64_t ny, int64_t nx, int64_t y, R cy, R cx, R* gy, R* gx, R* mag,
                               R* tmp) {
     const R* ru = S + (y > 0 ? y - 1 : 0) * nx;
     const R* rm = S + y * nx;
     const R* rd = S + (y + 1 < ny ? y + 1 : ny - 1) * nx;
     // d/dy first (rounded), then smoothed along x
     for (int64_t x = 0; x < nx; ++x) tmp[x] = rd[x] - ru[x];
-    auto smooth_x = [&](int64_t x, int64_t xl, int64_t xr) {
+    auto smooth_x = [&](int64_t x, int64_t xl, int64_t xr) MEDSEG_ALWAYS_INLINE_LAMBDA {
         gy[x] = static_cast<R>(2.0 * double(tmp[x]) + (double(tmp[xl]) + double(tmp[xr])));
     };
     // d/dx per row (rounded), then smoothed along y
-    auto diff_x = [&](int64_t x, int64_t xl, int64_t xr) {
+    auto diff_x = [&](int64_t x, int64_t xl, int64_t xr) MEDSEG_ALWAYS_INLINE_LAMBDA {
         const R du = ru[xr] - ru[xl], dm = rm[xr] - rm[xl], dd = rd[xr] - rd[xl];
         gx[x] = static_cast<R>(2.0 * double(dm) + (double(du) + double(dd)));
     };
@@ -763,7 +763,7 @@ MEDSEG_ALWAYS_INLINE bool nms_keep_3d(const R* const mz[3], int64_t j, const R u
 // 2D test at column x of row r[1] (rows r[0], r[1], r[2] = y-1, y, y+1): exactly
 // scikit-image's _nonmaximum_suppression_bilinear.
 template <class R>
-inline bool nms_keep_2d(const R* const r[3], int64_t x, R uy, R ux) {
+MEDSEG_ALWAYS_INLINE bool nms_keep_2d(const R* const r[3], int64_t x, R uy, R ux) {
     const R ay = std::fabs(uy), ax = std::fabs(ux);
     const bool ymajor = ay > ax;
     const R amax = ymajor ? ay : ax;
@@ -908,6 +908,83 @@ MEDSEG_TARGET_AVX512 void canny3d_avx512(const Canny3dArgs<R>& g, int64_t z0, in
     canny3d_range<R>(g, z0, z1);
 }
 
+// The 2D part of canny_suppress for output rows y0 .. y1 (one thread's share):
+// rings of three rows of the gradient and its magnitude, each row computed
+// once (canny_grad_row_2d), then the suppression.  Compiled per ISA like the
+// 3D part (the gradient rows are element-wise double arithmetic that wider
+// vectors speed up, with the same operations per pixel); the magnitude row is
+// checked against `lo` 16 pixels at a time (a vectorisable any-test) so that
+// the per-pixel branch is taken only in blocks holding a candidate.
+template <class R>
+struct Canny2dArgs {
+    const R* S;
+    const uint8_t* mask;
+    uint8_t* out;
+    Shape s;
+    R cy, cx, i1, i2, lo, hi;
+};
+
+template <class R>
+MEDSEG_ALWAYS_INLINE void canny2d_range(const Canny2dArgs<R>& g, int64_t y0, int64_t y1) {
+    const int64_t ny = g.s.ny, nx = g.s.nx;
+    const R lo = g.lo, hi = g.hi, i1 = g.i1, i2 = g.i2;
+    const uint8_t* mask = g.mask;
+    std::vector<R> gx(3 * nx), gy(3 * nx), mg(3 * nx), tmp(nx);
+    int64_t heldg[3] = {-1, -1, -1};
+    auto grad = [&](int64_t y) MEDSEG_ALWAYS_INLINE_LAMBDA {
+        const int slot = static_cast<int>(y % 3);
+        if (heldg[slot] == y) return;
+        canny_grad_row_2d(g.S, ny, nx, y, g.cy, g.cx, &gy[slot * nx], &gx[slot * nx], &mg[slot * nx], tmp.data());
+        heldg[slot] = y;
+    };
+    for (int64_t y = y0; y < y1; ++y) {
+        uint8_t* o = g.out + y * nx;
+        std::fill(o, o + nx, uint8_t(0));
+        if (y == 0 || y == ny - 1 || nx < 3) continue;
+        grad(y - 1); grad(y); grad(y + 1);
+        const R* rows[3] = {&mg[((y - 1) % 3) * nx], &mg[(y % 3) * nx], &mg[((y + 1) % 3) * nx]};
+        const R* __restrict mrow = rows[1];
+        const R* gxr = &gx[(y % 3) * nx];
+        const R* gyr = &gy[(y % 3) * nx];
+        for (int64_t x0 = 1; x0 < nx - 1; x0 += 16) {
+            const int64_t xe = std::min<int64_t>(x0 + 16, nx - 1);
+            if (xe == x0 + 16) {  // a whole block: a fixed-length test the compiler vectorises
+                int any = 0;
+                for (int k = 0; k < 16; ++k) any |= mrow[x0 + k] >= lo;
+                if (!any) continue;
+            }
+            for (int64_t x = x0; x < xe; ++x) {
+                const R m = mrow[x];
+                if (!(m >= lo)) continue;
+                if (mask && !eroded_at(mask, g.s, 0, y, x)) continue;
+                if (nms_keep_2d(rows, x, gyr[x] * i1, gxr[x] * i2)) o[x] = m >= hi ? 2 : 1;
+            }
+        }
+    }
+}
+
+template <class R>
+void canny2d_baseline(const Canny2dArgs<R>& g, int64_t y0, int64_t y1) { canny2d_range<R>(g, y0, y1); }
+template <class R>
+MEDSEG_TARGET_AVX2 void canny2d_avx2(const Canny2dArgs<R>& g, int64_t y0, int64_t y1) { canny2d_range<R>(g, y0, y1); }
+template <class R>
+MEDSEG_TARGET_AVX512 void canny2d_avx512(const Canny2dArgs<R>& g, int64_t y0, int64_t y1) {
+    canny2d_range<R>(g, y0, y1);
+}
+
+template <class R>
+using Canny2dFn = void (*)(const Canny2dArgs<R>&, int64_t, int64_t);
+
+template <class R>
+Canny2dFn<R> canny2d_for(Isa isa) {
+#if MEDSEG_X86_DISPATCH
+    if (isa == Isa::avx512) return &canny2d_avx512<R>;
+    if (isa == Isa::avx2) return &canny2d_avx2<R>;
+#endif
+    (void)isa;
+    return &canny2d_baseline<R>;
+}
+
 template <class R>
 using Canny3dFn = void (*)(const Canny3dArgs<R>&, int64_t, int64_t);
 
@@ -945,32 +1022,9 @@ void canny_suppress(const R* S, const uint8_t* mask, uint8_t* out, const Shape& 
     const R cz = R(coef[0]), cy = R(coef[1]), cx = R(coef[2]);
     const R i0 = R(inv_sp[0]), i1 = R(inv_sp[1]), i2 = R(inv_sp[2]);
     if (!is3) {
-        parallel_blocks(ny, num_threads, grain_for(nx, 8), [&](int64_t y0, int64_t y1) {
-            std::vector<R> gx(3 * nx), gy(3 * nx), mg(3 * nx), tmp(nx);
-            int64_t heldg[3] = {-1, -1, -1};
-            auto grad = [&](int64_t y) {
-                const int slot = static_cast<int>(y % 3);
-                if (heldg[slot] == y) return;
-                detail::canny_grad_row_2d(S, ny, nx, y, cy, cx, &gy[slot * nx], &gx[slot * nx], &mg[slot * nx],
-                                          tmp.data());
-                heldg[slot] = y;
-            };
-            for (int64_t y = y0; y < y1; ++y) {
-                uint8_t* o = out + y * nx;
-                std::fill(o, o + nx, uint8_t(0));
-                if (y == 0 || y == ny - 1 || nx < 3) continue;
-                grad(y - 1); grad(y); grad(y + 1);
-                const R* rows[3] = {&mg[((y - 1) % 3) * nx], &mg[(y % 3) * nx], &mg[((y + 1) % 3) * nx]};
-                const R* gxr = &gx[(y % 3) * nx];
-                const R* gyr = &gy[(y % 3) * nx];
-                for (int64_t x = 1; x < nx - 1; ++x) {
-                    const R m = rows[1][x];
-                    if (!(m >= lo)) continue;
-                    if (mask && !eroded_at(mask, s, 0, y, x)) continue;
-                    if (detail::nms_keep_2d(rows, x, gyr[x] * i1, gxr[x] * i2)) o[x] = m >= hi ? 2 : 1;
-                }
-            }
-        });
+        const detail::Canny2dArgs<R> args{S, mask, out, s, cy, cx, i1, i2, lo, hi};
+        const detail::Canny2dFn<R> fn = detail::canny2d_for<R>(active_isa());
+        parallel_blocks(ny, num_threads, grain_for(nx, 8), [&](int64_t y0, int64_t y1) { fn(args, y0, y1); });
         hysteresis_flood(out, s, 2, num_threads);
         return;
     }
