@@ -681,8 +681,8 @@ namespace detail {
 // (u + 2 m) + d moved a magnitude by an ulp.  Borders replicate (= "reflect" for
 // 3 taps).  tmp holds nx values of scratch.
 template <class R>
-MEDSEG_ALWAYS_INLINE void canny_grad_row_2d(const R* S, int64_t ny, int64_t nx, int64_t y, R cy, R cx, R* gy, R* gx, R* mag,
-                              R* tmp) {
+MEDSEG_ALWAYS_INLINE void canny_grad_row_2d(const R* S, int64_t ny, int64_t nx, int64_t y, R cy, R cx, R* gy, R* gx,
+                                            R* mag, R* tmp) {
     const R* ru = S + (y > 0 ? y - 1 : 0) * nx;
     const R* rm = S + y * nx;
     const R* rd = S + (y + 1 < ny ? y + 1 : ny - 1) * nx;

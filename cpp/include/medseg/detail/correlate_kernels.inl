@@ -135,6 +135,27 @@ MEDSEG_ALWAYS_INLINE void correlate_rows(const A* const* rp, int64_t cw, const A
         for (int64_t xx = x; xx < cw; ++xx) correlate_point<A, R>(rp, m, xx, wc, r, op[m]);
 }
 
+// Source samples into a line or ring row: dst[0, n) = src as A, the plain
+// conversion the passes need, and, with `bits`, the largest |dst| as a float
+// bit pattern (filters.hpp max_abs_bits: the float32 path's overflow guard;
+// 0 for double).  In this ISA's vectors: the baseline compiler has no unsigned
+// 32-bit max (SSE2) and made the guard ~5% of a wide float32 Gaussian.
+template <class In, class A>
+uint32_t load_row_entry(const In* __restrict src, A* __restrict dst, int64_t n, bool bits) {
+    for (int64_t c = 0; c < n; ++c) dst[c] = static_cast<A>(src[c]);
+    uint32_t m = 0;
+    if constexpr (std::is_same<A, float>::value) {
+        if (bits) {
+            for (int64_t i = 0; i < n; ++i) {
+                uint32_t b;
+                std::memcpy(&b, dst + i, 4);
+                m = std::max(m, b & 0x7fffffffu);
+            }
+        }
+    }
+    return m;
+}
+
 // The entry points filters.hpp dispatches to.
 template <class A, class R>
 void correlate_run_entry(const A* c, int64_t ks, const A* wc, int r, R* dst, int64_t n) {
