@@ -221,6 +221,21 @@ LoadRow<In, A> load_row_for(Isa isa) {
     return &isa_baseline::load_row_entry<In, A>;
 }
 
+// divide_entry / count_nonfinite_entry (see the .inl) of the ISA in use.
+template <class R>
+struct LineOps {
+    void (*divide)(R*, int64_t, R);
+    int64_t (*count)(const R*, int64_t);
+};
+template <class R>
+LineOps<R> line_ops_for(Isa isa) {
+#if MEDSEG_X86_DISPATCH
+    if (isa == Isa::avx512) return {&isa_avx512::divide_entry<R>, &isa_avx512::count_nonfinite_entry<R>};
+    if (isa == Isa::avx2) return {&isa_avx2::divide_entry<R>, &isa_avx2::count_nonfinite_entry<R>};
+#endif
+    (void)isa;
+    return {&isa_baseline::divide_entry<R>, &isa_baseline::count_nonfinite_entry<R>};
+}
 }  // namespace detail
 
 namespace detail {
@@ -483,6 +498,7 @@ void gaussian(const In* in, R* out, const Shape& s, const std::vector<double> w[
     if (bleed_correct)
         for (int64_t x = 0; x < s.nx; ++x)
             if (x == 0 || pat[2].id[x] != pat[2].id[x - 1]) xruns.emplace_back(x, pat[2].id[x]);
+    const detail::LineOps<R> lops = detail::line_ops_for<R>(active_isa());
     auto divide_rows = [&](int64_t b, int64_t e) {  // rows b..e-1 of the (nz * ny) rows
         for (int64_t row = b; row < e; ++row) {
             const int64_t z = row / s.ny, y = row % s.ny;
@@ -490,8 +506,7 @@ void gaussian(const In* in, R* out, const Shape& s, const std::vector<double> w[
             R* __restrict o = out + row * s.nx;
             for (size_t k = 0; k < xruns.size(); ++k) {
                 const int64_t x1 = k + 1 < xruns.size() ? xruns[k + 1].first : s.nx;
-                const R tv = t[xruns[k].second];
-                for (int64_t x = xruns[k].first; x < x1; ++x) o[x] = o[x] / tv;
+                lops.divide(o + xruns[k].first, x1 - xruns[k].first, t[xruns[k].second]);
             }
         }
     };
@@ -531,7 +546,7 @@ void gaussian(const In* in, R* out, const Shape& s, const std::vector<double> w[
                                             reverse_axes ? first_bits : nullptr);
                     correlate_axis<R, R, A>(out + z * P, out + z * P, plane, a2, w[a2], mode, cval, 1);
                     if (divide) divide_rows(z * s.ny, (z + 1) * s.ny);
-                    if (count_here) *nonfinite += count_nonfinite_span(out + z * P, P);  // still in cache
+                    if (count_here) *nonfinite += lops.count(out + z * P, P);  // still in cache
                 }
             });
         };
@@ -559,7 +574,7 @@ void gaussian(const In* in, R* out, const Shape& s, const std::vector<double> w[
             post = [&](int64_t row, R* line) {
                 if (bleed_correct) divide_rows(row, row + 1);
                 if (nonfinite) {
-                    const int64_t c = count_nonfinite_span(line, s.nx);
+                    const int64_t c = lops.count(line, s.nx);
                     if (c) *nonfinite += c;
                 }
             };
@@ -592,7 +607,7 @@ void gaussian(const In* in, R* out, const Shape& s, const std::vector<double> w[
     if (bleed_correct && !divided) parallel_blocks(s.nz * s.ny, num_threads, grain_for(s.nx, 16), divide_rows);
     if (nonfinite && !counted)
         parallel_blocks(N, num_threads, int64_t(1) << 16, [&](int64_t b, int64_t e) {
-            *nonfinite += count_nonfinite_span(out + b, e - b);
+            *nonfinite += lops.count(out + b, e - b);
         });
 }
 

@@ -156,6 +156,18 @@ uint32_t load_row_entry(const In* __restrict src, A* __restrict dst, int64_t n, 
     return m;
 }
 
+// o[0, n) = o / d (the bleed-over division; a true division, as scikit-image's)
+// and the count of non-finite values of o[0, n): on lines or planes the
+// Gaussian has just written, in this ISA's vectors.
+template <class R>
+void divide_entry(R* __restrict o, int64_t n, R d) {
+    for (int64_t i = 0; i < n; ++i) o[i] = o[i] / d;
+}
+template <class R>
+int64_t count_nonfinite_entry(const R* o, int64_t n) {
+    return count_nonfinite_span(o, n);
+}
+
 // The entry points filters.hpp dispatches to.
 template <class A, class R>
 void correlate_run_entry(const A* c, int64_t ks, const A* wc, int r, R* dst, int64_t n) {
