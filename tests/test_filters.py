@@ -107,15 +107,22 @@ def test_every_simd_variant_is_bit_identical(tmp_path):
         "         f8=filters.gaussian(v, 8.3, precision='float32', backend='cpu'),\n"
         "         f2=filters.gaussian(i, (0.0, 2.0), mode='constant', precision='float32', backend='cpu'),\n"
         "         s=edges.sobel(v, backend='cpu'), c=edges.canny(i, 2.0, backend='cpu'),\n"
-        "         c3=edges.canny(v, 1.5, 100.0, 250.0, backend='cpu'))\n"
+        "         c3=edges.canny(v, 1.5, 100.0, 250.0, backend='cpu'),\n"
+        # 2D float32 Canny with a mask and quantile thresholds (suppression rows per ISA)
+        "         cm=edges.canny(v[5], 1.0, 0.6, 0.85, use_quantiles=True, mask=v[5] > -250, backend='cpu'))\n"
     )
     results = run_isa_variants(script, tmp_path)
     base = results["baseline"]
     v = np.random.default_rng(3).normal(0, 300, (23, 37, 131)).astype(np.float32)
     np.testing.assert_array_equal(base["g8"], ndi.gaussian_filter(v, 8.3, mode="nearest"))
     assert 0 < base["c3"].sum() < base["c3"].size // 2  # the 3D Canny case has edges to agree on
+    assert 0 < base["cm"].sum() < base["cm"].size // 2
+    # the 2D case equals scikit-image's edges
+    feature = pytest.importorskip("skimage.feature")
+    np.testing.assert_array_equal(base["cm"], feature.canny(v[5], 1.0, 0.6, 0.85, use_quantiles=True,
+                                                            mask=v[5] > -250))
     for isa, r in results.items():
-        for key in ("g1", "g8", "g2", "f8", "f2", "s", "c", "c3"):
+        for key in ("g1", "g8", "g2", "f8", "f2", "s", "c", "c3", "cm"):
             np.testing.assert_array_equal(r[key], base[key], err_msg=f"{isa} {key}")
 
 

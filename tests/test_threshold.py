@@ -766,6 +766,8 @@ def test_adaptive_isa_variants_identical(tmp_path):
         "np.savez(sys.argv[1], isa=_core.simd_isa(), m=T.local(v, (5, 7, 9), 'mean', mode='constant', cval=2.0,\n"
         "         backend='cpu'), s=T.sauvola(v, 5, r=300.0, backend='cpu'), n=T.niblack(i, 11, backend='cpu'),\n"
         "         k=T.local_mask(i, 15, offset=3.0, backend='cpu'),\n"
+        # the scan's float32 lane sums (SSE2 / AVX2 width) and its integer sums
+        "         mu=np.array([T.mean(v, backend='cpu'), T.mean(v[:, :, 1:], backend='cpu'), T.mean(i, backend='cpu')]),\n"
         # float32 histogram (binning per ISA): values on and one ulp around every edge, NaN omitted, a mask
         "         **_hist_case(T, v))\n"
     )
@@ -777,12 +779,15 @@ def test_adaptive_isa_variants_identical(tmp_path):
     rng = np.random.default_rng(8)
     v = rng.normal(40, 300, (23, 37, 131)).astype(np.float32)
     np.testing.assert_array_equal(base["s"], T.sauvola(v, 5, r=300.0, backend="numba"))
+    i = rng.integers(-1024, 3000, (301, 277)).astype(np.int16)
+    np.testing.assert_array_equal(base["mu"], [T.mean(v, backend="numba"), T.mean(v[:, :, 1:], backend="numba"),
+                                               T.mean(i, backend="numba")])
     w = _hist_values(v)
     for key, sel in (("h", np.isfinite(w)), ("hm", w > 100)):  # NaN > 100 is False: the mask drops it
         vals = w[sel]
         np.testing.assert_array_equal(base[key], np.histogram(vals, 97, (vals.min(), vals.max()))[0], err_msg=key)
     for isa, r in results.items():
-        for key in ("m", "s", "n", "k", "h", "hm"):
+        for key in ("m", "s", "n", "k", "h", "hm", "mu"):
             np.testing.assert_array_equal(r[key], base[key], err_msg=f"{isa} {key}")
 
 
