@@ -326,6 +326,24 @@ inline void scan_int_sse2(const T* p, int64_t n, T& lo_out, T& hi_out, double& s
     sum_out = static_cast<double>(total);
 }
 
+// The scalar tail p[i, n) of the float scans below (value i into lane i % 8:
+// p starts a chunk) and their results; false when a lane sum is not finite.
+MEDSEG_ALWAYS_INLINE bool scan_f32_finish(const float* p, int64_t i, int64_t n, float lo, float hi, double* s,
+                                          float& lo_out, float& hi_out, double& sum_out) {
+    for (; i < n; ++i) {
+        const float v = p[i];
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+        s[i & 7] += static_cast<double>(v);
+    }
+    bool finite = true;
+    for (int k = 0; k < 8; ++k) finite = finite && std::isfinite(s[k]);
+    lo_out = lo;
+    hi_out = hi;
+    sum_out = combine_lanes(s);
+    return finite;
+}
+
 // float: eight double lane sums in four SSE2 pairs (lanes 0-1, 2-3, 4-5, 6-7).
 inline bool scan_f32_sse2(const float* p, int64_t n, float& lo_out, float& hi_out, double& sum_out) {
     double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -350,18 +368,7 @@ inline bool scan_f32_sse2(const float* p, int64_t n, float& lo_out, float& hi_ou
         for (int k = 0; k < 4; ++k) { lo = L[k] < lo ? L[k] : lo; hi = H[k] > hi ? H[k] : hi; }
         _mm_storeu_pd(s, a0); _mm_storeu_pd(s + 2, a1); _mm_storeu_pd(s + 4, a2); _mm_storeu_pd(s + 6, a3);
     }
-    for (; i < n; ++i) {  // (lane i % 8: p starts a chunk)
-        const float v = p[i];
-        lo = v < lo ? v : lo;
-        hi = v > hi ? v : hi;
-        s[i & 7] += static_cast<double>(v);
-    }
-    bool finite = true;
-    for (int k = 0; k < 8; ++k) finite = finite && std::isfinite(s[k]);
-    lo_out = lo;
-    hi_out = hi;
-    sum_out = combine_lanes(s);
-    return finite;
+    return scan_f32_finish(p, i, n, lo, hi, s, lo_out, hi_out, sum_out);
 }
 
 #if MEDSEG_X86_DISPATCH
@@ -391,18 +398,7 @@ MEDSEG_TARGET_AVX2 inline bool scan_f32_avx2(const float* p, int64_t n, float& l
         for (int k = 0; k < 8; ++k) { lo = L[k] < lo ? L[k] : lo; hi = H[k] > hi ? H[k] : hi; }
         _mm256_storeu_pd(s, a0); _mm256_storeu_pd(s + 4, a1);
     }
-    for (; i < n; ++i) {  // (lane i % 8: p starts a chunk)
-        const float v = p[i];
-        lo = v < lo ? v : lo;
-        hi = v > hi ? v : hi;
-        s[i & 7] += static_cast<double>(v);
-    }
-    bool finite = true;
-    for (int k = 0; k < 8; ++k) finite = finite && std::isfinite(s[k]);
-    lo_out = lo;
-    hi_out = hi;
-    sum_out = combine_lanes(s);
-    return finite;
+    return scan_f32_finish(p, i, n, lo, hi, s, lo_out, hi_out, sum_out);
 }
 #endif
 
