@@ -186,12 +186,16 @@ MEDSEG_END_TARGET
 
 // The dispatched entry points: `run` for one buffered line (pass along x),
 // `rows` for up to M output rows from the ring of source rows (passes along z
-// and y), accumulating in A (double: scipy-exact; float: the fast path).
+// and y), accumulating in A (double: scipy-exact; float: the fast path); and,
+// on the output, `divide` (the bleed-over division) and `count` (non-finite
+// values).
 template <class A, class R>
 struct Correlate {
     void (*run)(const A*, int64_t, const A*, int, R*, int64_t);
     void (*rows)(const A* const*, int64_t, const A*, int, R* const*, int);
     int M;
+    void (*divide)(R*, int64_t, R);
+    int64_t (*count)(const R*, int64_t);
 };
 
 template <class A, class R>
@@ -199,13 +203,14 @@ Correlate<A, R> correlate_for(Isa isa) {
 #if MEDSEG_X86_DISPATCH
     if (isa == Isa::avx512)
         return {&isa_avx512::correlate_run_entry<A, R>, &isa_avx512::correlate_rows_entry<A, R>,
-                isa_avx512::kWindowRows};
+                isa_avx512::kWindowRows, &isa_avx512::divide_entry<R>, &isa_avx512::count_nonfinite_entry<R>};
     if (isa == Isa::avx2)
-        return {&isa_avx2::correlate_run_entry<A, R>, &isa_avx2::correlate_rows_entry<A, R>, isa_avx2::kWindowRows};
+        return {&isa_avx2::correlate_run_entry<A, R>, &isa_avx2::correlate_rows_entry<A, R>, isa_avx2::kWindowRows,
+                &isa_avx2::divide_entry<R>, &isa_avx2::count_nonfinite_entry<R>};
 #endif
     (void)isa;
     return {&isa_baseline::correlate_run_entry<A, R>, &isa_baseline::correlate_rows_entry<A, R>,
-            isa_baseline::kWindowRows};
+            isa_baseline::kWindowRows, &isa_baseline::divide_entry<R>, &isa_baseline::count_nonfinite_entry<R>};
 }
 
 // load_row_entry (see the .inl) of the ISA in use.
@@ -221,21 +226,6 @@ LoadRow<In, A> load_row_for(Isa isa) {
     return &isa_baseline::load_row_entry<In, A>;
 }
 
-// divide_entry / count_nonfinite_entry (see the .inl) of the ISA in use.
-template <class R>
-struct LineOps {
-    void (*divide)(R*, int64_t, R);
-    int64_t (*count)(const R*, int64_t);
-};
-template <class R>
-LineOps<R> line_ops_for(Isa isa) {
-#if MEDSEG_X86_DISPATCH
-    if (isa == Isa::avx512) return {&isa_avx512::divide_entry<R>, &isa_avx512::count_nonfinite_entry<R>};
-    if (isa == Isa::avx2) return {&isa_avx2::divide_entry<R>, &isa_avx2::count_nonfinite_entry<R>};
-#endif
-    (void)isa;
-    return {&isa_baseline::divide_entry<R>, &isa_baseline::count_nonfinite_entry<R>};
-}
 }  // namespace detail
 
 namespace detail {
@@ -498,7 +488,7 @@ void gaussian(const In* in, R* out, const Shape& s, const std::vector<double> w[
     if (bleed_correct)
         for (int64_t x = 0; x < s.nx; ++x)
             if (x == 0 || pat[2].id[x] != pat[2].id[x - 1]) xruns.emplace_back(x, pat[2].id[x]);
-    const detail::LineOps<R> lops = detail::line_ops_for<R>(active_isa());
+    const detail::Correlate<A, R> lops = detail::correlate_for<A, R>(active_isa());  // divide, count
     auto divide_rows = [&](int64_t b, int64_t e) {  // rows b..e-1 of the (nz * ny) rows
         for (int64_t row = b; row < e; ++row) {
             const int64_t z = row / s.ny, y = row % s.ny;

@@ -235,7 +235,7 @@ bool minmax_chunk(const T* p, int64_t n, T& lo_out, T& hi_out) {
 // Chunk kernels of scan for the common CT / MR types, without a mask (n <=
 // 64Ki values, n >= 1).  They return what the eight-lane loop of scan returns,
 // bit for bit, at memory speed (the lane loop ran at about 3 cycles per value:
-// a float32 mean took twice numpy's time):
+// a float32 mean of 256^3 took 7-14 ms, numpy's 2.7-3.5 ms):
 //  - 8- and 16-bit integers: min and max in SIMD; the sum in integers (psadbw
 //    for bytes, pmaddwd for 16-bit values, unsigned ones shifted to signed by
 //    xor with the sign bit and corrected by n * 2^(bits-1)).  The lane sums of

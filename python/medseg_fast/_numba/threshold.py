@@ -668,11 +668,17 @@ def _median_hist_range(f, mode, cval, W):
 
 
 def local_median(image, window, mode, cval, offset, num_threads, out=None):
-    work, out_dt = _local_input(image)
-    f, ndim = as3d(work)
-    out = np.empty(f.shape, out_dt) if out is None else out.reshape(f.shape)  # (validated by the caller)
     w = [int(v) for v in window]
+    # the histogram path reads the image in its own type (an integer image is
+    # not converted: a float32 copy would cost 4 bytes per voxel, and its
+    # integrality pass could not fail); the selection path takes _local_input
+    f, ndim = as3d(image.view(np.uint8) if image.dtype == np.bool_ else image)
     rng = _median_hist_range(f, int(mode), float(cval), w[0] * w[1] * w[2])
+    out_dt = np.float64 if image.dtype == np.float64 else np.float32
+    if rng is None:
+        work, out_dt = _local_input(image)
+        f, ndim = as3d(work)
+    out = np.empty(f.shape, out_dt) if out is None else out.reshape(f.shape)  # (validated by the caller)
     with threads(num_threads):
         if rng is not None:
             nparts = max(1, min(f.shape[0] * f.shape[1], numba.get_num_threads()))
