@@ -287,6 +287,13 @@ def test_minimum_exact_integer_histograms(backend, ct_small, mr_small):
         else:
             assert T.minimum(img, backend=backend) == ref, img.dtype
     assert T.minimum(two, backend=backend) < -300  # between the two modes
+    # one mode from the start: never bimodal, an error here as in scikit-image
+    uni = np.repeat(np.arange(60, dtype=np.int16), np.r_[np.arange(1, 31), np.arange(30, 0, -1)]).reshape(30, 31)
+    assert _minimum_numpy(uni) is None
+    with pytest.raises(RuntimeError):
+        F.threshold_minimum(uni)
+    with pytest.raises(InvalidParameterError, match="bimodal"):
+        T.minimum(uni, backend=backend)
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16, np.float32])
