@@ -146,6 +146,10 @@ def sobel(image, axis=None, mask=None, spacing=None, *, preserve_range=False, ou
         coef_user = [scale / smooth_norm] * ndim
         post = 1.0 / np.sqrt(ndim) if magnitude else 1.0
     sel_user = [a in axes for a in range(ndim)]
+    if arr.dtype.kind == "f" and all(arr.shape[a] == 1 for a in axes):
+        # every derivative is along a length-1 axis: the kernels write 0 there
+        # (scipy's f - f), so a NaN/inf would not reach the output count below
+        check_finite(arr)
     # scikit-image's img_as_float clips signed integers at -1.0: the dtype minimum reads as -max
     clamp = spacing is None and not preserve_range and arr.dtype.kind == "i"
     user_out = check_out(out, arr.shape, real_dtype(arr.dtype), (arr, m))
@@ -208,7 +212,9 @@ def hysteresis_threshold(image, low, high, connectivity=None, *, backend="auto",
     -----
     Equals ``skimage.filters.apply_hysteresis_threshold(image, low, high)``
     for connectivity 1, except that scikit-image silently clips ``low`` to
-    ``high`` where this function raises.  A flood from the strong voxels, linear
+    ``high`` where this function raises.  Comparisons follow NumPy's as
+    scikit-image makes them: on a float32 image a Python ``high`` is rounded
+    to float32 (``image > 0.6`` in NumPy 2), ``low`` is compared in double.  A flood from the strong voxels, linear
     in the number of voxels, extra memory one byte per voxel plus the stack.
 
     Examples
@@ -234,6 +240,11 @@ def hysteresis_threshold(image, low, high, connectivity=None, *, backend="auto",
         raise InvalidParameterError(f"connectivity must be an integer in 1..{arr.ndim}, got {connectivity!r}")
     nt = check_threads(num_threads)
     name = _backend.resolve(backend, arr, supported=("cpu", "numba"))
+    if arr.dtype == np.float32 and not isinstance(high, np.generic):
+        # as scikit-image, which compares ``image > high``: NumPy rounds a Python
+        # scalar to the array's float32 there (``low`` goes through np.clip first,
+        # which makes it a float64, so it is compared in double)
+        high = np.float32(high)
     view, transposed = _as_kernel_input(arr)
     out = family(name, "edges").hysteresis(view, float(low), float(high), int(connectivity), nt)
     return out.T if transposed else out
