@@ -1,5 +1,7 @@
 """medseg_fast.edges against scikit-image (sobel, canny, hysteresis) and phantoms."""
 
+import functools
+
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
@@ -418,9 +420,11 @@ def test_hysteresis_integer_and_layouts(backend, ct_small):
 # ------------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize("func", ["sobel", "canny"])
+@pytest.mark.parametrize("func", ["sobel", "canny", "hysteresis_threshold"])
 def test_bad_images(func):
     f = getattr(edges, func)
+    if func == "hysteresis_threshold":
+        f = functools.partial(f, low=0.5, high=1.0)
     with pytest.raises(EmptyImageError):
         f(np.zeros((0, 4), np.float32))
     with pytest.raises(InvalidImageError):
@@ -433,8 +437,14 @@ def test_bad_images(func):
         f(np.array([[0, -np.inf], [1, 2]]))
     with pytest.raises(InvalidImageError):
         f(np.zeros((3, 3), np.int64))
-    with pytest.raises(InvalidImageError):
-        f(np.zeros((3, 3)), mask=np.ones((3, 4), bool))
+    if func != "hysteresis_threshold":  # no mask argument
+        with pytest.raises(InvalidImageError):
+            f(np.zeros((3, 3)), mask=np.ones((3, 4), bool))
+    else:  # the input is left as it was
+        img = np.random.default_rng(1).random((20, 30)).astype(np.float32)
+        before = img.copy()
+        assert f(img).any()
+        np.testing.assert_array_equal(img, before)
 
 
 def test_bad_parameters():
