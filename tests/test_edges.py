@@ -443,7 +443,7 @@ def test_bad_images(func):
     else:  # the input is left as it was
         img = np.random.default_rng(1).random((20, 30)).astype(np.float32)
         before = img.copy()
-        assert f(img).any()
+        assert edges.hysteresis_threshold(img, 0.5, 0.9).any()
         np.testing.assert_array_equal(img, before)
 
 
