@@ -161,6 +161,24 @@ def test_ct_tissues_phantom(backend):
     assert not body3[truth == 2].any() and body3[truth == 4].all()
 
 
+def test_ct_tissues_range_boundaries(backend):
+    """Each default range is lo <= HU < hi: voxels at exactly a boundary take the
+    upper class (body voxels from -500 up to -190 HU are "other", -501 is lung)."""
+    hu, truth = _chest_phantom()
+    cases = [(-191, 6), (-190, 3), (-30, 3), (-29, 4), (149, 4), (150, 5), (-500, 6), (-501, 2)]
+    spots = np.argwhere(truth == 4)[::997][:len(cases)]
+    assert len(spots) == len(cases)
+    hu, truth = hu.copy(), truth.copy()
+    for (z, y, x), (v, c) in zip(spots, cases):
+        hu[z, y, x] = v
+        truth[z, y, x] = c
+    out = S.ct_tissues(hu, backend=backend)
+    for (z, y, x), (v, c) in zip(spots, cases):
+        assert out[z, y, x] == c, (v, out[z, y, x], c)
+    np.testing.assert_array_equal(out, truth)
+    assert S.DEFAULT_CT_RANGES["fat"] == (-190.0, -29.0) and S.CT_OTHER == "other"
+
+
 def test_ct_tissues_2d_layouts_and_ranges(backend):
     hu, truth = _chest_phantom()
     sl = np.ascontiguousarray(hu[12])

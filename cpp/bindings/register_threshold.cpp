@@ -39,6 +39,21 @@ py::tuple scan_py(const py::array& image, const py::object& mask, int num_thread
     return py::make_tuple(r.lo, r.hi, r.count, r.nonfinite, r.sum);
 }
 
+py::tuple li_split_py(const py::array& image, const py::object& mask, double lo, double f, double t,
+                      int num_threads) {
+    mask_array keep;
+    const uint8_t* mp = mask_ptr(mask, image, keep);
+    const int64_t N = image.size();
+    LiSplit r = dispatch<intensity_types>(dtype_tag(image.dtype()), [&](auto tag) {
+        using T = decltype(tag);
+        auto in = c_array<T>(image);
+        const T* ip = in.data();
+        py::gil_scoped_release release;
+        return li_split<T>(ip, mp, N, lo, f, t, num_threads);
+    });
+    return py::make_tuple(r.n_above, r.s_above, r.n_below, r.s_below);
+}
+
 using int_types = type_list<uint8_t, int8_t, uint16_t, int16_t, uint32_t, int32_t>;
 
 py::array histogram_exact_py(const py::array& image, const py::object& mask, int64_t lo, int64_t nbins,
@@ -210,6 +225,9 @@ py::array classify_py(const py::array& image, const py::object& mask, const py::
 MEDSEG_REGISTER(threshold) {
     m.def("scan", &scan_py, py::arg("image"), py::arg("mask"), py::arg("num_threads"), py::arg("need_sum") = true,
           "(min, max, count, nonfinite, sum) over the selected finite voxels (sum only if need_sum)");
+    m.def("li_split", &li_split_py, py::arg("image"), py::arg("mask"), py::arg("lo"), py::arg("f"), py::arg("t"),
+          py::arg("num_threads"),
+          "(n_above, sum_above, n_below, sum_below) of d = v*f - lo*f over the selected finite voxels, split at d > t");
     m.def("histogram_exact", &histogram_exact_py, py::arg("image"), py::arg("mask"), py::arg("lo"),
           py::arg("nbins"), py::arg("num_threads"));
     m.def("histogram_binned", &histogram_binned_py, py::arg("image"), py::arg("mask"), py::arg("edges"),

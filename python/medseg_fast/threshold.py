@@ -51,11 +51,12 @@ class _Hist:
     values (``np.ldexp(centers, -k)``) so that their moments cannot overflow:
     0 (no scaling, not a bit changed) unless values reach about 1e120."""
 
-    __slots__ = ("counts", "centers", "lo", "hi", "count", "mean", "exact", "scale")
+    __slots__ = ("counts", "centers", "lo", "hi", "count", "mean", "exact", "scale", "kernel")
 
     def __init__(self, counts, centers, lo, hi, count, mean, exact):
         self.counts, self.centers, self.lo, self.hi = counts, centers, lo, hi
         self.count, self.mean, self.exact = count, mean, exact
+        self.kernel = None  # (backend family, image view, mask view, threads) for further passes
         big = max(abs(lo), abs(hi))
         self.scale = int(np.frexp(big)[1]) if big > 2.0 ** 400 else 0
 
@@ -136,6 +137,12 @@ def _bin_centers(edges):
 
 
 def _histogram(image, mask, nbins, nan_policy, backend, num_threads, need_sum=False, need_counts=True):
+    h, kernel = _histogram_views(image, mask, nbins, nan_policy, backend, num_threads, need_sum, need_counts)
+    h.kernel = kernel
+    return h
+
+
+def _histogram_views(image, mask, nbins, nan_policy, backend, num_threads, need_sum, need_counts):
     image, _ = unwrap_image(image)
     arr = check_image(image, finite=False)
     if nan_policy not in ("raise", "omit"):
@@ -146,6 +153,7 @@ def _histogram(image, mask, nbins, nan_policy, backend, num_threads, need_sum=Fa
     name = _backend.resolve(backend, arr, supported=("cpu", "numba"))
     fam = family(name, "threshold")
     view, mview, _ = _kernel_views(arr, m)
+    kernel = (fam, view, mview, nt)
     dt = view.dtype
     empty_msg = ("the mask selects no voxels" if m is not None else "the image has no finite voxels") + \
         "; nothing to threshold (check the mask, or use nan_policy='omit' only with some finite voxels)"
@@ -164,7 +172,8 @@ def _histogram(image, mask, nbins, nan_policy, backend, num_threads, need_sum=Fa
         centers = np.arange(dmin + first, dmin + last + 1, dtype=np.float64)
         n = int(counts.sum())
         total = float(np.dot(counts.astype(np.float64), centers))
-        return _Hist(counts.astype(np.float64), centers, float(centers[0]), float(centers[-1]), n, total / n, True)
+        return _Hist(counts.astype(np.float64), centers, float(centers[0]), float(centers[-1]), n, total / n,
+                     True), kernel
     # range pass (parallel; without mask and sum, float images get a min/max
     # pass that is about the cost of reading the volume once), then the counts
     lo, hi, count, nonfinite, total = fam.scan(view, mview, nt, need_sum)
@@ -180,12 +189,12 @@ def _histogram(image, mask, nbins, nan_policy, backend, num_threads, need_sum=Fa
         if not np.isfinite(mean):  # the float64 sum overflowed (float64 values near +-1e308)
             mean = _scaled_mean(arr, m, lo, hi, count)
     if not need_counts:
-        return _Hist(None, None, lo, hi, count, mean, False)
+        return _Hist(None, None, lo, hi, count, mean, False), kernel
     if dt.kind in "biu" and nbins is None and hi - lo + 1 <= _EXACT_MAX_BINS:
         lo_i = int(lo)
         counts = fam.histogram_exact(view, mview, lo_i, int(hi) - lo_i + 1, nt)
         centers = np.arange(lo_i, int(hi) + 1, dtype=np.float64)
-        return _Hist(counts.astype(np.float64), centers, lo, hi, count, mean, True)
+        return _Hist(counts.astype(np.float64), centers, lo, hi, count, mean, True), kernel
     nb = 256 if nbins is None else nbins
     # numpy.histogram's own edges: computed in the image's float type (float64
     # for integers), which the kernels' counts reproduce bit for bit; the bin
@@ -193,10 +202,10 @@ def _histogram(image, mask, nbins, nan_policy, backend, num_threads, need_sum=Fa
     etype = dt if dt.kind == "f" else np.dtype(np.float64)
     if lo == hi and etype.type(lo) - etype.type(0.5) == etype.type(lo):
         # a constant beyond 2**53 (float64) or 2**24 (float32): lo +- 0.5 are not distinct
-        return _Hist(np.array([float(count)]), np.array([lo]), lo, hi, count, mean, False)
+        return _Hist(np.array([float(count)]), np.array([lo]), lo, hi, count, mean, False), kernel
     edges = _bin_edges(lo, hi, nb, etype, m is not None)
     counts = fam.histogram_binned(view, mview, edges, nt)
-    return _Hist(counts.astype(np.float64), _bin_centers(edges), lo, hi, count, mean, False)
+    return _Hist(counts.astype(np.float64), _bin_centers(edges), lo, hi, count, mean, False), kernel
 
 
 def histogram(image, *, mask=None, nbins=None, nan_policy="raise", backend="auto", num_threads=None):
@@ -521,8 +530,11 @@ def minimum(image, *, mask=None, nbins=None, nan_policy="raise", backend="auto",
     returns the lowest bin between them; :class:`InvalidParameterError` if
     the histogram never becomes bimodal within 10000 smoothings (as
     scikit-image).  On an exact int16 histogram (thousands of bins) that can
-    take thousands of smoothings; they run in the kernel (C++ or numba), the
-    same double operations as numpy's ``(h[:-2] + h[1:-1] + h[2:]) / 3``.
+    take thousands of smoothings; they run in the kernel (C++ or numba) with
+    scikit-image's arithmetic: a float32 histogram and each smoothing what
+    ``scipy.ndimage.uniform_filter1d(h, 3)`` computes (the three values
+    summed in double, divided by 3, rounded to float32), so ties, and the
+    number of maxima, are scikit-image's.
     {params}
     Examples
     --------
@@ -570,18 +582,19 @@ def li(image, *, mask=None, nbins=None, nan_policy="raise", tolerance=None, back
 
     Notes
     -----
-    For integer images this is ``skimage.filters.threshold_li``'s own
-    histogram iteration (same initial guess, the mean; same tolerance and
-    stopping rules).  For float images scikit-image iterates on the voxel
-    values; this function runs the same iteration on the binned histogram
-    (one pass over the volume instead of one per iteration), with the lowest
-    bin standing for the minimum it holds, so that a background made of the
-    minimum alone (an exact zero background) stops the iteration with a
-    background mean of 0 as in scikit-image.  Deliberate difference: bins
-    are not values, and Li's criterion is flat near its optimum, so where
-    the threshold splits a bin, or the iteration creeps towards its fixed
-    point in sub-bin steps, the result can move by a few bins from
-    scikit-image's.
+    ``skimage.filters.threshold_li``'s iteration (same initial guess, the
+    mean; same tolerance and stopping rules) on the voxel values.  With an
+    exact integer histogram the class means come from the histogram, which
+    holds every value (no further pass).  Otherwise (float images, and
+    32-bit integers spanning more than 2**20 values) each step is one pass
+    over the volume that sums the values above and below ``t`` (a binned
+    histogram would put a whole bin on one side of ``t``: the iteration can
+    then reach another fixed point, tens of bins away, with a very
+    different foreground).  The map from ``t`` to the next ``t`` depends only
+    on which voxels lie above ``t``, so the iteration stops when a split
+    repeats; it usually takes two to five passes.  The means are float64
+    sums (scikit-image's are float32 for float32 images), so the result
+    agrees with scikit-image's to float32 rounding of ``t``.
 
     Examples
     --------
@@ -601,51 +614,56 @@ def li(image, *, mask=None, nbins=None, nan_policy="raise", tolerance=None, back
     return _li_iterate(h, tolerance)
 
 
+def _li_tolerance(h, x, tolerance):
+    """scikit-image's default tolerance (half the smallest difference between
+    distinct values; 0.5 for integer images), in the units of ``x`` (values
+    shifted to 0 and divided by 2**h.scale)."""
+    if tolerance is not None:
+        return float(np.ldexp(tolerance, -h.scale))
+    if h.exact:
+        return 0.5
+    # Non-empty bins apart from one another (few distinct values, e.g.
+    # integer-valued floats) give that difference; adjacent ones (dense
+    # values) bound it by nothing above 0: their scikit-image tolerance is a
+    # tiny fraction of a bin, and the iteration runs to its fixed point
+    nz = np.flatnonzero(h.counts)
+    return 0.5 * float(np.diff(x[nz]).min()) if np.diff(nz).min() > 1 else 0.0
+
+
 def _li_iterate(h, tolerance):
-    """scikit-image's Li iteration on a histogram (values shifted to start at 0,
-    divided by 2**h.scale)."""
+    """scikit-image's Li iteration, values shifted to start at 0 and divided by
+    2**h.scale: on the histogram when it is exact, else one pass over the
+    voxels per step (``li_split``)."""
     c = h.counts
     x = h.centers - h.lo
     if not h.exact:
-        # the lowest bin holds the minimum (often alone: an image's zero
-        # background); represented by it, a background made only of the
-        # minimum has mean 0 and stops the iteration where scikit-image's
-        # iteration on the values stops (with its centre it never would)
-        x[0] = 0.0
+        x[0] = 0.0  # the lowest bin's values: the minimum, often alone (a zero background)
     x = np.ldexp(x, -h.scale)
-    if tolerance is None:
-        if h.exact:
-            tolerance = 0.5  # scikit-image's for integer images
-        else:
-            # scikit-image's is half the smallest difference between distinct
-            # values.  Non-empty bins apart from one another (few distinct
-            # values, e.g. integer-valued floats) give that difference; adjacent
-            # ones (dense values) bound it by nothing above 0, and their
-            # scikit-image tolerance is a tiny fraction of a bin: iterate to the
-            # fixed point, as scikit-image does, instead of stopping a few
-            # bins short of it
-            nz = np.flatnonzero(c)
-            tolerance = 0.5 * float(np.diff(x[nz]).min()) if np.diff(nz).min() > 1 else 0.0
-    else:
-        tolerance = float(np.ldexp(tolerance, -h.scale))
+    tolerance = _li_tolerance(h, x, tolerance)
     t_next = float(np.ldexp(h.mean - h.lo, -h.scale))  # scikit-image's initial guess: the mean
     t_curr = -2.0 * tolerance  # differs from t_next > 0 by more than the tolerance
+    if not h.exact:
+        fam, view, mview, nt = h.kernel
+        f = float(np.ldexp(1.0, -h.scale))
+
+        def split(t):
+            return fam.li_split(view, mview, float(h.lo), f, t, nt)
+    else:
+        def split(t):
+            fg = x > t
+            return int(c[fg].sum()), float(np.dot(x[fg], c[fg])), int(c[~fg].sum()), float(np.dot(x[~fg], c[~fg]))
     seen = set()
     while abs(t_next - t_curr) > tolerance:
         t_curr = t_next
-        # on a histogram the map t -> t_next depends only on which bins lie
-        # above t: a split seen before means a fixed point or a cycle
-        k = int(np.searchsorted(x, t_curr, side="right"))
-        if k in seen:
+        nf, sf, nb, sb = split(t_curr)
+        # the map t -> t_next depends only on which values lie above t: a split
+        # seen before means a fixed point or a cycle
+        if nf in seen:
             break
-        seen.add(k)
-        fg = x > t_curr
-        bg = ~fg
-        wf, wb = c[fg].sum(), c[bg].sum()
-        if wf == 0 or wb == 0:
+        seen.add(nf)
+        if nf == 0 or nb == 0:
             break
-        mean_fore = float(np.dot(x[fg], c[fg]) / wf)
-        mean_back = float(np.dot(x[bg], c[bg]) / wb)
+        mean_fore, mean_back = sf / nf, sb / nb
         if mean_back == 0:
             break
         t_next = (mean_back - mean_fore) / (np.log(mean_back) - np.log(mean_fore))

@@ -523,6 +523,165 @@ ScanResult scan(const T* img, const uint8_t* mask, int64_t N, int num_threads, b
     return out;
 }
 
+// ----------------------------------------------------------------- Li split
+
+// One step of Li's iteration on the voxel values themselves (what
+// skimage.filters.threshold_li does for every image; the histogram version
+// in threshold.py is exact only for exact integer histograms): over the
+// selected finite voxels, with d = v * f - lo * f (f a power of two that
+// keeps the sums finite, usually 1), the counts and the sums of d above t
+// (d > t) and at or below it.  Per 64Ki-voxel chunk, voxel i adds to lane
+// (i - chunk start) % 8 of its side, the lanes combine as a fixed tree and the
+// chunks in order, so the sums do not depend on the thread count; numba's
+// li_split does the same operations.  Branch-free, so the compiler can
+// vectorise the eight lanes; memory-bound, one read of the volume.
+struct LiSplit {
+    int64_t n_above = 0, n_below = 0;
+    double s_above = 0.0, s_below = 0.0;
+};
+
+namespace detail {
+// One chunk of li_split, the general path: voxel i in lane (i - i0) % 8 of its
+// side; masked-out and NaN/inf voxels (nan_policy='omit') count on neither.
+// Branch-free (the side of a voxel is as unpredictable as the image: with
+// branches a pass cost 130 ms on 256^3 instead of 7): on x86 the eight lanes
+// are four SSE2 pairs of selects and adds; elsewhere the scalar loop below.
+template <class T>
+LiSplit li_split_chunk(const T* img, const uint8_t* mask, int64_t i0, int64_t i1, double f, double lof, double t) {
+    constexpr int L = kLanes;
+    double sa[L] = {0, 0, 0, 0, 0, 0, 0, 0}, sb[L] = {0, 0, 0, 0, 0, 0, 0, 0};
+    LiSplit r;
+    int64_t i = i0;
+#if MEDSEG_THRESHOLD_SSE2
+    {
+        const __m128d vf = _mm_set1_pd(f), vlof = _mm_set1_pd(lof), vt = _mm_set1_pd(t), zero = _mm_setzero_pd();
+        __m128d a[4], b[4];
+        for (int q = 0; q < 4; ++q) a[q] = b[q] = zero;
+        int64_t na = 0, nb = 0;
+        for (; i + L <= i1; i += L) {
+            alignas(16) double v[L];
+            alignas(16) uint64_t m[L];
+            for (int k = 0; k < L; ++k) {
+                v[k] = static_cast<double>(img[i + k]);
+                m[k] = mask ? uint64_t(0) - uint64_t(mask[i + k] != 0) : ~uint64_t(0);
+            }
+            for (int q = 0; q < 4; ++q) {
+                const __m128d d = _mm_sub_pd(_mm_mul_pd(_mm_load_pd(v + 2 * q), vf), vlof);
+                const __m128d ok = _mm_and_pd(_mm_castsi128_pd(_mm_load_si128(reinterpret_cast<const __m128i*>(m + 2 * q))),
+                                              _mm_cmpeq_pd(_mm_sub_pd(d, d), zero));  // selected and finite
+                const __m128d gt = _mm_cmpgt_pd(d, vt);
+                const __m128d up = _mm_and_pd(ok, gt), down = _mm_andnot_pd(gt, ok);
+                a[q] = _mm_add_pd(a[q], _mm_and_pd(up, d));
+                b[q] = _mm_add_pd(b[q], _mm_and_pd(down, d));
+                const int mu = _mm_movemask_pd(up), md = _mm_movemask_pd(down);  // 0..3
+                na += (mu & 1) + (mu >> 1);
+                nb += (md & 1) + (md >> 1);
+            }
+        }
+        for (int q = 0; q < 4; ++q) { _mm_storeu_pd(sa + 2 * q, a[q]); _mm_storeu_pd(sb + 2 * q, b[q]); }
+        r.n_above = na;
+        r.n_below = nb;
+    }
+#endif
+    for (int k = 0; i < i1; ++i, k = (k + 1) & (L - 1)) {  // what remains, lanes in order
+        const double d = static_cast<double>(img[i]) * f - lof;
+        if ((mask && !mask[i]) || !std::isfinite(d)) continue;
+        if (d > t) { sa[k] += d; ++r.n_above; }
+        else { sb[k] += d; ++r.n_below; }
+    }
+    r.s_above = combine_lanes(sa);
+    r.s_below = combine_lanes(sb);
+    return r;
+}
+
+#if MEDSEG_X86_DISPATCH
+// The same for a float32 chunk, lanes 0-3 and 4-7 in two vectors of four
+// doubles (each lane adds its values in the same order: same bits); masked-out
+// voxels add +0.0 to a lane, which changes no sum (the sums start at +0.0 and
+// d >= 0 for every selected voxel).  False when a selected value is NaN/inf
+// (then the chunk takes the general path).
+MEDSEG_TARGET_AVX2 inline bool li_split_f32_avx2(const float* p, const uint8_t* mask, int64_t n, double f,
+                                                  double lof, double t, LiSplit& r) {
+    constexpr uint8_t pc4[16] = {0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4};  // bits set in 4 bits
+    const __m256d vf = _mm256_set1_pd(f), vlof = _mm256_set1_pd(lof), vt = _mm256_set1_pd(t);
+    __m256d sa0 = _mm256_setzero_pd(), sa1 = sa0, sb0 = sa0, sb1 = sa0, bad = sa0;
+    __m256d ok0 = _mm256_castsi256_pd(_mm256_set1_epi64x(-1)), ok1 = ok0;
+    int64_t na = 0, nb = 0, i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(p + i);
+        const __m256d d0 = _mm256_sub_pd(_mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), vf), vlof);
+        const __m256d d1 = _mm256_sub_pd(_mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)), vf), vlof);
+        if (mask) {
+            int32_t m0, m1;
+            std::memcpy(&m0, mask + i, 4);
+            std::memcpy(&m1, mask + i + 4, 4);
+            const __m256i zero = _mm256_setzero_si256();
+            ok0 = _mm256_castsi256_pd(_mm256_cmpgt_epi64(_mm256_cvtepu8_epi64(_mm_cvtsi32_si128(m0)), zero));
+            ok1 = _mm256_castsi256_pd(_mm256_cmpgt_epi64(_mm256_cvtepu8_epi64(_mm_cvtsi32_si128(m1)), zero));
+        }
+        const __m256d g0 = _mm256_cmp_pd(d0, vt, _CMP_GT_OQ), g1 = _mm256_cmp_pd(d1, vt, _CMP_GT_OQ);
+        const __m256d u0 = _mm256_and_pd(ok0, g0), u1 = _mm256_and_pd(ok1, g1);
+        const __m256d w0 = _mm256_andnot_pd(g0, ok0), w1 = _mm256_andnot_pd(g1, ok1);
+        sa0 = _mm256_add_pd(sa0, _mm256_and_pd(u0, d0));
+        sa1 = _mm256_add_pd(sa1, _mm256_and_pd(u1, d1));
+        sb0 = _mm256_add_pd(sb0, _mm256_and_pd(w0, d0));
+        sb1 = _mm256_add_pd(sb1, _mm256_and_pd(w1, d1));
+        na += pc4[_mm256_movemask_pd(u0)] + pc4[_mm256_movemask_pd(u1)];
+        nb += pc4[_mm256_movemask_pd(w0)] + pc4[_mm256_movemask_pd(w1)];
+        // NaN iff a selected NaN/inf was read
+        bad = _mm256_add_pd(bad, _mm256_add_pd(_mm256_and_pd(ok0, _mm256_sub_pd(d0, d0)),
+                                               _mm256_and_pd(ok1, _mm256_sub_pd(d1, d1))));
+    }
+    double sa[8], sb[8], b[4];
+    _mm256_storeu_pd(sa, sa0); _mm256_storeu_pd(sa + 4, sa1);
+    _mm256_storeu_pd(sb, sb0); _mm256_storeu_pd(sb + 4, sb1);
+    _mm256_storeu_pd(b, bad);
+    if (!(b[0] == 0.0 && b[1] == 0.0 && b[2] == 0.0 && b[3] == 0.0)) return false;
+    for (int k = 0; i < n; ++i, ++k) {  // the tail: lanes 0.. in order
+        if (mask && !mask[i]) continue;
+        const double d = static_cast<double>(p[i]) * f - lof;
+        if (!std::isfinite(d)) return false;
+        if (d > t) { sa[k] += d; ++na; }
+        else { sb[k] += d; ++nb; }
+    }
+    r.n_above = na;
+    r.n_below = nb;
+    r.s_above = combine_lanes(sa);
+    r.s_below = combine_lanes(sb);
+    return true;
+}
+#endif
+}  // namespace detail
+
+template <class T>
+LiSplit li_split(const T* img, const uint8_t* mask, int64_t N, double lo, double f, double t, int num_threads) {
+    constexpr int64_t CH = int64_t(1) << 16;
+    const int64_t nch = (N + CH - 1) / CH;
+    const double lof = lo * f;
+    std::vector<LiSplit> part(nch);
+    const int nt = static_cast<int>(std::min<int64_t>(resolve_threads(num_threads), nch / 4 + 1));
+#if MEDSEG_X86_DISPATCH
+    const bool avx2 = active_isa() != Isa::baseline;
+#endif
+    parallel_for_dynamic(nch, nt, [&](int64_t c) {
+        const int64_t i0 = c * CH, i1 = std::min(N, i0 + CH);
+#if MEDSEG_X86_DISPATCH
+        if constexpr (std::is_same_v<T, float>)
+            if (avx2 && detail::li_split_f32_avx2(img + i0, mask ? mask + i0 : nullptr, i1 - i0, f, lof, t, part[c]))
+                return;
+#endif
+        part[c] = detail::li_split_chunk(img, mask, i0, i1, f, lof, t);
+    });
+    LiSplit out;
+    for (const auto& r : part) {
+        out.n_above += r.n_above;
+        out.n_below += r.n_below;
+        out.s_above += r.s_above;
+        out.s_below += r.s_below;
+    }
+    return out;
+}
+
 // ----------------------------------------------------------------- histograms
 
 namespace detail {
@@ -989,11 +1148,13 @@ void histogram_binned(const T* img, const uint8_t* mask, int64_t N, const E* edg
 // local maxima; with exactly two, the threshold is the first lowest bin
 // between them.  Maxima as scikit-image finds them: scanning upwards, a
 // maximum is a bin after which the histogram falls while it was last rising
-// (flat steps keep the direction).  Each step is ((a + b) + c) / 3 in double,
-// numpy's operations for (p[:-2] + p[1:-1] + p[2:]) / 3, so the smoothed
-// values, and therefore every tie, are those of the numpy formulation; on an
-// exact int16 histogram (thousands of bins, thousands of iterations) this is
-// the whole cost of the method, ~100x less than in numpy.
+// (flat steps keep the direction).  The histogram is float32 as scikit-image
+// keeps it (counts rounded to float32 first), and each step is what
+// scipy.ndimage.uniform_filter1d(h, 3) computes on it: ((a + b) + c) / 3 in
+// double (exact sums of three float32 values), rounded to float32.  So the
+// smoothed values, and therefore every tie and the number of maxima, are
+// scikit-image's; on an exact int16 histogram (thousands of bins, thousands of
+// iterations) this is the whole cost of the method, ~100x less than in numpy.
 //
 // h: the counts (n >= 1), overwritten with the last smoothed histogram.
 // Returns the threshold bin, or -1 if max_iter smoothings never leave exactly
@@ -1002,11 +1163,12 @@ inline int64_t minimum_threshold_bin(double* h, int64_t n, int64_t max_iter, int
     std::vector<double> t(static_cast<size_t>(n));
     int64_t mx[3] = {-1, -1, -1};
     int64_t it = 0, found = 0;
+    for (int64_t i = 0; i < n; ++i) h[i] = static_cast<double>(static_cast<float>(h[i]));
     while (it < max_iter) {
         ++it;
         for (int64_t i = 0; i < n; ++i) {
             const double a = h[i > 0 ? i - 1 : 0], b = h[i], c = h[i + 1 < n ? i + 1 : n - 1];
-            t[i] = ((a + b) + c) / 3.0;
+            t[i] = static_cast<double>(static_cast<float>(((a + b) + c) / 3.0));
         }
         std::copy(t.begin(), t.end(), h);
         found = 0;

@@ -108,6 +108,56 @@ def scan(image, mask, num_threads, need_sum=True):
     return float(lo), float(hi), cnt, nf, float(total)
 
 
+@njit(cache=CACHE, parallel=True)
+def _li_split(v, m, has_mask, lof, f, t, na_out, sa_out, nb_out, sb_out):
+    # mirrors medseg::li_split: per 64Ki chunk, voxel i in lane (i - chunk start) % 8
+    # of its side, lanes combined as a fixed tree
+    n = v.shape[0]
+    nch = (n + _SCAN - 1) // _SCAN
+    for c in prange(nch):
+        i0 = c * _SCAN
+        i1 = min(n, i0 + _SCAN)
+        sa = np.zeros(8)
+        sb = np.zeros(8)
+        na = 0
+        nb = 0
+        for i in range(i0, i1):
+            d = v[i] * f - lof
+            if not np.isfinite(d) or (has_mask and m[i] == 0):
+                continue
+            k = (i - i0) & 7
+            if d > t:
+                sa[k] += d
+                na += 1
+            else:
+                sb[k] += d
+                nb += 1
+        na_out[c] = na
+        nb_out[c] = nb
+        sa_out[c] = ((sa[0] + sa[1]) + (sa[2] + sa[3])) + ((sa[4] + sa[5]) + (sa[6] + sa[7]))
+        sb_out[c] = ((sb[0] + sb[1]) + (sb[2] + sb[3])) + ((sb[4] + sb[5]) + (sb[6] + sb[7]))
+
+
+def li_split(image, mask, lo, f, t, num_threads):
+    a = _flat(image)
+    m = _mask_flat(mask, a.size)
+    na, sa, nb, sb = 0, 0.0, 0, 0.0
+    lof = float(lo) * float(f)
+    with threads(num_threads):
+        for s, e in _chunks(a.size):
+            k = (e - s + _SCAN - 1) // _SCAN
+            nas, nbs = np.empty(k, np.int64), np.empty(k, np.int64)
+            sas, sbs = np.empty(k), np.empty(k)
+            _li_split(a[s:e].astype(np.float64), m[s:e] if m.size else m, m.size > 0, lof, float(f), float(t),
+                      nas, sas, nbs, sbs)
+            for j in range(k):  # chunk order, as the C++ kernel
+                sa += sas[j]
+                sb += sbs[j]
+            na += int(nas.sum())
+            nb += int(nbs.sum())
+    return na, float(sa), nb, float(sb)
+
+
 # ----------------------------------------------------------------- histograms
 
 
@@ -235,18 +285,22 @@ def multiotsu(counts, centers, classes):
 
 @njit(cache=CACHE)
 def _minimum_bin(h, max_iter):
-    # mirrors medseg::minimum_threshold_bin (the same double operations)
+    # mirrors medseg::minimum_threshold_bin (the same operations: float32 values,
+    # each step ((a + b) + c) / 3 in double rounded to float32, as scipy's
+    # uniform_filter1d on scikit-image's float32 histogram)
     n = h.shape[0]
     t = np.empty(n)
     mx = np.full(3, -1, np.int64)
     it = 0
     found = 0
+    for i in range(n):
+        h[i] = np.float64(np.float32(h[i]))
     while it < max_iter:
         it += 1
         for i in range(n):
             a = h[i - 1] if i > 0 else h[0]
             c = h[i + 1] if i + 1 < n else h[n - 1]
-            t[i] = ((a + h[i]) + c) / 3.0
+            t[i] = np.float64(np.float32(((a + h[i]) + c) / 3.0))
         h[:] = t
         found = 0
         direction = 1
