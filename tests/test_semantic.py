@@ -161,6 +161,17 @@ def test_ct_tissues_phantom(backend):
     assert not body3[truth == 2].any() and body3[truth == 4].all()
 
 
+def test_semantic_functions_leave_their_input_unchanged(backend):
+    hu, _ = _chest_phantom()
+    for name, a in layouts(hu).items():
+        before = a.copy()
+        S.ct_tissues(a, backend=backend)
+        S.body_mask(a, backend=backend)
+        S.classify(a, [-500, 0], backend=backend)
+        S.multiotsu_classes(a, 3, backend=backend)
+        np.testing.assert_array_equal(a, before, err_msg=name)
+
+
 def test_ct_tissues_range_boundaries(backend):
     """Each default range is lo <= HU < hi: voxels at exactly a boundary take the
     upper class (body voxels from -500 up to -190 HU are "other", -501 is lung)."""
