@@ -739,13 +739,35 @@ def _box(arr, name, win, mode, cval, op, k, r, offset, nt, mask=False, out=None)
     win_c = [int(w) for w in core_axes(win, arr.ndim, transposed, fill=1)]
     fam = family(name, "threshold")
     kout = writable_kernel_out(user_out, transposed)
+    if view.dtype == np.float64:
+        _check_box_range(fam, view, win_c, op, cval, nt)
     if mask:
         res, finite = fam.local_mask(view, win_c, _MODES[mode], cval, op, k, r, offset, nt)
     else:
         res, finite = fam.local_threshold(view, win_c, _MODES[mode], cval, op, k, r, offset, nt, kout)
     if not finite:
-        check_finite(arr)  # raises NonFiniteError; passes only if a float64 sum overflowed
+        check_finite(arr)  # raises NonFiniteError (finite float64 input cannot overflow: checked above)
     return deliver(user_out, res.T if transposed else res, kout)
+
+
+def _check_box_range(fam, view, win, op, cval, nt):
+    """float64 input only (other types cannot overflow a float64 window sum):
+    values so large that a window's sum (mean) or sum of squares (niblack,
+    sauvola) would overflow float64 raise, instead of giving inf/NaN statistics
+    (scikit-image returns NaN there).  One min/max pass, which also finds NaN/inf."""
+    lo, hi, _, nonfinite, _ = fam.scan(view, None, nt, False)
+    if nonfinite:
+        check_finite(view)
+    big = max(abs(float(lo)), abs(float(hi)), abs(float(cval)))
+    n = float(np.prod([float(w) for w in win]))
+    limit = np.finfo(np.float64).max / (4.0 * n)  # running sums add and subtract up to 2n terms
+    if op != 0:
+        limit = np.sqrt(limit)
+    if big > limit:
+        what = "sum of squares" if op != 0 else "sum"
+        raise InvalidImageError(
+            f"values up to {big:.3g}: a window's {what} of {int(n)} voxels would overflow float64 "
+            f"(the limit for this window is {limit:.3g}); rescale the image (e.g. divide it by 2**500)")
 
 
 def local(image, block_size, method="gaussian", offset=0.0, *, mode="reflect", cval=0.0, spacing=None,
@@ -915,7 +937,9 @@ def niblack(image, window_size=15, k=0.2, *, spacing=None, out=None, backend="au
     Parameters
     ----------
     image : (M, N) or (P, M, N) array or medseg_fast.io.Image
-        Any supported dtype; NaN/inf raise.
+        Any supported dtype; NaN/inf raise, and so do float64 values so large
+        (above ~1e150 for a 51^3 window) that a window's sum of squares would
+        overflow float64 (:class:`InvalidImageError`; scikit-image returns NaN).
     window_size : int or sequence of int (or float in mm with spacing)
         Odd box size in voxels (> 1 on some axis, not beyond the image); in mm
         with ``spacing`` (odd voxel count nearest to size / spacing, ties
