@@ -102,7 +102,10 @@ def run_isa_variants(script, tmp_path):
     """Run `script` (which saves an .npz to sys.argv[1], with key ``isa`` =
     ``_core.simd_isa()``) once per run-time ISA cap (MEDSEG_FAST_ISA), each in
     its own process since the ISA is chosen once per process.  Returns
-    {isa cap: loaded npz}; asserts that the baseline run really was baseline."""
+    {isa reached: loaded npz}, one entry per distinct ISA the CPU gave (a cap
+    above what the CPU has runs the best it has: that run is dropped rather
+    than compared with itself); asserts that the baseline run really was
+    baseline."""
     import os
     import subprocess
     import sys
@@ -112,6 +115,7 @@ def run_isa_variants(script, tmp_path):
         out = tmp_path / f"{isa}.npz"
         env = dict(os.environ, MEDSEG_FAST_ISA=isa)
         subprocess.run([sys.executable, "-c", script, str(out)], check=True, env=env)
-        results[isa] = np.load(out)
-    assert str(results["baseline"]["isa"]) == "baseline"
+        r = np.load(out)
+        results.setdefault(str(r["isa"]), r)
+    assert "baseline" in results
     return results
