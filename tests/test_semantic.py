@@ -172,6 +172,16 @@ def test_semantic_functions_leave_their_input_unchanged(backend):
         np.testing.assert_array_equal(a, before, err_msg=name)
 
 
+def test_classify_dtype_boundary(backend):
+    a = np.arange(600, dtype=np.float32).reshape(20, 30)
+    for n, plain, masked in ((254, np.uint8, np.uint8), (255, np.uint8, np.uint16), (256, np.uint16, np.uint16)):
+        t = np.linspace(-0.5, 598.5, n)
+        out = S.classify(a, t, backend=backend)
+        assert out.dtype == plain and int(out.max()) == n
+        out = S.classify(a, t, mask=a >= 0, backend=backend)
+        assert out.dtype == masked and int(out.max()) == n + 1
+
+
 def test_ct_tissues_range_boundaries(backend):
     """Each default range is lo <= HU < hi: voxels at exactly a boundary take the
     upper class (body voxels from -500 up to -190 HU are "other", -501 is lung)."""

@@ -70,7 +70,8 @@ def classify(image, thresholds, *, mask=None, backend="auto", num_threads=None):
 
     Returns
     -------
-    ndarray of uint8 (uint16 for 255 thresholds or more)
+    ndarray of uint8, or uint16 when the largest class does not fit (more
+    than 255 thresholds, or more than 254 with a mask)
         Without a mask, the number of thresholds strictly below each value
         (0..n): a voxel equal to a threshold stays in the lower class, the
         ``image > threshold`` rule of every threshold function.  Note that
