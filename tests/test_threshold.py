@@ -82,6 +82,129 @@ def test_otsu_dtypes(dtype, backend):
     assert T.otsu(a, backend=backend) == ref
 
 
+# ---------------------------------------------------------------- otsu: the certified bracket (16-bit, cpu)
+# otsu_bracket.hpp answers int16/uint16 images of 2**20+ voxels from one pass
+# that scatters only the voxels near the optimum, and must give the full
+# histogram's threshold exactly, or decline (None: the caller takes the
+# histogram).  The reference here is numpy's bincount with our histogram
+# formula, and the numba backend (which never takes the bracket).
+
+
+def _otsu_bincount(a):
+    v = a.astype(np.int64).ravel()
+    lo = int(v.min())
+    c = np.bincount(v - lo).astype(np.float64)
+    return float(lo + T._otsu_index(c, np.arange(lo, lo + c.size, dtype=np.float64)))
+
+
+def _bracket_volumes():
+    """16-bit volumes of 2**20 voxels: CT- and MR-like phantoms (clustered
+    classes with noise), random 2-5 class mixtures (voxel-wise and in runs),
+    uint16, outliers at the type's limits, spikes, a two-valued volume."""
+    rng = np.random.default_rng(20261206)
+    shape = (16, 256, 256)
+    out = []
+    ct, _ = ellipsoid_phantom(shape, seed=3, noise=0.0)
+    for noise in (5.0, 15.0, 60.0):
+        hu = np.where(ct > 0, ct * 4.0 - 300.0, -1000.0) + rng.normal(0, noise, shape)
+        out.append(("ct%g" % noise, np.rint(hu).astype(np.int16)))
+        out.append(("ct%g-u16" % noise, np.clip(np.rint(hu) + 1024, 0, 65535).astype(np.uint16)))
+    for k in range(24):
+        n = int(rng.integers(2, 6))
+        mu = rng.uniform(-1500, 3000, n)
+        sd = rng.uniform(1, 300, n)
+        w = rng.dirichlet(np.ones(n))
+        if k % 2:  # classes in runs of 997 voxels (spatially clustered), else voxel by voxel
+            comp = np.repeat(rng.choice(n, size=-(-shape[0] * 256 * 256 // 997), p=w), 997)[:np.prod(shape)]
+        else:
+            comp = rng.choice(n, size=np.prod(shape), p=w)
+        v = mu[comp] + sd[comp] * rng.standard_normal(comp.size)
+        if k % 3 == 0:
+            v = np.clip(np.rint(v) + 2000, 0, 65535).astype(np.uint16)
+        else:
+            v = np.clip(np.rint(v), -32768, 32767).astype(np.int16)
+        if k % 5 == 0:  # outliers at the type's limits
+            info = np.iinfo(v.dtype)
+            v[rng.integers(0, v.size, 7)] = info.max
+            v[rng.integers(0, v.size, 7)] = info.min
+        if k % 7 == 0:  # a spike: many voxels of one value
+            v[rng.integers(0, v.size, v.size // 10)] = v[0]
+        out.append((f"mix{k}", v.reshape(shape)))
+    two = np.zeros(shape, np.int16)
+    two[:, :, 100:] = 40
+    out.append(("two-valued", two))
+    return out
+
+
+@pytest.fixture(scope="module")
+def bracket_volumes():
+    return _bracket_volumes()
+
+
+def test_otsu_bracket_equals_full_histogram(bracket_volumes):
+    """Every certified answer equals the full histogram's (numpy bincount and
+    the numba backend); otsu() equals them whether or not the bracket
+    certified; the CT-like volumes do certify (else the test would check
+    nothing)."""
+    core = pytest.importorskip("medseg_fast._core")
+    certified = []
+    for name, v in bracket_volumes:
+        ref = _otsu_bincount(v)
+        assert T.otsu(v, backend="numba") == ref, name
+        assert T.otsu(v, backend="cpu") == ref, name
+        t = core.threshold.otsu_bracket(v, 0)
+        if t is not None:
+            assert float(t) == ref, name
+            certified.append(name)
+    if core.simd_isa() != "baseline":
+        assert {"ct5", "ct15", "ct60", "ct5-u16", "ct15-u16", "ct60-u16"} <= set(certified), certified
+        assert len(certified) >= 15, certified  # most of the random mixtures too
+    else:
+        assert certified == []  # the bracket needs AVX2; the histogram answers
+
+
+def test_otsu_bracket_threads_layouts_input_unchanged(bracket_volumes):
+    """1 or 2 threads, C/F/strided/big-endian layouts: the same threshold; the
+    input is not modified."""
+    pytest.importorskip("medseg_fast._core")
+    v = dict(bracket_volumes)["ct15"]
+    assert v.min() > -1100
+    keep = v.copy()
+    ref = _otsu_bincount(v)
+    for nt in (1, 2, None):
+        assert T.otsu(v, backend="cpu", num_threads=nt) == ref
+    big = np.zeros((2 * v.shape[0],) + v.shape[1:], v.dtype)
+    big[::2] = v  # a strided view of the 2**20 voxels
+    for name, a in {"F": np.asfortranarray(v), "big-endian": v.astype(">i2"), "strided": big[::2],
+                    "u16-big-endian": (v.astype(np.int32) + 1100).astype(">u2")}.items():
+        r = ref if name != "u16-big-endian" else ref + 1100
+        assert T.otsu(a, backend="cpu") == r, name
+    np.testing.assert_array_equal(v, keep)
+
+
+def test_otsu_bracket_real_ct_vs_skimage(shared_data):
+    """The TotalSegmentator CT (tiled to 2**20+ voxels) and the GE head CT:
+    the bracket certifies and equals scikit-image."""
+    core = pytest.importorskip("medseg_fast._core")
+    import nibabel
+
+    ct = np.asarray(nibabel.load(shared_data / "totalsegmentator" / "example_ct_sm.nii.gz").dataobj)
+    vols = [np.tile(ct.astype(np.int16), (2, 2, 4))]
+    ge = shared_data / "dcm_qa_ct_ge"
+    if ge.is_dir():
+        from medseg_fast import io
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            vols.append(io.load(ge).array)
+    for v in vols:
+        assert v.size >= 1 << 20 and v.dtype == np.int16
+        ref = _sk("otsu", v)
+        assert T.otsu(v) == ref
+        if core.simd_isa() != "baseline":
+            assert core.threshold.otsu_bracket(v, 0) == ref
+
+
 def test_int32_wide_range_is_binned(backend):
     rng = np.random.default_rng(3)
     a = np.concatenate([rng.normal(-1e7, 1e6, 500), rng.normal(2e7, 1e6, 500)]).astype(np.int32).reshape(20, 50)
@@ -791,10 +914,11 @@ def test_adaptive_task_partition(backend):
 
 
 def test_adaptive_isa_variants_identical(tmp_path):
-    """The run-time ISA variants of the box kernel and of the float32 histogram's
-    binning (baseline / avx2 / avx512, one process each, capped with
-    MEDSEG_FAST_ISA) give the same bits; the baseline equals the numba backend
-    (box kernel) and numpy.histogram (histogram)."""
+    """The run-time ISA variants of the box kernel, of the float32 histogram's
+    binning, of Li's split and of Otsu's bracket (baseline / avx2 / avx512, one
+    process each, capped with MEDSEG_FAST_ISA) give the same bits; the
+    baseline equals the numba backend (box kernel) and numpy.histogram
+    (histogram)."""
     pytest.importorskip("medseg_fast._core")
     script = (
         "import sys, numpy as np\n"
@@ -802,6 +926,8 @@ def test_adaptive_isa_variants_identical(tmp_path):
         "rng = np.random.default_rng(8)\n"
         "v = rng.normal(40, 300, (23, 37, 131)).astype(np.float32)\n"  # odd sizes: every tail path
         "i = rng.integers(-1024, 3000, (301, 277)).astype(np.int16)\n"
+        "o = np.rint(np.where(np.arange(1 << 20).reshape(16, 256, 256) % 256 < 150, -1000.0, 40.0)\n"
+        "            + rng.normal(0, 15, (16, 256, 256))).astype(np.int16)\n"
         "np.savez(sys.argv[1], isa=_core.simd_isa(), m=T.local(v, (5, 7, 9), 'mean', mode='constant', cval=2.0,\n"
         "         backend='cpu'), s=T.sauvola(v, 5, r=300.0, backend='cpu'), n=T.niblack(i, 11, backend='cpu'),\n"
         "         k=T.local_mask(i, 15, offset=3.0, backend='cpu'),\n"
@@ -809,6 +935,8 @@ def test_adaptive_isa_variants_identical(tmp_path):
         "         mu=np.array([T.mean(v, backend='cpu'), T.mean(v[:, :, 1:], backend='cpu'), T.mean(i, backend='cpu')]),\n"
         # Li's split sums (AVX2 lanes / SSE2 general path), an odd length for the tail
         "         li=np.array(_core.threshold.li_split(np.ascontiguousarray(v[:, :, 1:]), None, -900.0, 1.0, 950.5, 2)),\n"
+        # Otsu's certified bracket (AVX2 / AVX-512 copies; none on the baseline) and otsu() on its volume
+        "         ob=np.array([np.nan if (b := _core.threshold.otsu_bracket(o, 2)) is None else b, T.otsu(o)]),\n"
         # float32 histogram (binning per ISA): values on and one ulp around every edge, NaN omitted, a mask
         "         **_hist_case(T, v))\n"
     )
@@ -834,6 +962,9 @@ def test_adaptive_isa_variants_identical(tmp_path):
     for isa, r in results.items():
         for key in ("m", "s", "n", "k", "h", "hm", "mu", "li"):
             np.testing.assert_array_equal(r[key], base[key], err_msg=f"{isa} {key}")
+        # the bracket certifies on AVX2 and up, with the full histogram's threshold
+        assert np.isnan(r["ob"][0]) if isa == "baseline" else r["ob"][0] == base["ob"][1], (isa, r["ob"])
+        assert r["ob"][1] == base["ob"][1]
 
 
 # The float32 histogram case of the ISA test (run in each subprocess and here):

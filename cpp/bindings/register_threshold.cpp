@@ -3,6 +3,7 @@
 // Thin: check shapes, dispatch on dtype, release the GIL, call the kernel.
 // Parameter validation with Python semantics lives in medseg_fast/threshold.py.
 #include "common.hpp"
+#include "medseg/otsu_bracket.hpp"
 #include "medseg/threshold.hpp"
 
 using namespace medseg;
@@ -52,6 +53,27 @@ py::tuple li_split_py(const py::array& image, const py::object& mask, double lo,
         return li_split<T>(ip, mp, N, lo, f, t, num_threads);
     });
     return py::make_tuple(r.n_above, r.s_above, r.n_below, r.s_below);
+}
+
+// Otsu's threshold of an int16/uint16 image by the certified bracket
+// (otsu_bracket.hpp), or None where it does not apply or cannot certify (the
+// caller then takes the full histogram: the same threshold).
+py::object otsu_bracket_py(const py::array& image, int num_threads) {
+    const char kind = image.dtype().kind();
+    const bool is_u16 = kind == 'u';
+    if (image.dtype().itemsize() != 2 || (kind != 'u' && kind != 'i'))
+        throw py::type_error("otsu_bracket: int16 or uint16 image expected");
+    auto in = c_array<int16_t>(is_u16 ? py::array(image.attr("view")(py::dtype::of<int16_t>())) : image);
+    const int16_t* ip = in.data();
+    const int64_t N = image.size();
+    int64_t t = 0;
+    bool ok;
+    {
+        py::gil_scoped_release release;
+        ok = otsu_bracket_16(ip, N, is_u16, num_threads, t);
+    }
+    if (!ok) return py::none();
+    return py::int_(t);
 }
 
 using int_types = type_list<uint8_t, int8_t, uint16_t, int16_t, uint32_t, int32_t>;
@@ -228,6 +250,8 @@ MEDSEG_REGISTER(threshold) {
     m.def("li_split", &li_split_py, py::arg("image"), py::arg("mask"), py::arg("lo"), py::arg("f"), py::arg("t"),
           py::arg("num_threads"),
           "(n_above, sum_above, n_below, sum_below) of d = v*f - lo*f over the selected finite voxels, split at d > t");
+    m.def("otsu_bracket", &otsu_bracket_py, py::arg("image"), py::arg("num_threads"),
+          "Otsu's threshold of an int16/uint16 image without a full histogram, or None (take the histogram)");
     m.def("histogram_exact", &histogram_exact_py, py::arg("image"), py::arg("mask"), py::arg("lo"),
           py::arg("nbins"), py::arg("num_threads"));
     m.def("histogram_binned", &histogram_binned_py, py::arg("image"), py::arg("mask"), py::arg("edges"),

@@ -307,6 +307,15 @@ def otsu(image, *, mask=None, nbins=None, nan_policy="raise", backend="auto", nu
     float32, which rounds above 2**24 voxels, so near-ties on big volumes may
     fall one bin apart; this function accumulates in float64.
 
+    int16/uint16 images of 2**20 voxels or more (no ``mask``, no ``nbins``,
+    cpu backend with AVX2) skip most of the histogram: a sample places a
+    window of values around the optimum, one pass counts the voxels inside it
+    exactly and sums the rest, and bounds on the between-class variance
+    outside the window certify that the optimum is inside.  The result is the
+    full histogram's, bit for bit; where the bounds do not certify (flat,
+    many-modal histograms) the full histogram is taken.  On CT that is about
+    half the time of the histogram (see ``cpp/include/medseg/otsu_bracket.hpp``).
+
     Examples
     --------
     >>> import numpy as np
@@ -315,11 +324,39 @@ def otsu(image, *, mask=None, nbins=None, nan_policy="raise", backend="auto", nu
     >>> otsu(img)
     12.0
     """
+    t = _otsu_bracket(image, mask, nbins, backend, num_threads)
+    if t is not None:
+        return t
     h = _histogram(image, mask, nbins, nan_policy, backend, num_threads)
     const, v = _constant(h, "otsu")
     if const:
         return v
     return float(h.centers[_otsu_index(h.counts, h.values())])
+
+
+_BRACKET_MIN_VOXELS = 1 << 20
+
+
+def _otsu_bracket(image, mask, nbins, backend, num_threads):
+    """Otsu's threshold of an int16/uint16 image of 2**20 or more voxels on
+    the cpu backend, without a mask or nbins, by the certified bracket of
+    cpp/include/medseg/otsu_bracket.hpp: the same threshold as the full
+    histogram, bit for bit, from one pass that scatters only the voxels near
+    the optimum.  None where that does not apply or cannot certify (then the
+    caller takes the histogram).  Validates as _histogram does, so an invalid
+    argument raises the same error on either path."""
+    if mask is not None or nbins is not None:
+        return None
+    raw, _ = unwrap_image(image)
+    arr = check_image(raw, finite=False)
+    if arr.dtype.newbyteorder("=") not in (np.int16, np.uint16) or arr.size < _BRACKET_MIN_VOXELS:
+        return None
+    nt = check_threads(num_threads)
+    if _backend.resolve(backend, arr, supported=("cpu", "numba")) != "cpu":
+        return None
+    view, _ = native_c(arr)
+    t = family("cpu", "threshold").otsu_bracket(view, nt)
+    return None if t is None else float(t)
 
 
 def _otsu_index(c, v):
