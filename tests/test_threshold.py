@@ -182,6 +182,81 @@ def test_otsu_bracket_threads_layouts_input_unchanged(bracket_volumes):
     np.testing.assert_array_equal(v, keep)
 
 
+def _float_volumes():
+    """float32 volumes of 2**20 voxels: CT-like (HU with fractional noise),
+    random 2-5 class mixtures on several scales (0..1, HU, 1e6), clustered or
+    not, with a few outliers."""
+    rng = np.random.default_rng(61206)
+    shape = (16, 256, 256)
+    out = []
+    ct, _ = ellipsoid_phantom(shape, seed=5, noise=0.0)
+    for noise in (3.0, 15.0, 50.0):
+        hu = np.where(ct > 0, ct * 4.0 - 300.0, -1000.0) + rng.normal(0, noise, shape)
+        out.append(("ct%g" % noise, hu.astype(np.float32)))
+    for k in range(18):
+        n = int(rng.integers(2, 6))
+        scale = (1.0, 1000.0, 1e6)[k % 3]
+        mu = rng.uniform(-1, 2, n) * scale
+        sd = rng.uniform(0.003, 0.2, n) * scale
+        w = rng.dirichlet(np.ones(n))
+        if k % 2:
+            comp = np.repeat(rng.choice(n, size=-(-np.prod(shape) // 997), p=w), 997)[:np.prod(shape)]
+        else:
+            comp = rng.choice(n, size=np.prod(shape), p=w)
+        v = (mu[comp] + sd[comp] * rng.standard_normal(comp.size)).astype(np.float32)
+        if k % 5 == 0:
+            v[rng.integers(0, v.size, 5)] = np.float32(mu.max() + 20 * sd.max())
+        out.append((f"fmix{k}", v.reshape(shape)))
+    return out
+
+
+def test_otsu_bracket_float32_equals_full_histogram():
+    """float32: the certified bin equals the full histogram's (numba backend,
+    and our own histogram through numpy's edges); CT-like volumes certify;
+    nbins other than 256 too."""
+    core = pytest.importorskip("medseg_fast._core")
+    certified = []
+    for name, v in _float_volumes():
+        ref = T.otsu(v, backend="numba")
+        assert T.otsu(v, backend="cpu") == ref, name
+        lo, hi = float(v.min()), float(v.max())
+        edges = T._bin_edges(lo, hi, 256, np.dtype(np.float32), False)
+        centers = T._bin_centers(edges)
+        k = core.threshold.otsu_bracket_binned(v, edges, centers, 0)
+        if k is not None:
+            counts, _ = T.histogram(v, backend="numba")
+            assert k == T._otsu_index(counts.astype(np.float64), centers), name
+            assert centers[k] == ref
+            certified.append(name)
+    for nb in (64, 1000):
+        v = dict(_float_volumes())["ct15"]
+        assert T.otsu(v, nbins=nb, backend="cpu") == T.otsu(v, nbins=nb, backend="numba"), nb
+    if core.simd_isa() != "baseline":
+        assert {"ct3", "ct15", "ct50"} <= set(certified), certified
+        assert len(certified) >= 6, certified
+    else:
+        assert certified == []
+
+
+def test_otsu_bracket_float32_nan_threads_layouts():
+    """NaN with nan_policy='omit' takes the histogram (same answer as numba);
+    threads and layouts give the same threshold; the input is unchanged."""
+    pytest.importorskip("medseg_fast._core")
+    v = dict(_float_volumes())["ct15"]
+    keep = v.copy()
+    ref = T.otsu(v, backend="numba")
+    for nt in (1, 2):
+        assert T.otsu(v, backend="cpu", num_threads=nt) == ref
+    assert T.otsu(np.asfortranarray(v), backend="cpu") == ref
+    assert T.otsu(v.astype(">f4"), backend="cpu") == ref
+    w = v.copy()
+    w[3, 4, 5] = np.nan
+    assert T.otsu(w, nan_policy="omit", backend="cpu") == T.otsu(w, nan_policy="omit", backend="numba")
+    with pytest.raises(NonFiniteError):
+        T.otsu(w, backend="cpu")
+    np.testing.assert_array_equal(v, keep)
+
+
 def test_otsu_bracket_real_ct_vs_skimage(shared_data):
     """The TotalSegmentator CT (tiled to 2**20+ voxels) and the GE head CT:
     the bracket certifies and equals scikit-image."""
@@ -937,6 +1012,7 @@ def test_adaptive_isa_variants_identical(tmp_path):
         "         li=np.array(_core.threshold.li_split(np.ascontiguousarray(v[:, :, 1:]), None, -900.0, 1.0, 950.5, 2)),\n"
         # Otsu's certified bracket (AVX2 / AVX-512 copies; none on the baseline) and otsu() on its volume
         "         ob=np.array([np.nan if (b := _core.threshold.otsu_bracket(o, 2)) is None else b, T.otsu(o)]),\n"
+        "         of=np.array([T.otsu(o.astype(np.float32) + np.float32(0.25))]),\n"
         # float32 histogram (binning per ISA): values on and one ulp around every edge, NaN omitted, a mask
         "         **_hist_case(T, v))\n"
     )
@@ -965,6 +1041,7 @@ def test_adaptive_isa_variants_identical(tmp_path):
         # the bracket certifies on AVX2 and up, with the full histogram's threshold
         assert np.isnan(r["ob"][0]) if isa == "baseline" else r["ob"][0] == base["ob"][1], (isa, r["ob"])
         assert r["ob"][1] == base["ob"][1]
+        assert r["of"][0] == base["of"][0]  # float32: the bracket (avx2/avx512) and the histogram (baseline)
 
 
 # The float32 histogram case of the ISA test (run in each subprocess and here):

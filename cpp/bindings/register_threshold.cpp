@@ -76,6 +76,28 @@ py::object otsu_bracket_py(const py::array& image, int num_threads) {
     return py::int_(t);
 }
 
+// Otsu's bin of a float32 image on the histogram with these float32 edges and
+// float64 centres (the certified bracket, otsu_bracket.hpp), or None (take the
+// histogram: the same bin).  The image must be free of NaN/inf.
+py::object otsu_bracket_binned_py(const py::array& image, const py::array& edges, const py::array& centers,
+                                  int num_threads) {
+    auto in = c_array<float>(image);
+    auto e = c_array<float>(edges);
+    auto c = c_array<double>(centers);
+    const int64_t nbins = static_cast<int64_t>(e.size()) - 1;
+    if (nbins < 1 || c.size() != nbins) throw py::value_error("otsu_bracket_binned: centers must have len(edges) - 1 entries");
+    const float* ip = in.data();
+    const int64_t N = image.size();
+    int64_t bin = 0;
+    bool ok;
+    {
+        py::gil_scoped_release release;
+        ok = otsu_bracket_f32(ip, N, e.data(), nbins, c.data(), num_threads, bin);
+    }
+    if (!ok) return py::none();
+    return py::int_(bin);
+}
+
 using int_types = type_list<uint8_t, int8_t, uint16_t, int16_t, uint32_t, int32_t>;
 
 py::array histogram_exact_py(const py::array& image, const py::object& mask, int64_t lo, int64_t nbins,
@@ -252,6 +274,9 @@ MEDSEG_REGISTER(threshold) {
           "(n_above, sum_above, n_below, sum_below) of d = v*f - lo*f over the selected finite voxels, split at d > t");
     m.def("otsu_bracket", &otsu_bracket_py, py::arg("image"), py::arg("num_threads"),
           "Otsu's threshold of an int16/uint16 image without a full histogram, or None (take the histogram)");
+    m.def("otsu_bracket_binned", &otsu_bracket_binned_py, py::arg("image"), py::arg("edges"), py::arg("centers"),
+          py::arg("num_threads"),
+          "Otsu's bin of a float32 image (no NaN/inf) on the histogram with these edges, or None (take it)");
     m.def("histogram_exact", &histogram_exact_py, py::arg("image"), py::arg("mask"), py::arg("lo"),
           py::arg("nbins"), py::arg("num_threads"));
     m.def("histogram_binned", &histogram_binned_py, py::arg("image"), py::arg("mask"), py::arg("edges"),

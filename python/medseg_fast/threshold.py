@@ -51,12 +51,13 @@ class _Hist:
     values (``np.ldexp(centers, -k)``) so that their moments cannot overflow:
     0 (no scaling, not a bit changed) unless values reach about 1e120."""
 
-    __slots__ = ("counts", "centers", "lo", "hi", "count", "mean", "exact", "scale", "kernel")
+    __slots__ = ("counts", "centers", "lo", "hi", "count", "mean", "exact", "scale", "kernel", "bracket")
 
     def __init__(self, counts, centers, lo, hi, count, mean, exact):
         self.counts, self.centers, self.lo, self.hi = counts, centers, lo, hi
         self.count, self.mean, self.exact = count, mean, exact
         self.kernel = None  # (backend family, image view, mask view, threads) for further passes
+        self.bracket = None  # otsu's bin from the certified bracket (counts then None), see otsu()
         big = max(abs(lo), abs(hi))
         self.scale = int(np.frexp(big)[1]) if big > 2.0 ** 400 else 0
 
@@ -136,13 +137,13 @@ def _bin_centers(edges):
     return centers
 
 
-def _histogram(image, mask, nbins, nan_policy, backend, num_threads, need_sum=False, need_counts=True):
-    h, kernel = _histogram_views(image, mask, nbins, nan_policy, backend, num_threads, need_sum, need_counts)
+def _histogram(image, mask, nbins, nan_policy, backend, num_threads, need_sum=False, need_counts=True, bracket=False):
+    h, kernel = _histogram_views(image, mask, nbins, nan_policy, backend, num_threads, need_sum, need_counts, bracket)
     h.kernel = kernel
     return h
 
 
-def _histogram_views(image, mask, nbins, nan_policy, backend, num_threads, need_sum, need_counts):
+def _histogram_views(image, mask, nbins, nan_policy, backend, num_threads, need_sum, need_counts, bracket=False):
     image, _ = unwrap_image(image)
     arr = check_image(image, finite=False)
     if nan_policy not in ("raise", "omit"):
@@ -204,8 +205,17 @@ def _histogram_views(image, mask, nbins, nan_policy, backend, num_threads, need_
         # a constant beyond 2**53 (float64) or 2**24 (float32): lo +- 0.5 are not distinct
         return _Hist(np.array([float(count)]), np.array([lo]), lo, hi, count, mean, False), kernel
     edges = _bin_edges(lo, hi, nb, etype, m is not None)
+    centers = _bin_centers(edges)
+    if (bracket and name == "cpu" and dt == np.float32 and mview is None and not nonfinite
+            and view.size >= _BRACKET_MIN_VOXELS and lo < hi):
+        # otsu on float32: the certified bracket over the bins (otsu_bracket.hpp), or None
+        k = fam.otsu_bracket_binned(view, edges, centers, nt)
+        if k is not None:
+            h = _Hist(None, centers, lo, hi, count, mean, False)
+            h.bracket = int(k)
+            return h, kernel
     counts = fam.histogram_binned(view, mview, edges, nt)
-    return _Hist(counts.astype(np.float64), _bin_centers(edges), lo, hi, count, mean, False), kernel
+    return _Hist(counts.astype(np.float64), centers, lo, hi, count, mean, False), kernel
 
 
 def histogram(image, *, mask=None, nbins=None, nan_policy="raise", backend="auto", num_threads=None):
@@ -307,14 +317,17 @@ def otsu(image, *, mask=None, nbins=None, nan_policy="raise", backend="auto", nu
     float32, which rounds above 2**24 voxels, so near-ties on big volumes may
     fall one bin apart; this function accumulates in float64.
 
-    int16/uint16 images of 2**20 voxels or more (no ``mask``, no ``nbins``,
-    cpu backend with AVX2) skip most of the histogram: a sample places a
-    window of values around the optimum, one pass counts the voxels inside it
-    exactly and sums the rest, and bounds on the between-class variance
-    outside the window certify that the optimum is inside.  The result is the
-    full histogram's, bit for bit; where the bounds do not certify (flat,
-    many-modal histograms) the full histogram is taken.  On CT that is about
-    half the time of the histogram (see ``cpp/include/medseg/otsu_bracket.hpp``).
+    Images of 2**20 voxels or more (cpu backend with AVX2, no ``mask``)
+    skip most of the histogram: a sample places a window of values (int16,
+    uint16; no ``nbins``) or bins (float32 without NaN/inf) around the
+    optimum, one pass counts the voxels inside it exactly and sums the rest,
+    and bounds on the between-class variance outside the window certify that
+    the optimum is inside.  The result is the full histogram's: bit for bit
+    on 16-bit images; on float32, where a voxel's bin centre is known only
+    to within half a bin in the sums, the bounds carry that uncertainty and
+    a near-tie below it takes the histogram.  Where the bounds do not
+    certify (flat, many-modal histograms) the histogram is taken.  On CT
+    that is about half the histogram's time (``cpp/include/medseg/otsu_bracket.hpp``).
 
     Examples
     --------
@@ -327,10 +340,12 @@ def otsu(image, *, mask=None, nbins=None, nan_policy="raise", backend="auto", nu
     t = _otsu_bracket(image, mask, nbins, backend, num_threads)
     if t is not None:
         return t
-    h = _histogram(image, mask, nbins, nan_policy, backend, num_threads)
+    h = _histogram(image, mask, nbins, nan_policy, backend, num_threads, bracket=True)
     const, v = _constant(h, "otsu")
     if const:
         return v
+    if h.bracket is not None:
+        return float(h.centers[h.bracket])
     return float(h.centers[_otsu_index(h.counts, h.values())])
 
 
