@@ -180,6 +180,10 @@ def test_otsu_bracket_threads_layouts_input_unchanged(bracket_volumes):
         r = ref if name != "u16-big-endian" else ref + 1100
         assert T.otsu(a, backend="cpu") == r, name
     np.testing.assert_array_equal(v, keep)
+    # bad arguments raise as on the histogram path
+    for kw in ({"nan_policy": "bogus"}, {"num_threads": -1}, {"num_threads": 1.5}):
+        with pytest.raises(InvalidParameterError):
+            T.otsu(v, backend="cpu", **kw)
 
 
 def _float_volumes():
@@ -255,6 +259,11 @@ def test_otsu_bracket_float32_nan_threads_layouts():
     with pytest.raises(NonFiniteError):
         T.otsu(w, backend="cpu")
     np.testing.assert_array_equal(v, keep)
+    # bad arguments raise as on the histogram path
+    with pytest.raises(InvalidParameterError):
+        T.otsu(v, nan_policy="bogus", backend="cpu")
+    with pytest.raises(InvalidParameterError):
+        T.otsu(v, num_threads=-1, backend="cpu")
 
 
 def test_otsu_bracket_real_ct_vs_skimage(shared_data):

@@ -337,7 +337,7 @@ def otsu(image, *, mask=None, nbins=None, nan_policy="raise", backend="auto", nu
     >>> otsu(img)
     12.0
     """
-    t = _otsu_bracket(image, mask, nbins, backend, num_threads)
+    t = _otsu_bracket(image, mask, nbins, nan_policy, backend, num_threads)
     if t is not None:
         return t
     h = _histogram(image, mask, nbins, nan_policy, backend, num_threads, bracket=True)
@@ -352,7 +352,7 @@ def otsu(image, *, mask=None, nbins=None, nan_policy="raise", backend="auto", nu
 _BRACKET_MIN_VOXELS = 1 << 20
 
 
-def _otsu_bracket(image, mask, nbins, backend, num_threads):
+def _otsu_bracket(image, mask, nbins, nan_policy, backend, num_threads):
     """Otsu's threshold of an int16/uint16 image of 2**20 or more voxels on
     the cpu backend, without a mask or nbins, by the certified bracket of
     cpp/include/medseg/otsu_bracket.hpp: the same threshold as the full
@@ -360,8 +360,8 @@ def _otsu_bracket(image, mask, nbins, backend, num_threads):
     the optimum.  None where that does not apply or cannot certify (then the
     caller takes the histogram).  Validates as _histogram does, so an invalid
     argument raises the same error on either path."""
-    if mask is not None or nbins is not None:
-        return None
+    if mask is not None or nbins is not None or nan_policy not in ("raise", "omit"):
+        return None  # (the histogram path raises for a bad nan_policy)
     raw, _ = unwrap_image(image)
     arr = check_image(raw, finite=False)
     if arr.dtype.newbyteorder("=") not in (np.int16, np.uint16) or arr.size < _BRACKET_MIN_VOXELS:

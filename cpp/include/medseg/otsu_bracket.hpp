@@ -97,9 +97,9 @@ struct BracketResult {
     std::vector<int64_t> window;
 };
 
-// Per-thread sums of the float32 pass (bracket_range_f32): counts and value
-// sums below the knots (f32 lanes flushed into double every 512 values; err
-// bounds that rounding), the window's values binned into win.
+// Per-thread sums of the float32 pass (bracket_range_f32): counts and voxel
+// sums below the knots and the window's upper edge (float32 lanes flushed into
+// double every 32-64 adds per lane; rho_r bounds that rounding).
 struct BracketF32Stats {
     std::array<int64_t, BracketStats::kKnots + 1> n_below{};  // the last: below the window's upper edge
     std::array<double, BracketStats::kKnots + 1> s_below{};
