@@ -180,6 +180,12 @@ def test_otsu_bracket_threads_layouts_input_unchanged(bracket_volumes):
         r = ref if name != "u16-big-endian" else ref + 1100
         assert T.otsu(a, backend="cpu") == r, name
     np.testing.assert_array_equal(v, keep)
+    # a volume the bracket declines takes the histogram on the converted copy: same answer in every layout
+    two = dict(bracket_volumes)["two-valued"]
+    ref2 = _otsu_bincount(two)
+    for name, a in {"F": np.asfortranarray(two), "big-endian": two.astype(">i2"),
+                    "strided": np.repeat(two, 2, axis=0)[::2]}.items():
+        assert T.otsu(a, backend="cpu") == ref2, name
     # bad arguments raise as on the histogram path
     for kw in ({"nan_policy": "bogus"}, {"num_threads": -1}, {"num_threads": 1.5}):
         with pytest.raises(InvalidParameterError):

@@ -337,7 +337,7 @@ def otsu(image, *, mask=None, nbins=None, nan_policy="raise", backend="auto", nu
     >>> otsu(img)
     12.0
     """
-    t = _otsu_bracket(image, mask, nbins, nan_policy, backend, num_threads)
+    t, image = _otsu_bracket(image, mask, nbins, nan_policy, backend, num_threads)
     if t is not None:
         return t
     h = _histogram(image, mask, nbins, nan_policy, backend, num_threads, bracket=True)
@@ -359,19 +359,22 @@ def _otsu_bracket(image, mask, nbins, nan_policy, backend, num_threads):
     histogram, bit for bit, from one pass that scatters only the voxels near
     the optimum.  None where that does not apply or cannot certify (then the
     caller takes the histogram).  Validates as _histogram does, so an invalid
-    argument raises the same error on either path."""
+    argument raises the same error on either path.  Returns (threshold or
+    None, the image for the histogram): once a big-endian or strided volume
+    has been made native and contiguous here, the histogram reads that copy
+    instead of making another (without a mask, the layout does not matter)."""
     if mask is not None or nbins is not None or nan_policy not in ("raise", "omit"):
-        return None  # (the histogram path raises for a bad nan_policy)
+        return None, image  # (the histogram path raises for a bad nan_policy)
     raw, _ = unwrap_image(image)
     arr = check_image(raw, finite=False)
     if arr.dtype.newbyteorder("=") not in (np.int16, np.uint16) or arr.size < _BRACKET_MIN_VOXELS:
-        return None
+        return None, image
     nt = check_threads(num_threads)
     if _backend.resolve(backend, arr, supported=("cpu", "numba")) != "cpu":
-        return None
+        return None, image
     view, _ = native_c(arr)
     t = family("cpu", "threshold").otsu_bracket(view, nt)
-    return None if t is None else float(t)
+    return (None, view) if t is None else (float(t), view)
 
 
 def _otsu_index(c, v):
