@@ -372,6 +372,34 @@ def _table(n, r, mode):
 
 
 @njit(cache=CACHE)
+def _x_prefix(t, row, p):
+    """Prefix sums of t[row] (length a multiple of 4, the tail zero) into p:
+    p[0] = 0, p[j + 1] = t[row, 0] + ... + t[row, j], by blocks of four with
+    exactly the additions of x_prefix in threshold.hpp (Hillis & Steele's scan
+    within a block, then the carry), so that both backends give the same bits."""
+    p[0] = 0.0
+    carry = 0.0
+    for k in range(0, t.shape[1], 4):
+        a0 = t[row, k]
+        a1 = t[row, k + 1]
+        a2 = t[row, k + 2]
+        a3 = t[row, k + 3]
+        b0 = a0 + 0.0
+        b1 = a1 + a0
+        b2 = a2 + a1
+        b3 = a3 + a2
+        d0 = b0 + 0.0
+        d1 = b1 + 0.0
+        d2 = b2 + b0
+        d3 = b3 + b1
+        p[k + 1] = d0 + carry
+        p[k + 2] = d1 + carry
+        p[k + 3] = d2 + carry
+        p[k + 4] = d3 + carry
+        carry = carry + d3
+
+
+@njit(cache=CACHE)
 def _plane_rows(src1, src2, direct, lo, c1, c2, y0, y1, wy, wx, ty, tx, ccol1, ccol2, inv_n, sq, op, k, r, offset,
                 t1, t2, r1, r2, vplane, out, mo, mask):
     """Rows y0..y1-1 of one plane (see plane_rows in threshold.hpp); returns
@@ -379,7 +407,6 @@ def _plane_rows(src1, src2, direct, lo, c1, c2, y0, y1, wy, wx, ty, tx, ccol1, c
     np.float64(): numba's float() keeps a float32 a float32."""
     nx = vplane.shape[1]
     rx = wx // 2
-    W = nx + 2 * rx
     R = out.dtype.type
     prev = 0
     for y in range(y0, y1):
@@ -432,28 +459,16 @@ def _plane_rows(src1, src2, direct, lo, c1, c2, y0, y1, wy, wx, ty, tx, ccol1, c
             if sq:
                 t2[cur, j] = ccol2 if sl < 0 else t2[cur, rx + sl]
                 t2[cur, nx + rx + j] = ccol2 if sr < 0 else t2[cur, rx + sr]
-        # x running sums
-        s = 0.0
-        q = 0.0
-        for j in range(wx):
-            s += t1[cur, j]
-            if sq:
-                q += t2[cur, j]
-        r1[0] = s
+        # the x window's sums as differences of prefix sums
+        _x_prefix(t1, cur, r1)
         if sq:
-            r2[0] = q
-        for c in range(1, nx):
-            s += t1[cur, c + wx - 1] - t1[cur, c - 1]
-            r1[c] = s
-            if sq:
-                q += t2[cur, c + wx - 1] - t2[cur, c - 1]
-                r2[c] = q
+            _x_prefix(t2, cur, r2)
         for c in range(nx):
             if op == 0:
-                thr = r1[c] * inv_n - offset
+                thr = (r1[c + wx] - r1[c]) * inv_n - offset
             else:
-                m = r1[c] * inv_n
-                var = max(0.0, r2[c] * inv_n - m * m)
+                m = (r1[c + wx] - r1[c]) * inv_n
+                var = max(0.0, (r2[c + wx] - r2[c]) * inv_n - m * m)
                 if op == 1:
                     thr = m - k * math.sqrt(var)
                 else:
@@ -486,7 +501,7 @@ def _local(img, out, mo, mask, wz, wy, wx, mode, cv, op, k, r, offset):
     nzb = (nz + ZB - 1) // ZB
     YB = _YB if (not zsum or nzb < 4) else ny
     nyb = (ny + YB - 1) // YB
-    W = nx + 2 * (wx // 2)
+    W = (nx + 2 * (wx // 2) + 3) // 4 * 4  # extended rows, whole blocks of 4 (tail zero)
     finite = np.ones(nzb * nyb, np.bool_)
     for t in prange(nzb * nyb):
         zb = t // nyb
@@ -497,8 +512,8 @@ def _local(img, out, mo, mask, wz, wy, wx, mode, cv, op, k, r, offset):
         y1 = min(ny, y0 + YB)
         t1 = np.zeros((2, W))
         t2 = np.zeros((2, W if sq else 0))
-        r1 = np.empty(nx)
-        r2 = np.empty(nx if sq else 0)
+        r1 = np.empty(W + 1)
+        r2 = np.empty(W + 1 if sq else 0)
         ok = True
         if not zsum:
             for z in range(z0, z1):
