@@ -979,6 +979,15 @@ def test_adaptive_nonfinite_found_by_the_kernel(where, backend, vol3d):
     assert np.isfinite(T.local(big, 3, "mean", backend=backend)).all()  # plain sums fit
     with pytest.raises(InvalidImageError, match="overflow"):
         T.local(np.full((5, 6, 7), 1e307), 3, "mean", backend=backend)
+    # the kernel's prefix sums along x add up a whole row: values whose 3-wide
+    # windows fit but whose 2048-long rows do not are refused too (they gave inf
+    # thresholds, unreported), and values that fit the row still work
+    with pytest.raises(InvalidImageError, match="overflow"):
+        T.local(np.full((4, 2048), 1e306), 3, "mean", backend=backend)
+    with pytest.raises(InvalidImageError, match="overflow"):
+        T.local_mask(np.full((4, 2048), 1e306), 3, backend=backend)
+    fits = np.full((4, 2048), 1e300)
+    np.testing.assert_allclose(T.local(fits, 3, "mean", backend=backend), fits, rtol=1e-12)
 
 
 def test_adaptive_task_partition(backend):

@@ -815,14 +815,19 @@ def _check_box_range(fam, view, win, op, cval, nt):
         check_finite(view)
     big = max(abs(float(lo)), abs(float(hi)), abs(float(cval)))
     n = float(np.prod([float(w) for w in win]))
-    limit = np.finfo(np.float64).max / (4.0 * n)  # running sums add and subtract up to 2n terms
+    # the running sums along z and y add and subtract up to 2 wz wy terms, and the
+    # prefix sums along x add up a whole extended row of those (nx + wx - 1 of them)
+    wz, wy, wx = (float(w) for w in win)
+    terms = wz * wy * (float(view.shape[-1]) + wx - 1.0)
+    limit = np.finfo(np.float64).max / (4.0 * terms)
     if op != 0:
         limit = np.sqrt(limit)
     if big > limit:
         what = "sum of squares" if op != 0 else "sum"
         raise InvalidImageError(
-            f"values up to {big:.3g}: a window's {what} of {int(n)} voxels would overflow float64 "
-            f"(the limit for this window is {limit:.3g}); rescale the image (e.g. divide it by 2**500)")
+            f"values up to {big:.3g}: the {what}s of windows of {int(n)} voxels, added up along rows of "
+            f"{view.shape[-1]}, would overflow float64 (the limit here is {limit:.3g}); rescale the image "
+            f"(e.g. divide it by 2**500)")
 
 
 def local(image, block_size, method="gaussian", offset=0.0, *, mode="reflect", cval=0.0, spacing=None,
