@@ -1012,6 +1012,35 @@ def test_adaptive_task_partition(backend):
         np.testing.assert_array_equal(out, T.local(big, 3, "mean", backend="cpu", num_threads=1))
 
 
+def test_adaptive_integer_partition_by_threads():
+    """Integer images whose box sums stay exact in double (every running and
+    prefix sum an integer below 2**52) are split for the threads at hand (one z
+    block per thread, row bands when blocks run short), not by the fixed
+    partition: the result is the same for every thread count and equals the
+    numba backend (fixed partition).  Cases the C++ kernel must keep on the fixed
+    partition (a non-integral cval, int32 sums of squares) are checked too."""
+    pytest.importorskip("medseg_fast._core")
+    rng = np.random.default_rng(12)
+    cases = [
+        (rng.integers(-1024, 3000, (40, 64, 57)).astype(np.int16), (7, 9, 11)),  # 1-7 z blocks
+        (rng.integers(0, 65535, (6, 70, 41), dtype=np.uint16), (5, 15, 9)),  # 1 block, then row bands
+        (rng.integers(0, 255, (300, 517)).astype(np.uint8), 51),  # 2D: row bands only
+        (rng.integers(-2**31, 2**31 - 1, (20, 40, 30), dtype=np.int64).astype(np.int32), 5),  # squares too big
+    ]
+    for v, w in cases:
+        for mode, cval in (("reflect", 0.0), ("constant", 7.0), ("constant", 2.5), ("wrap", 0.0)):
+            ref = T.local(v, w, "mean", mode=mode, cval=cval, offset=1.5, backend="numba")
+            ref_mask = T.local_mask(v, w, mode=mode, cval=cval, offset=1.5, backend="numba")
+            for nt in (1, 2, 3, 4, 7):
+                np.testing.assert_array_equal(
+                    T.local(v, w, "mean", mode=mode, cval=cval, offset=1.5, backend="cpu", num_threads=nt), ref)
+                np.testing.assert_array_equal(
+                    T.local_mask(v, w, mode=mode, cval=cval, offset=1.5, backend="cpu", num_threads=nt), ref_mask)
+        ref_s = T.sauvola(v, w, r=300.0, backend="numba")
+        for nt in (1, 2, 5):
+            np.testing.assert_array_equal(T.sauvola(v, w, r=300.0, backend="cpu", num_threads=nt), ref_s)
+
+
 def test_adaptive_isa_variants_identical(tmp_path):
     """The run-time ISA variants of the box kernel, of the float32 histogram's
     binning, of Li's split and of Otsu's bracket (baseline / avx2 / avx512, one

@@ -71,7 +71,11 @@
 // planes (each re-reads its first window of planes) and, for few blocks or 2D,
 // bands of 256 rows; running sums restart at the start of each task, so results
 // depend on that partition (a function of the shape and window) only, never on
-// the thread count.  A NaN or inf in the input makes every later running sum of
+// the thread count.  Integer images whose sums all stay exact in double (see
+// local_sums_exact: int16 CT, uint16 MR, uint8 with the usual windows) give the
+// same bits under any partition, so they are split for the threads at hand
+// instead: one z block per thread, so that a many-core machine uses its cores
+// (the fixed partition gives a 256^3 volume two tasks).  A NaN or inf in the input makes every later running sum of
 // its task non-finite, so the kernel reports non-finite input from its last row
 // of y sums at no extra pass; the caller then raises.
 //
@@ -1736,6 +1740,31 @@ template <bool SQ, class R, class T, class O>
 MEDSEG_TARGET_AVX512 bool local_task_avx512(const LocalCtx<T, O>& c, int64_t t) { return local_task<SQ, R>(c, t); }
 #endif
 
+// Whether every sum the box kernel forms is an exact integer in double: integer
+// images (and an integral cval where the border is constant) whose largest
+// possible prefix sum along x, (nx + wx - 1) wz wy max|v| (max|v|^2 for the sums of
+// squares), stays within 2^52.  Each running sum's intermediate value is then
+// itself an exact window sum (an integer below that bound), each prefix sum too,
+// so no operation rounds and any order of the additions gives the same sums:
+// int16 CT and uint16 MR with the usual windows qualify (256^3, block 51: sums of
+// squares up to 8.5e14 for int16, 3.4e15 for uint16, against 4.5e15).
+template <bool SQ, class T>
+bool local_sums_exact(const LocalParams& p, int64_t nx) {
+    if constexpr (!std::is_integral_v<T>) {
+        (void)p, (void)nx;
+        return false;
+    } else {
+        double big = std::max(std::fabs(double(std::numeric_limits<T>::lowest())),
+                              double(std::numeric_limits<T>::max()));
+        if (p.mode == BorderMode::constant) {
+            if (!(std::floor(p.cval) == p.cval)) return false;
+            big = std::max(big, std::fabs(p.cval));
+        }
+        const double terms = double(nx + p.win[2] - 1) * double(p.win[0]) * double(p.win[1]);
+        return terms * (SQ ? big * big : big) <= 4503599627370496.0;  // 2^52
+    }
+}
+
 template <bool SQ, class R, class T, class O>
 bool local_threshold_impl(const T* img, O* out, const Shape& s, const LocalParams& p, int num_threads) {
     const int64_t nz = s.nz, ny = s.ny, nx = s.nx, P = s.plane();
@@ -1747,15 +1776,32 @@ bool local_threshold_impl(const T* img, O* out, const Shape& s, const LocalParam
     const double cv = p.cval, cv2 = p.cval * p.cval;
     const double inv_n = 1.0 / (double(wz) * double(wy) * double(wx));
     const double ccol1 = cv * double(wz * wy), ccol2 = cv2 * double(wz * wy);
-    // fixed task partition (depends on the shape and window only)
-    // z blocks: an even number, about kLocalZBlock planes or more each (each block
-    // re-reads the first window of wz planes, so fewer blocks read less); rows are
-    // split into bands of kLocalYBand when there are few blocks (or no z sums)
     const bool zsum = wz > 1;
-    const int64_t nzb0 = 2 * ((nz + 2 * kLocalZBlock - 1) / (2 * kLocalZBlock));
-    const int64_t ZB = zsum ? std::max<int64_t>(1, (nz + nzb0 - 1) / nzb0) : 1;
+    int64_t ZB, YB;
+    if (local_sums_exact<SQ, T>(p, nx)) {
+        // Every running and prefix sum is an exact integer in double (see
+        // local_sums_exact), so the result does not depend on where the sums
+        // restart: split the work for the threads at hand.  z blocks of 4 planes
+        // or more, one per thread (one thread: one block, a single first window);
+        // rows split into bands when there are fewer blocks than threads.
+        const int64_t nt = resolve_threads(num_threads);
+        const int64_t nzb = zsum ? std::max<int64_t>(1, std::min<int64_t>(nt, nz / 4)) : nz;
+        ZB = zsum ? (nz + nzb - 1) / nzb : 1;
+        const int64_t blocks = (nz + ZB - 1) / ZB;
+        const int64_t bands = blocks >= nt ? 1 : std::min<int64_t>((nt + blocks - 1) / blocks, std::max<int64_t>(1, ny / 16));
+        YB = (ny + bands - 1) / bands;
+    } else {
+        // fixed task partition (depends on the shape and window only, so that
+        // rounded sums never depend on the thread count)
+        // z blocks: an even number, about kLocalZBlock planes or more each (each
+        // block re-reads the first window of wz planes, so fewer blocks read
+        // less); rows are split into bands of kLocalYBand when there are few
+        // blocks (or no z sums)
+        const int64_t nzb0 = 2 * ((nz + 2 * kLocalZBlock - 1) / (2 * kLocalZBlock));
+        ZB = zsum ? std::max<int64_t>(1, (nz + nzb0 - 1) / nzb0) : 1;
+        YB = (!zsum || (nz + ZB - 1) / ZB < 4) ? kLocalYBand : ny;
+    }
     const int64_t nzb = (nz + ZB - 1) / ZB;
-    const int64_t YB = (!zsum || nzb < 4) ? kLocalYBand : ny;
     const int64_t nyb = (ny + YB - 1) / YB;
     const LocalCtx<T, O> ctx{img, out, &p, nz, ny, nx, P, wz, wy, wx, rx, tz.data(), ty.data(), tx.data(), &ty, &tx,
                              cv, cv2, inv_n, ccol1, ccol2, zsum, ZB, YB, nyb};
