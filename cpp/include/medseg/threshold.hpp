@@ -75,9 +75,10 @@
 // local_sums_exact: int16 CT, uint16 MR, uint8 with the usual windows) give the
 // same bits under any partition, so they are split for the threads at hand
 // instead: one z block per thread, so that a many-core machine uses its cores
-// (the fixed partition gives a 256^3 volume two tasks).  A NaN or inf in the input makes every later running sum of
-// its task non-finite, so the kernel reports non-finite input from its last row
-// of y sums at no extra pass; the caller then raises.
+// (the fixed partition gives a 256^3 volume two tasks).  A NaN or inf in the
+// input makes every later running sum of its task non-finite, so the kernel
+// reports non-finite input from its last row of y sums at no extra pass; the
+// caller then raises.
 //
 // The mask variant compares each voxel with its threshold as numpy compares an
 // image with a float threshold image (v in double against the threshold rounded
@@ -1788,7 +1789,8 @@ bool local_threshold_impl(const T* img, O* out, const Shape& s, const LocalParam
         const int64_t nzb = zsum ? std::max<int64_t>(1, std::min<int64_t>(nt, nz / 4)) : nz;
         ZB = zsum ? (nz + nzb - 1) / nzb : 1;
         const int64_t blocks = (nz + ZB - 1) / ZB;
-        const int64_t bands = blocks >= nt ? 1 : std::min<int64_t>((nt + blocks - 1) / blocks, std::max<int64_t>(1, ny / 16));
+        const int64_t bands =
+            blocks >= nt ? 1 : std::min<int64_t>((nt + blocks - 1) / blocks, std::max<int64_t>(1, ny / 16));
         YB = (ny + bands - 1) / bands;
     } else {
         // fixed task partition (depends on the shape and window only, so that
