@@ -1782,11 +1782,13 @@ bool local_threshold_impl(const T* img, O* out, const Shape& s, const LocalParam
     if (local_sums_exact<SQ, T>(p, nx)) {
         // Every running and prefix sum is an exact integer in double (see
         // local_sums_exact), so the result does not depend on where the sums
-        // restart: split the work for the threads at hand.  z blocks of 4 planes
-        // or more, one per thread (one thread: one block, a single first window);
+        // restart: split the work for the threads at hand.  One z block per thread
+        // (one thread: one block, a single first window), each of max(4, wz / 4)
+        // planes or more, since each block first adds up a window of wz planes;
         // rows split into bands when there are fewer blocks than threads.
         const int64_t nt = resolve_threads(num_threads);
-        const int64_t nzb = zsum ? std::max<int64_t>(1, std::min<int64_t>(nt, nz / 4)) : nz;
+        const int64_t nzb =
+            zsum ? std::max<int64_t>(1, std::min<int64_t>(nt, nz / std::max<int64_t>(4, wz / 4))) : nz;
         ZB = zsum ? (nz + nzb - 1) / nzb : 1;
         const int64_t blocks = (nz + ZB - 1) / ZB;
         const int64_t bands =
