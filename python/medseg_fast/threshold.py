@@ -14,8 +14,9 @@ results do not depend on the thread count.
 
 Adaptive methods (:func:`local`, :func:`niblack`, :func:`sauvola`) work in 2D
 and 3D, with windows in voxels or, with ``spacing``, in mm.  Box statistics
-use running sums in double precision, so their cost does not grow with the
-window (see cpp/include/medseg/threshold.hpp).
+use running sums along z and y and prefix sums along each row, in double
+precision, so their cost does not grow with the window (see
+cpp/include/medseg/threshold.hpp).
 
 Foreground is ``image > threshold`` everywhere, as in scikit-image.
 """
@@ -849,8 +850,8 @@ def local(image, block_size, method="gaussian", offset=0.0, *, mode="reflect", c
     method : {'gaussian', 'mean', 'median'}
         'gaussian': Gaussian with sigma = (block_size - 1) / 6 (voxels) and
         truncate 4 (``filters.gaussian`` with ``precision='float32'`` for a
-        float32 result: within ~1e-6 of the exact Gaussian); 'mean': box mean (running sums, cost independent of the
-        block); 'median': box median, exact.  Integer images (8 to
+        float32 result: within ~1e-6 of the exact Gaussian); 'mean': box mean (running and prefix sums, cost independent of
+        the block); 'median': box median, exact.  Integer images (8 to
         32-bit) and integer-valued float images whose values, with an
         integral ``cval`` where the border is constant, span fewer than
         2**20 use a sliding histogram (cpu and numba): 2 x (block extent
@@ -883,7 +884,7 @@ def local(image, block_size, method="gaussian", offset=0.0, *, mode="reflect", c
     Equals ``skimage.filters.threshold_local(image, block_size, method,
     offset=offset, mode=mode, cval=cval)`` within 1e-4 relative (scikit-image
     works in float64 for integer input; this function returns float32 and, for
-    'mean', sums in float64 with running sums).  Memory: the output plus a few
+    'mean', sums in float64: running sums along z and y, prefix sums along x).  Memory: the output plus a few
     plane-sized buffers per thread; no padded copy.
 
     Examples
