@@ -74,9 +74,27 @@ inline std::vector<py::ssize_t> dims_of(const py::array& a) {
     return std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim());
 }
 
+// Output allocation.  _core installs its buffer pool as the hook (see
+// register_pool.cpp: large outputs reuse the pages of outputs Python has freed,
+// so they skip the OS's page zeroing); a module that installs nothing (_cuda)
+// allocates with numpy.  The hook is per shared library (inline static).
+using ArrayAllocHook = py::array (*)(const py::dtype&, const std::vector<py::ssize_t>&);
+inline ArrayAllocHook& array_alloc_hook() {
+    static ArrayAllocHook hook = nullptr;
+    return hook;
+}
+
+// A new, uninitialised C-ordered array of T (every kernel writes all of it).
+template <class T>
+py::array_t<T> new_array(const std::vector<py::ssize_t>& dims) {
+    if (ArrayAllocHook hook = array_alloc_hook())
+        return py::reinterpret_borrow<py::array_t<T>>(hook(py::dtype::of<T>(), dims));
+    return py::array_t<T>(dims);
+}
+
 template <class T>
 py::array_t<T> empty_like_shape(const py::array& a) {
-    return py::array_t<T>(dims_of(a));
+    return new_array<T>(dims_of(a));
 }
 
 // A caller-provided output (Python validated it; this re-checks what memory

@@ -217,7 +217,7 @@ py::array ms_filter_py(const f32& X, const py::object& mask, const std::vector<d
     if (inv.size() != 3 || rad.size() != 3) throw py::value_error("inv and rad need 3 entries (z, y, x)");
     u8 mk;
     const uint8_t* mp = mask_ptr(mask, s.size(), mk);
-    f32 out(bind::dims_of(X));
+    f32 out = bind::new_array<float>(bind::dims_of(X));
     std::fill(out.mutable_data(), out.mutable_data() + out.size(), 0.0f);
     const float* xp = X.data();
     float* op = out.mutable_data();

@@ -76,7 +76,7 @@ py::object sobel_py(const py::array& image, const std::vector<bool>& axes, const
 py::array erode_py(const py::array& mask, int num_threads) {
     const Shape s = shape_of(mask);
     auto m = c_array<uint8_t>(mask.attr("view")(py::dtype("uint8")).cast<py::array>());
-    auto out = py::array_t<bool>(bind::dims_of(mask));
+    auto out = bind::new_array<bool>(bind::dims_of(mask));
     const uint8_t* mp = m.data();
     auto* op = reinterpret_cast<uint8_t*>(out.mutable_data());
     {
@@ -92,7 +92,7 @@ py::array hysteresis_py(const py::array& image, double low, double high, int con
     return dispatch<intensity_types>(dtype_tag(image.dtype()), [&](auto tag) -> py::array {
         using T = decltype(tag);
         auto in = c_array<T>(image);
-        auto out = py::array_t<bool>(bind::dims_of(image));
+        auto out = bind::new_array<bool>(bind::dims_of(image));
         const T* ip = in.data();
         auto* op = reinterpret_cast<uint8_t*>(out.mutable_data());
         {
@@ -118,7 +118,7 @@ py::array canny_suppress_py(const py::array& smooth, const py::object& mask, con
     return dispatch<float_types>(dtype_tag(smooth.dtype()), [&](auto tag) -> py::array {
         using R = decltype(tag);
         auto sm = c_array<R>(smooth);
-        auto out = py::array_t<bool>(bind::dims_of(smooth));
+        auto out = bind::new_array<bool>(bind::dims_of(smooth));
         const R* sp = sm.data();
         const uint8_t* kp = mask.is_none() ? nullptr : m.data();
         auto* op = reinterpret_cast<uint8_t*>(out.mutable_data());

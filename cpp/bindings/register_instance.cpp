@@ -136,7 +136,7 @@ py::array peaks_py(const py::array& image, const std::vector<int64_t>& radius, d
     const Shape s = shape_of(image);
     if (radius.size() != 3) throw py::value_error("radius must have 3 entries (z, y, x)");
     auto v = c_array<float>(image);
-    auto out = py::array_t<bool>(bind::dims_of(image));
+    auto out = bind::new_array<bool>(bind::dims_of(image));
     std::vector<float> tmp(static_cast<size_t>(s.size()));
     const float* vp = v.data();
     auto* op = reinterpret_cast<uint8_t*>(out.mutable_data());

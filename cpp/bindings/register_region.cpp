@@ -82,7 +82,7 @@ py::array grow_py(const py::array& image, const py::array& seeds, const py::arra
     return dispatch<intensity_types>(dtype_tag(image.dtype()), [&](auto tag) -> py::array {
         using T = decltype(tag);
         auto img = c_array<T>(image);
-        auto out = py::array_t<bool>(bind::dims_of(image));
+        auto out = bind::new_array<bool>(bind::dims_of(image));
         const T* ip = img.data();
         auto* op = reinterpret_cast<uint8_t*>(out.mutable_data());
         {
@@ -102,7 +102,7 @@ py::tuple grow_confidence_py(const py::array& image, const py::array& seeds, dou
     return dispatch<intensity_types>(dtype_tag(image.dtype()), [&](auto tag) -> py::tuple {
         using T = decltype(tag);
         auto img = c_array<T>(image);
-        auto out = py::array_t<bool>(bind::dims_of(image));
+        auto out = bind::new_array<bool>(bind::dims_of(image));
         const T* ip = img.data();
         auto* op = reinterpret_cast<uint8_t*>(out.mutable_data());
         double lo = 0.0, hi = 0.0;
@@ -162,7 +162,7 @@ py::array split_merge_py(const py::array& image, double threshold, int64_t min_s
     return dispatch<intensity_types>(dtype_tag(image.dtype()), [&](auto tag) -> py::array {
         using T = decltype(tag);
         auto img = c_array<T>(image);
-        auto out = py::array_t<int64_t>(bind::dims_of(image));
+        auto out = bind::new_array<int64_t>(bind::dims_of(image));
         const T* ip = img.data();
         int64_t* op = out.mutable_data();
         {

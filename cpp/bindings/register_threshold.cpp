@@ -210,7 +210,7 @@ py::tuple local_mask_py(const py::array& image, const std::vector<int64_t>& win,
                         double k, double r, double offset, int num_threads) {
     const Shape s = shape_of(image);
     const LocalParams p = local_params(win, mode, cval, op, k, r, offset);
-    auto out = py::array_t<bool>(bind::dims_of(image));
+    auto out = bind::new_array<bool>(bind::dims_of(image));
     uint8_t* mp = reinterpret_cast<uint8_t*>(out.mutable_data());
     const bool finite = dispatch<intensity_types>(dtype_tag(image.dtype()), [&](auto tag) {
         using T = decltype(tag);
@@ -249,14 +249,14 @@ py::array classify_py(const py::array& image, const py::object& mask, const py::
         auto in = c_array<T>(image);
         const T* ip = in.data();
         if (nthr < 256) {
-            auto out = py::array_t<uint8_t>(bind::dims_of(image));
+            auto out = bind::new_array<uint8_t>(bind::dims_of(image));
             uint8_t* op = out.mutable_data();
             py::gil_scoped_release release;
             classify<T, uint8_t>(ip, mp, op, N, tp, nthr, num_threads);
             return out;
         }
         if (nthr >= 65536) throw py::value_error("at most 65535 thresholds");
-        auto out = py::array_t<uint16_t>(bind::dims_of(image));
+        auto out = bind::new_array<uint16_t>(bind::dims_of(image));
         uint16_t* op = out.mutable_data();
         py::gil_scoped_release release;
         classify<T, uint16_t>(ip, mp, op, N, tp, nthr, num_threads);

@@ -26,7 +26,7 @@ _SUBMODULES = ("edges", "filters", "io", "threshold", "semantic", "region", "ins
                "cluster", "cli")
 
 __all__ = ["__version__", "available_backends", "use_backend", "show_config", "show_decoders", "MedsegError",
-           "MedsegWarning", *_SUBMODULES]
+           "MedsegWarning", "buffer_pool_info", "set_buffer_pool_limit", "free_buffer_pool", *_SUBMODULES]
 
 
 def show_decoders(file=None):
@@ -46,6 +46,89 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(set(globals()) | set(_SUBMODULES))
+
+
+def buffer_pool_info() -> dict:
+    """State of the cpu backend's output buffer pool.
+
+    Outputs of the cpu backend of 4 MiB or more are taken from a pool of buffers
+    that earlier outputs left when Python freed them, so that their pages are
+    not zeroed by the operating system again (on a 2-core Zen 4 machine that
+    saves ~3 ms per 64 MiB output, a sixth of a 256^3 local mean).  A buffer
+    returns to the pool only when its array and every view of it are gone, and
+    the pool holds at most ``limit_bytes`` (default: 1/16 of physical memory, at
+    most 1 GiB; the environment variable ``MEDSEG_FAST_BUFFER_POOL`` sets it when
+    the cpu backend loads, e.g. ``2G``, ``512M`` or ``0`` to turn the pool off).
+    Pooled outputs are ordinary writeable numpy arrays whose ``base`` is the
+    buffer's owner (``flags.owndata`` is False); tracemalloc counts them as
+    numpy allocations.
+
+    Returns
+    -------
+    dict
+        ``limit_bytes``, ``held_bytes`` and ``held_buffers`` (free buffers kept),
+        ``min_bytes`` (smallest pooled output), ``hits`` and ``misses`` (pooled
+        outputs served from the pool or newly allocated).  Empty when the cpu
+        backend is unavailable.
+
+    See Also
+    --------
+    set_buffer_pool_limit, free_buffer_pool
+
+    Examples
+    --------
+    >>> import medseg_fast
+    >>> info = medseg_fast.buffer_pool_info()
+    >>> sorted(info)[:3] if info else ['held_buffers', 'held_bytes', 'hits']
+    ['held_buffers', 'held_bytes', 'hits']
+    """
+    from . import _backend
+
+    core = _backend._load("cpu")
+    return dict(core.pool.info()) if core is not None else {}
+
+
+def set_buffer_pool_limit(limit_bytes: int) -> int:
+    """Set the most bytes the output buffer pool may hold; return the old limit.
+
+    ``0`` turns the pool off (every output is then a fresh numpy allocation).
+    Buffers beyond a lower limit are freed at once, oldest first.  See
+    :func:`buffer_pool_info`.
+
+    Examples
+    --------
+    >>> import medseg_fast
+    >>> old = medseg_fast.set_buffer_pool_limit(0)       # off
+    >>> _ = medseg_fast.set_buffer_pool_limit(old)        # back on
+    """
+    import operator
+
+    from . import _backend
+
+    limit = operator.index(limit_bytes)
+    if limit < 0:
+        raise ValueError(f"limit_bytes must be >= 0, got {limit}")
+    core = _backend.core()
+    old = int(core.pool.info()["limit_bytes"])
+    core.pool.configure(limit_bytes=limit)
+    return old
+
+
+def free_buffer_pool() -> int:
+    """Free every buffer the output buffer pool holds; return the bytes freed.
+
+    Arrays still in use are not affected.  See :func:`buffer_pool_info`.
+
+    Examples
+    --------
+    >>> import medseg_fast
+    >>> medseg_fast.free_buffer_pool() >= 0
+    True
+    """
+    from . import _backend
+
+    core = _backend._load("cpu")
+    return int(core.pool.free_all()) if core is not None else 0
 
 
 def show_config(file=None) -> dict:
@@ -76,6 +159,9 @@ def show_config(file=None) -> dict:
         cfg["cpu_threads"] = int(core.max_threads())
         cfg["compiler"] = str(core.compiler)
         cfg["simd"] = str(core.simd_isa()) if hasattr(core, "simd_isa") else "baseline"
+        info = core.pool.info()
+        cfg["buffer_pool"] = (f"limit {info['limit_bytes'] / 2**20:.0f} MiB, holds {info['held_bytes'] / 2**20:.0f} MiB "
+                              f"in {info['held_buffers']} buffers (outputs >= {info['min_bytes'] / 2**20:g} MiB)")
     try:
         import numba
 
