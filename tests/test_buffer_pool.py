@@ -260,3 +260,38 @@ def test_fork_child_can_allocate(pool):
             os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("method", ["mean", "sauvola"])
+def test_local_statistics_streamed_into_mapped_outputs(dtype, method):
+    """Outputs over 32 MiB whose pages are already mapped (the caller's out=, a
+    reused pool buffer) are written with streaming stores; the values must be
+    those of a fresh output.  The rows are 257 wide so that row starts are not
+    16-byte aligned (the copy's head and tail)."""
+    rng = np.random.default_rng(3)
+    shape = (32 << 20) // (128 * 257 * np.dtype(dtype).itemsize) + 2, 128, 257
+    img = rng.normal(0, 100, shape).astype(dtype)
+    assert img.nbytes > 32 << 20
+    f = (lambda **kw: T.local(img, 15, "mean", backend="cpu", **kw)) if method == "mean" else \
+        (lambda **kw: T.sauvola(img, 15, backend="cpu", **kw))
+    old = medseg_fast.set_buffer_pool_limit(0)
+    try:
+        fresh = f()
+        out = np.full_like(fresh, np.nan)
+        r = f(out=out)
+        assert r is out or np.shares_memory(r, out)
+        np.testing.assert_array_equal(out, fresh)
+        medseg_fast.set_buffer_pool_limit(1 << 30)
+        core.pool.configure(poison=True)
+        first = f()
+        del first
+        gc.collect()
+        hits = core.pool.info()["hits"]
+        reused = f()
+        assert core.pool.info()["hits"] == hits + 1
+        np.testing.assert_array_equal(reused, fresh)
+    finally:
+        core.pool.configure(poison=False)
+        medseg_fast.set_buffer_pool_limit(old)
+        core.pool.free_all()

@@ -16,6 +16,7 @@
 
 #include <functional>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -78,7 +79,9 @@ inline std::vector<py::ssize_t> dims_of(const py::array& a) {
 // register_pool.cpp: large outputs reuse the pages of outputs Python has freed,
 // so they skip the OS's page zeroing); a module that installs nothing (_cuda)
 // allocates with numpy.  The hook is per shared library (inline static).
-using ArrayAllocHook = py::array (*)(const py::dtype&, const std::vector<py::ssize_t>&);
+// The hook sets *mapped when the buffer's pages are already mapped (a reused
+// buffer), which lets a kernel choose streaming stores (core/stream.hpp).
+using ArrayAllocHook = py::array (*)(const py::dtype&, const std::vector<py::ssize_t>&, bool* mapped);
 inline ArrayAllocHook& array_alloc_hook() {
     static ArrayAllocHook hook = nullptr;
     return hook;
@@ -86,9 +89,10 @@ inline ArrayAllocHook& array_alloc_hook() {
 
 // A new, uninitialised C-ordered array of T (every kernel writes all of it).
 template <class T>
-py::array_t<T> new_array(const std::vector<py::ssize_t>& dims) {
+py::array_t<T> new_array(const std::vector<py::ssize_t>& dims, bool* mapped = nullptr) {
+    if (mapped) *mapped = false;
     if (ArrayAllocHook hook = array_alloc_hook())
-        return py::reinterpret_borrow<py::array_t<T>>(hook(py::dtype::of<T>(), dims));
+        return py::reinterpret_borrow<py::array_t<T>>(hook(py::dtype::of<T>(), dims, mapped));
     return py::array_t<T>(dims);
 }
 
@@ -100,9 +104,12 @@ py::array_t<T> empty_like_shape(const py::array& a) {
 // A caller-provided output (Python validated it; this re-checks what memory
 // safety depends on): None gives a fresh array, otherwise a writeable, aligned,
 // C-contiguous native array of T with the shape of `a`.
+// *mapped (when given) tells whether the output's pages are already mapped:
+// true for the caller's array and for a buffer the pool reused.
 template <class T>
-py::array_t<T> out_or_new(const py::object& out, const py::array& a) {
-    if (out.is_none()) return empty_like_shape<T>(a);
+py::array_t<T> out_or_new(const py::object& out, const py::array& a, bool* mapped = nullptr) {
+    if (out.is_none()) return new_array<T>(dims_of(a), mapped);
+    if (mapped) *mapped = true;
     if (!py::isinstance<py::array>(out)) throw py::type_error("out must be a numpy array");
     py::array o = py::reinterpret_borrow<py::array>(out);
     const int need = py::array::c_style;
@@ -119,20 +126,26 @@ py::array_t<T> out_or_new(const py::object& out, const py::array& a) {
 // The common shape of an intensity filter binding: dispatch `image` over the
 // closed type list, allocate the real_t<T> output of the same shape (or take the
 // caller's `out`, see out_or_new), release the GIL and call kernel(const T* in,
-// real_t<T>* out).  The kernel is usually a generic lambda forwarding to a
-// kernel template whose types deduce from the two pointers.
+// real_t<T>* out), or kernel(in, out, mapped) when it takes a third argument
+// (whether the output's pages are already mapped, see out_or_new).  The kernel
+// is usually a generic lambda forwarding to a kernel template whose types
+// deduce from the pointers.
 template <class List = intensity_types, class Kernel>
 py::array map_to_real(const py::array& image, Kernel&& kernel, const py::object& out_obj = py::none()) {
     return dispatch<List>(dtype_tag(image.dtype()), [&](auto tag) -> py::array {
         using T = decltype(tag);
         using R = real_t<T>;
         auto in = c_array<T>(image);
-        auto out = out_or_new<R>(out_obj, image);
+        bool mapped = false;
+        auto out = out_or_new<R>(out_obj, image, &mapped);
         const T* ip = in.data();
         R* op = out.mutable_data();
         {
             py::gil_scoped_release release;  // the kernel touches only ip and op
-            kernel(ip, op);
+            if constexpr (std::is_invocable_v<Kernel&, const T*, R*, bool>)
+                kernel(ip, op, mapped);
+            else
+                kernel(ip, op);
         }
         return out;
     });

@@ -112,7 +112,8 @@ public:
         return *pool;
     }
 
-    Block* acquire(size_t bytes) {
+    Block* acquire(size_t bytes, bool& hit) {
+        hit = false;
         const size_t cap = (bytes + kAlign - 1) / kAlign * kAlign;
         {
             std::lock_guard<std::mutex> lock(mu_);
@@ -125,6 +126,7 @@ public:
                 held_ -= best->cap;
                 free_.erase(best);
                 ++hits_;
+                hit = true;
                 return b;
             }
             ++misses_;
@@ -253,7 +255,7 @@ void buffer_capsule_destructor(void* ptr) {
 }
 
 // The allocation hook of common.hpp (called with the GIL held).
-py::array pooled_array(const py::dtype& dt, const std::vector<py::ssize_t>& dims) {
+py::array pooled_array(const py::dtype& dt, const std::vector<py::ssize_t>& dims, bool* mapped) {
     size_t n = size_t(dt.itemsize());
     for (py::ssize_t d : dims) {
         if (d < 0) throw py::value_error("negative dimension");
@@ -262,7 +264,9 @@ py::array pooled_array(const py::dtype& dt, const std::vector<py::ssize_t>& dims
     }
     Pool& pool = Pool::get();
     if (!pool.enabled() || n < pool.min_bytes()) return py::array(dt, dims);
-    Block* b = pool.acquire(n);
+    bool hit = false;
+    Block* b = pool.acquire(n, hit);
+    if (mapped) *mapped = hit;
     py::capsule owner;
     try {
         owner = py::capsule(static_cast<void*>(b), &buffer_capsule_destructor);
@@ -348,7 +352,7 @@ MEDSEG_REGISTER(pool) {
     m.def(
         "empty",
         [](const std::vector<py::ssize_t>& shape, const py::object& dtype) {
-            return pooled_array(py::dtype::from_args(dtype), shape);
+            return pooled_array(py::dtype::from_args(dtype), shape, nullptr);
         },
         py::arg("shape"), py::arg("dtype"), "An uninitialised C-ordered array, from the pool when large.");
 }

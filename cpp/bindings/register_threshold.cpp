@@ -197,9 +197,11 @@ LocalParams local_params(const std::vector<int64_t>& win, int mode, double cval,
 py::tuple local_threshold_py(const py::array& image, const std::vector<int64_t>& win, int mode, double cval, int op,
                              double k, double r, double offset, int num_threads, const py::object& out_obj) {
     const Shape s = shape_of(image);
-    const LocalParams p = local_params(win, mode, cval, op, k, r, offset);
+    LocalParams p = local_params(win, mode, cval, op, k, r, offset);
     bool finite = true;
-    py::array out = bind::map_to_real(image, [&](auto ip, auto op) {
+    py::array out = bind::map_to_real(image, [&](auto ip, auto op, bool mapped) {
+        // streaming stores pay off into mapped pages of an output beyond the caches
+        p.stream = mapped && s.size() * int64_t(sizeof(*op)) > (int64_t(32) << 20);
         finite = local_threshold(ip, op, s, p, num_threads);
     }, out_obj);
     return py::make_tuple(out, finite);

@@ -43,6 +43,7 @@
 #include "core/checks.hpp"
 #include "core/parallel.hpp"
 #include "core/simd.hpp"
+#include "core/stream.hpp"
 #include "core/volume.hpp"
 
 #if MEDSEG_X86_DISPATCH
@@ -146,58 +147,9 @@ MEDSEG_ALWAYS_INLINE R combine(const SobelParams& p, R gz, R gy, R gx) {
 
 namespace detail {
 
-// dst[0, n) = src[0, n) with non-temporal stores where the platform has them
-// (x86 SSE2: float, aligned 16-byte groups), plain stores otherwise.  Callers
-// issue stream_fence() before other threads may read dst.
-template <class R>
-MEDSEG_ALWAYS_INLINE void stream_copy(R* __restrict dst, const R* __restrict src, int64_t n) {
-    int64_t i = 0;
-#if defined(__SSE2__)
-    if constexpr (std::is_same_v<R, float>) {
-        for (; i < n && (reinterpret_cast<uintptr_t>(dst + i) & 15); ++i) dst[i] = src[i];
-        for (; i + 4 <= n; i += 4) _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
-    }
-#endif
-    for (; i < n; ++i) dst[i] = src[i];
-}
-
-inline void stream_fence() {
-#if defined(__SSE2__)
-    _mm_sfence();
-#endif
-}
-
-#if MEDSEG_X86_DISPATCH
-// stream_copy at the vector width of the ISA variant that calls it (the
-// intrinsics need the target attribute, so these are out-of-line; one call
-// per chunk of a few KiB).
-MEDSEG_TARGET_AVX512 inline void stream_copy_avx512(float* __restrict dst, const float* __restrict src, int64_t n) {
-    int64_t i = 0;
-    for (; i < n && (reinterpret_cast<uintptr_t>(dst + i) & 63); ++i) dst[i] = src[i];
-    for (; i + 16 <= n; i += 16) _mm512_stream_ps(dst + i, _mm512_loadu_ps(src + i));
-    for (; i < n; ++i) dst[i] = src[i];
-}
-MEDSEG_TARGET_AVX2 inline void stream_copy_avx2(float* __restrict dst, const float* __restrict src, int64_t n) {
-    int64_t i = 0;
-    for (; i < n && (reinterpret_cast<uintptr_t>(dst + i) & 31); ++i) dst[i] = src[i];
-    for (; i + 8 <= n; i += 8) _mm256_stream_ps(dst + i, _mm256_loadu_ps(src + i));
-    for (; i < n; ++i) dst[i] = src[i];
-}
-#endif
-
 // Lambdas in the hot loops are inlined into the ISA variant that calls them
 // (a lambda does not inherit its enclosing function's target attribute):
 // MEDSEG_ALWAYS_INLINE_LAMBDA (core/simd.hpp).
-
-// stream_copy for ISA variant V (0 baseline, 1 AVX2, 2 AVX-512).
-template <int V, class R>
-MEDSEG_ALWAYS_INLINE void stream_copy_isa(R* __restrict dst, const R* __restrict src, int64_t n) {
-#if MEDSEG_X86_DISPATCH
-    if constexpr (std::is_same_v<R, float> && V == 2) return stream_copy_avx512(dst, src, n);
-    if constexpr (std::is_same_v<R, float> && V == 1) return stream_copy_avx2(dst, src, n);
-#endif
-    stream_copy(dst, src, n);
-}
 
 // The work space of a thread: rings of three band-planes (slot = plane mod 3)
 // of A, B, C (L2), rings of three rows (slot = row mod 3) of SX, DX and the
