@@ -67,9 +67,14 @@ def _sk_sobel(cache, arr, key):
 
 
 @pytest.mark.benchmark(group="sobel-3d")
-@pytest.mark.parametrize("threads", [None, 1], ids=["all-cores", "1-thread"])
-def test_sobel3d_medseg(benchmark, volume_f32, cache, threads):
-    _tag(benchmark, "medseg_fast" if threads is None else "medseg_fast-1t", volume_f32)
+@pytest.mark.parametrize("threads", [None, 1, "nopool"], ids=["all-cores", "1-thread", "all-cores-pool-off"])
+def test_sobel3d_medseg(benchmark, request, volume_f32, cache, threads):
+    if threads == "nopool":  # fresh output pages on every call (the buffer pool off)
+        request.getfixturevalue("pool_off")
+        _tag(benchmark, "medseg_fast-nopool", volume_f32)
+        threads = None
+    else:
+        _tag(benchmark, "medseg_fast" if threads is None else "medseg_fast-1t", volume_f32)
     out = benchmark(edges.sobel, volume_f32, num_threads=threads)
     assert out.dtype == np.float32
     assert_close(out, _sk_sobel(cache, volume_f32, "sobel-3d"))
@@ -78,8 +83,8 @@ def test_sobel3d_medseg(benchmark, volume_f32, cache, threads):
 @pytest.mark.benchmark(group="sobel-3d-out")
 @pytest.mark.parametrize("threads", [None, 1], ids=["all-cores", "1-thread"])
 def test_sobel3d_medseg_out(benchmark, volume_f32, cache, threads):
-    """The same call writing into a reused output (out=), as a loop over volumes of one size does:
-    like the copy floor, no fresh pages for the OS to zero (sobel-3d pays that, ~3 ms of ~12 here)."""
+    """The same call writing into the caller's output (out=): like the copy floor and like a buffer the
+    pool reused, no fresh pages for the OS to zero (the pool-off entry of sobel-3d pays that)."""
     _tag(benchmark, "medseg_fast" if threads is None else "medseg_fast-1t", volume_f32,
          floor_bytes=2 * volume_f32.nbytes)
     buf = np.ones_like(volume_f32)  # prefaulted

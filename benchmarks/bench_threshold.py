@@ -180,10 +180,12 @@ def _rel(a, b):
 
 
 @pytest.mark.parametrize("method", ["gaussian", "mean"])
-@pytest.mark.parametrize("who", ["medseg_fast", "medseg_fast-1t", "skimage"])
-def test_local_3d(benchmark, who, method):
+@pytest.mark.parametrize("who", ["medseg_fast", "medseg_fast-1t", "medseg_fast-nopool", "skimage"])
+def test_local_3d(benchmark, request, who, method):
     benchmark.group = f"local-{method}-3d-block{BLOCK}"
     img = ct_phantom(SHAPE_3D, "float32")
+    if who.endswith("nopool"):
+        request.getfixturevalue("pool_off")  # fresh output pages on every call
     if who == "skimage":
         F = pytest.importorskip("skimage.filters")
         ref = _ref(benchmark, F.threshold_local, img, BLOCK, method, role="skimage")
