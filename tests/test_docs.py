@@ -9,7 +9,7 @@ import pytest
 
 import medseg_fast
 
-MODULES = sorted(
+MODULES = ["medseg_fast"] + sorted(
     m.name for m in pkgutil.walk_packages(medseg_fast.__path__, "medseg_fast.")
     if not m.name.startswith(("medseg_fast._core", "medseg_fast._cuda"))
 )
