@@ -34,6 +34,7 @@
 #include <cstring>
 #include <deque>
 #include <limits>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <optional>
@@ -41,6 +42,9 @@
 
 #if defined(_WIN32)
 #include <malloc.h>
+#ifndef NOMINMAX
+#define NOMINMAX  // windows.h must not define min and max macros
+#endif
 #include <windows.h>
 #else
 #include <dlfcn.h>
@@ -131,7 +135,9 @@ public:
             }
             ++misses_;
         }
-        return new Block{raw_alloc(cap), cap, bytes};
+        auto b = std::make_unique<Block>(Block{nullptr, cap, bytes});
+        b->p = raw_alloc(cap);
+        return b.release();
     }
 
     void release(Block* b) {
