@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -248,7 +249,9 @@ def test_fork_child_can_allocate(pool):
     something to test here."""
     a = pool.empty((1000,), np.float32)
     del a
-    pid = os.fork()
+    with warnings.catch_warnings():  # Python 3.12+: fork of a multi-threaded process (OpenMP) warns
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
     if pid == 0:
         ok = False
         try:
