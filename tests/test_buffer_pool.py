@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import medseg_fast
-from medseg_fast import edges, filters, instance, region, semantic
+from medseg_fast import cluster, edges, filters, instance, region, semantic
 from medseg_fast import threshold as T
 
 core = pytest.importorskip("medseg_fast._core") if "cpu" in medseg_fast.available_backends() else None
@@ -114,6 +114,8 @@ def _cases(img):
         "distance": lambda: instance.distance_transform(mask, backend="cpu"),
         "distance-signed": lambda: instance.distance_transform(mask, signed=True, backend="cpu"),
         "split": lambda: instance.split(mask, backend="cpu"),
+        "kmeans": lambda: cluster.kmeans(img, 3, random_state=0, backend="cpu"),
+        "mean-shift-spatial": lambda: cluster.mean_shift(img[6], 50.0, spatial_bandwidth=3.0, backend="cpu"),
     }
 
 
