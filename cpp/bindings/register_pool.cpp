@@ -149,8 +149,12 @@ public:
                 drop = b->p;
             } else {
                 if (poison_) std::memset(b->p, 0xA5, b->bytes);
-                free_.push_back(*b);
-                held_ += b->cap;
+                try {
+                    free_.push_back(*b);  // runs in a capsule destructor: must not throw
+                } catch (...) {
+                    drop = b->p;
+                }
+                if (!drop) held_ += b->cap;
                 while (held_ > limit_) {  // oldest first
                     held_ -= free_.front().cap;
                     evicted.push_back(free_.front());
@@ -190,15 +194,25 @@ public:
     }
 
     py::dict info() {
-        std::lock_guard<std::mutex> lock(mu_);
+        // copy under the lock, build the dict after it: allocating Python
+        // objects can run the garbage collector, whose capsule destructors
+        // call release(), which takes the (non-recursive) lock
+        size_t limit, held, buffers, min_bytes;
+        uint64_t hits, misses;
+        bool poison;
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            limit = limit_, held = held_, buffers = free_.size(), min_bytes = min_bytes_;
+            hits = hits_, misses = misses_, poison = poison_;
+        }
         py::dict d;
-        d["limit_bytes"] = limit_;
-        d["held_bytes"] = held_;
-        d["held_buffers"] = free_.size();
-        d["min_bytes"] = min_bytes_;
-        d["hits"] = hits_;
-        d["misses"] = misses_;
-        d["poison"] = poison_;
+        d["limit_bytes"] = limit;
+        d["held_bytes"] = held;
+        d["held_buffers"] = buffers;
+        d["min_bytes"] = min_bytes;
+        d["hits"] = hits;
+        d["misses"] = misses;
+        d["poison"] = poison;
         return d;
     }
 
