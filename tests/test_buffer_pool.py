@@ -300,3 +300,32 @@ def test_local_statistics_streamed_into_mapped_outputs(dtype, method):
         core.pool.configure(poison=False)
         medseg_fast.set_buffer_pool_limit(old)
         core.pool.free_all()
+
+
+def test_info_while_the_garbage_collector_frees_pooled_arrays():
+    """pool.info() allocates a Python dict; when that allocation triggers the
+    garbage collector and it frees a cycle holding a pooled array, the capsule's
+    destructor returns the buffer inside info().  It must not wait for a lock
+    info() holds: that deadlocked before (the subprocess's timeout turns it into a
+    failure; reproduced with the old code)."""
+    code = """
+import gc, numpy as np, medseg_fast._core as C
+C.pool.configure(min_bytes=1)
+class Cycle: pass
+T = 1000
+gc.set_threshold(T)
+for _ in range(20):
+    gc.collect()
+    c = Cycle(); c.me = c; c.arr = C.pool.empty((256,), np.float32)
+    del c  # garbage: the next collection frees the array, whose capsule returns the buffer
+    keep = [{} for _ in range(200)]  # empty the dict free list, so info()'s dict is a tracked allocation
+    while gc.get_count()[0] < T:  # one allocation short of a collection
+        keep.append([])
+    C.pool.info()  # its dict triggers the collection
+print("ok")
+"""
+    try:
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("pool.info() deadlocked with a capsule destructor run by the garbage collector")
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
