@@ -201,7 +201,7 @@ py::tuple local_threshold_py(const py::array& image, const std::vector<int64_t>&
     bool finite = true;
     py::array out = bind::map_to_real(image, [&](auto ip, auto op, bool mapped) {
         // streaming stores pay off into mapped pages of an output beyond the caches
-        p.stream = mapped && s.size() * int64_t(sizeof(*op)) > (int64_t(32) << 20);
+        p.stream = mapped && s.size() * int64_t(sizeof(*op)) > detail::kStreamMinBytes;
         finite = local_threshold(ip, op, s, p, num_threads);
     }, out_obj);
     return py::make_tuple(out, finite);

@@ -228,7 +228,7 @@ MEDSEG_ALWAYS_INLINE int64_t sobel3d_range(const T* in, R* out, const Shape& s, 
     const int64_t ny = s.ny, nx = s.nx, nz = s.nz, P = s.plane(), BP = w.slot;
     const T lo = load_floor<T>(p.clamp_min);
     // streaming stores only for outputs well beyond the caches
-    const bool stream = s.size() * int64_t(sizeof(R)) > (int64_t(32) << 20);
+    const bool stream = s.size() * int64_t(sizeof(R)) > kStreamMinBytes;
     int64_t bad = 0;
     auto flush = [&](R* dst, int64_t n) MEDSEG_ALWAYS_INLINE_LAMBDA {
         if (stream) stream_copy_isa<V>(dst, w.tmp, n);

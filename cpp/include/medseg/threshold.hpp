@@ -1602,7 +1602,7 @@ MEDSEG_ALWAYS_INLINE bool plane_rows(const Src& src, int64_t y0, int64_t y1, int
             const double* h2 = SQ ? r2 + i * Ps + 7 + wx : nullptr;
             const double* l2 = SQ ? r2 + i * Ps + 7 : nullptr;
             // the threshold image row, or its staging row when streaming
-            constexpr bool can_stream = std::is_same_v<O, R> && sizeof(R) <= sizeof(double);
+            constexpr bool can_stream = std::is_same_v<O, R>;  // R: float or double, staged in orow
             const bool streaming = can_stream && p.stream;
             O* __restrict oy = streaming ? reinterpret_cast<O*>(w.orow.data()) : o + (yg + i) * nx;
             const T* vy = vp + (yg + i) * nx;

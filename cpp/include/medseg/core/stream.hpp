@@ -22,6 +22,11 @@
 
 namespace medseg::detail {
 
+// Outputs larger than this are well beyond the caches, where streaming stores
+// pay off (the 3D Sobel streams above it always; the local statistics when the
+// pages are also already mapped).
+constexpr int64_t kStreamMinBytes = int64_t(32) << 20;
+
 // dst[0, n) = src[0, n) with non-temporal stores where the platform has them
 // (x86 SSE2: float and double, aligned 16-byte groups), plain stores otherwise.
 // Callers issue stream_fence() before other threads may read dst.
