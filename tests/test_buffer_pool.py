@@ -174,6 +174,8 @@ def test_limit_and_free(pool):
     assert pool.info()["held_bytes"] == 0
     with pytest.raises(ValueError):
         medseg_fast.set_buffer_pool_limit(-1)
+    with pytest.raises(TypeError):
+        medseg_fast.set_buffer_pool_limit(1.5)
     assert nbytes < 2 << 20
 
 
