@@ -737,6 +737,35 @@ MEDSEG_ALWAYS_INLINE bool nms_keep_2d(const R* const r[3], int64_t x, R uy, R ux
     return minus <= m;
 }
 
+// Bit k set where p[k] >= lo (k < n <= 16; false for NaN, as the comparison).
+template <class R>
+MEDSEG_ALWAYS_INLINE uint32_t ge_bits16(const R* p, int64_t n, R lo) {
+#if defined(__SSE2__)
+    if constexpr (std::is_same_v<R, float>) {
+        if (n == 16) {
+            const __m128 l = _mm_set1_ps(lo);
+            uint32_t b = 0;
+            for (int k = 0; k < 4; ++k)
+                b |= static_cast<uint32_t>(_mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(p + 4 * k), l))) << (4 * k);
+            return b;
+        }
+    }
+#endif
+    uint32_t b = 0;
+    for (int64_t k = 0; k < n; ++k) b |= static_cast<uint32_t>(p[k] >= lo) << k;
+    return b;
+}
+// Index of the lowest set bit of b != 0.
+MEDSEG_ALWAYS_INLINE int lowest_bit(uint32_t b) {
+#if defined(__GNUC__) || defined(__clang__)
+    return __builtin_ctz(b);
+#else
+    int k = 0;
+    while (!(b & 1u)) { b >>= 1; ++k; }
+    return k;
+#endif
+}
+
 // 3D part of canny_suppress for output planes z0 .. z1 (one thread's share):
 // walked band by band (rows y0..y1 plus one halo row each side for the
 // suppression's neighbours) so that the rings of three band-planes of A, B, C
@@ -830,13 +859,15 @@ MEDSEG_ALWAYS_INLINE void canny3d_range(const Canny3dArgs<R>& g, int64_t z0, int
             for (int64_t y = ya; y < yb; ++y) {
                 const R* mrow = mz[1] + y * nx;
                 for (int64_t x0 = 1; x0 < nx - 1; x0 += 16) {
-                    const int64_t xe = std::min<int64_t>(x0 + 16, nx - 1);
-                    bool any = false;
-                    for (int64_t x = x0; x < xe; ++x) any |= mrow[x] >= lo;
-                    if (!any) continue;
-                    for (int64_t x = x0; x < xe; ++x) {
+                    // the candidates (m >= lo) of 16 columns as bits, visited in
+                    // column order: no branch per column, and the test itself
+                    // is four vector compares (a scalar test per column and its
+                    // mispredicted branch took a fifth of this kernel)
+                    uint32_t bits = detail::ge_bits16(mrow + x0, std::min<int64_t>(16, nx - 1 - x0), lo);
+                    while (bits) {
+                        const int64_t x = x0 + detail::lowest_bit(bits);
+                        bits &= bits - 1;
                         const R m = mrow[x];
-                        if (!(m >= lo)) continue;
                         if (mask && !eroded_at(mask, s, z, y, x)) continue;
                         const int64_t j = y * nx + x;
                         const R ga = kx * (A[gu + j] + R(2) * A[gm + j] + A[gd + j]);
