@@ -182,14 +182,15 @@ def summary_rows(benchmarks):
         rows += _group_rows(group, info[group], roles, refs, "medseg_fast", "")
         if "medseg_fast-nopool" in roles:  # the same call with fresh pages, for information
             rows += _group_rows(group, info[group], roles, refs, "medseg_fast-nopool", " (pool off)")
+        if "medseg_fast-mask" in roles:  # the fused mask (local_mask), OpenCV's counterpart
+            rows += _group_rows(group, info[group], roles, refs, "medseg_fast-mask", " (local_mask)")
     return rows
 
 
 def _group_rows(group, info, roles, refs, role, label):
     """One row per reference of a group, for medseg_fast's entry `role`."""
     ours = statistics.median(s.median for s in roles[role])
-    ours1 = (statistics.median(s.median for s in roles["medseg_fast-1t"])
-             if "medseg_fast-1t" in roles and role == "medseg_fast" else None)
+    ours1 = (statistics.median(s.median for s in roles[role + "-1t"]) if role + "-1t" in roles else None)
     rows = []
     for ref, t in refs.items():
         kind, bound = TARGETS.get(group, {}).get(ref, (None, None))

@@ -811,6 +811,27 @@ def test_local_border_modes(mode, backend, vol3d):
         assert _rel(ours, ref) < 1e-4, (method, mode)
 
 
+@pytest.mark.parametrize("mode", ["reflect", "nearest", "mirror", "wrap", "constant"])
+def test_local_widest_x_window_every_mode(mode, backend):
+    """The x window's border columns are filled by runs of the border table
+    (forwards, backwards, repeated or constant): windows up to the full row
+    width, odd and even row lengths, against scipy.ndimage.uniform_filter
+    (float64) for mean, and for sauvola (its borders: scipy's "mirror") against
+    its formula on the same box statistics."""
+    rng = np.random.default_rng(5)
+    for shape, win in (((5, 7, 31), (3, 3, 31)), ((4, 9, 30), (1, 5, 29)), ((6, 11), (5, 11)), ((3, 8, 4), (3, 3, 3))):
+        img = rng.normal(100.0, 30.0, shape).astype(np.float32)
+        ours = T.local(img, win, "mean", mode=mode, cval=-7.0, offset=0.5, backend=backend)
+        ref = ndi.uniform_filter(img.astype(np.float64), size=win, mode=mode, cval=-7.0) - 0.5
+        assert _rel(ours, ref) < 1e-5, (shape, win, mode)
+        if mode == "mirror":
+            m1 = ndi.uniform_filter(img.astype(np.float64), size=win, mode=mode)
+            m2 = ndi.uniform_filter(img.astype(np.float64) ** 2, size=win, mode=mode)
+            sd = np.sqrt(np.maximum(m2 - m1 * m1, 0.0))
+            ref_s = m1 * (1 + 0.2 * (sd / 50.0 - 1))
+            assert _rel(T.sauvola(img, win, r=50.0, backend=backend), ref_s) < 1e-4, (shape, win)
+
+
 def test_niblack_sauvola_vs_skimage(backend, ct_small, mr_small, anatomical):
     a = np.ascontiguousarray(anatomical, np.int16)
     for img, w in ((ct_small, 15), (mr_small, 7), (a, 7), (a, (3, 5, 9))):
