@@ -749,6 +749,14 @@ MEDSEG_ALWAYS_INLINE uint32_t ge_bits16(const R* p, int64_t n, R lo) {
                 b |= static_cast<uint32_t>(_mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(p + 4 * k), l))) << (4 * k);
             return b;
         }
+    } else if constexpr (std::is_same_v<R, double>) {
+        if (n == 16) {
+            const __m128d l = _mm_set1_pd(lo);
+            uint32_t b = 0;
+            for (int k = 0; k < 8; ++k)
+                b |= static_cast<uint32_t>(_mm_movemask_pd(_mm_cmpge_pd(_mm_loadu_pd(p + 2 * k), l))) << (2 * k);
+            return b;
+        }
     }
 #endif
     uint32_t b = 0;
@@ -930,15 +938,12 @@ MEDSEG_ALWAYS_INLINE void canny2d_range(const Canny2dArgs<R>& g, int64_t y0, int
         const R* gxr = &gx[(y % 3) * nx];
         const R* gyr = &gy[(y % 3) * nx];
         for (int64_t x0 = 1; x0 < nx - 1; x0 += 16) {
-            const int64_t xe = std::min<int64_t>(x0 + 16, nx - 1);
-            if (xe == x0 + 16) {  // a whole block: a fixed-length test the compiler vectorises
-                int any = 0;
-                for (int k = 0; k < 16; ++k) any |= mrow[x0 + k] >= lo;
-                if (!any) continue;
-            }
-            for (int64_t x = x0; x < xe; ++x) {
+            // the candidates of 16 columns as bits (see canny3d_range)
+            uint32_t bits = ge_bits16(mrow + x0, std::min<int64_t>(16, nx - 1 - x0), lo);
+            while (bits) {
+                const int64_t x = x0 + lowest_bit(bits);
+                bits &= bits - 1;
                 const R m = mrow[x];
-                if (!(m >= lo)) continue;
                 if (mask && !eroded_at(mask, g.s, 0, y, x)) continue;
                 if (nms_keep_2d(rows, x, gyr[x] * i1, gxr[x] * i2)) o[x] = m >= hi ? 2 : 1;
             }
