@@ -868,9 +868,9 @@ MEDSEG_ALWAYS_INLINE void canny3d_range(const Canny3dArgs<R>& g, int64_t z0, int
                 const R* mrow = mz[1] + y * nx;
                 for (int64_t x0 = 1; x0 < nx - 1; x0 += 16) {
                     // the candidates (m >= lo) of 16 columns as bits, visited in
-                    // column order: no branch per column, and the test itself
-                    // is four vector compares (a scalar test per column and its
-                    // mispredicted branch took a fifth of this kernel)
+                    // column order: four vector compares and no branch per
+                    // column (the scalar any-test of the 16 alone took ~11% of
+                    // this kernel's samples; 8-13% faster without, Ice Lake)
                     uint32_t bits = detail::ge_bits16(mrow + x0, std::min<int64_t>(16, nx - 1 - x0), lo);
                     while (bits) {
                         const int64_t x = x0 + detail::lowest_bit(bits);

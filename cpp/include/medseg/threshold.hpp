@@ -51,7 +51,8 @@
 //      prefetched (the z step is bound by the latency of those reads), and the
 //      rows that the next plane's first window of y sums readies are fetched into
 //      L2 during this plane's last rows;
-//   x: prefix sums along each extended row (border columns copied by table),
+//   x: prefix sums along each extended row (border columns copied by runs of
+//      the border table, see BorderRuns),
 //      by vector blocks of four (see x_prefix), four rows interleaved so that
 //      their carry chains overlap; then the x window's sums as differences of
 //      prefix sums and the threshold, formed, converted and written once in one
@@ -1294,21 +1295,16 @@ struct BorderRuns {
         auto add = [&](int64_t j0, int64_t j1) {  // table entries [j0, j1)
             for (int64_t j = j0; j < j1;) {
                 const int64_t a = t[j];
-                int step = 0;
-                if (j + 1 < j1 && a >= 0 && t[j + 1] >= 0) {
-                    const int64_t d = t[j + 1] - a;
-                    step = d == 1 ? 1 : d == -1 ? -1 : 0;
-                    if (d != 1 && d != -1 && d != 0) step = 2;  // no run: one value
-                }
                 int64_t k = j + 1;
-                if (a < 0) {
+                if (a < 0) {  // constant columns
                     while (k < j1 && t[k] < 0) ++k;
                     runs.push_back({j, -1, k - j, 0});
-                } else if (step == 2) {
-                    runs.push_back({j, a, 1, 0});
-                } else {
+                } else if (k < j1 && t[k] >= 0 && t[k] - a >= -1 && t[k] - a <= 1) {  // a run of step -1, 0 or 1
+                    const int step = static_cast<int>(t[k] - a);
                     while (k < j1 && t[k] >= 0 && t[k] - t[k - 1] == step) ++k;
                     runs.push_back({j, a, k - j, step});
+                } else {  // a lone value
+                    runs.push_back({j, a, 1, 0});
                 }
                 j = k;
             }
