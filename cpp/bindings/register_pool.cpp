@@ -155,11 +155,7 @@ public:
                     drop = b->p;
                 }
                 if (!drop) held_ += b->cap;
-                while (held_ > limit_) {  // oldest first
-                    held_ -= free_.front().cap;
-                    evicted.push_back(free_.front());
-                    free_.pop_front();
-                }
+                evict_over_limit(evicted);
             }
         }
         delete b;
@@ -172,11 +168,7 @@ public:
         {
             std::lock_guard<std::mutex> lock(mu_);
             limit_ = limit;
-            while (held_ > limit_) {
-                held_ -= free_.front().cap;
-                evicted.push_back(free_.front());
-                free_.pop_front();
-            }
+            evict_over_limit(evicted);
         }
         for (auto& e : evicted) raw_free(e.p);
     }
@@ -239,6 +231,15 @@ public:
 
 private:
     Pool() : limit_(default_limit()) {}
+    // With mu_ held: move the oldest free buffers to `out` until the pool is
+    // within its limit (the caller frees them after releasing the lock).
+    void evict_over_limit(std::deque<Block>& out) {
+        while (held_ > limit_ && !free_.empty()) {
+            held_ -= free_.front().cap;
+            out.push_back(free_.front());
+            free_.pop_front();
+        }
+    }
     std::mutex mu_;
     std::deque<Block> free_;  // free buffers, oldest first
     size_t held_ = 0, limit_, min_bytes_ = kDefaultMinBytes;
