@@ -99,7 +99,7 @@ def test_every_simd_variant_is_bit_identical(tmp_path):
     """
     pytest.importorskip("medseg_fast._core")
     script = (
-        "import sys, numpy as np\n"
+        "import hashlib, sys, numpy as np\n"
         "from medseg_fast import filters, edges, _core\n"
         "rng = np.random.default_rng(3)\n"
         "v = rng.normal(0, 300, (23, 37, 131)).astype(np.float32)\n"  # odd sizes: every tail path
@@ -111,7 +111,17 @@ def test_every_simd_variant_is_bit_identical(tmp_path):
         "         s=edges.sobel(v, backend='cpu'), c=edges.canny(i, 2.0, backend='cpu'),\n"
         "         c3=edges.canny(v, 1.5, 100.0, 250.0, backend='cpu'),\n"
         # 2D float32 Canny with a mask and quantile thresholds (suppression rows per ISA)
-        "         cm=edges.canny(v[5], 1.0, 0.6, 0.85, use_quantiles=True, mask=v[5] > -250, backend='cpu'))\n"
+        "         cm=edges.canny(v[5], 1.0, 0.6, 0.85, use_quantiles=True, mask=v[5] > -250, backend='cpu'),\n"
+        # 3D Sobel row kernels: integer inputs (converted in the vector loads), rows of whole
+        # vectors, rows shorter than a vector, rows of two, a single axis (the general loop)
+        "         si=edges.sobel(rng.integers(-32768, 32767, (7, 19, 50)).astype(np.int16), backend='cpu'),\n"
+        "         su=edges.sobel(rng.integers(0, 65535, (6, 11, 64)).astype(np.uint16), backend='cpu'),\n"
+        "         s8=edges.sobel(rng.integers(0, 255, (5, 9, 7)).astype(np.uint8), backend='cpu'),\n"
+        "         sb=edges.sobel(rng.integers(-128, 127, (4, 6, 2)).astype(np.int8), backend='cpu'),\n"
+        "         s0=edges.sobel(v, axis=0, backend='cpu'),\n"
+        # past 32 MiB of output: rows staged in L1 and streamed out (compared by digest)
+        "         sbig=hashlib.sha1(edges.sobel(np.repeat(v[:, :32, :128], 6, axis=0).repeat(8, axis=1)\n"
+        "                           .repeat(2, axis=2), backend='cpu').tobytes()).hexdigest())\n"
     )
     results = run_isa_variants(script, tmp_path)
     base = results["baseline"]
@@ -124,7 +134,7 @@ def test_every_simd_variant_is_bit_identical(tmp_path):
     np.testing.assert_array_equal(base["cm"], feature.canny(v[5], 1.0, 0.6, 0.85, use_quantiles=True,
                                                             mask=v[5] > -250))
     for isa, r in results.items():
-        for key in ("g1", "g8", "g2", "f8", "f2", "s", "c", "c3", "cm"):
+        for key in ("g1", "g8", "g2", "f8", "f2", "s", "c", "c3", "cm", "si", "su", "s8", "sb", "s0", "sbig"):
             np.testing.assert_array_equal(r[key], base[key], err_msg=f"{isa} {key}")
 
 

@@ -54,6 +54,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/aligned.hpp"
 #include "core/checks.hpp"
 #include "core/parallel.hpp"
 #include "core/simd.hpp"
@@ -292,7 +293,7 @@ void correlate_axis(const In* in, R* out, const Shape& s, int axis, const std::v
     const A cvd = static_cast<A>(cval);
     if (inner == 1) {
         parallel_blocks(outer, num_threads, grain_for(n, 16), [&](int64_t b, int64_t e) {
-            std::vector<A> buf(n + 2 * r);
+            aligned_vector<A> buf(n + 2 * r);
             uint32_t bits = 0;
             for (int64_t o = b; o < e; ++o) {
                 const In* line = in + o * n;
@@ -346,7 +347,7 @@ void correlate_axis(const In* in, R* out, const Shape& s, int axis, const std::v
     auto slot = [&](int64_t j) { return j < n ? (j + r) % RR : RR + (j - n); };
     parallel_blocks(ntasks, num_threads, 1, [&](int64_t b, int64_t e) {
         uint32_t bits = 0;
-        std::vector<A> ring((RR + r) * CS);
+        aligned_vector<A> ring((RR + r) * CS);
         std::vector<const A*> rp(RR);
         std::vector<R*> op(M);
         for (int64_t t = b; t < e; ++t) {

@@ -102,6 +102,7 @@
 #include <emmintrin.h>
 #endif
 
+#include "core/aligned.hpp"
 #include "core/parallel.hpp"
 #include "core/simd.hpp"
 #include "core/stream.hpp"
@@ -1520,7 +1521,7 @@ MEDSEG_ALWAYS_INLINE void row_add(const SumRows<T>& s, int64_t r, double* d1, do
 // With streaming stores, a row of the threshold image is staged in `orow`
 // (room for nx doubles) and copied out with stream_copy.
 struct LocalScratch {
-    std::vector<double> t1, t2, r1, r2, orow;
+    aligned_vector<double> t1, t2, r1, r2, orow;
     int64_t Wp = 0, Ps = 0;
     void size(int64_t W, bool sq, int64_t nx_stream) {
         const int64_t G = kLocalRows;
@@ -1741,7 +1742,7 @@ MEDSEG_ALWAYS_INLINE bool local_task(const LocalCtx<T, O>& c, int64_t t) {
     for (int64_t i = y0; i < y1 - 1 + wy; ++i)
         if (ty[i] >= 0) { lo = std::min(lo, ty[i]); hi = std::max(hi, ty[i] + 1); }
     const int64_t M = (hi - lo) * nx;
-    std::vector<double> s1(M), s2(SQ ? M : 0);
+    aligned_vector<double> s1(M), s2(SQ ? M : 0);
     std::vector<int64_t> stamp(hi - lo, z0);
     // first window: z sums of v and v^2 over rows lo..hi-1 straight from the
     // input, in blocks of columns kept in registers / L1 (plane order per voxel)
