@@ -1604,7 +1604,7 @@ MEDSEG_ALWAYS_INLINE void x_prefix(const double* t, int64_t Wp, double* P, int64
 // compared as numpy compares v with the float threshold).  Returns false when the
 // last row of y sums is not finite: the sums of a task carry every voxel they
 // met, so a NaN or inf anywhere in the task's input shows up there.
-template <bool SQ, class R, class Src, class T, class O>
+template <int V, bool SQ, class R, class Src, class T, class O>
 MEDSEG_ALWAYS_INLINE bool plane_rows(const Src& src, int64_t y0, int64_t y1, int64_t nx, const LocalParams& p,
                 const std::vector<int64_t>& ty, const BorderRuns& tx, double ccol1, double ccol2,
                 double inv_n, LocalScratch& w, const T* vp, O* o) {
@@ -1679,7 +1679,7 @@ MEDSEG_ALWAYS_INLINE bool plane_rows(const Src& src, int64_t y0, int64_t y1, int
                 }
             }
             if constexpr (can_stream)
-                if (streaming) stream_copy(o + (yg + i) * nx, oy, nx);
+                if (streaming) stream_copy_isa<V>(o + (yg + i) * nx, oy, nx);
         }
     }
     const double* last = t1 + prev * W + rx;
@@ -1709,7 +1709,7 @@ struct LocalCtx {
 // inlined into the per-ISA wrappers below (core/simd.hpp): a wider ISA evaluates
 // the same operations in the same order (no contraction), so every variant gives
 // the same bits.
-template <bool SQ, class R, class T, class O>
+template <int V, bool SQ, class R, class T, class O>
 MEDSEG_ALWAYS_INLINE bool local_task(const LocalCtx<T, O>& c, int64_t t) {
     const T* img = c.img;
     O* out = c.out;
@@ -1733,7 +1733,7 @@ MEDSEG_ALWAYS_INLINE bool local_task(const LocalCtx<T, O>& c, int64_t t) {
     if (!c.zsum) {
         for (int64_t z = z0; z < z1; ++z) {
             const DirectRows<T> src{img + z * P, nx, cv, cv2};
-            ok &= plane_rows<SQ, R>(src, y0, y1, nx, p, ty, tx, ccol1, ccol2, inv_n, w, img + z * P, out + z * P);
+            ok &= plane_rows<V, SQ, R>(src, y0, y1, nx, p, ty, tx, ccol1, ccol2, inv_n, w, img + z * P, out + z * P);
         }
         return ok;
     }
@@ -1793,18 +1793,20 @@ MEDSEG_ALWAYS_INLINE bool local_task(const LocalCtx<T, O>& c, int64_t t) {
         } else {
             src.nin = src.nout = nullptr;
         }
-        ok &= plane_rows<SQ, R>(src, y0, y1, nx, p, ty, tx, ccol1, ccol2, inv_n, w, img + z * P, out + z * P);
+        ok &= plane_rows<V, SQ, R>(src, y0, y1, nx, p, ty, tx, ccol1, ccol2, inv_n, w, img + z * P, out + z * P);
     }
     return ok;
 }
 
 template <bool SQ, class R, class T, class O>
-bool local_task_base(const LocalCtx<T, O>& c, int64_t t) { return local_task<SQ, R>(c, t); }
+bool local_task_base(const LocalCtx<T, O>& c, int64_t t) { return local_task<0, SQ, R>(c, t); }
 #if MEDSEG_X86_DISPATCH
 template <bool SQ, class R, class T, class O>
-MEDSEG_TARGET_AVX2 bool local_task_avx2(const LocalCtx<T, O>& c, int64_t t) { return local_task<SQ, R>(c, t); }
+MEDSEG_TARGET_AVX2 bool local_task_avx2(const LocalCtx<T, O>& c, int64_t t) { return local_task<1, SQ, R>(c, t); }
 template <bool SQ, class R, class T, class O>
-MEDSEG_TARGET_AVX512 bool local_task_avx512(const LocalCtx<T, O>& c, int64_t t) { return local_task<SQ, R>(c, t); }
+MEDSEG_TARGET_AVX512 bool local_task_avx512(const LocalCtx<T, O>& c, int64_t t) {
+    return local_task<2, SQ, R>(c, t);
+}
 #endif
 
 // Whether every sum the box kernel forms is an exact integer in double: integer
