@@ -1697,8 +1697,6 @@ struct LocalCtx {
     const LocalParams* p;
     int64_t nz, ny, nx, P, wz, wy, wx, rx;
     const int64_t* tz;
-    const int64_t* ty;
-    const int64_t* tx;
     const std::vector<int64_t>* tyv;
     const BorderRuns* txr;
     double cv, cv2, inv_n, ccol1, ccol2;
@@ -1877,7 +1875,7 @@ bool local_threshold_impl(const T* img, O* out, const Shape& s, const LocalParam
     const int64_t nzb = (nz + ZB - 1) / ZB;
     const int64_t nyb = (ny + YB - 1) / YB;
     const BorderRuns txr(tx, nx, rx);
-    const LocalCtx<T, O> ctx{img, out, &p, nz, ny, nx, P, wz, wy, wx, rx, tz.data(), ty.data(), tx.data(), &ty, &txr,
+    const LocalCtx<T, O> ctx{img, out, &p, nz, ny, nx, P, wz, wy, wx, rx, tz.data(), &ty, &txr,
                              cv, cv2, inv_n, ccol1, ccol2, zsum, ZB, YB, nyb};
     bool (*task)(const LocalCtx<T, O>&, int64_t) = &local_task_base<SQ, R, T, O>;
 #if MEDSEG_X86_DISPATCH
