@@ -1091,7 +1091,7 @@ def test_adaptive_isa_variants_identical(tmp_path):
         "         **_hist_case(T, v))\n"
     )
     # the histogram helpers below travel to the subprocess as source
-    helpers = inspect.getsource(_hist_values) + inspect.getsource(_hist_case)
+    helpers = inspect.getsource(_hist_values) + inspect.getsource(_hist_big) + inspect.getsource(_hist_case)
     script = script.replace("import sys, numpy as np\n", "import sys, numpy as np\n" + helpers)
     results = run_isa_variants(script, tmp_path)
     base = results["baseline"]
@@ -1105,12 +1105,16 @@ def test_adaptive_isa_variants_identical(tmp_path):
     for key, sel in (("h", np.isfinite(w)), ("hm", w > 100)):  # NaN > 100 is False: the mask drops it
         vals = w[sel]
         np.testing.assert_array_equal(base[key], np.histogram(vals, 97, (vals.min(), vals.max()))[0], err_msg=key)
+    b = _hist_big(v)
+    b = b[np.isfinite(b)]
+    for key, nb in (("hb", 97), ("hb256", 256)):
+        np.testing.assert_array_equal(base[key], np.histogram(b, nb, (b.min(), b.max()))[0], err_msg=key)
     from medseg_fast._numba import threshold as NT
 
     np.testing.assert_array_equal(base["li"], NT.li_split(np.ascontiguousarray(v[:, :, 1:]), None, -900.0, 1.0,
                                                           950.5, 2))
     for isa, r in results.items():
-        for key in ("m", "s", "n", "k", "h", "hm", "mu", "li"):
+        for key in ("m", "s", "n", "k", "h", "hm", "hb", "hb256", "mu", "li"):
             np.testing.assert_array_equal(r[key], base[key], err_msg=f"{isa} {key}")
         # the bracket certifies on AVX2 and up, with the full histogram's threshold
         assert np.isnan(r["ob"][0]) if isa == "baseline" else r["ob"][0] == base["ob"][1], (isa, r["ob"])
@@ -1131,11 +1135,22 @@ def _hist_values(v):
     return flat.reshape(v.shape)
 
 
+def _hist_big(v):
+    # past 2**18 values without a mask (nbins <= 256): the pair-counting path of
+    # histogram_binned; three copies of _hist_values (edge values, NaN) and a
+    # run of constant padding (whole blocks of one key), 3 values of SIMD tail
+    w = _hist_values(v).ravel()
+    return np.concatenate([w, np.full(70003, -1000.0, np.float32), w[::-1], w]).reshape(1, -1)
+
+
 def _hist_case(T, v):
     w = _hist_values(v)
     h, _ = T.histogram(w, nbins=97, nan_policy='omit', backend='cpu')
     hm, _ = T.histogram(w, mask=w > 100, nbins=97, nan_policy='omit', backend='cpu')
-    return dict(h=h, hm=hm)
+    b = _hist_big(v)
+    hb, _ = T.histogram(b, nbins=97, nan_policy='omit', backend='cpu', num_threads=2)
+    hb256, _ = T.histogram(b, nbins=256, nan_policy='omit', backend='cpu')
+    return dict(h=h, hm=hm, hb=hb, hb256=hb256)
 
 
 # ---------------------------------------------------------------- helpers and CLI

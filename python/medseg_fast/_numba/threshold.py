@@ -408,6 +408,7 @@ def _plane_rows(src1, src2, direct, lo, c1, c2, y0, y1, wy, wx, ty, tx, ccol1, c
     nx = vplane.shape[1]
     rx = wx // 2
     R = out.dtype.type
+    inv_r = 1.0 / r  # sauvola: std * (1 / r), as the cpu kernel
     prev = 0
     for y in range(y0, y1):
         cur = (y - y0) % 2
@@ -472,7 +473,7 @@ def _plane_rows(src1, src2, direct, lo, c1, c2, y0, y1, wy, wx, ty, tx, ccol1, c
                 if op == 1:
                     thr = m - k * math.sqrt(var)
                 else:
-                    thr = m * (1.0 + k * (math.sqrt(var) / r - 1.0))
+                    thr = m * (1.0 + k * (math.sqrt(var) * inv_r - 1.0))
             if mask:
                 mo[y, c] = np.float64(vplane[y, c]) > np.float64(R(thr))
             else:
