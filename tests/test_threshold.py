@@ -1086,7 +1086,8 @@ def test_adaptive_isa_variants_identical(tmp_path):
         "         li=np.array(_core.threshold.li_split(np.ascontiguousarray(v[:, :, 1:]), None, -900.0, 1.0, 950.5, 2)),\n"
         # Otsu's certified bracket (AVX2 / AVX-512 copies; none on the baseline) and otsu() on its volume
         "         ob=np.array([np.nan if (b := _core.threshold.otsu_bracket(o, 2)) is None else b, T.otsu(o)]),\n"
-        "         of=np.array([T.otsu(o.astype(np.float32) + np.float32(0.25))]),\n"
+        "         of=np.array([T.otsu(o.astype(np.float32) + np.float32(0.25)),\n"
+        "                      T.otsu(o.astype(np.float32) + np.float32(0.25), nbins=1000)]),\n"
         # float32 histogram (binning per ISA): values on and one ulp around every edge, NaN omitted, a mask
         "         **_hist_case(T, v))\n"
     )
@@ -1119,7 +1120,9 @@ def test_adaptive_isa_variants_identical(tmp_path):
         # the bracket certifies on AVX2 and up, with the full histogram's threshold
         assert np.isnan(r["ob"][0]) if isa == "baseline" else r["ob"][0] == base["ob"][1], (isa, r["ob"])
         assert r["ob"][1] == base["ob"][1]
-        assert r["of"][0] == base["of"][0]  # float32: the bracket (avx2/avx512) and the histogram (baseline)
+        # float32: the pair-counting histogram (avx2/avx512, 256 bins), the bracket (avx2/avx512,
+        # 1000 bins) and the histogram (baseline) agree
+        assert r["of"].tolist() == base["of"].tolist()
 
 
 # The float32 histogram case of the ISA test (run in each subprocess and here):

@@ -208,8 +208,12 @@ def _histogram_views(image, mask, nbins, nan_policy, backend, num_threads, need_
     edges = _bin_edges(lo, hi, nb, etype, m is not None)
     centers = _bin_centers(edges)
     if (bracket and name == "cpu" and dt == np.float32 and mview is None and not nonfinite
-            and view.size >= _BRACKET_MIN_VOXELS and lo < hi):
-        # otsu on float32: the certified bracket over the bins (otsu_bracket.hpp), or None
+            and view.size >= _BRACKET_MIN_VOXELS and lo < hi and nb > _PAIR_MAX_BINS):
+        # otsu on float32 with more than 256 bins: the certified bracket over the
+        # bins (otsu_bracket.hpp), or None.  Up to 256 bins the histogram counts
+        # values in pairs (histogram_binned in threshold.hpp) and is faster than
+        # the bracket's pass: 256^3 CT phantom, 2 threads, Ice Lake, otsu 8.6 ms
+        # by the bracket, 6.7 ms by the histogram; with 1024 bins 8.8 vs 10.1 ms.
         k = fam.otsu_bracket_binned(view, edges, centers, nt)
         if k is not None:
             h = _Hist(None, centers, lo, hi, count, mean, False)
@@ -320,8 +324,9 @@ def otsu(image, *, mask=None, nbins=None, nan_policy="raise", backend="auto", nu
 
     Images of 2**20 voxels or more (cpu backend with AVX2, no ``mask``)
     skip most of the histogram: a sample places a window of values (int16,
-    uint16; no ``nbins``) or bins (float32 without NaN/inf) around the
-    optimum, one pass counts the voxels inside it exactly and sums the rest,
+    uint16; no ``nbins``) or bins (float32 without NaN/inf, ``nbins`` above
+    256: up to 256 bins the float32 histogram, which counts voxels in
+    pairs, is faster) around the optimum, one pass counts the voxels inside it exactly and sums the rest,
     and bounds on the between-class variance outside the window certify that
     the optimum is inside.  The result is the full histogram's: bit for bit
     on 16-bit images; on float32, where a voxel's bin centre is known only
@@ -351,6 +356,8 @@ def otsu(image, *, mask=None, nbins=None, nan_policy="raise", backend="auto", nu
 
 
 _BRACKET_MIN_VOXELS = 1 << 20
+# the most bins histogram_binned counts in pairs (threshold.hpp)
+_PAIR_MAX_BINS = 256
 
 
 def _otsu_bracket(image, mask, nbins, nan_policy, backend, num_threads):

@@ -7,7 +7,8 @@
 // np.linspace edges in the image's float type, the bin is
 // int((v - lo) * (nbins / (hi - lo))) computed in that type, then corrected
 // against the edges exactly as numpy.lib._histograms_impl does (float32 skips
-// the correction for blocks proven clear of every edge; see histogram_binned).
+// the correction for blocks proven clear of every edge, and with up to 256
+// bins counts the values of such blocks in pairs; see histogram_binned).
 // Each thread fills its own sub-histograms (uint32 counts flushed to int64
 // before they can overflow) over 64Ki-voxel chunks it claims in turn, and the
 // counts are summed bin by bin; counts are integers, so the result never
@@ -1305,7 +1306,9 @@ MEDSEG_TARGET_AVX512 int64_t binned_f32_blocks_avx512(const float* img, const ui
 // bins, so equal neighbours are common).  In a flagged block (a few percent of
 // them) the flagged values take the exact per-value path, the one every other
 // type uses: numpy's guess and edge correction.  Both paths give numpy's bins,
-// so the fast path changes no count.
+// so the fast path changes no count.  Without a mask, with at most 256 bins and
+// AVX2 or AVX-512, the unflagged values are counted two at a time (see
+// pair_histogram_f32).
 template <class T, class E>
 void histogram_binned(const T* img, const uint8_t* mask, int64_t N, const E* edges, int64_t nbins, int64_t* counts,
                       int num_threads) {
