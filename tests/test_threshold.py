@@ -1139,11 +1139,12 @@ def _hist_values(v):
 
 
 def _hist_big(v):
-    # past 2**18 values without a mask (nbins <= 256): the pair-counting path of
-    # histogram_binned; three copies of _hist_values (edge values, NaN) and a
-    # run of constant padding (whole blocks of one key), 3 values of SIMD tail
+    # 2**19 values per thread or more without a mask (nbins <= 256): the
+    # pair-counting path of histogram_binned; nine copies of _hist_values (edge
+    # values, NaN) and a run of constant padding (whole blocks of one key), 2**20
+    # values in all, a SIMD tail of 3
     w = _hist_values(v).ravel()
-    return np.concatenate([w, np.full(70003, -1000.0, np.float32), w[::-1], w]).reshape(1, -1)
+    return np.concatenate([w] * 4 + [np.full(70003, -1000.0, np.float32)] + [w[::-1]] * 4 + [w]).reshape(1, -1)
 
 
 def _hist_case(T, v):
@@ -1152,7 +1153,7 @@ def _hist_case(T, v):
     hm, _ = T.histogram(w, mask=w > 100, nbins=97, nan_policy='omit', backend='cpu')
     b = _hist_big(v)
     hb, _ = T.histogram(b, nbins=97, nan_policy='omit', backend='cpu', num_threads=2)
-    hb256, _ = T.histogram(b, nbins=256, nan_policy='omit', backend='cpu')
+    hb256, _ = T.histogram(b, nbins=256, nan_policy='omit', backend='cpu', num_threads=1)
     return dict(h=h, hm=hm, hb=hb, hb256=hb256)
 
 
