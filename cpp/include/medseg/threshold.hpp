@@ -951,11 +951,11 @@ inline bool bin_block_sse2(const float* p, const BinF32& c, int32_t* idx) {
 }
 
 #if MEDSEG_X86_DISPATCH
-// bin_block_sse2 at the width of AVX2 (8 values) and AVX-512 (16 values): the
-// same operations per value (sub, mul, min with the NaN -> top rule, truncating
-// conversion, back-conversion, sub), so the same positions and the same verdict
-// on the block.  Picked at run time (core/simd.hpp); the binning is about half
-// the work of the histogram, the increments the other half.
+// bin_block_sse2 at the width of AVX2 (8 values) and AVX-512 (16 values, below):
+// the same operations per value (sub, mul, min with the NaN -> top rule,
+// truncating conversion, back-conversion, sub), so the same positions and the
+// same verdict on the block.  Picked at run time (core/simd.hpp); the binning is
+// about half the work of the histogram, the increments the other half.
 MEDSEG_TARGET_AVX2 inline bool bin_block_avx2(const float* p, const BinF32& c, int32_t* idx) {
     const __m256 vfirst = _mm256_set1_ps(c.first), vnorm = _mm256_set1_ps(c.norm), vtop = _mm256_set1_ps(c.top);
     __m256 lo[2], hi[2];
@@ -980,11 +980,24 @@ MEDSEG_TARGET_AVX2 inline bool bin_block_avx2(const float* p, const BinF32& c, i
 
 // (The all-lanes masked forms of min, max, the conversions and the shift: GCC 12's
 // unmasked ones pass an "undefined" vector that -Wall reports as uninitialized.)
-MEDSEG_TARGET_AVX512 inline bool bin_block_avx512(const float* p, const BinF32& c, int32_t* idx) {
+// AVX-512 binning of p[0 .. kBinBlock), the operations of bin_block_sse2 for f
+// and its truncation g, with f - trunc(f) by vreduceps (exact, as the
+// back-conversion and subtraction are; 0 for the infinities, which fails the
+// edge test as -inf did there: the same verdict).  Pairs = false: idx = g * 8
+// (the sub-histogram layout); returns 1 for a clean block, 0 for a flagged one.
+// Pairs = true (see pair_histogram_f32): the key of pair j, (g(2j) << 8) +
+// g(2j + 1), formed in its 64-bit lane, in the lane's low half (read as
+// int32 index 2j); no idx.  With 512-bit vectors Ice Lake has two vector
+// ports, and forming the keys from g drops 8 of 19 operations per 16 values
+// against binning and forming them from idx.  Returns 0 for a flagged block, 1
+// for a clean one, 3 for a clean one whose 64 keys are all equal.
+template <bool Pairs>
+MEDSEG_TARGET_AVX512 inline int bin_block_avx512_impl(const float* p, const BinF32& c, int32_t* idx, int64_t* keys) {
     const __mmask16 all = 0xFFFF;
     const __m512 vfirst = _mm512_set1_ps(c.first), vnorm = _mm512_set1_ps(c.norm), vtop = _mm512_set1_ps(c.top);
     __m512 lo[2], hi[2];
     for (int k = 0; k < 2; ++k) { lo[k] = _mm512_set1_ps(1.0f); hi[k] = _mm512_setzero_ps(); }
+    __m512i first = _mm512_setzero_si512(), diff = _mm512_setzero_si512();
     for (int64_t j = 0; j < kBinBlock; j += 32) {
         prefetch_ahead(p + j, kPrefetchHist);
         prefetch_ahead(p + j + 16, kPrefetchHist);
@@ -993,16 +1006,31 @@ MEDSEG_TARGET_AVX512 inline bool bin_block_avx512(const float* p, const BinF32& 
             const __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(p + u), vfirst), vnorm);
             const __m512 f = _mm512_maskz_min_ps(all, d, vtop);
             const __m512i g = _mm512_maskz_cvttps_epi32(all, f);
-            const __m512 fr = _mm512_sub_ps(f, _mm512_maskz_cvtepi32_ps(all, g));
+            const __m512 fr = _mm512_maskz_reduce_ps(all, f, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
             lo[k] = _mm512_maskz_min_ps(all, lo[k], fr);
             hi[k] = _mm512_maskz_max_ps(all, hi[k], fr);
-            _mm512_storeu_si512(idx + u, _mm512_maskz_slli_epi32(all, g, 3));
+            if constexpr (Pairs) {
+                const __m512i key =
+                    _mm512_add_epi64(_mm512_maskz_slli_epi32(all, g, 8), _mm512_maskz_srli_epi64(0xFF, g, 32));
+                _mm512_store_si512(keys + u / 2, key);
+                if (u == 0) first = _mm512_maskz_permutexvar_epi64(0xFF, _mm512_setzero_si512(), key);
+                diff = _mm512_ternarylogic_epi64(diff, key, first, 0xF6);  // diff | (key ^ first)
+            } else {
+                _mm512_storeu_si512(idx + u, _mm512_maskz_slli_epi32(all, g, 3));
+            }
         }
     }
     const __m512 l = _mm512_maskz_min_ps(all, lo[0], lo[1]), h = _mm512_maskz_max_ps(all, hi[0], hi[1]);
     const __mmask16 bad = _mm512_cmp_ps_mask(l, _mm512_set1_ps(c.delta), _CMP_LT_OS) |
                           _mm512_cmp_ps_mask(h, _mm512_set1_ps(c.one_minus_delta), _CMP_GT_OS);
-    return bad == 0;
+    if (bad) return 0;
+    return !Pairs || _mm512_test_epi64_mask(diff, diff) != 0 ? 1 : 3;
+}
+MEDSEG_TARGET_AVX512 inline bool bin_block_avx512(const float* p, const BinF32& c, int32_t* idx) {
+    return bin_block_avx512_impl<false>(p, c, idx, nullptr) != 0;
+}
+MEDSEG_TARGET_AVX512 inline int bin_pairs_avx512(const float* p, const BinF32& c, int64_t* keys) {
+    return bin_block_avx512_impl<true>(p, c, nullptr, keys);
 }
 #endif
 
@@ -1116,46 +1144,6 @@ MEDSEG_TARGET_AVX2 inline bool pair_keys_avx2(const int32_t* idx, int32_t* keys)
         diff = _mm256_or_si256(diff, _mm256_xor_si256(k, first));
     }
     return _mm256_testz_si256(diff, diff) != 0;
-}
-
-// Binning and pair keys of p[0 .. kBinBlock) in one pass (AVX-512).  Per value
-// the positions of bin_block_avx512 (same f, same truncation) and the same
-// verdict: vreduceps gives f - trunc(f), exact as the back-conversion and
-// subtraction were (and 0 for the infinities, which fails the test as -inf did
-// there).  The key of pair j is formed in its 64-bit lane straight from the two
-// truncated positions, (bin(2j) << 8) + bin(2j + 1) in the lane's low half
-// (read as keys32[2j]), and no bin * Q indices are stored: with 512-bit
-// vectors Ice Lake has two vector ports, and this drops 8 of 19 operations per
-// 16 values.  Returns 0 for a flagged block, 1 for a clean one, 3 for a clean
-// one whose 64 keys are all equal.
-MEDSEG_TARGET_AVX512 inline int bin_pairs_avx512(const float* p, const BinF32& c, int64_t* keys) {
-    const __mmask16 all = 0xFFFF;
-    const __m512 vfirst = _mm512_set1_ps(c.first), vnorm = _mm512_set1_ps(c.norm), vtop = _mm512_set1_ps(c.top);
-    __m512 lo[2], hi[2];
-    for (int k = 0; k < 2; ++k) { lo[k] = _mm512_set1_ps(1.0f); hi[k] = _mm512_setzero_ps(); }
-    __m512i first = _mm512_setzero_si512(), diff = _mm512_setzero_si512();
-    for (int64_t j = 0; j < kBinBlock; j += 32) {
-        prefetch_ahead(p + j, kPrefetchHist);
-        prefetch_ahead(p + j + 16, kPrefetchHist);
-        for (int k = 0; k < 2; ++k) {
-            const int64_t u = j + 16 * k;
-            const __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(p + u), vfirst), vnorm);
-            const __m512 f = _mm512_maskz_min_ps(all, d, vtop);
-            const __m512i g = _mm512_maskz_cvttps_epi32(all, f);
-            const __m512 fr = _mm512_maskz_reduce_ps(all, f, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-            lo[k] = _mm512_maskz_min_ps(all, lo[k], fr);
-            hi[k] = _mm512_maskz_max_ps(all, hi[k], fr);
-            const __m512i key = _mm512_add_epi64(_mm512_maskz_slli_epi32(all, g, 8), _mm512_maskz_srli_epi64(0xFF, g, 32));
-            _mm512_store_si512(keys + u / 2, key);
-            if (u == 0) first = _mm512_maskz_permutexvar_epi64(0xFF, _mm512_setzero_si512(), key);
-            diff = _mm512_ternarylogic_epi64(diff, key, first, 0xF6);  // diff | (key ^ first)
-        }
-    }
-    const __m512 l = _mm512_maskz_min_ps(all, lo[0], lo[1]), h = _mm512_maskz_max_ps(all, hi[0], hi[1]);
-    const __mmask16 bad = _mm512_cmp_ps_mask(l, _mm512_set1_ps(c.delta), _CMP_LT_OS) |
-                          _mm512_cmp_ps_mask(h, _mm512_set1_ps(c.one_minus_delta), _CMP_GT_OS);
-    if (bad) return 0;
-    return _mm512_test_epi64_mask(diff, diff) == 0 ? 3 : 1;
 }
 
 // The pair-counting version of binned_f32_blocks (no mask): P the 65536-counter
