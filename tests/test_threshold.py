@@ -1092,7 +1092,8 @@ def test_adaptive_isa_variants_identical(tmp_path):
         "         **_hist_case(T, v))\n"
     )
     # the histogram helpers below travel to the subprocess as source
-    helpers = inspect.getsource(_hist_values) + inspect.getsource(_hist_big) + inspect.getsource(_hist_case)
+    helpers = (inspect.getsource(_hist_values) + inspect.getsource(_hist_big) + inspect.getsource(_hist_ends)
+               + inspect.getsource(_hist_case))
     script = script.replace("import sys, numpy as np\n", "import sys, numpy as np\n" + helpers)
     results = run_isa_variants(script, tmp_path)
     base = results["baseline"]
@@ -1110,12 +1111,16 @@ def test_adaptive_isa_variants_identical(tmp_path):
     b = b[np.isfinite(b)]
     for key, nb in (("hb", 97), ("hb256", 256)):
         np.testing.assert_array_equal(base[key], np.histogram(b, nb, (b.min(), b.max()))[0], err_msg=key)
+    a, m = _hist_ends()
+    pos = a[a > 0]
+    for key, vals, nb in (("he", a, 256), ("he2", m, 2), ("hem", pos, 256)):
+        np.testing.assert_array_equal(base[key], np.histogram(vals, nb, (vals.min(), vals.max()))[0], err_msg=key)
     from medseg_fast._numba import threshold as NT
 
     np.testing.assert_array_equal(base["li"], NT.li_split(np.ascontiguousarray(v[:, :, 1:]), None, -900.0, 1.0,
                                                           950.5, 2))
     for isa, r in results.items():
-        for key in ("m", "s", "n", "k", "h", "hm", "hb", "hb256", "mu", "li"):
+        for key in ("m", "s", "n", "k", "h", "hm", "hb", "hb256", "he", "he2", "hem", "mu", "li"):
             np.testing.assert_array_equal(r[key], base[key], err_msg=f"{isa} {key}")
         # the bracket certifies on AVX2 and up, with the full histogram's threshold
         assert np.isnan(r["ob"][0]) if isa == "baseline" else r["ob"][0] == base["ob"][1], (isa, r["ob"])
@@ -1147,6 +1152,19 @@ def _hist_big(v):
     return np.concatenate([w] * 4 + [np.full(70003, -1000.0, np.float32)] + [w[::-1]] * 4 + [w]).reshape(1, -1)
 
 
+def _hist_ends():
+    # values at the ends of the range, which the float32 binning counts without
+    # the exact path: a zero background (the minimum) with a saturated top (the
+    # maximum) and a 0/1 mask as float32; 2**20 values each
+    rng = np.random.default_rng(5)
+    a = np.zeros(1 << 20, np.float32)
+    on = rng.random(a.size) < 0.3
+    a[on] = np.minimum(rng.normal(500, 150, on.sum()), 700).astype(np.float32)
+    a[on & (a < 0)] = 0
+    m = (rng.random(a.size) < 0.4).astype(np.float32)
+    return a.reshape(1, -1), m.reshape(1, -1)
+
+
 def _hist_case(T, v):
     w = _hist_values(v)
     h, _ = T.histogram(w, nbins=97, nan_policy='omit', backend='cpu')
@@ -1154,7 +1172,11 @@ def _hist_case(T, v):
     b = _hist_big(v)
     hb, _ = T.histogram(b, nbins=97, nan_policy='omit', backend='cpu', num_threads=2)
     hb256, _ = T.histogram(b, nbins=256, nan_policy='omit', backend='cpu', num_threads=1)
-    return dict(h=h, hm=hm, hb=hb, hb256=hb256)
+    a, m = _hist_ends()
+    he, _ = T.histogram(a, backend='cpu', num_threads=1)
+    he2, _ = T.histogram(m, nbins=2, backend='cpu', num_threads=1)
+    hem, _ = T.histogram(a, mask=a > 0, backend='cpu')
+    return dict(h=h, hm=hm, hb=hb, hb256=hb256, he=he, he2=he2, hem=hem)
 
 
 # ---------------------------------------------------------------- helpers and CLI

@@ -918,6 +918,10 @@ constexpr int64_t kBinBlock = 128;  // values per block of the float32 fast path
 
 struct BinF32 {
     float first, norm, top, delta, one_minus_delta;
+    // for bad_lanes_sse2's end-of-range rule and the bin clamp of the binning
+    // (set by histogram_binned; unused by the other users of BinF32)
+    float last = 0.0f, top_lo = 0.0f;  // edges[nbins]; nbins - delta
+    int32_t last_bin = 0;              // nbins - 1
 };
 
 // Bin positions of p[0 .. kBinBlock), times 8 (the interleaved sub-histograms),
@@ -929,6 +933,7 @@ struct BinF32 {
 // all fail that, and so does f beyond the int32 range.
 inline bool bin_block_sse2(const float* p, const BinF32& c, int32_t* idx) {
     const __m128 vfirst = _mm_set1_ps(c.first), vnorm = _mm_set1_ps(c.norm), vtop = _mm_set1_ps(c.top);
+    const __m128i vlast = _mm_set1_epi32(c.last_bin);
     __m128 lo[4], hi[4];  // four accumulators each: no loop-carried latency chain
     for (int k = 0; k < 4; ++k) { lo[k] = _mm_set1_ps(1.0f); hi[k] = _mm_setzero_ps(); }
     for (int64_t j = 0; j < kBinBlock; j += 16) {
@@ -940,7 +945,9 @@ inline bool bin_block_sse2(const float* p, const BinF32& c, int32_t* idx) {
             const __m128 fr = _mm_sub_ps(f, _mm_cvtepi32_ps(g));
             lo[k] = _mm_min_ps(lo[k], fr);
             hi[k] = _mm_max_ps(hi[k], fr);
-            _mm_store_si128(reinterpret_cast<__m128i*>(idx + u), _mm_slli_epi32(g, 3));
+            const __m128i over = _mm_cmpgt_epi32(g, vlast);  // (SSE2 has no pminsd)
+            const __m128i gc = _mm_or_si128(_mm_and_si128(over, vlast), _mm_andnot_si128(over, g));
+            _mm_store_si128(reinterpret_cast<__m128i*>(idx + u), _mm_slli_epi32(gc, 3));
         }
     }
     const __m128 l = _mm_min_ps(_mm_min_ps(lo[0], lo[1]), _mm_min_ps(lo[2], lo[3]));
@@ -958,6 +965,7 @@ inline bool bin_block_sse2(const float* p, const BinF32& c, int32_t* idx) {
 // about half the work of the histogram, the increments the other half.
 MEDSEG_TARGET_AVX2 inline bool bin_block_avx2(const float* p, const BinF32& c, int32_t* idx) {
     const __m256 vfirst = _mm256_set1_ps(c.first), vnorm = _mm256_set1_ps(c.norm), vtop = _mm256_set1_ps(c.top);
+    const __m256i vlast = _mm256_set1_epi32(c.last_bin);
     __m256 lo[2], hi[2];
     for (int k = 0; k < 2; ++k) { lo[k] = _mm256_set1_ps(1.0f); hi[k] = _mm256_setzero_ps(); }
     for (int64_t j = 0; j < kBinBlock; j += 16) {
@@ -969,7 +977,7 @@ MEDSEG_TARGET_AVX2 inline bool bin_block_avx2(const float* p, const BinF32& c, i
             const __m256 fr = _mm256_sub_ps(f, _mm256_cvtepi32_ps(g));
             lo[k] = _mm256_min_ps(lo[k], fr);
             hi[k] = _mm256_max_ps(hi[k], fr);
-            _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + u), _mm256_slli_epi32(g, 3));
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + u), _mm256_slli_epi32(_mm256_min_epi32(g, vlast), 3));
         }
     }
     const __m256 l = _mm256_min_ps(lo[0], lo[1]), h = _mm256_max_ps(hi[0], hi[1]);
@@ -989,12 +997,14 @@ MEDSEG_TARGET_AVX2 inline bool bin_block_avx2(const float* p, const BinF32& c, i
 // g(2j + 1), formed in its 64-bit lane, in the lane's low half (read as
 // int32 index 2j); no idx.  With 512-bit vectors Ice Lake has two vector
 // ports, and forming the keys from g drops 8 of 19 operations per 16 values
-// against binning and forming them from idx.  Returns 0 for a flagged block, 1
-// for a clean one, 3 for a clean one whose 64 keys are all equal.
+// against binning and forming them from idx.  Returns bit 0 set for a clean
+// block, bit 1 set (Pairs) when its 64 keys are all equal.  g is clamped to
+// nbins - 1 (see bad_lanes_sse2).
 template <bool Pairs>
 MEDSEG_TARGET_AVX512 inline int bin_block_avx512_impl(const float* p, const BinF32& c, int32_t* idx, int64_t* keys) {
     const __mmask16 all = 0xFFFF;
     const __m512 vfirst = _mm512_set1_ps(c.first), vnorm = _mm512_set1_ps(c.norm), vtop = _mm512_set1_ps(c.top);
+    const __m512i vlast = _mm512_set1_epi32(c.last_bin);
     __m512 lo[2], hi[2];
     for (int k = 0; k < 2; ++k) { lo[k] = _mm512_set1_ps(1.0f); hi[k] = _mm512_setzero_ps(); }
     __m512i first = _mm512_setzero_si512(), diff = _mm512_setzero_si512();
@@ -1005,7 +1015,7 @@ MEDSEG_TARGET_AVX512 inline int bin_block_avx512_impl(const float* p, const BinF
             const int64_t u = j + 16 * k;
             const __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(p + u), vfirst), vnorm);
             const __m512 f = _mm512_maskz_min_ps(all, d, vtop);
-            const __m512i g = _mm512_maskz_cvttps_epi32(all, f);
+            const __m512i g = _mm512_maskz_min_epi32(all, _mm512_maskz_cvttps_epi32(all, f), vlast);
             const __m512 fr = _mm512_maskz_reduce_ps(all, f, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
             lo[k] = _mm512_maskz_min_ps(all, lo[k], fr);
             hi[k] = _mm512_maskz_max_ps(all, hi[k], fr);
@@ -1023,11 +1033,11 @@ MEDSEG_TARGET_AVX512 inline int bin_block_avx512_impl(const float* p, const BinF
     const __m512 l = _mm512_maskz_min_ps(all, lo[0], lo[1]), h = _mm512_maskz_max_ps(all, hi[0], hi[1]);
     const __mmask16 bad = _mm512_cmp_ps_mask(l, _mm512_set1_ps(c.delta), _CMP_LT_OS) |
                           _mm512_cmp_ps_mask(h, _mm512_set1_ps(c.one_minus_delta), _CMP_GT_OS);
-    if (bad) return 0;
-    return !Pairs || _mm512_test_epi64_mask(diff, diff) != 0 ? 1 : 3;
+    const int same = Pairs && _mm512_test_epi64_mask(diff, diff) == 0 ? 2 : 0;
+    return (bad ? 0 : 1) | same;
 }
 MEDSEG_TARGET_AVX512 inline bool bin_block_avx512(const float* p, const BinF32& c, int32_t* idx) {
-    return bin_block_avx512_impl<false>(p, c, idx, nullptr) != 0;
+    return (bin_block_avx512_impl<false>(p, c, idx, nullptr) & 1) != 0;
 }
 MEDSEG_TARGET_AVX512 inline int bin_pairs_avx512(const float* p, const BinF32& c, int64_t* keys) {
     return bin_block_avx512_impl<true>(p, c, nullptr, keys);
@@ -1035,14 +1045,28 @@ MEDSEG_TARGET_AVX512 inline int bin_pairs_avx512(const float* p, const BinF32& c
 #endif
 
 // For a block that failed bin_block_sse2: bit l of bad[u / 4] tells whether
-// value u + l fails the test (the same operations, value by value).
+// value u + l must take the exact path: it fails the test (the same operations,
+// value by value), unless it lies at an end of the range, where no edge is in
+// doubt: v >= first with f < delta is bin 0, v <= last with f > nbins - delta
+// is bin nbins - 1 (numpy's last bin is closed), which the binning's clamp of
+// the bin to nbins - 1 gives.  Such values are common: a CT's padding or an
+// MR's zero background is the image minimum, a clipped or saturated scan's
+// maximum its maximum, and every value of a 0/1 mask is at one end; before this
+// rule each of them took the exact path (256^3 float32 with 70% zeros: 65 ms
+// instead of 9 on 2 threads, Ice Lake).  The comparisons with first and last are
+// false for NaN, which stays on the exact path (and is not counted there).
 inline void bad_lanes_sse2(const float* p, const BinF32& c, uint8_t* bad) {
     const __m128 vfirst = _mm_set1_ps(c.first), vnorm = _mm_set1_ps(c.norm), vtop = _mm_set1_ps(c.top);
     const __m128 vd = _mm_set1_ps(c.delta), vod = _mm_set1_ps(c.one_minus_delta);
+    const __m128 vlast = _mm_set1_ps(c.last), vtlo = _mm_set1_ps(c.top_lo);
     for (int64_t u = 0; u < kBinBlock; u += 4) {
-        const __m128 f = _mm_min_ps(_mm_mul_ps(_mm_sub_ps(_mm_loadu_ps(p + u), vfirst), vnorm), vtop);
+        const __m128 v = _mm_loadu_ps(p + u);
+        const __m128 f = _mm_min_ps(_mm_mul_ps(_mm_sub_ps(v, vfirst), vnorm), vtop);
         const __m128 fr = _mm_sub_ps(f, _mm_cvtepi32_ps(_mm_cvttps_epi32(f)));
-        bad[u / 4] = static_cast<uint8_t>(_mm_movemask_ps(_mm_or_ps(_mm_cmplt_ps(fr, vd), _mm_cmpgt_ps(fr, vod))));
+        const __m128 fails = _mm_or_ps(_mm_cmplt_ps(fr, vd), _mm_cmpgt_ps(fr, vod));
+        const __m128 at_first = _mm_and_ps(_mm_cmpge_ps(v, vfirst), _mm_cmplt_ps(f, vd));
+        const __m128 at_last = _mm_and_ps(_mm_cmple_ps(v, vlast), _mm_cmpgt_ps(f, vtlo));
+        bad[u / 4] = static_cast<uint8_t>(_mm_movemask_ps(_mm_andnot_ps(_mm_or_ps(at_first, at_last), fails)));
     }
 }
 }  // namespace detail
@@ -1117,13 +1141,14 @@ MEDSEG_ALWAYS_INLINE int64_t binned_f32_blocks(const float* img, const uint8_t* 
 // even values) and counts[b] += sum_a P[a, b] (the odd ones).  The table is
 // 256 KiB, but medical images fill few of its lines: neighbouring voxels lie in
 // nearby bins, so the keys cluster around the diagonal of a few tissue blocks
-// and stay in L1; uniform noise spreads them over L2 (still about as fast as
-// the counting above, measured below).  A run of equal keys (constant padding,
-// a zero background) would chain every increment through one counter, so a
-// vector of equal keys is counted with one add.  Flagged blocks (values near
-// an edge) count value by value into the Q interleaved sub-histograms as
-// above.  Integer counts: the same histogram as the other paths, whatever the
-// thread count.
+// and stay in L1; uniform noise spreads them over L2 (see benchmarks/README.md,
+// twelfth session, for that case and the others measured).  A run of equal keys
+// (constant padding, a zero background) would chain every increment through one
+// counter, so a block of 64 equal keys is counted with one add.  In a flagged
+// block (a value near an edge, out of range or not finite), the pairs holding
+// a flagged value are counted value by value into the Q interleaved
+// sub-histograms as above, the flagged value by the exact path.  Integer
+// counts: the same histogram as the other paths, whatever the thread count.
 constexpr int64_t kPairKeys = kBinBlock / 2;
 
 #if MEDSEG_X86_DISPATCH
@@ -1158,35 +1183,41 @@ MEDSEG_ALWAYS_INLINE int64_t binned_f32_pair_blocks(const float* img, int64_t b,
     constexpr int64_t S = V == 2 ? 2 : 1;
     int64_t i = b;
     for (; i + BLK <= e; i += BLK) {
-        int verdict;
+        int verdict;  // bit 0: clean, bit 1: 64 equal keys
         if constexpr (V == 2) {
             verdict = bin_pairs_avx512(img + i, c, reinterpret_cast<int64_t*>(keys));
-            if (verdict == 0) bin_block_avx512(img + i, c, idx);
         } else {
             const bool clean = bin_block_avx2(img + i, c, idx);
             const bool same = pair_keys_avx2(idx, keys);
-            verdict = clean ? (same ? 3 : 1) : 0;
+            verdict = (clean ? 1 : 0) | (same ? 2 : 0);
         }
-        if (verdict == 0) {
-            // a pair with a flagged value counts its two values one by one (the
-            // flagged one by the exact path); the other pairs as usual.  (The
-            // key of such a pair may be out of range: it is not used.)
+        if (!(verdict & 1)) {
+            // a flagged block: a pair with a value that must take the exact path
+            // counts its two values one by one; the other pairs as usual (the
+            // key of such a pair may be out of range: it is not used).  Values at
+            // an end of the range are not such values (see bad_lanes_sse2), so a
+            // block of padding at the image minimum counts as a clean one.
             alignas(16) uint8_t bad[BLK / 4];
             bad_lanes_sse2(img + i, c, bad);
-            for (int64_t j = 0; j < kPairKeys; ++j) {
-                const unsigned b2 = (bad[j >> 1] >> ((j & 1) * 2)) & 3u;
-                if (b2 == 0) {
-                    ++P[keys[S * j]];
-                    continue;
+            uint8_t any = 0;
+            for (int64_t j = 0; j < BLK / 4; ++j) any |= bad[j];
+            if (any) {
+                if constexpr (V == 2) bin_block_avx512(img + i, c, idx);
+                for (int64_t j = 0; j < kPairKeys; ++j) {
+                    const unsigned b2 = (bad[j >> 1] >> ((j & 1) * 2)) & 3u;
+                    if (b2 == 0) {
+                        ++P[keys[S * j]];
+                        continue;
+                    }
+                    for (int64_t u = 2 * j; u < 2 * j + 2; ++u) {
+                        if (b2 >> (u & 1) & 1) exact(i + u, i + u + 1, h);
+                        else ++h[idx[u] + (u & (Q - 1))];
+                    }
                 }
-                for (int64_t u = 2 * j; u < 2 * j + 2; ++u) {
-                    if (b2 >> (u & 1) & 1) exact(i + u, i + u + 1, h);
-                    else ++h[idx[u] + (u & (Q - 1))];
-                }
+                continue;
             }
-            continue;
         }
-        if (verdict == 3) {
+        if (verdict & 2) {
             P[keys[0]] += static_cast<uint32_t>(kPairKeys);
             continue;
         }
@@ -1318,8 +1349,11 @@ void histogram_binned(const T* img, const uint8_t* mask, int64_t N, const E* edg
         if (delta > 0) {
             const float fnorm = static_cast<float>(static_cast<double>(nbins) /
                                                    (static_cast<double>(last) - static_cast<double>(first)));
-            const detail::BinF32 c{first, fnorm, static_cast<float>(nbins), static_cast<float>(delta),
-                                   static_cast<float>(1.0 - delta)};
+            detail::BinF32 c{first, fnorm, static_cast<float>(nbins), static_cast<float>(delta),
+                             static_cast<float>(1.0 - delta)};
+            c.last = last;
+            c.top_lo = static_cast<float>(static_cast<double>(nbins) - delta);
+            c.last_bin = static_cast<int32_t>(nbins - 1);
             const Isa isa = active_isa();
 #if MEDSEG_X86_DISPATCH
             // (each thread zeroes and folds its 256 KiB table: about 50 us, won back
@@ -1866,11 +1900,11 @@ MEDSEG_ALWAYS_INLINE bool plane_rows(const Src& src, int64_t y0, int64_t y1, int
                         emit(c, m - k * std::sqrt(var));
                     }
                 } else {
-                    // std / r as std * (1 / r): a division per voxel shared the
-                    // divider with the square root and took a third of the time
-                    // (vdivpd, vsqrtpd: 16-24 cycles per 8 doubles on Ice Lake);
-                    // the product differs from the quotient by one double
-                    // rounding at most (the numba backend computes the same)
+                    // std / r as std * (1 / r): the division per voxel shared the
+                    // divider with the square root (vdivpd, vsqrtpd: 16-24 cycles
+                    // per 8 doubles on Ice Lake; 256^3, window 51, 1 thread: 78
+                    // -> 67 ms); the product differs from the quotient by one
+                    // double rounding at most (the numba backend computes the same)
                     const double inv_r = 1.0 / rr;
                     for (int64_t c = 0; c < nx; ++c) {
                         const double m = (h1[c] - l1[c]) * inv_n;
