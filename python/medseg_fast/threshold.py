@@ -326,7 +326,8 @@ def otsu(image, *, mask=None, nbins=None, nan_policy="raise", backend="auto", nu
     skip most of the histogram: a sample places a window of values (int16,
     uint16; no ``nbins``) or bins (float32 without NaN/inf, ``nbins`` above
     256: up to 256 bins the float32 histogram, which counts voxels in
-    pairs, is faster) around the optimum, one pass counts the voxels inside it exactly and sums the rest,
+    pairs, is faster) around the optimum, one pass counts the voxels inside
+    it exactly and sums the rest,
     and bounds on the between-class variance outside the window certify that
     the optimum is inside.  The result is the full histogram's: bit for bit
     on 16-bit images; on float32, where a voxel's bin centre is known only
