@@ -137,7 +137,8 @@ MEDSEG_ALWAYS_INLINE void row_sx_dx(const T* __restrict f, R* __restrict sx, R* 
 // its vector loop at x = 1: with 64-byte vectors every SX / DX store then
 // straddles two cache lines, and the row pass cost 11.3 cycles per 16 voxels
 // in L1 (Ice Lake VM; the 3D Sobel of 256^3 float32 on one thread: 21 ms with
-// aligned scratch alone, 17.3 ms with these rows, 16.5 with sobel3d_row_avx512).  The values are those of row_sx_dx, bit for bit:
+// aligned scratch alone, 17.3 ms with these rows, 16.5 with
+// sobel3d_row_avx512).  The values are those of row_sx_dx, bit for bit:
 //   interior  SX = (l + (m + m)) + r, DX = r - l  (2m == m + m exactly);
 //   x = 0     l = f[0]: (f0 + 2 f0) + f1 == 3 f0 + f1, both being 3 f0 rounded once;
 //   x = nx-1  r = f[nx-1]; SX is l + 3 m, as row_sx_dx writes it, blended in.

@@ -775,7 +775,8 @@ inline bool otsu_bracket_f32(const float* img, int64_t N, const float* edges, in
     const detail::BinF32 bc{first,
                             static_cast<float>(static_cast<double>(nbins) /
                                                (static_cast<double>(last) - static_cast<double>(first))),
-                            static_cast<float>(nbins), static_cast<float>(delta), static_cast<float>(1.0 - delta)};
+                            static_cast<float>(nbins), static_cast<float>(delta), static_cast<float>(1.0 - delta),
+                            last};
     // rho_c: the farthest a voxel lies from its bin's centre (about half a bin);
     // rho_r: the float32 lane sums' rounding per voxel (64 adds per lane
     // between flushes, each within 2^-24 of a partial sum below 64 |v|)

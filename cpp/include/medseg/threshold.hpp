@@ -918,10 +918,10 @@ constexpr int64_t kBinBlock = 128;  // values per block of the float32 fast path
 
 struct BinF32 {
     float first, norm, top, delta, one_minus_delta;
-    // for bad_lanes_sse2's end-of-range rule and the bin clamp of the binning
-    // (set by histogram_binned; unused by the other users of BinF32)
-    float last = 0.0f, top_lo = 0.0f;  // edges[nbins]; nbins - delta
-    int32_t last_bin = 0;              // nbins - 1
+    float last;  // edges[nbins] (bad_lanes_*'s end-of-range rule)
+    // the bin the binning clamps to, nbins - 1 (top is nbins, exact in float:
+    // nbins <= 2^20)
+    int32_t last_bin() const { return static_cast<int32_t>(top) - 1; }
 };
 
 // Bin positions of p[0 .. kBinBlock), times 8 (the interleaved sub-histograms),
@@ -933,7 +933,7 @@ struct BinF32 {
 // all fail that, and so does f beyond the int32 range.
 inline bool bin_block_sse2(const float* p, const BinF32& c, int32_t* idx) {
     const __m128 vfirst = _mm_set1_ps(c.first), vnorm = _mm_set1_ps(c.norm), vtop = _mm_set1_ps(c.top);
-    const __m128i vlast = _mm_set1_epi32(c.last_bin);
+    const __m128i vlast = _mm_set1_epi32(c.last_bin());
     __m128 lo[4], hi[4];  // four accumulators each: no loop-carried latency chain
     for (int k = 0; k < 4; ++k) { lo[k] = _mm_set1_ps(1.0f); hi[k] = _mm_setzero_ps(); }
     for (int64_t j = 0; j < kBinBlock; j += 16) {
@@ -965,7 +965,7 @@ inline bool bin_block_sse2(const float* p, const BinF32& c, int32_t* idx) {
 // about half the work of the histogram, the increments the other half.
 MEDSEG_TARGET_AVX2 inline bool bin_block_avx2(const float* p, const BinF32& c, int32_t* idx) {
     const __m256 vfirst = _mm256_set1_ps(c.first), vnorm = _mm256_set1_ps(c.norm), vtop = _mm256_set1_ps(c.top);
-    const __m256i vlast = _mm256_set1_epi32(c.last_bin);
+    const __m256i vlast = _mm256_set1_epi32(c.last_bin());
     __m256 lo[2], hi[2];
     for (int k = 0; k < 2; ++k) { lo[k] = _mm256_set1_ps(1.0f); hi[k] = _mm256_setzero_ps(); }
     for (int64_t j = 0; j < kBinBlock; j += 16) {
@@ -1004,7 +1004,7 @@ template <bool Pairs>
 MEDSEG_TARGET_AVX512 inline int bin_block_avx512_impl(const float* p, const BinF32& c, int32_t* idx, int64_t* keys) {
     const __mmask16 all = 0xFFFF;
     const __m512 vfirst = _mm512_set1_ps(c.first), vnorm = _mm512_set1_ps(c.norm), vtop = _mm512_set1_ps(c.top);
-    const __m512i vlast = _mm512_set1_epi32(c.last_bin);
+    const __m512i vlast = _mm512_set1_epi32(c.last_bin());
     __m512 lo[2], hi[2];
     for (int k = 0; k < 2; ++k) { lo[k] = _mm512_set1_ps(1.0f); hi[k] = _mm512_setzero_ps(); }
     __m512i first = _mm512_setzero_si512(), diff = _mm512_setzero_si512();
@@ -1058,7 +1058,7 @@ MEDSEG_TARGET_AVX512 inline int bin_pairs_avx512(const float* p, const BinF32& c
 inline void bad_lanes_sse2(const float* p, const BinF32& c, uint8_t* bad) {
     const __m128 vfirst = _mm_set1_ps(c.first), vnorm = _mm_set1_ps(c.norm), vtop = _mm_set1_ps(c.top);
     const __m128 vd = _mm_set1_ps(c.delta), vod = _mm_set1_ps(c.one_minus_delta);
-    const __m128 vlast = _mm_set1_ps(c.last), vtlo = _mm_set1_ps(c.top_lo);
+    const __m128 vlast = _mm_set1_ps(c.last), vtlo = _mm_sub_ps(vtop, vd);  // nbins - delta
     for (int64_t u = 0; u < kBinBlock; u += 4) {
         const __m128 v = _mm_loadu_ps(p + u);
         const __m128 f = _mm_min_ps(_mm_mul_ps(_mm_sub_ps(v, vfirst), vnorm), vtop);
@@ -1078,14 +1078,16 @@ MEDSEG_TARGET_AVX512 inline void bad_lanes_avx512(const float* p, const BinF32& 
     const __mmask16 all = 0xFFFF;
     const __m512 vfirst = _mm512_set1_ps(c.first), vnorm = _mm512_set1_ps(c.norm), vtop = _mm512_set1_ps(c.top);
     const __m512 vd = _mm512_set1_ps(c.delta), vod = _mm512_set1_ps(c.one_minus_delta);
-    const __m512 vlast = _mm512_set1_ps(c.last), vtlo = _mm512_set1_ps(c.top_lo);
+    const __m512 vlast = _mm512_set1_ps(c.last), vtlo = _mm512_sub_ps(vtop, vd);  // nbins - delta
     for (int64_t u = 0; u < kBinBlock; u += 16) {
         const __m512 v = _mm512_loadu_ps(p + u);
         const __m512 f = _mm512_maskz_min_ps(all, _mm512_mul_ps(_mm512_sub_ps(v, vfirst), vnorm), vtop);
         const __m512 fr = _mm512_maskz_reduce_ps(all, f, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
         const __mmask16 fails = _mm512_cmp_ps_mask(fr, vd, _CMP_LT_OS) | _mm512_cmp_ps_mask(fr, vod, _CMP_GT_OS);
-        const __mmask16 at_first = _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(v, vfirst, _CMP_GE_OS), f, vd, _CMP_LT_OS);
-        const __mmask16 at_last = _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(v, vlast, _CMP_LE_OS), f, vtlo, _CMP_GT_OS);
+        const __mmask16 at_first =
+            _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(v, vfirst, _CMP_GE_OS), f, vd, _CMP_LT_OS);
+        const __mmask16 at_last =
+            _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(v, vlast, _CMP_LE_OS), f, vtlo, _CMP_GT_OS);
         const unsigned m = static_cast<unsigned>(fails) & ~static_cast<unsigned>(at_first | at_last);
         for (int n = 0; n < 4; ++n) bad[u / 4 + n] = static_cast<uint8_t>((m >> (4 * n)) & 15u);
     }
@@ -1376,11 +1378,8 @@ void histogram_binned(const T* img, const uint8_t* mask, int64_t N, const E* edg
         if (delta > 0) {
             const float fnorm = static_cast<float>(static_cast<double>(nbins) /
                                                    (static_cast<double>(last) - static_cast<double>(first)));
-            detail::BinF32 c{first, fnorm, static_cast<float>(nbins), static_cast<float>(delta),
-                             static_cast<float>(1.0 - delta)};
-            c.last = last;
-            c.top_lo = static_cast<float>(static_cast<double>(nbins) - delta);
-            c.last_bin = static_cast<int32_t>(nbins - 1);
+            const detail::BinF32 c{first, fnorm, static_cast<float>(nbins), static_cast<float>(delta),
+                                   static_cast<float>(1.0 - delta), last};
             const Isa isa = active_isa();
 #if MEDSEG_X86_DISPATCH
             // (each thread zeroes and folds its 256 KiB table: about 50 us, won back
