@@ -99,6 +99,18 @@ def test_sobel_backends_agree_exactly(ct_small):
     vol, _ = ellipsoid_phantom((10, 20, 30), noise=7)
     for img in (ct_small, vol):
         np.testing.assert_array_equal(edges.sobel(img, backend="cpu"), edges.sobel(img, backend="numba"))
+    # 3D edge cases of the z-first kernel (edges.hpp sobel3d_zrow / sobel3d_orow): two planes, one
+    # row, one column, rows shorter than / one past a vector, integer inputs (the dtype minimum
+    # clamped), single axes and pairs (the general combine), physical spacing
+    rng = np.random.default_rng(12)
+    cases = [rng.normal(0, 50, sh).astype(np.float32) for sh in ((2, 1, 5), (3, 4, 1), (4, 3, 17), (3, 5, 33))]
+    cases += [rng.integers(-32768, 32767, (5, 6, 19)).astype(np.int16),
+              rng.integers(0, 255, (3, 7, 40)).astype(np.uint8), rng.normal(0, 1, (4, 5, 6))]
+    cases[4][1, 2, :4] = -32768
+    for img in cases:
+        for kw in ({}, {"axis": 0}, {"axis": 2}, {"axis": (0, 1)}, {"spacing": (2.0, 0.5, 0.7)}):
+            np.testing.assert_array_equal(edges.sobel(img, backend="cpu", **kw),
+                                          edges.sobel(img, backend="numba", **kw), err_msg=f"{img.shape} {kw}")
 
 
 def test_sobel_large_volume_streaming_path():

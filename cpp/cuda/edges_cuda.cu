@@ -21,16 +21,17 @@
 //
 // Sobel (Sobel & Feldman 1968; the N-D form used by scikit-image and
 // scipy.ndimage, see edges.hpp).  3D: a block owns a 32 x 16 (x, y) column of the
-// volume and marches through a chunk of 32 z-planes.  Each plane is read once
-// into a shared-memory tile with a one-voxel halo (replicated borders), and each
-// thread forms from its 3x3 tile neighbourhood the three plane quantities of the
-// CPU kernel, A = smooth_y(diff_x f), B = diff_y(smooth_x f), C = smooth_y(smooth_x f),
-// kept in a register ring of three planes:  d/dx = A[z-1] + 2A[z] + A[z+1],
-// d/dy = B[z-1] + 2B[z] + B[z+1], d/dz = C[z+1] - C[z-1].  Two tiles alternate
-// and the global loads run two planes ahead of the computation (see
-// sobel3d_block), with one barrier per plane.  Global traffic is one read of each
-// input voxel (plus halo rows, mostly L2 hits, and 2 of 32 planes re-read per
-// chunk) and one write of each output voxel: for 512^3 float32, 1 GiB in all, so
+// volume and marches through a chunk of 32 z-planes.  Each thread keeps its tile
+// values (one-voxel halo, replicated borders) of three consecutive planes in a
+// register ring and writes S = (f[z-1] + 2f[z]) + f[z+1] and D = f[z+1] - f[z-1]
+// into shared-memory tiles; each thread then forms, as the CPU kernel does, from
+// its 3x3 tile neighbourhood SXZ = smooth_x(S), DXZ = diff_x(S), SXD = smooth_x(D)
+// on three rows and d/dx = smooth_y(DXZ), d/dy = diff_y(SXZ), d/dz = smooth_y(SXD).
+// The global loads run a plane ahead of the computation and the S/D tiles are
+// double-buffered (see S3Block), with one barrier per plane.  Global traffic is
+// one read of each input voxel (plus halo rows, mostly L2 hits, and 2 of 32
+// planes re-read per chunk) and one write of each output voxel: for 512^3
+// float32, 1 GiB in all, so
 // about 0.35 ms at an H100's ~3 TB/s.  2D (and 3D volumes one slice deep): one
 // thread per pixel reading its 3x3 neighbourhood through L1.
 //
@@ -329,43 +330,9 @@ constexpr int S3_ZC = 32;  // z-planes per block
 
 template <class R>
 struct S3State {
-    R au, am, ad, bu, bm, bd, cu, cm, cd;  // ring of plane quantities at z-1, z, z+1
-    R pf0[S3_LOADS], pf1[S3_LOADS];        // two register sets of prefetched tile values
+    R r0[S3_LOADS], r1[S3_LOADS], r2[S3_LOADS];  // ring of the thread's tile values at planes z-1, z, z+1
+    R pf[S3_LOADS];                              // the next plane's values, loaded a step ahead
 };
-
-template <int P, class R>
-MSD R* pf_set(S3State<R>& st) { return P == 0 ? st.pf0 : st.pf1; }
-
-// A, B, C of one plane at the thread's column, from its 3x3 tile neighbourhood.
-template <class R>
-MSD void plane_abc(const R* tile, int tx, int ty, int64_t x, int64_t nx, R& a, R& b, R& c) {
-    R sx[3], dx[3];
-MSD_UNROLL
-    for (int r = 0; r < 3; ++r) {
-        const R* row = tile + (ty + r) * S3_HX + tx;
-        sxdx_vals<R>(row[0], row[1], row[2], x, nx, sx[r], dx[r]);
-    }
-    a = dx[0] + R(2) * dx[1] + dx[2];
-    b = sx[2] - sx[0];
-    c = sx[0] + R(2) * sx[1] + sx[2];
-}
-
-// edges.hpp's per-voxel 3D output from the ring.
-template <class R>
-MSD R sobel3d_combine(const SobelParams& p, const S3State<R>& s) {
-    const bool needA = p.axes[2], needB = p.axes[1], needC = p.axes[0];
-    if (p.magnitude && needA && needB && needC) {
-        const R cz = R(p.coef[0]), cy = R(p.coef[1]), cx = R(p.coef[2]), post = R(p.post);
-        const R gx = cx * (s.au + R(2) * s.am + s.ad);
-        const R gy = cy * (s.bu + R(2) * s.bm + s.bd);
-        const R gz = cz * (s.cd - s.cu);
-        return hd_sqrt(gx * gx + gy * gy + gz * gz) * post;
-    }
-    const R gx = needA ? s.au + R(2) * s.am + s.ad : R(0);
-    const R gy = needB ? s.bu + R(2) * s.bm + s.bd : R(0);
-    const R gz = needC ? s.cd - s.cu : R(0);
-    return combine_hd<R>(p, gz, gy, gx);
-}
 
 // Executors: run(f) calls f(thread id, thread state) for the block's threads,
 // sync() is the barrier.  On the device each thread runs its own call; on the
@@ -401,15 +368,18 @@ struct HostExec {
     void sync() {}
 };
 
-// One block: columns [x0, x0+32) x [y0, y0+16), output planes [zb, ze).  Plane
-// sequence q_k = clamp(zb - 1 + k), k = 0 .. ze - zb + 1; once plane q_k is in the
-// ring (k >= 2) the output plane zb + k - 2 is written.  Software pipeline, one
-// barrier per plane: in step k a thread issues the global loads of plane k+2 into
-// register set k&1, computes plane k from tile k&1, and stores plane k+1 (loaded in
-// step k-1, so its latency spanned a whole step and a barrier) from register set
-// (k+1)&1 into tile (k+1)&1, which nobody reads in step k.  The loop is unrolled by
-// two so that the register sets are named statically (no local memory).  `tiles`
-// holds 2 tiles.
+// One block: columns [x0, x0+32) x [y0, y0+16), output planes [zb, ze), with
+// the operations of edges.hpp's 3D Sobel (z first): S = (f[z-1] + 2f[z]) + f[z+1]
+// and D = f[z+1] - f[z-1] on the tile (with its one-voxel halo, coordinates
+// clamped, i.e. edge voxels replicated), then per thread along x and y from its
+// 3x3 tile neighbourhood.  Plane sequence q_k = clamp(zb - 1 + k), k = 0 .. K-1,
+// K = ze - zb + 2; a thread keeps its tile values of q_{k-2}, q_{k-1}, q_k in a
+// register ring.  One barrier per step k: before it, the thread takes plane k
+// into the ring (loaded in step k-1, so its latency spanned a whole step),
+// issues the loads of plane k+1 and writes S, D of its tile values into tile
+// set k & 1; after it (in the next phase), output plane zb + k - 2 is read from
+// set k & 1.  Set k & 1 is next written in step k+2, after the barrier of step
+// k+1 that all readers of step k have passed.  `tiles` holds 2 sets of 2 tiles.
 template <class T, class R>
 struct S3Block {
     const T* __restrict__ in;
@@ -433,31 +403,54 @@ struct S3Block {
             }
         }
     }
-    MSD void store(int tid, const R* pf, R* tile) const {
+    // step k before its barrier
+    MSD void take(int tid, S3State<R>& st, int64_t k) const {
+        MSD_UNROLL
+        for (int l = 0; l < S3_LOADS; ++l) {
+            st.r0[l] = st.r1[l];
+            st.r1[l] = st.r2[l];
+            st.r2[l] = st.pf[l];
+        }
+        if (k + 1 < K) load(tid, st.pf, k + 1);
+        if (k < 2) return;
+        R* S = tiles + (k & 1) * 2 * S3_TILE;
+        R* D = S + S3_TILE;
         MSD_UNROLL
         for (int l = 0; l < S3_LOADS; ++l) {
             const int e = tid + l * S3_NT;
-            if (e < S3_TILE) tile[e] = pf[l];
+            if (e < S3_TILE) {
+                S[e] = (st.r0[l] + R(2) * st.r1[l]) + st.r2[l];
+                D[e] = st.r2[l] - st.r0[l];
+            }
         }
     }
-    // Everything one thread does between two barriers in step k (P == k & 1).
-    template <int P>
-    MSD void step(int tid, S3State<R>& st, int64_t k) const {
-        const R* cur = tiles + P * S3_TILE;
-        R* nxt = tiles + (1 - P) * S3_TILE;
-        if (k + 2 < K) load(tid, pf_set<P>(st), k + 2);
+    // step k after its barrier: output plane zb + k - 2
+    MSD void emit(int tid, int64_t k) const {
+        if (k < 2) return;
         const int tx = tid % S3_TX, ty = tid / S3_TX;
         const int64_t x = x0 + tx, y = y0 + ty;
-        R a, b, c;
-        plane_abc<R>(cur, tx, ty, x, nx, a, b, c);
-        st.au = st.am; st.am = st.ad; st.ad = a;
-        st.bu = st.bm; st.bm = st.bd; st.bd = b;
-        st.cu = st.cm; st.cm = st.cd; st.cd = c;
-        if (k >= 2 && x < nx && y < ny) {
-            const int64_t idx = ((zb + k - 2) * ny + y) * nx + x;
-            out[idx] = apply_mask(sobel3d_combine<R>(*p, st), mask, idx);
+        if (x >= nx || y >= ny) return;
+        const R* S = tiles + (k & 1) * 2 * S3_TILE;
+        const R* D = S + S3_TILE;
+        R sxz[3], dxz[3], sxd[3];
+        MSD_UNROLL
+        for (int r = 0; r < 3; ++r) {
+            const int o = (ty + r) * S3_HX + tx;
+            const R sl = S[o], sm = S[o + 1], sr = S[o + 2], dl = D[o], dm = D[o + 1], dr = D[o + 2];
+            sxz[r] = (sl + R(2) * sm) + sr;
+            dxz[r] = sr - sl;
+            sxd[r] = (dl + R(2) * dm) + dr;
         }
-        if (k + 1 < K) store(tid, pf_set<1 - P>(st), nxt);
+        const R ddx = (dxz[0] + R(2) * dxz[1]) + dxz[2], ddy = sxz[2] - sxz[0], ddz = (sxd[0] + R(2) * sxd[1]) + sxd[2];
+        R v;
+        if (p->magnitude && p->axes[0] && p->axes[1] && p->axes[2]) {
+            const R gx = R(p->coef[2]) * ddx, gy = R(p->coef[1]) * ddy, gz = R(p->coef[0]) * ddz;
+            v = hd_sqrt((gx * gx + gy * gy) + gz * gz) * R(p->post);
+        } else {
+            v = combine_hd<R>(*p, ddz, ddy, ddx);
+        }
+        const int64_t idx = ((zb + k - 2) * ny + y) * nx + x;
+        out[idx] = apply_mask(v, mask, idx);
     }
 };
 
@@ -471,27 +464,22 @@ __host__ __device__ void sobel3d_block(Exec& ex, const T* __restrict__ in, R* __
     b.x0 = bx * S3_TX; b.y0 = by * S3_TY; b.zb = bz * S3_ZC;
     b.K = (b.zb + S3_ZC < nz ? b.zb + S3_ZC : nz) - b.zb + 2;  // >= 3
     b.tiles = tiles;
-    ex.run([&](int tid, S3State<R>& st) {
-        b.load(tid, st.pf0, 0);
-        b.store(tid, st.pf0, tiles);
-        b.load(tid, st.pf1, 1);
-    });
-    ex.sync();
-    for (int64_t k = 0; k < b.K; k += 2) {
-        ex.run([&](int tid, S3State<R>& st) { b.template step<0>(tid, st, k); });
+    ex.run([&](int tid, S3State<R>& st) { b.load(tid, st.pf, 0); });
+    for (int64_t k = 0; k < b.K; ++k) {
+        ex.run([&](int tid, S3State<R>& st) {
+            if (k > 0) b.emit(tid, k - 1);
+            b.take(tid, st, k);
+        });
         ex.sync();
-        if (k + 1 < b.K) {
-            ex.run([&](int tid, S3State<R>& st) { b.template step<1>(tid, st, k + 1); });
-            ex.sync();
-        }
     }
+    ex.run([&](int tid, S3State<R>&) { b.emit(tid, b.K - 1); });
 }
 
 template <class T, class R>
 __global__ void __launch_bounds__(S3_NT, sizeof(R) == 4 ? MEDSEG_S3_MINB_F32 : 2)
     sobel3d_kernel(const T* __restrict__ in, R* __restrict__ out, const uint8_t* __restrict__ mask, int64_t nz,
                    int64_t ny, int64_t nx, SobelParams p) {
-    __shared__ R tiles[2 * S3_TILE];
+    __shared__ R tiles[4 * S3_TILE];
     DevExec<S3State<R>> ex;
     sobel3d_block<T, R>(ex, in, out, mask, nz, ny, nx, p, blockIdx.x, blockIdx.y, blockIdx.z, tiles);
 }
@@ -529,7 +517,7 @@ void sobel_host_t(const T* in, real_t<T>* out, const Shape& s, const SobelParams
         return;
     }
     const dim3 grid = sobel3d_grid(s);
-    std::vector<R> tiles(2 * S3_TILE);
+    std::vector<R> tiles(4 * S3_TILE);
     for (unsigned bz = 0; bz < grid.z; ++bz)
         for (unsigned by = 0; by < grid.y; ++by)
             for (unsigned bx = 0; bx < grid.x; ++bx) {

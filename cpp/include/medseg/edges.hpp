@@ -3,13 +3,18 @@
 //
 // Sobel (Sobel & Feldman 1968; the N-D form of scikit-image/scipy.ndimage): the
 // derivative along axis a is the central difference [-1, 0, 1] along a, smoothed
-// by [1, 2, 1] along every other axis.  In 3D the three derivatives share work:
-// for each z-plane we form SX = smooth_x(f) and DX = diff_x(f), then the planes
-// A = smooth_y(DX), B = diff_y(SX), C = smooth_y(SX); a ring of three planes per
-// thread gives  d/dx = A[z-1] + 2A[z] + A[z+1],  d/dy = B[z-1] + 2B[z] + B[z+1],
-// d/dz = C[z+1] - C[z-1].  Each input voxel is read once per plane window, the
-// volume is never padded, and borders replicate the edge voxel, which for a
-// 3-tap stencil equals scipy's "reflect" mode that scikit-image uses.
+// by [1, 2, 1] along every other axis.  In 3D the three derivatives share work,
+// z first: for output plane z, S = smooth_z(f) = (f[z-1] + 2f[z]) + f[z+1] and
+// D = diff_z(f) = f[z+1] - f[z-1] per (y, x); along x, SXZ = smooth_x(S),
+// DXZ = diff_x(S), SXD = smooth_x(D); along y,  d/dx = smooth_y(DXZ),
+// d/dy = diff_y(SXZ),  d/dz = smooth_y(SXD)  (each smoothing (l + 2m) + r).
+// The three rows of SXZ, DXZ, SXD the output row needs are a ring in L1, so
+// nothing plane-sized is stored: an earlier form (x first, a ring of three
+// planes of y-filtered quantities in L2) wrote and re-read 32 bytes per voxel
+// there and was ~10% slower (256^3 float32).  Each input voxel is read from
+// memory once (twice more from L2), the volume is never padded, and borders
+// replicate the edge voxel, which for a 3-tap stencil equals scipy's "reflect"
+// mode that scikit-image uses.
 //
 // Canny (Canny 1986, PAMI 8(6)): after Gaussian smoothing (filters.hpp), a voxel
 // is an edge candidate if its gradient magnitude is a local maximum along the
@@ -298,120 +303,171 @@ namespace detail {
 // (a lambda does not inherit its enclosing function's target attribute):
 // MEDSEG_ALWAYS_INLINE_LAMBDA (core/simd.hpp).
 
-// The work space of a thread: rings of three band-planes (slot = plane mod 3)
-// of A, B, C (L2), rings of three rows (slot = row mod 3) of SX, DX and the
-// output staging buffer (L1).
+// The work space of a thread for the 3D Sobel: a ring of three rows (slot = row
+// mod 3) of each of SXZ, DXZ and SXD (L1), the z combinations S, D of one row
+// with a replicated value on either side, and the output staging buffer.
 template <class R>
-struct Sobel3dRing {
-    R *A, *B, *C;       // 3 slots each, `slot` values apart
-    R *SXr, *DXr;       // 3 rows of `rs` values each
+struct Sobel3dWork {
+    R* ring;            // 3 slots x {SXZ, DXZ, SXD}, rows `rs` values apart
+    R *S, *D;           // nx + 2 values each: S[-1] .. S[nx]
     R* tmp;             // cap + 64 / sizeof(R) values, 64-byte aligned (cap: a whole number of lines)
     int64_t band, cap;  // rows per band; staging chunk, >= nx
-    int64_t rs;         // row stride of SXr / DXr: sobel_row_pad(nx)
-    int64_t slot;       // band * nx values rounded up to a cache line, plus a 3-line pad
+    int64_t rs;         // row stride of the ring: sobel_row_pad(nx)
+    R* sxz(int64_t slot) const { return ring + (3 * slot) * rs; }
+    R* dxz(int64_t slot) const { return ring + (3 * slot + 1) * rs; }
+    R* sxd(int64_t slot) const { return ring + (3 * slot + 2) * rs; }
 };
 
-// What the output of a voxel is made of: the ring rows of the planes above (u)
-// and at (m) the output plane, and where to put the result.
-template <class R>
-struct Sobel3dOutRow {
-    const R *au, *am, *bu, *bm, *cu;
-    R* o;
-};
-
-// Output voxel from the three z-taps of A, B, C: the specialised magnitude
-// (Fast) or the general combine(), as the previous two-pass kernel did.
-template <bool Fast, class R>
-MEDSEG_ALWAYS_INLINE R sobel3d_out(const SobelParams& p, R cx, R cy, R cz, R post, R au, R am, R ad, R bu, R bm,
-                                   R bd, R cu, R cd) {
-    if constexpr (Fast) {
-        const R gx = cx * (au + R(2) * am + ad);
-        const R gy = cy * (bu + R(2) * bm + bd);
-        const R gz = cz * (cd - cu);
-        return std::sqrt(gx * gx + gy * gy + gz * gz) * post;
-    } else {
-        (void)cx, (void)cy, (void)cz, (void)post;
-        return combine(p, cd - cu, bu + R(2) * bm + bd, au + R(2) * am + ad);
+// Row y of plane z, from the rows u, m, d of planes z-1, z, z+1 (replicated at
+// the volume's ends): the z combinations S = (u + 2m) + d and D = d - u, then
+// along x (edge voxels replicated) SXZ = (S[x-1] + 2S[x]) + S[x+1],
+// DXZ = S[x+1] - S[x-1] and SXD = (D[x-1] + 2D[x]) + D[x+1].  Every variant (the
+// AVX-512 one below, numba, cuda) evaluates exactly these operations.
+template <class T, class R>
+MEDSEG_ALWAYS_INLINE void sobel3d_zrow(const T* __restrict u, const T* __restrict m, const T* __restrict d,
+                                       int64_t nx, T lo, const Sobel3dWork<R>& w, int64_t slot) {
+    R* __restrict S = w.S;
+    R* __restrict D = w.D;
+    MEDSEG_IVDEP
+    for (int64_t x = 0; x < nx; ++x) {
+        const R a = load_at<R>(u, x, lo), b = load_at<R>(m, x, lo), c = load_at<R>(d, x, lo);
+        S[x] = (a + R(2) * b) + c;
+        D[x] = c - a;
+    }
+    S[-1] = S[0], S[nx] = S[nx - 1], D[-1] = D[0], D[nx] = D[nx - 1];
+    R* __restrict sxz = w.sxz(slot);
+    R* __restrict dxz = w.dxz(slot);
+    R* __restrict sxd = w.sxd(slot);
+    MEDSEG_IVDEP
+    for (int64_t x = 0; x < nx; ++x) {
+        const R sl = S[x - 1], sm = S[x], sr = S[x + 1], dl = D[x - 1], dm = D[x], dr = D[x + 1];
+        sxz[x] = (sl + R(2) * sm) + sr;
+        dxz[x] = sr - sl;
+        sxd[x] = (dl + R(2) * dm) + dr;
     }
 }
 
-// One row of plane q: A, B, C from the SX / DX rows above (u), at (m) and below
-// (d) into aq, bq, cq and, with Out, the output voxels of plane q-1 in the same
-// pass (A, B, C of q are their lower z-taps).  Returns the number of non-finite
-// outputs.
-template <bool Out, bool Fast, class R>
-MEDSEG_ALWAYS_INLINE int64_t sobel3d_row(const R* __restrict sxu, const R* __restrict sxm, const R* __restrict sxd,
-                                          const R* __restrict dxu, const R* __restrict dxm, const R* __restrict dxd,
-                                          int64_t nx, R* __restrict aq, R* __restrict bq, R* __restrict cq,
-                                          const Sobel3dOutRow<R>& w, const SobelParams& p) {
+// Output row y from the ring rows of y-1 (u), y (m) and y+1 (d):
+// d/dx = (DXZ_u + 2 DXZ_m) + DXZ_d,  d/dy = SXZ_d - SXZ_u,
+// d/dz = (SXD_u + 2 SXD_m) + SXD_d, then the magnitude (Fast: all three axes) or
+// combine().  Returns the number of non-finite outputs.
+template <bool Fast, class R>
+MEDSEG_ALWAYS_INLINE int64_t sobel3d_orow(const Sobel3dWork<R>& w, int64_t ku, int64_t km, int64_t kd, int64_t nx,
+                                          R* __restrict o, const SobelParams& p) {
     const R cx = R(p.coef[2]), cy = R(p.coef[1]), cz = R(p.coef[0]), post = R(p.post);
     const R big = std::numeric_limits<R>::max();
-    const R *__restrict au = w.au, *__restrict am = w.am, *__restrict bu = w.bu, *__restrict bm = w.bm;
-    const R* __restrict cu = w.cu;
-    R* __restrict o = w.o;
+    const R *__restrict xu = w.dxz(ku), *__restrict xm = w.dxz(km), *__restrict xd = w.dxz(kd);
+    const R *__restrict su = w.sxz(ku), *__restrict sd = w.sxz(kd);
+    const R *__restrict zu = w.sxd(ku), *__restrict zm = w.sxd(km), *__restrict zd = w.sxd(kd);
     int32_t nbad = 0;
     MEDSEG_IVDEP
     for (int64_t x = 0; x < nx; ++x) {
-        const R a = dxu[x] + R(2) * dxm[x] + dxd[x], b = sxd[x] - sxu[x], c = sxu[x] + R(2) * sxm[x] + sxd[x];
-        aq[x] = a;
-        bq[x] = b;
-        cq[x] = c;
-        if constexpr (Out) {
-            const R v = sobel3d_out<Fast>(p, cx, cy, cz, post, au[x], am[x], a, bu[x], bm[x], b, cu[x], c);
-            o[x] = v;
-            nbad += !(std::fabs(v) <= big);
+        const R ddx = (xu[x] + R(2) * xm[x]) + xd[x], ddy = sd[x] - su[x], ddz = (zu[x] + R(2) * zm[x]) + zd[x];
+        R v;
+        if constexpr (Fast) {
+            const R gx = cx * ddx, gy = cy * ddy, gz = cz * ddz;
+            v = std::sqrt((gx * gx + gy * gy) + gz * gz) * post;
+        } else {
+            (void)cx, (void)cy, (void)cz, (void)post;
+            v = combine(p, ddz, ddy, ddx);
         }
+        o[x] = v;
+        nbad += !(std::fabs(v) <= big);
     }
     return nbad;
 }
 
 #if MEDSEG_X86_DISPATCH
 MEDSEG_BEGIN_TARGET_AVX512
-// sobel3d_row<true, true> for float in AVX-512 intrinsics: the same operations
-// in the same order (so the same bits); the non-finite test is one fpclass per
-// vector (NaN or +-inf: the same count as !(|v| <= max)).  GCC's build of the
-// generic loop kept three of its pointers on the stack and spent four vector
-// operations per vector on the test; this is ~5% faster on the whole kernel
-// (256^3 float32, one thread, Ice Lake VM: 17.3 -> 16.5 ms).  Writing the
-// outputs straight to the volume with streaming stores instead of staging a row
-// in L1 was tried: 26 ms (the streaming stores hold the fill buffers that the
-// ring's L2 misses need).
-inline int64_t sobel3d_row_avx512(const float* __restrict sxu, const float* __restrict sxm,
-                                  const float* __restrict sxd, const float* __restrict dxu,
-                                  const float* __restrict dxm, const float* __restrict dxd, int64_t nx,
-                                  float* __restrict aq, float* __restrict bq, float* __restrict cq,
-                                  const Sobel3dOutRow<float>& w, const SobelParams& p) {
+// sobel3d_zrow for float in AVX-512: the x neighbours of S and D come from the
+// vectors before and after by valignd (replicated at the ends), so S and D never
+// go through memory and every ring store is aligned.  Same values as
+// sobel3d_zrow.  Requires nx >= 1.
+template <class T>
+inline void sobel3d_zrow_avx512(const T* __restrict u, const T* __restrict m, const T* __restrict d, int64_t nx,
+                                T lo, const Sobel3dWork<float>& w, int64_t slot) {
+    auto s_at = [&](int64_t x) MEDSEG_ALWAYS_INLINE_LAMBDA {
+        const float a = load_at<float>(u, x, lo), b = load_at<float>(m, x, lo), c = load_at<float>(d, x, lo);
+        return std::pair<float, float>((a + 2.0f * b) + c, c - a);
+    };
+    // S and D of x0 .. x0+15 (lanes past nx: those of nx - 1)
+    auto sd16 = [&](int64_t x0, __m512& s, __m512& dv) MEDSEG_ALWAYS_INLINE_LAMBDA {
+        const int64_t n = nx - x0;
+        __m512 a, b, c;
+        if (n >= 16) {
+            a = sxdx_load16(u + x0, __mmask16(0xFFFF), lo);
+            b = sxdx_load16(m + x0, __mmask16(0xFFFF), lo);
+            c = sxdx_load16(d + x0, __mmask16(0xFFFF), lo);
+        } else {
+            const __mmask16 k = __mmask16((1u << n) - 1u);
+            a = _mm512_mask_blend_ps(k, _mm512_set1_ps(load_at<float>(u, nx - 1, lo)), sxdx_load16(u + x0, k, lo));
+            b = _mm512_mask_blend_ps(k, _mm512_set1_ps(load_at<float>(m, nx - 1, lo)), sxdx_load16(m + x0, k, lo));
+            c = _mm512_mask_blend_ps(k, _mm512_set1_ps(load_at<float>(d, nx - 1, lo)), sxdx_load16(d + x0, k, lo));
+        }
+        s = _mm512_add_ps(_mm512_add_ps(a, _mm512_add_ps(b, b)), c);
+        dv = _mm512_sub_ps(c, a);
+    };
+    auto lft = [&](__m512 cur, __m512 prev) MEDSEG_ALWAYS_INLINE_LAMBDA {
+        return _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(cur), _mm512_castps_si512(prev), 15));
+    };
+    auto rgt = [&](__m512 next, __m512 cur) MEDSEG_ALWAYS_INLINE_LAMBDA {
+        return _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(next), _mm512_castps_si512(cur), 1));
+    };
+    const auto first = s_at(0), last = s_at(nx - 1);
+    __m512 sp = _mm512_set1_ps(first.first), dp = _mm512_set1_ps(first.second), sc, dc;
+    sd16(0, sc, dc);
+    float* __restrict sxz = w.sxz(slot);
+    float* __restrict dxz = w.dxz(slot);
+    float* __restrict sxd = w.sxd(slot);
+    auto emit = [&](int64_t x0, __m512 sn, __m512 dn) MEDSEG_ALWAYS_INLINE_LAMBDA {
+        const __m512 sl = lft(sc, sp), sr = rgt(sn, sc), dl = lft(dc, dp), dr = rgt(dn, dc);
+        _mm512_store_ps(sxz + x0, _mm512_add_ps(_mm512_add_ps(sl, _mm512_add_ps(sc, sc)), sr));
+        _mm512_store_ps(dxz + x0, _mm512_sub_ps(sr, sl));
+        _mm512_store_ps(sxd + x0, _mm512_add_ps(_mm512_add_ps(dl, _mm512_add_ps(dc, dc)), dr));
+        sp = sc, sc = sn, dp = dc, dc = dn;
+    };
+    int64_t x0 = 0;
+    for (; x0 + 32 <= nx; x0 += 16) {  // the next vector is whole
+        __m512 sn, dn;
+        const __m512 a = sxdx_load16(u + x0 + 16, __mmask16(0xFFFF), lo);
+        const __m512 b = sxdx_load16(m + x0 + 16, __mmask16(0xFFFF), lo);
+        const __m512 c = sxdx_load16(d + x0 + 16, __mmask16(0xFFFF), lo);
+        sn = _mm512_add_ps(_mm512_add_ps(a, _mm512_add_ps(b, b)), c);
+        dn = _mm512_sub_ps(c, a);
+        emit(x0, sn, dn);
+    }
+    for (; x0 < nx; x0 += 16) {
+        __m512 sn = _mm512_set1_ps(last.first), dn = _mm512_set1_ps(last.second);
+        if (x0 + 16 < nx) sd16(x0 + 16, sn, dn);
+        emit(x0, sn, dn);
+    }
+}
+
+// sobel3d_orow<true> for float in AVX-512 (same operations, same order); the
+// non-finite test is one fpclass per vector (NaN or +-inf: the same count as
+// !(|v| <= max)).
+inline int64_t sobel3d_orow_avx512(const Sobel3dWork<float>& w, int64_t ku, int64_t km, int64_t kd, int64_t nx,
+                                   float* __restrict o, const SobelParams& p) {
     const __m512 cx = _mm512_set1_ps(float(p.coef[2])), cy = _mm512_set1_ps(float(p.coef[1]));
     const __m512 cz = _mm512_set1_ps(float(p.coef[0])), post = _mm512_set1_ps(float(p.post));
-    const float *__restrict au = w.au, *__restrict am = w.am, *__restrict bu = w.bu, *__restrict bm = w.bm;
-    const float* __restrict cu = w.cu;
-    float* __restrict o = w.o;
+    const float *__restrict xu = w.dxz(ku), *__restrict xm = w.dxz(km), *__restrict xd = w.dxz(kd);
+    const float *__restrict su = w.sxz(ku), *__restrict sd = w.sxz(kd);
+    const float *__restrict zu = w.sxd(ku), *__restrict zm = w.sxd(km), *__restrict zd = w.sxd(kd);
     __m512i nbad = _mm512_setzero_si512();
     const __m512i one = _mm512_set1_epi32(1);
+    // the ring rows are whole vectors (sobel_row_pad), so the loads need no mask
     auto step = [&](int64_t x, __mmask16 k, bool full) MEDSEG_ALWAYS_INLINE_LAMBDA {
-        auto ld = [&](const float* q) MEDSEG_ALWAYS_INLINE_LAMBDA {
-            return full ? _mm512_loadu_ps(q + x) : _mm512_maskz_loadu_ps(k, q + x);
-        };
-        auto st = [&](float* q, __m512 v) MEDSEG_ALWAYS_INLINE_LAMBDA {
-            if (full) _mm512_storeu_ps(q + x, v);
-            else _mm512_mask_storeu_ps(q + x, k, v);
-        };
-        const __m512 su = ld(sxu), sd = ld(sxd);
-        const __m512 a = _mm512_add_ps(_mm512_add_ps(ld(dxu), _mm512_add_ps(ld(dxm), ld(dxm))), ld(dxd));
-        const __m512 b = _mm512_sub_ps(sd, su);
-        const __m512 sm = ld(sxm);
-        const __m512 c = _mm512_add_ps(_mm512_add_ps(su, _mm512_add_ps(sm, sm)), sd);
-        st(aq, a);
-        st(bq, b);
-        st(cq, c);
-        const __m512 amv = ld(am), bmv = ld(bm);
-        const __m512 gx = _mm512_mul_ps(cx, _mm512_add_ps(_mm512_add_ps(ld(au), _mm512_add_ps(amv, amv)), a));
-        const __m512 gy = _mm512_mul_ps(cy, _mm512_add_ps(_mm512_add_ps(ld(bu), _mm512_add_ps(bmv, bmv)), b));
-        const __m512 gz = _mm512_mul_ps(cz, _mm512_sub_ps(c, ld(cu)));
+        const __m512 a = _mm512_load_ps(xm + x), c = _mm512_load_ps(zm + x);
+        const __m512 gx = _mm512_mul_ps(cx, _mm512_add_ps(_mm512_add_ps(_mm512_load_ps(xu + x), _mm512_add_ps(a, a)),
+                                                          _mm512_load_ps(xd + x)));
+        const __m512 gy = _mm512_mul_ps(cy, _mm512_sub_ps(_mm512_load_ps(sd + x), _mm512_load_ps(su + x)));
+        const __m512 gz = _mm512_mul_ps(cz, _mm512_add_ps(_mm512_add_ps(_mm512_load_ps(zu + x), _mm512_add_ps(c, c)),
+                                                          _mm512_load_ps(zd + x)));
         const __m512 ss = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(gx, gx), _mm512_mul_ps(gy, gy)),
                                         _mm512_mul_ps(gz, gz));
         const __m512 v = _mm512_mul_ps(_mm512_sqrt_ps(ss), post);
-        st(o, v);
+        if (full) _mm512_storeu_ps(o + x, v);
+        else _mm512_mask_storeu_ps(o + x, k, v);
         // 0x99: QNaN, SNaN, +inf, -inf
         nbad = _mm512_mask_add_epi32(nbad, _mm512_mask_fpclass_ps_mask(k, v, 0x99), nbad, one);
     };
@@ -424,14 +480,14 @@ MEDSEG_END_TARGET
 #endif
 
 // Output planes z0 .. z1 of the 3D Sobel, band of rows by band; returns the
-// number of non-finite outputs (counted on the L1 staging buffer).  Per band,
-// the planes max(z0-1, 0) and z0 are primed into the ring, then each step
-// computes plane z+1 and, in the same pass, output plane z; the last plane of
-// the volume (z+1 == nz, replicated) is formed from the ring alone.
+// number of non-finite outputs (counted on the L1 staging buffer).  Each output
+// plane z reads the band's rows (plus one halo row each side) of the planes
+// z-1, z, z+1: the last two were read by the previous plane and are in L2, and
+// the plane after z+1 is fetched into L2 row by row one plane ahead.
 template <int V, bool Fast, class T, class R>
 MEDSEG_ALWAYS_INLINE int64_t sobel3d_range(const T* in, R* out, const Shape& s, const SobelParams& p, int64_t z0,
-                                           int64_t z1, const Sobel3dRing<R>& w) {
-    const int64_t ny = s.ny, nx = s.nx, nz = s.nz, P = s.plane(), BP = w.slot;
+                                           int64_t z1, const Sobel3dWork<R>& w) {
+    const int64_t ny = s.ny, nx = s.nx, nz = s.nz, P = s.plane();
     const T lo = load_floor<T>(p.clamp_min);
     // streaming stores only for outputs well beyond the caches
     const bool stream = s.size() * int64_t(sizeof(R)) > kStreamMinBytes;
@@ -442,48 +498,41 @@ MEDSEG_ALWAYS_INLINE int64_t sobel3d_range(const T* in, R* out, const Shape& s, 
     };
     for (int64_t y0 = 0; y0 < ny; y0 += w.band) {
         const int64_t y1 = std::min(ny, y0 + w.band);
-        // plane q of A, B, C into its slot; with z >= 0 also output plane z = q - 1
-        auto plane = [&](int64_t q, int64_t z) MEDSEG_ALWAYS_INLINE_LAMBDA {
-            const T* f = in + q * P;
-            const int64_t sq = (q % 3) * BP;
-            Sobel3dOutRow<R> row{nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
-            int64_t su = 0, sm = 0, t0 = y0 * nx, tn = 0;  // staged output: tn values from out + z * P + t0
-            if (z >= 0) su = ((z > 0 ? z - 1 : 0) % 3) * BP, sm = (z % 3) * BP;
+        for (int64_t z = z0; z < z1; ++z) {
+            const T* U = in + (z > 0 ? z - 1 : 0) * P;
+            const T* M = in + z * P;
+            const int64_t zd = z + 1 < nz ? z + 1 : nz - 1;
+            const T* Dn = in + zd * P;
+            const char* ahead = zd + 1 < nz ? reinterpret_cast<const char*>(in + (zd + 1) * P) : nullptr;
             int64_t held[3] = {-1, -1, -1};
-            auto rowsd = [&](int64_t yy) MEDSEG_ALWAYS_INLINE_LAMBDA -> int64_t {
+            auto row = [&](int64_t yy) MEDSEG_ALWAYS_INLINE_LAMBDA -> int64_t {
                 const int64_t slot = yy % 3;
                 if (held[slot] != yy) {
-                    row_sx_dx_isa<V>(f + yy * nx, w.SXr + slot * w.rs, w.DXr + slot * w.rs, nx, lo);
-                    held[slot] = yy;
-                }
-                return slot * w.rs;
-            };
-            for (int64_t y = y0; y < y1; ++y) {
-                const int64_t yd = y + 1 < ny ? y + 1 : ny - 1, r = (y - y0) * nx;
-                const int64_t ku = rowsd(y > 0 ? y - 1 : 0), km = rowsd(y), kd = rowsd(yd);
-                // the same row of the next plane into L2, a band-plane ahead of its use
-                if (q + 1 < nz) {
-                    const char* nf = reinterpret_cast<const char*>(f + P + yd * nx);
-                    const int64_t bytes = nx * int64_t(sizeof(T));
-                    for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(nf + b, 0, 2);
-                }
-                const R *sxu = w.SXr + ku, *sxm = w.SXr + km, *sxd = w.SXr + kd;
-                const R *dxu = w.DXr + ku, *dxm = w.DXr + km, *dxd = w.DXr + kd;
-                R *aq = w.A + sq + r, *bq = w.B + sq + r, *cq = w.C + sq + r;
-                if (z < 0) {
-                    sobel3d_row<false, Fast>(sxu, sxm, sxd, dxu, dxm, dxd, nx, aq, bq, cq, row, p);
-                    continue;
-                }
+                    const int64_t r = yy * nx;
 #if MEDSEG_X86_DISPATCH
-                if constexpr (V == 2 && Fast && std::is_same_v<R, float>) {
-                    row = {w.A + su + r, w.A + sm + r, w.B + su + r, w.B + sm + r, w.C + su + r, w.tmp + tn};
-                    bad += sobel3d_row_avx512(sxu, sxm, sxd, dxu, dxm, dxd, nx, aq, bq, cq, row, p);
-                } else
+                    if constexpr (V == 2 && std::is_same_v<R, float> && kSxdxVec<T>)
+                        sobel3d_zrow_avx512(U + r, M + r, Dn + r, nx, lo, w, slot);
+                    else
 #endif
-                {
-                    row = {w.A + su + r, w.A + sm + r, w.B + su + r, w.B + sm + r, w.C + su + r, w.tmp + tn};
-                    bad += sobel3d_row<true, Fast>(sxu, sxm, sxd, dxu, dxm, dxd, nx, aq, bq, cq, row, p);
+                        sobel3d_zrow(U + r, M + r, Dn + r, nx, lo, w, slot);
+                    held[slot] = yy;
+                    // the same row of the plane the next output plane adds, into L2
+                    if (ahead) {
+                        const char* q = ahead + r * int64_t(sizeof(T));
+                        for (int64_t b = 0; b < nx * int64_t(sizeof(T)); b += 64) __builtin_prefetch(q + b, 0, 2);
+                    }
                 }
+                return slot;
+            };
+            int64_t t0 = y0 * nx, tn = 0;  // staged output: tn values from out + z * P + t0
+            for (int64_t y = y0; y < y1; ++y) {
+                const int64_t ku = row(y > 0 ? y - 1 : 0), km = row(y), kd = row(y + 1 < ny ? y + 1 : ny - 1);
+#if MEDSEG_X86_DISPATCH
+                if constexpr (V == 2 && Fast && std::is_same_v<R, float>)
+                    bad += sobel3d_orow_avx512(w, ku, km, kd, nx, w.tmp + tn, p);
+                else
+#endif
+                    bad += sobel3d_orow<Fast>(w, ku, km, kd, nx, w.tmp + tn, p);
                 tn += nx;
                 // write out the staged values up to the last whole cache line of the
                 // output; the rest (< 64 bytes) moves to the front of the buffer
@@ -497,36 +546,6 @@ MEDSEG_ALWAYS_INLINE int64_t sobel3d_range(const T* in, R* out, const Shape& s, 
                 }
             }
             if (tn) flush(out + z * P + t0, tn);
-        };
-        const int64_t zp = z0 > 0 ? z0 - 1 : 0;
-        plane(zp, -1);
-        if (z0 != zp) plane(z0, -1);
-        for (int64_t z = z0; z < z1; ++z) {
-            if (z + 1 < nz) {
-                plane(z + 1, z);
-                continue;
-            }
-            // z == nz - 1: the plane below is z itself
-            const int64_t su = ((z > 0 ? z - 1 : 0) % 3) * BP, sm = (z % 3) * BP, n = (y1 - y0) * nx;
-            const R cx = R(p.coef[2]), cy = R(p.coef[1]), cz = R(p.coef[0]), post = R(p.post);
-            const R big = std::numeric_limits<R>::max();
-            const R *__restrict Au = w.A + su, *__restrict Am = w.A + sm, *__restrict Bu = w.B + su;
-            const R *__restrict Bm = w.B + sm, *__restrict Cu = w.C + su, *__restrict Cm = w.C + sm;
-            R* __restrict t = w.tmp;
-            for (int64_t i0 = 0; i0 < n; i0 += w.cap) {
-                const int64_t kn = std::min(w.cap, n - i0);
-                int32_t nbad = 0;
-                MEDSEG_IVDEP
-                for (int64_t i = 0; i < kn; ++i) {
-                    const int64_t j = i0 + i;
-                    const R v = sobel3d_out<Fast>(p, cx, cy, cz, post, Au[j], Am[j], Am[j], Bu[j], Bm[j], Bm[j],
-                                                  Cu[j], Cm[j]);
-                    t[i] = v;
-                    nbad += !(std::fabs(v) <= big);
-                }
-                bad += nbad;
-                flush(out + z * P + y0 * nx + i0, kn);
-            }
         }
     }
     return bad;
@@ -534,23 +553,23 @@ MEDSEG_ALWAYS_INLINE int64_t sobel3d_range(const T* in, R* out, const Shape& s, 
 
 template <bool Fast, class T, class R>
 int64_t sobel3d_baseline(const T* in, R* out, const Shape& s, const SobelParams& p, int64_t z0, int64_t z1,
-                         const Sobel3dRing<R>& w) {
+                         const Sobel3dWork<R>& w) {
     return sobel3d_range<0, Fast, T, R>(in, out, s, p, z0, z1, w);
 }
 template <bool Fast, class T, class R>
 MEDSEG_TARGET_AVX2 int64_t sobel3d_avx2(const T* in, R* out, const Shape& s, const SobelParams& p, int64_t z0,
-                                        int64_t z1, const Sobel3dRing<R>& w) {
+                                        int64_t z1, const Sobel3dWork<R>& w) {
     return sobel3d_range<1, Fast, T, R>(in, out, s, p, z0, z1, w);
 }
 template <bool Fast, class T, class R>
 MEDSEG_TARGET_AVX512 int64_t sobel3d_avx512(const T* in, R* out, const Shape& s, const SobelParams& p, int64_t z0,
-                                            int64_t z1, const Sobel3dRing<R>& w) {
+                                            int64_t z1, const Sobel3dWork<R>& w) {
     return sobel3d_range<2, Fast, T, R>(in, out, s, p, z0, z1, w);
 }
 
 template <class T, class R>
 using Sobel3dFn = int64_t (*)(const T*, R*, const Shape&, const SobelParams&, int64_t, int64_t,
-                              const Sobel3dRing<R>&);
+                              const Sobel3dWork<R>&);
 
 template <bool Fast, class T, class R>
 Sobel3dFn<T, R> sobel3d_for(Isa isa) {
@@ -611,13 +630,12 @@ void sobel(const T* in, R* out, const Shape& s, const SobelParams& p, int num_th
         });
         return;
     }
-    // 3D: ring of three planes of A, B, C per thread (see the header comment),
-    // restricted to a band of rows so that the ring (9 band-planes) stays in L2;
-    // each thread walks its z-range once per band.  A, B, C of a plane are made
-    // from a ring of three SX / DX rows (L1) in the same pass as the output of
-    // the plane before it, which is staged in L1 (NaN count) and written with
-    // streaming stores a whole cache line at a time.  The halo rows of a band and
-    // the first two planes of a z-range are recomputed, a few per cent of work.
+    // 3D: per output plane z, the z combinations of the planes z-1, z, z+1 are
+    // formed row by row and filtered along x into a ring of three rows per
+    // quantity (L1), from which the output row is made (see the header comment);
+    // the volume is walked by bands of rows so that the three input band-planes
+    // stay in L2, each thread over its own z-range.  Output rows are staged in L1
+    // (NaN count) and written with streaming stores a whole cache line at a time.
     // The loops run in the ISA variant chosen at run time (core/simd.hpp); they
     // are the same operations in the same order in every variant.
     const bool fast = p.magnitude && p.axes[0] && p.axes[1] && p.axes[2];
@@ -627,20 +645,19 @@ void sobel(const T* in, R* out, const Shape& s, const SobelParams& p, int num_th
     const int64_t target = std::max<int64_t>(4, (int64_t(64) << 10) / int64_t(sizeof(R)) / std::max<int64_t>(nx, 1));
     const int64_t nbands = (ny + target - 1) / target, band = (ny + nbands - 1) / nbands;
     parallel_blocks(nz, num_threads, grain_for(P, 2), [&](int64_t z0, int64_t z1) {
-        // slots padded by 3 cache lines so that the nine rows the row loop reads and
-        // writes at the same x do not share their address bits 0-11 (4K aliasing
-        // makes loads wait on unrelated stores)
         // Everything starts on a cache line (aligned_vector, sizes rounded up to
         // lines): vector loads and stores that straddle two lines cost the row
-        // loops up to a quarter of their time.
-        const int64_t line = 64 / int64_t(sizeof(R)), BP = (band * nx + line - 1) / line * line + 3 * line;
+        // loops up to a quarter of their time.  Ring rows are a line more than a
+        // whole number of vectors apart, so that rows read and written at the
+        // same x do not share their address bits 0-11 (4K aliasing makes loads
+        // wait on unrelated stores).
+        const int64_t line = 64 / int64_t(sizeof(R));
         const int64_t cap = (std::max<int64_t>(nx, 4096 / int64_t(sizeof(R))) + line - 1) / line * line;
-        const int64_t rs = detail::sobel_row_pad(nx);
-        aligned_vector<R> work(9 * BP + 6 * rs + cap + line);
+        const int64_t rs = detail::sobel_row_pad(nx) + line, sd = rs + 2 * line;
+        aligned_vector<R> work(9 * rs + 2 * sd + cap + line);
         R* base = work.data();
-        R* tmp = base + 9 * BP + 6 * rs;
-        const detail::Sobel3dRing<R> w{base, base + 3 * BP, base + 6 * BP, base + 9 * BP, base + 9 * BP + 3 * rs,
-                                       tmp, band, cap, rs, BP};
+        const detail::Sobel3dWork<R> w{base, base + 9 * rs + line, base + 9 * rs + sd + line, base + 9 * rs + 2 * sd,
+                                       band, cap, rs};
         const int64_t bad = kernel(in, out, s, p, z0, z1, w);
         detail::stream_fence();
         if (nonfinite && bad) *nonfinite += bad;

@@ -231,24 +231,50 @@ def _sobel(f, out, ndim3, axes, coef, magnitude, post, c):
         zu = z - 1 if z > 0 else 0
         zd = z + 1 if z + 1 < nz else nz - 1
         for x in range(nx):
-            # planes A (gx), B (gy), C (gz) at zu, z, zd as in edges.hpp
-            a0, b0, c0 = _abc(f, zu, yu, y, yd, x, nx, c)
-            a1, b1, c1 = _abc(f, z, yu, y, yd, x, nx, c)
-            a2, b2, c2 = _abc(f, zd, yu, y, yd, x, nx, c)
+            # the z combinations filtered along x, on rows y-1, y, y+1 (edges.hpp
+            # sobel3d_zrow), then along y (sobel3d_orow)
+            su, xu, qu = _zx(f, zu, z, zd, yu, x, nx, two)
+            sm, xm, qm = _zx(f, zu, z, zd, y, x, nx, two)
+            sd, xd, qd = _zx(f, zu, z, zd, yd, x, nx, two)
+            ddx = (xu + two * xm) + xd
+            ddy = sd - su
+            ddz = (qu + two * qm) + qd
             if magnitude and axes[0] and axes[1] and axes[2]:
-                gx = cx * (a0 + two * a1 + a2)
-                gy = cy * (b0 + two * b1 + b2)
-                gz = cz * (c2 - c0)
-                out[z, y, x] = math.sqrt(gx * gx + gy * gy + gz * gz) * pst
+                gx = cx * ddx
+                gy = cy * ddy
+                gz = cz * ddz
+                out[z, y, x] = math.sqrt((gx * gx + gy * gy) + gz * gz) * pst
             else:
-                gx = a0 + two * a1 + a2 if axes[2] else zero
-                gy = b0 + two * b1 + b2 if axes[1] else zero
-                gz = c2 - c0 if axes[0] else zero
+                gx = ddx if axes[2] else zero
+                gy = ddy if axes[1] else zero
+                gz = ddz if axes[0] else zero
                 out[z, y, x] = _combine(axes, coef, magnitude, post, gz, gy, gx, R)
 
 
 @njit(cache=True, inline="always")
+def _szd(f, zu, z, zd, y, x, two):
+    """S = (f[z-1] + 2 f[z]) + f[z+1] and D = f[z+1] - f[z-1] at (y, x)."""
+    a = f[zu, y, x]
+    c = f[zd, y, x]
+    return (a + two * f[z, y, x]) + c, c - a
+
+
+@njit(cache=True, inline="always")
+def _zx(f, zu, z, zd, y, x, nx, two):
+    """(SXZ, DXZ, SXD) of row y at column x: S and D smoothed / differenced along
+    x, edge columns replicated (edges.hpp sobel3d_zrow)."""
+    xl = x - 1 if x > 0 else 0
+    xr = x + 1 if x + 1 < nx else nx - 1
+    sl, dl = _szd(f, zu, z, zd, y, xl, two)
+    sm, dm = _szd(f, zu, z, zd, y, x, two)
+    sr, dr = _szd(f, zu, z, zd, y, xr, two)
+    return (sl + two * sm) + sr, sr - sl, (dl + two * dm) + dr
+
+
+@njit(cache=True, inline="always")
 def _abc(f, zz, yu, y, yd, x, nx, c):
+    """Plane quantities of the 3D Canny gradient (edges.hpp canny gradient):
+    A = smooth_y(DX), B = diff_y(SX), C = smooth_y(SX) of plane zz."""
     su, du = _sxdx(f, zz, yu, x, nx, c)
     sm, dm = _sxdx(f, zz, y, x, nx, c)
     sd, dd = _sxdx(f, zz, yd, x, nx, c)
