@@ -107,6 +107,12 @@ def test_sobel_backends_agree_exactly(ct_small):
     cases += [rng.integers(-32768, 32767, (5, 6, 19)).astype(np.int16),
               rng.integers(0, 255, (3, 7, 40)).astype(np.uint8), rng.normal(0, 1, (4, 5, 6))]
     cases[4][1, 2, :4] = -32768
+    # float32 rows starting anywhere in a cache line (the AVX-512 rows read aligned lines and
+    # shift their lanes): C-contiguous views at 0..15 floats from a 64-byte boundary
+    base = rng.normal(0, 50, 4 * 6 * 70 + 64).astype(np.float32)
+    start = (-base.ctypes.data // 4) % 16
+    for k in (0, 1, 4, 9, 15):
+        cases.append(base[start + k:start + k + 4 * 6 * 70].reshape(4, 6, 70))
     for img in cases:
         for kw in ({}, {"axis": 0}, {"axis": 2}, {"axis": (0, 1)}, {"spacing": (2.0, 0.5, 0.7)}):
             np.testing.assert_array_equal(edges.sobel(img, backend="cpu", **kw),
