@@ -314,8 +314,17 @@ def test_canny_backends_agree_exactly():
     mask = np.zeros(big.shape, bool)
     mask[:, 5:90, 3:105] = True
     for kw in [dict(sigma=1.0, low_threshold=30, high_threshold=90),
-               dict(sigma=1.2, low_threshold=20, high_threshold=60, mask=mask, spacing=(2.0, 0.7, 0.9))]:
+               dict(sigma=1.2, low_threshold=20, high_threshold=60, mask=mask, spacing=(2.0, 0.7, 0.9)),
+               dict(sigma=1.2, low_threshold=20, high_threshold=60, spacing=(2.0, 0.7, 0.9))]:
         np.testing.assert_array_equal(edges.canny(big, backend="cpu", **kw), edges.canny(big, backend="numba", **kw))
+    # noise: candidates everywhere, gradients in every direction (the AVX-512 suppression
+    # tests 16 columns at once; every tie and interpolation must come out as the scalar test's)
+    noise = np.random.default_rng(7).normal(0, 40, (12, 40, 70)).astype(np.float32)
+    for kw in [dict(sigma=0.8, low_threshold=10, high_threshold=40), dict(sigma=0.6, use_quantiles=True,
+                                                                          low_threshold=0.5, high_threshold=0.9)]:
+        got = edges.canny(noise, backend="cpu", **kw)
+        assert 0 < got.sum() < got.size // 2
+        np.testing.assert_array_equal(got, edges.canny(noise, backend="numba", **kw))
 
 
 def test_threads_agree_where_the_work_is_split(backend):
