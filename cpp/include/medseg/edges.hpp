@@ -436,8 +436,10 @@ inline void sobel3d_zrow_avx512(const T* __restrict u, const T* __restrict m, co
             return static_cast<int>((reinterpret_cast<uintptr_t>(q) >> 2) & 15);
         };
         const int ku = sh(u), km = sh(m), kd = sh(d);
-        if ((ku | km | kd) != 0 && ((reinterpret_cast<uintptr_t>(u) | reinterpret_cast<uintptr_t>(m) |
-                                     reinterpret_cast<uintptr_t>(d)) & 3) == 0) {
+        // (nx >= 48: the first line read, at x = 16, lies inside the row; on a
+        // shorter row it could lie past the end of the volume, on an unmapped page)
+        if (nx >= 48 && (ku | km | kd) != 0 &&
+            ((reinterpret_cast<uintptr_t>(u) | reinterpret_cast<uintptr_t>(m) | reinterpret_cast<uintptr_t>(d)) & 3) == 0) {
             const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
             // q[x .. x+15] for x = 16, 32, ... in turn: the lines of q - k at x and x + 16
             struct Shifted {
