@@ -141,9 +141,10 @@ MEDSEG_ALWAYS_INLINE void row_sx_dx(const T* __restrict f, R* __restrict sx, R* 
 // aligned rows, every store is aligned).  The autovectorised row_sx_dx starts
 // its vector loop at x = 1: with 64-byte vectors every SX / DX store then
 // straddles two cache lines, and the row pass cost 11.3 cycles per 16 voxels
-// in L1 (Ice Lake VM; the 3D Sobel of 256^3 float32 on one thread: 21 ms with
-// aligned scratch alone, 17.3 ms with these rows, 16.5 with
-// sobel3d_row_avx512).  The values are those of row_sx_dx, bit for bit:
+// in L1 (Ice Lake VM; the x-first 3D Sobel of the eleventh session, 256^3
+// float32, one thread: 21 ms with aligned scratch alone, 17.3 ms with these
+// rows).  Used now by the 3D Canny gradient (row_sx_dx_isa); the 3D Sobel goes
+// z first (sobel3d_zrow).  The values are those of row_sx_dx, bit for bit:
 //   interior  SX = (l + (m + m)) + r, DX = r - l  (2m == m + m exactly);
 //   x = 0     l = f[0]: (f0 + 2 f0) + f1 == 3 f0 + f1, both being 3 f0 rounded once;
 //   x = nx-1  r = f[nx-1]; SX is l + 3 m, as row_sx_dx writes it, blended in.
@@ -209,31 +210,9 @@ inline void row_sx_dx_avx512(const T* __restrict f, float* __restrict sx, float*
 MEDSEG_END_TARGET
 
 MEDSEG_BEGIN_TARGET_AVX2
-// f[x0 .. x0+7] as float (load_at's values); needs all eight in bounds.
-template <class T>
-MEDSEG_ALWAYS_INLINE __m256 sxdx_load8(const T* f, T lo) {
-    if constexpr (std::is_same_v<T, float>) {
-        (void)lo;
-        return _mm256_loadu_ps(f);
-    } else if constexpr (std::is_same_v<T, int16_t>) {
-        const __m128i v = _mm_max_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(f)), _mm_set1_epi16(lo));
-        return _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(v));
-    } else if constexpr (std::is_same_v<T, uint16_t>) {
-        (void)lo;
-        return _mm256_cvtepi32_ps(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(f))));
-    } else if constexpr (std::is_same_v<T, uint8_t>) {
-        (void)lo;
-        return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(f))));
-    } else {
-        const __m128i v = _mm_max_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(f)), _mm_set1_epi8(lo));
-        return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v));
-    }
-}
-
 // Interior vectors load f at x0 - 1, x0, x0 + 1; the first and the last ones
 // read their ten values, edge-replicated, through a small buffer.
-template <class T>
-inline void row_sx_dx_avx2(const T* __restrict f, float* __restrict sx, float* __restrict dx, int64_t nx, T lo) {
+inline void row_sx_dx_avx2(const float* __restrict f, float* __restrict sx, float* __restrict dx, int64_t nx) {
     const __m256 three = _mm256_set1_ps(3.0f);
     const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     alignas(32) float e[16];
@@ -241,13 +220,13 @@ inline void row_sx_dx_avx2(const T* __restrict f, float* __restrict sx, float* _
         __m256 l, m, r;
         const bool edge = x0 == 0 || x0 + 9 > nx;
         if (!edge) {
-            l = sxdx_load8(f + x0 - 1, lo);
-            m = sxdx_load8(f + x0, lo);
-            r = sxdx_load8(f + x0 + 1, lo);
+            l = _mm256_loadu_ps(f + x0 - 1);
+            m = _mm256_loadu_ps(f + x0);
+            r = _mm256_loadu_ps(f + x0 + 1);
         } else {
             for (int64_t i = 0; i < 10; ++i) {
                 const int64_t x = std::min(std::max<int64_t>(x0 - 1 + i, 0), nx - 1);
-                e[i] = load_at<float>(f, x, lo);
+                e[i] = f[x];
             }
             l = _mm256_loadu_ps(e);
             m = _mm256_loadu_ps(e + 1);
@@ -266,16 +245,16 @@ MEDSEG_END_TARGET
 #endif
 
 // row_sx_dx for ISA variant V (0 baseline, 1 AVX2, 2 AVX-512): the vector
-// versions above where they apply, with the same values.  sx and dx need
-// sobel_row_pad(nx) values of room.
+// versions above for float rows (the 3D Canny gradient's smoothed planes), with
+// the same values.  sx and dx need sobel_row_pad(nx) values of room.
 template <int V, class T, class R>
 MEDSEG_ALWAYS_INLINE void row_sx_dx_isa(const T* __restrict f, R* __restrict sx, R* __restrict dx, int64_t nx,
                                         T lo) {
 #if MEDSEG_X86_DISPATCH
-    if constexpr (std::is_same_v<R, float> && kSxdxVec<T> && V == 2) {
+    if constexpr (std::is_same_v<R, float> && std::is_same_v<T, float> && V == 2) {
         if (nx >= 2) return row_sx_dx_avx512(f, sx, dx, nx, lo);
-    } else if constexpr (std::is_same_v<R, float> && kSxdxVec<T> && V == 1) {
-        if (nx >= 2) return row_sx_dx_avx2(f, sx, dx, nx, lo);
+    } else if constexpr (std::is_same_v<R, float> && std::is_same_v<T, float> && V == 1) {
+        if (nx >= 2) return row_sx_dx_avx2(f, sx, dx, nx);
     }
 #endif
     row_sx_dx(f, sx, dx, nx, lo);
