@@ -54,7 +54,7 @@
 //      L2 during this plane's last rows;
 //   x: prefix sums along each extended row (border columns copied by runs of
 //      the border table, see BorderRuns),
-//      by vector blocks of four (see x_prefix), four rows interleaved so that
+//      by vector blocks of eight (see x_prefix), four rows interleaved so that
 //      their carry chains overlap; then the x window's sums as differences of
 //      prefix sums and the threshold, formed, converted and written once in one
 //      loop.  Plain stores into a fresh output (the OS zeroes each page at its
@@ -1768,10 +1768,11 @@ MEDSEG_ALWAYS_INLINE void row_add(const SumRows<T>& s, int64_t r, double* d1, do
     }
 }
 
-// Per-task scratch: G rows of y-window sums (extended by rx columns each side for
-// the x window; row stride Wp, W rounded up to whole lines of 8, the tail zero)
-// and G rows of their prefix sums along x (stride Wp + 8: element 7 of a row is
-// the zero before the first sum, the sums start at element 8).
+// Per-task scratch: G rows of y-window sums (the extended row, rx columns each
+// side for the x window, starts `pad` values into a region of Wp values, W + 7
+// rounded up to whole lines of 8; the rest of the region stays zero) and G rows
+// of their prefix sums along x (stride Ps = Wp + 8: element 7 of a row is the
+// zero before the first sum, the sums start at element 8).
 // With streaming stores, a row of the threshold image is staged in `orow`
 // (room for nx doubles) and copied out with stream_copy_isa (the ISA's width:
 // 16-byte streaming stores took ~14% of the AVX-512 task, 1 thread).
@@ -1780,11 +1781,10 @@ struct LocalScratch {
     int64_t Wp = 0, Ps = 0;
     void size(int64_t W, bool sq, int64_t nx_stream) {
         const int64_t G = kLocalRows;
-        Wp = (W + 7) / 8 * 8;
+        Wp = (W + 7 + 7) / 8 * 8;
         Ps = Wp + 8;
-        // t rows start `pad` values into their buffer (see plane_rows)
-        t1.assign(G * Wp + 8, 0.0); r1.assign(G * Ps, 0.0);
-        if (sq) { t2.assign(G * Wp + 8, 0.0); r2.assign(G * Ps, 0.0); }
+        t1.assign(G * Wp, 0.0); r1.assign(G * Ps, 0.0);
+        if (sq) { t2.assign(G * Wp, 0.0); r2.assign(G * Ps, 0.0); }
         orow.assign(nx_stream, 0.0);
     }
 };
@@ -1792,61 +1792,105 @@ struct LocalScratch {
 // The x window's sums are differences of prefix sums along the extended row,
 // P[c + wx - 1] - P[c - 1], because a prefix sum vectorises and a running sum
 // does not: s = s + (t[c + wx - 1] - t[c - 1]) is a chain of scalar adds, and it
-// took a fifth of the kernel's time (256^3 float32, block 51, Zen 4).  The prefix
-// sums are taken by blocks of four values a_0..a_3 with the in-register scan of
-// Hillis & Steele (1986, CACM 29(12)):
-//   b_i = a_i + a_{i-1},  d_i = b_i + b_{i-2}   (a term with index < 0 is 0.0),
-//   P_i = d_i + carry,    carry = carry + d_3.
+// took a fifth of the kernel's time (256^3 float32, block 51, Zen 4).
+// The scan runs over the row's whole region: `pad` zeros (pad = (8 - rx % 8) % 8,
+// which puts column rx of the extended row, where the y sums start, on a cache
+// line), the extended row, zeros.  It takes blocks of eight values a_0..a_7 as
+// two halves of four, each with the in-register scan of Hillis & Steele (1986,
+// CACM 29(12)), the upper half then offset by the lower half's total:
+//   b_i = a_i + a_{i-1},  d_i = b_i + b_{i-2}   (within a half; a term from
+//                                               outside the half is 0.0),
+//   e_i = d_i + 0.0 (i < 4),  e_i = d_i + d_3 (i >= 4),
+//   P_i = e_i + carry,        carry = P_7.
 // Every variant (vector or scalar code, each ISA, the numba backend) evaluates
-// exactly these additions in this order, so all give the same bits.  Accuracy:
-// P reaches W times the largest y-window sum, so a window's sum carries an error
-// of a few units in the last place of that, as the running sum (which
-// accumulated its rounding along the row) did; far below the 1e-4 agreement
-// with scikit-image that the tests ask.
+// exactly these additions in this order, so all give the same bits.  (Blocks of
+// eight rather than four: AVX-512 does a block in four shuffles, which bound
+// this loop, where blocks of four took six; 256^3 float32, block 51, 1 thread,
+// Ice Lake: mean 27.5 -> 25.9 ms, sauvola 64.8 -> 62.4 ms.  The zeros in front
+// keep its loads and stores on cache lines.)  Accuracy: P reaches W times the
+// largest y-window sum, so a window's sum carries an error of a few units in the
+// last place of that, as the running sum (which accumulated its rounding along
+// the row) did; far below the 1e-4 agreement with scikit-image that the tests
+// ask.
 #if defined(__GNUC__) || defined(__clang__)
 #define MEDSEG_LOCAL_VSCAN 1
 typedef double LocalV4 __attribute__((vector_size(32)));
 typedef long long LocalI4 __attribute__((vector_size(32)));
+typedef double LocalV8 __attribute__((vector_size(64)));
+typedef long long LocalI8 __attribute__((vector_size(64)));
+#if defined(__clang__)
+#define MEDSEG_SHUFFLE2(a, b, T, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define MEDSEG_SHUFFLE2(a, b, T, ...) __builtin_shuffle(a, b, T{__VA_ARGS__})
+#endif
 #else
 #define MEDSEG_LOCAL_VSCAN 0
 #endif
 
-// Prefix sums of G rows of t (stride Wp, a multiple of 4) into P (stride Ps; the
-// sum of t[0..j] at P[8 + j], P[7] = 0).  The G rows' carry chains interleave.
-template <int64_t G>
+// Prefix sums of G row regions of t (stride Wp, a multiple of 8; the whole region
+// is scanned) into P (stride Ps; the sum of t[0..j] at P[8 + j], P[7] = 0).  The
+// G rows' carry chains interleave.  V: the ISA variant (2: AVX-512, blocks in one
+// register; otherwise two registers of four, which AVX2 and SSE2 lower well).
+template <int V, int64_t G>
 MEDSEG_ALWAYS_INLINE void x_prefix(const double* t, int64_t Wp, double* P, int64_t Ps) {
     for (int64_t i = 0; i < G; ++i) P[i * Ps + 7] = 0.0;
 #if MEDSEG_LOCAL_VSCAN
-    const LocalV4 zero = {0.0, 0.0, 0.0, 0.0};
-    LocalV4 carry[G];
-    for (int64_t i = 0; i < G; ++i) carry[i] = zero;
-    for (int64_t k = 0; k < Wp; k += 4) {
+    if constexpr (V == 2) {
+        const LocalV8 zero = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+        LocalV8 carry[G];
+        for (int64_t i = 0; i < G; ++i) carry[i] = zero;
+        for (int64_t k = 0; k < Wp; k += 8) {
 #pragma GCC unroll 8
-        for (int64_t i = 0; i < G; ++i) {
-            LocalV4 a;
-            std::memcpy(&a, t + i * Wp + k, sizeof a);
-#if defined(__clang__)
-            const LocalV4 b = a + __builtin_shufflevector(zero, a, 0, 4, 5, 6);
-            const LocalV4 d = b + __builtin_shufflevector(zero, b, 0, 1, 4, 5);
-#else
-            const LocalV4 b = a + __builtin_shuffle(zero, a, LocalI4{0, 4, 5, 6});
-            const LocalV4 d = b + __builtin_shuffle(zero, b, LocalI4{0, 1, 4, 5});
-#endif
-            const LocalV4 s = d + carry[i];
-            std::memcpy(P + i * Ps + 8 + k, &s, sizeof s);
-            const double d3 = d[3];
-            carry[i] = carry[i] + LocalV4{d3, d3, d3, d3};
+            for (int64_t i = 0; i < G; ++i) {
+                LocalV8 a;
+                std::memcpy(&a, t + i * Wp + k, sizeof a);
+                const LocalV8 b = a + MEDSEG_SHUFFLE2(zero, a, LocalI8, 0, 8, 9, 10, 0, 12, 13, 14);
+                const LocalV8 d = b + MEDSEG_SHUFFLE2(zero, b, LocalI8, 0, 1, 8, 9, 0, 1, 12, 13);
+                const LocalV8 e = d + MEDSEG_SHUFFLE2(zero, d, LocalI8, 0, 0, 0, 0, 11, 11, 11, 11);
+                const LocalV8 s = e + carry[i];
+                std::memcpy(P + i * Ps + 8 + k, &s, sizeof s);
+                carry[i] = MEDSEG_SHUFFLE2(s, s, LocalI8, 7, 7, 7, 7, 7, 7, 7, 7);
+            }
+        }
+    } else {
+        const LocalV4 zero = {0.0, 0.0, 0.0, 0.0};
+        LocalV4 carry[G];
+        for (int64_t i = 0; i < G; ++i) carry[i] = zero;
+        for (int64_t k = 0; k < Wp; k += 8) {
+#pragma GCC unroll 8
+            for (int64_t i = 0; i < G; ++i) {
+                LocalV4 lo, hi;
+                std::memcpy(&lo, t + i * Wp + k, sizeof lo);
+                std::memcpy(&hi, t + i * Wp + k + 4, sizeof hi);
+                const LocalV4 bl = lo + MEDSEG_SHUFFLE2(zero, lo, LocalI4, 0, 4, 5, 6);
+                const LocalV4 bh = hi + MEDSEG_SHUFFLE2(zero, hi, LocalI4, 0, 4, 5, 6);
+                const LocalV4 dl = bl + MEDSEG_SHUFFLE2(zero, bl, LocalI4, 0, 1, 4, 5);
+                const LocalV4 dh = bh + MEDSEG_SHUFFLE2(zero, bh, LocalI4, 0, 1, 4, 5);
+                const double d3 = dl[3];
+                const LocalV4 el = dl + zero;
+                const LocalV4 eh = dh + LocalV4{d3, d3, d3, d3};
+                const LocalV4 sl = el + carry[i];
+                const LocalV4 sh = eh + carry[i];
+                std::memcpy(P + i * Ps + 8 + k, &sl, sizeof sl);
+                std::memcpy(P + i * Ps + 8 + k + 4, &sh, sizeof sh);
+                const double s7 = sh[3];
+                carry[i] = LocalV4{s7, s7, s7, s7};
+            }
         }
     }
 #else
     for (int64_t i = 0; i < G; ++i) {
         double carry = 0.0;
-        for (int64_t k = 0; k < Wp; k += 4) {
+        for (int64_t k = 0; k < Wp; k += 8) {
             const double* a = t + i * Wp + k;
-            const double b[4] = {a[0] + 0.0, a[1] + a[0], a[2] + a[1], a[3] + a[2]};
-            const double d[4] = {b[0] + 0.0, b[1] + 0.0, b[2] + b[0], b[3] + b[1]};
-            for (int j = 0; j < 4; ++j) P[i * Ps + 8 + k + j] = d[j] + carry;
-            carry = carry + d[3];
+            double d[8];
+            for (int h = 0; h < 8; h += 4) {
+                const double b[4] = {a[h] + 0.0, a[h + 1] + a[h], a[h + 2] + a[h + 1], a[h + 3] + a[h + 2]};
+                d[h] = b[0] + 0.0; d[h + 1] = b[1] + 0.0; d[h + 2] = b[2] + b[0]; d[h + 3] = b[3] + b[1];
+            }
+            for (int j = 0; j < 4; ++j) P[i * Ps + 8 + k + j] = (d[j] + 0.0) + carry;
+            for (int j = 4; j < 8; ++j) P[i * Ps + 8 + k + j] = (d[j] + d[3]) + carry;
+            carry = P[i * Ps + 8 + k + 7];
         }
     }
 #endif
@@ -1874,6 +1918,7 @@ MEDSEG_ALWAYS_INLINE bool plane_rows(const Src& src, int64_t y0, int64_t y1, int
     const int64_t pad = (8 - rx % 8) % 8;
     double* t1 = w.t1.data() + pad;
     double* t2 = SQ ? w.t2.data() + pad : nullptr;
+    const int64_t pend = 7 + pad;  // P[pend + c]: the prefix sum before column c of the extended row
     double* r1 = w.r1.data();
     double* r2 = SQ ? w.r2.data() : nullptr;
     int64_t prev = G - 1;  // buffer holding the previous row's y sums
@@ -1900,16 +1945,16 @@ MEDSEG_ALWAYS_INLINE bool plane_rows(const Src& src, int64_t y0, int64_t y1, int
         }
         // prefix sums along x, G rows at a time (their carry chains overlap; in a
         // last group of g < G rows the others hold stale sums, unused)
-        x_prefix<G>(t1, W, r1, Ps);
-        if constexpr (SQ) x_prefix<G>(t2, W, r2, Ps);
+        x_prefix<V, G>(w.t1.data(), W, r1, Ps);
+        if constexpr (SQ) x_prefix<V, G>(w.t2.data(), W, r2, Ps);
         // the x window's sums P[c + wx - 1] - P[c - 1], the threshold formed and
         // stored (or compared) in one pass: the same double operations, then one
         // rounding to R
         for (int64_t i = 0; i < g; ++i) {
-            const double* h1 = r1 + i * Ps + 7 + wx;  // P[c + wx - 1]
-            const double* l1 = r1 + i * Ps + 7;       // P[c - 1]
-            const double* h2 = SQ ? r2 + i * Ps + 7 + wx : nullptr;
-            const double* l2 = SQ ? r2 + i * Ps + 7 : nullptr;
+            const double* h1 = r1 + i * Ps + pend + wx;  // P[c + wx - 1]
+            const double* l1 = r1 + i * Ps + pend;       // P[c - 1]
+            const double* h2 = SQ ? r2 + i * Ps + pend + wx : nullptr;
+            const double* l2 = SQ ? r2 + i * Ps + pend : nullptr;
             // the threshold image row, or its staging row when streaming
             constexpr bool can_stream = std::is_same_v<O, R>;  // R: float or double, staged in orow
             const bool streaming = can_stream && p.stream;

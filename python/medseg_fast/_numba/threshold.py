@@ -372,18 +372,27 @@ def _table(n, r, mode):
 
 
 @njit(cache=CACHE)
-def _x_prefix(t, row, p):
-    """Prefix sums of t[row] (length a multiple of 4, the tail zero) into p:
-    p[0] = 0, p[j + 1] = t[row, 0] + ... + t[row, j], by blocks of four with
-    exactly the additions of x_prefix in threshold.hpp (Hillis & Steele's scan
-    within a block, then the carry), so that both backends give the same bits."""
+def _x_prefix(t, row, p, pad):
+    """Prefix sums of t[row] (the extended row, the tail zero) into p:
+    p[0] = 0, p[j + 1] = t[row, 0] + ... + t[row, j], with exactly the additions
+    of x_prefix in threshold.hpp, so that both backends give the same bits: the
+    scan runs over `pad` zeros and then the row, by blocks of eight taken as two
+    halves of four (Hillis & Steele's scan within a half, the upper half then
+    offset by the lower half's total), then the carry."""
     p[0] = 0.0
+    n = t.shape[1]
     carry = 0.0
-    for k in range(0, t.shape[1], 4):
-        a0 = t[row, k]
-        a1 = t[row, k + 1]
-        a2 = t[row, k + 2]
-        a3 = t[row, k + 3]
+    for k in range(0, pad + n, 8):
+        j = k - pad  # row index of the block's first value
+        a0 = _tv(t, row, j, n)
+        a1 = _tv(t, row, j + 1, n)
+        a2 = _tv(t, row, j + 2, n)
+        a3 = _tv(t, row, j + 3, n)
+        a4 = _tv(t, row, j + 4, n)
+        a5 = _tv(t, row, j + 5, n)
+        a6 = _tv(t, row, j + 6, n)
+        a7 = _tv(t, row, j + 7, n)
+        # lower half
         b0 = a0 + 0.0
         b1 = a1 + a0
         b2 = a2 + a1
@@ -392,11 +401,35 @@ def _x_prefix(t, row, p):
         d1 = b1 + 0.0
         d2 = b2 + b0
         d3 = b3 + b1
-        p[k + 1] = d0 + carry
-        p[k + 2] = d1 + carry
-        p[k + 3] = d2 + carry
-        p[k + 4] = d3 + carry
-        carry = carry + d3
+        # upper half
+        b4 = a4 + 0.0
+        b5 = a5 + a4
+        b6 = a6 + a5
+        b7 = a7 + a6
+        d4 = b4 + 0.0
+        d5 = b5 + 0.0
+        d6 = b6 + b4
+        d7 = b7 + b5
+        _put(p, j, n, (d0 + 0.0) + carry)
+        _put(p, j + 1, n, (d1 + 0.0) + carry)
+        _put(p, j + 2, n, (d2 + 0.0) + carry)
+        _put(p, j + 3, n, (d3 + 0.0) + carry)
+        _put(p, j + 4, n, (d4 + d3) + carry)
+        _put(p, j + 5, n, (d5 + d3) + carry)
+        _put(p, j + 6, n, (d6 + d3) + carry)
+        _put(p, j + 7, n, (d7 + d3) + carry)
+        carry = (d7 + d3) + carry
+
+
+@njit(cache=CACHE, inline="always")
+def _tv(t, row, j, n):
+    return t[row, j] if 0 <= j < n else 0.0
+
+
+@njit(cache=CACHE, inline="always")
+def _put(p, j, n, v):
+    if 0 <= j < n:
+        p[j + 1] = v
 
 
 @njit(cache=CACHE)
@@ -407,6 +440,7 @@ def _plane_rows(src1, src2, direct, lo, c1, c2, y0, y1, wy, wx, ty, tx, ccol1, c
     np.float64(): numba's float() keeps a float32 a float32."""
     nx = vplane.shape[1]
     rx = wx // 2
+    pad = (8 - rx % 8) % 8  # zeros before the extended row in the prefix scan (x_prefix)
     R = out.dtype.type
     inv_r = 1.0 / r  # sauvola: std * (1 / r), as the cpu kernel
     prev = 0
@@ -461,9 +495,9 @@ def _plane_rows(src1, src2, direct, lo, c1, c2, y0, y1, wy, wx, ty, tx, ccol1, c
                 t2[cur, j] = ccol2 if sl < 0 else t2[cur, rx + sl]
                 t2[cur, nx + rx + j] = ccol2 if sr < 0 else t2[cur, rx + sr]
         # the x window's sums as differences of prefix sums
-        _x_prefix(t1, cur, r1)
+        _x_prefix(t1, cur, r1, pad)
         if sq:
-            _x_prefix(t2, cur, r2)
+            _x_prefix(t2, cur, r2, pad)
         for c in range(nx):
             if op == 0:
                 thr = (r1[c + wx] - r1[c]) * inv_n - offset
