@@ -1619,6 +1619,9 @@ struct SumRows {
     const T* nin;
     const T* nout;
     int64_t pre0, pre1;
+    // the distinct rows of that window, ascending (plane_rows)
+    const int64_t* first;
+    int64_t nfirst;
     static constexpr bool direct = false;
     MEDSEG_ALWAYS_INLINE void prefetch_next(int64_t k) const {
         const int64_t r = pre0 + k;
@@ -1932,6 +1935,14 @@ MEDSEG_ALWAYS_INLINE bool plane_rows(const Src& src, int64_t y0, int64_t y1, int
             if (y == y0) {
                 std::fill(d1, d1 + nx, 0.0);
                 if constexpr (SQ) std::fill(d2, d2 + nx, 0.0);
+                // the z step of the rows this window reads, in ascending order first
+                // (the window's own order runs down and up again, e.g. rows 24..0,
+                // 0..25 in reflect mode, and the hardware prefetchers did not follow
+                // the descending rows: paired, 256^3 float32, block 51, mean 27.0 ->
+                // 26.5 ms on 1 thread, 13.9 -> 13.6 ms on 2; the same operations per
+                // row, so the same bits)
+                if constexpr (!Src::direct)
+                    for (int64_t j = 0; j < src.nfirst; ++j) src.template ready<SQ>(src.first[j]);
                 for (int64_t j = 0; j < wy; ++j) row_add<SQ>(src, ty[y0 + j], d1, d2);
             } else {
                 row_slide<SQ>(src, ty[y + wy - 1], ty[y - 1], t1 + prev * W + rx, SQ ? t2 + prev * W + rx : nullptr,
@@ -2087,8 +2098,15 @@ MEDSEG_ALWAYS_INLINE bool local_task(const LocalCtx<T, O>& c, int64_t t) {
     for (int64_t j = 0; j < wy; ++j)
         if (ty[y0 + j] >= 0) { pre0 = std::min(pre0, ty[y0 + j]); pre1 = std::max(pre1, ty[y0 + j] + 1); }
     if (pre1 < pre0) pre1 = pre0;
+    // the same rows, each once, ascending
+    std::vector<int64_t> first;
+    for (int64_t j = 0; j < wy; ++j)
+        if (ty[y0 + j] >= 0) first.push_back(ty[y0 + j]);
+    std::sort(first.begin(), first.end());
+    first.erase(std::unique(first.begin(), first.end()), first.end());
     SumRows<T> src{s1.data(), SQ ? s2.data() : nullptr, nx, lo, cv * double(wz), cv2 * double(wz),
-                   nullptr, nullptr, cv, cv2, stamp.data(), z0, false, nullptr, nullptr, pre0, pre1};
+                   nullptr, nullptr, cv, cv2, stamp.data(), z0, false, nullptr, nullptr, pre0, pre1,
+                   first.data(), int64_t(first.size())};
     for (int64_t z = z0; z < z1; ++z) {
         if (z > z0) {
             const int64_t zi = tz[z + wz - 1], zo = tz[z - 1];
