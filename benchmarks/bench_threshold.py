@@ -251,11 +251,12 @@ def test_sauvola_3d(benchmark, who):
 
 @pytest.mark.parametrize("method", ["mean", "gaussian"])
 @pytest.mark.parametrize("who", ["medseg_fast", "medseg_fast-1t", "medseg_fast-mask", "medseg_fast-mask-1t",
-                                 "opencv-uint8"])
+                                 "medseg_fast-local", "opencv-uint8"])
 def test_adaptive_2d(benchmark, who, method):
-    """``image > local(image)`` (threshold image, then numpy's comparison) and the
+    """``image > local(image)`` (threshold image, then numpy's comparison), the
     fused :func:`local_mask` (same mask, no threshold image: the counterpart of
-    cv2.adaptiveThreshold, which also returns the mask) against OpenCV on uint8."""
+    cv2.adaptiveThreshold, which also returns the mask) and :func:`local` alone
+    (the threshold image) against OpenCV on uint8."""
     benchmark.group = f"adaptive-{method}-2d-block{BLOCK}"
     img = ct_phantom(SHAPE_2D, "float32")
     nt = 1 if who.endswith("1t") else None
@@ -270,6 +271,9 @@ def test_adaptive_2d(benchmark, who, method):
     elif who.startswith("medseg_fast-mask"):
         mask = _ours(benchmark, T.local_mask, img, BLOCK, method, num_threads=nt, role=who)
         np.testing.assert_array_equal(mask, img > T.local(img, BLOCK, method))
+    elif who == "medseg_fast-local":
+        t = _ours(benchmark, T.local, img, BLOCK, method, role=who)
+        np.testing.assert_array_equal(img > t, T.local_mask(img, BLOCK, method))
     else:
         def run():
             t = T.local(img, BLOCK, method, num_threads=nt)

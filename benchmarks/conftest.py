@@ -184,6 +184,8 @@ def summary_rows(benchmarks):
             rows += _group_rows(group, info[group], roles, refs, "medseg_fast-nopool", " (pool off)")
         if "medseg_fast-mask" in roles:  # the fused mask (local_mask), OpenCV's counterpart
             rows += _group_rows(group, info[group], roles, refs, "medseg_fast-mask", " (local_mask)")
+        if "medseg_fast-local" in roles:  # local() alone: the threshold image, no comparison
+            rows += _group_rows(group, info[group], roles, refs, "medseg_fast-local", " (local, threshold image)")
     return rows
 
 
