@@ -1033,6 +1033,32 @@ def test_adaptive_task_partition(backend):
         np.testing.assert_array_equal(out, T.local(big, 3, "mean", backend="cpu", num_threads=1))
 
 
+def test_adaptive_x_scan_every_offset():
+    """The x prefix sums run by blocks of eight over the extended row preceded by
+    (8 - rx % 8) % 8 zeros (x_prefix in threshold.hpp, _x_prefix in numba): every
+    offset 0..7 (x windows 1..17), rows longer than the blocks, -0.0 and float
+    data whose sums round, so that any change in the order of the additions shows:
+    cpu (each thread count) == numba bit for bit, and within 1e-4 of float64."""
+    pytest.importorskip("medseg_fast._core")
+    rng = np.random.default_rng(21)
+    v = (rng.standard_cauchy((6, 16, 403)) * 100).astype(np.float32)
+    v[:, :, ::5] = -0.0
+    for wx in range(1, 18, 2):
+        for f, kw in ((T.local, {"block_size": (3, 5, wx), "method": "mean"}), (T.sauvola, {"window_size": (3, 5, wx)})):
+            ref = f(v, backend="numba", **kw)
+            for nt in (1, 2):
+                out = f(v, backend="cpu", num_threads=nt, **kw)
+                np.testing.assert_array_equal(out.view(np.uint32), ref.view(np.uint32), err_msg=f"{f.__name__} {wx}")
+        if wx == 1:
+            continue
+        box = T.local(v, (1, 1, wx), "mean", backend="cpu")
+        pad = np.pad(v.astype(np.float64), ((0, 0), (0, 0), (wx // 2, wx // 2)), mode="symmetric")
+        want = sum(pad[:, :, j:j + v.shape[2]] for j in range(wx)) / wx
+        np.testing.assert_allclose(box, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    wide = rng.normal(0, 1e3, (60, 2500)).astype(np.float32)
+    np.testing.assert_array_equal(T.local(wide, 51, "mean", backend="cpu"), T.local(wide, 51, "mean", backend="numba"))
+
+
 def test_adaptive_integer_partition_by_threads():
     """Integer images whose box sums stay exact in double (every running and
     prefix sum an integer below 2**52) are split for the threads at hand (one z
