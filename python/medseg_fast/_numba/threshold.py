@@ -392,24 +392,8 @@ def _x_prefix(t, row, p, pad):
         a5 = _tv(t, row, j + 5, n)
         a6 = _tv(t, row, j + 6, n)
         a7 = _tv(t, row, j + 7, n)
-        # lower half
-        b0 = a0 + 0.0
-        b1 = a1 + a0
-        b2 = a2 + a1
-        b3 = a3 + a2
-        d0 = b0 + 0.0
-        d1 = b1 + 0.0
-        d2 = b2 + b0
-        d3 = b3 + b1
-        # upper half
-        b4 = a4 + 0.0
-        b5 = a5 + a4
-        b6 = a6 + a5
-        b7 = a7 + a6
-        d4 = b4 + 0.0
-        d5 = b5 + 0.0
-        d6 = b6 + b4
-        d7 = b7 + b5
+        d0, d1, d2, d3 = _scan4(a0, a1, a2, a3)  # lower half
+        d4, d5, d6, d7 = _scan4(a4, a5, a6, a7)  # upper half
         _put(p, j, n, (d0 + 0.0) + carry)
         _put(p, j + 1, n, (d1 + 0.0) + carry)
         _put(p, j + 2, n, (d2 + 0.0) + carry)
@@ -419,6 +403,16 @@ def _x_prefix(t, row, p, pad):
         _put(p, j + 6, n, (d6 + d3) + carry)
         _put(p, j + 7, n, (d7 + d3) + carry)
         carry = (d7 + d3) + carry
+
+
+@njit(cache=CACHE, inline="always")
+def _scan4(a0, a1, a2, a3):
+    """Hillis & Steele's scan of four values, with the zeros the vector code adds."""
+    b0 = a0 + 0.0
+    b1 = a1 + a0
+    b2 = a2 + a1
+    b3 = a3 + a2
+    return b0 + 0.0, b1 + 0.0, b2 + b0, b3 + b1
 
 
 @njit(cache=CACHE, inline="always")
