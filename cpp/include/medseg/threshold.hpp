@@ -1809,7 +1809,7 @@ struct LocalScratch {
 // exactly these additions in this order, so all give the same bits.  (Blocks of
 // eight rather than four: AVX-512 does a block in four shuffles, which bound
 // this loop, where blocks of four took six; 256^3 float32, block 51, 1 thread,
-// Ice Lake: mean 27.5 -> 25.9 ms, sauvola 64.8 -> 62.4 ms.  The zeros in front
+// Ice Lake: mean 27.6 -> 26.0 ms, sauvola 64.8 -> 62.4 ms.  The zeros in front
 // keep its loads and stores on cache lines.)  Accuracy: P reaches W times the
 // largest y-window sum, so a window's sum carries an error of a few units in the
 // last place of that, as the running sum (which accumulated its rounding along
