@@ -465,8 +465,13 @@ inline void sobel3d_zrow_avx512(const T* __restrict u, const T* __restrict m, co
 // the sum non-finite, and so may a sum of huge finite ones), and only when the
 // sum is not finite are the row's outputs counted one by one, as !(|v| <= max):
 // an fpclass and a masked add per vector cost ~5% of the kernel.
+// pf, pfn: pfn bytes to fetch into L2 (a row of the plane after next), one line
+// per vector of outputs, so that the fetches spread over the row's arithmetic;
+// issued in one burst after the row's ring rows were formed, they waited for
+// free fill buffers (perf put 17% of the kernel on them; paired, 256^3 float32,
+// 1 thread 15.5 -> 15.1 ms, 2 threads 8.1 -> 7.9 ms).
 inline int64_t sobel3d_orow_avx512(const Sobel3dWork<float>& w, int64_t ku, int64_t km, int64_t kd, int64_t nx,
-                                   float* __restrict o, const SobelParams& p) {
+                                   float* __restrict o, const SobelParams& p, const char* pf, int64_t pfn) {
     const __m512 cx = _mm512_set1_ps(float(p.coef[2])), cy = _mm512_set1_ps(float(p.coef[1]));
     const __m512 cz = _mm512_set1_ps(float(p.coef[0])), post = _mm512_set1_ps(float(p.post));
     const float *__restrict xu = w.dxz(ku), *__restrict xm = w.dxz(km), *__restrict xd = w.dxz(kd);
@@ -493,7 +498,11 @@ inline int64_t sobel3d_orow_avx512(const Sobel3dWork<float>& w, int64_t ku, int6
         }
     };
     int64_t x = 0;
-    for (; x + 16 <= nx; x += 16) step(x, __mmask16(0xFFFF), true);
+    for (; x + 16 <= nx; x += 16) {
+        if (x * int64_t(sizeof(float)) < pfn) _mm_prefetch(pf + x * int64_t(sizeof(float)), _MM_HINT_T1);
+        step(x, __mmask16(0xFFFF), true);
+    }
+    for (int64_t b = x * int64_t(sizeof(float)); b < pfn; b += 64) _mm_prefetch(pf + b, _MM_HINT_T1);
     if (x < nx) step(x, __mmask16((1u << (nx - x)) - 1u), false);
     // 0x99: QNaN, SNaN, +inf, -inf
     if (_mm512_fpclass_ps_mask(sum, 0x99) == 0) return 0;
@@ -531,6 +540,16 @@ MEDSEG_ALWAYS_INLINE int64_t sobel3d_range(const T* in, R* out, const Shape& s, 
             const T* Dn = in + zd * P;
             const char* ahead = zd + 1 < nz ? reinterpret_cast<const char*>(in + (zd + 1) * P) : nullptr;
             int64_t held[3] = {-1, -1, -1};
+            // the row of the plane after next still to be fetched into L2 (spread
+            // over the next output row by the AVX-512 kernel, else fetched at once)
+            const char* fetch = nullptr;
+            const int64_t fetch_bytes = nx * int64_t(sizeof(T));
+            constexpr bool spread = V == 2 && Fast && std::is_same_v<R, float>;
+            auto fetch_now = [&]() MEDSEG_ALWAYS_INLINE_LAMBDA {
+                if (fetch)
+                    for (int64_t b = 0; b < fetch_bytes; b += 64) __builtin_prefetch(fetch + b, 0, 2);
+                fetch = nullptr;
+            };
             auto row = [&](int64_t yy) MEDSEG_ALWAYS_INLINE_LAMBDA -> int64_t {
                 const int64_t slot = yy % 3;
                 if (held[slot] != yy) {
@@ -544,8 +563,9 @@ MEDSEG_ALWAYS_INLINE int64_t sobel3d_range(const T* in, R* out, const Shape& s, 
                     held[slot] = yy;
                     // the same row of the plane the next output plane adds, into L2
                     if (ahead) {
-                        const char* q = ahead + r * int64_t(sizeof(T));
-                        for (int64_t b = 0; b < nx * int64_t(sizeof(T)); b += 64) __builtin_prefetch(q + b, 0, 2);
+                        fetch_now();  // (a band's first output row forms three ring rows)
+                        fetch = ahead + r * int64_t(sizeof(T));
+                        if constexpr (!spread) fetch_now();
                     }
                 }
                 return slot;
@@ -554,9 +574,10 @@ MEDSEG_ALWAYS_INLINE int64_t sobel3d_range(const T* in, R* out, const Shape& s, 
             for (int64_t y = y0; y < y1; ++y) {
                 const int64_t ku = row(y > 0 ? y - 1 : 0), km = row(y), kd = row(y + 1 < ny ? y + 1 : ny - 1);
 #if MEDSEG_X86_DISPATCH
-                if constexpr (V == 2 && Fast && std::is_same_v<R, float>)
-                    bad += sobel3d_orow_avx512(w, ku, km, kd, nx, w.tmp + tn, p);
-                else
+                if constexpr (spread) {
+                    bad += sobel3d_orow_avx512(w, ku, km, kd, nx, w.tmp + tn, p, fetch, fetch ? fetch_bytes : 0);
+                    fetch = nullptr;
+                } else
 #endif
                     bad += sobel3d_orow<Fast>(w, ku, km, kd, nx, w.tmp + tn, p);
                 tn += nx;
