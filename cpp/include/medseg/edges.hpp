@@ -469,7 +469,8 @@ inline void sobel3d_zrow_avx512(const T* __restrict u, const T* __restrict m, co
 // per vector of outputs, so that the fetches spread over the row's arithmetic;
 // issued in one burst after the row's ring rows were formed, they waited for
 // free fill buffers (perf put 17% of the kernel on them; paired, 256^3 float32,
-// 1 thread 15.5 -> 15.1 ms, 2 threads 8.1 -> 7.9 ms).
+// input at +16 bytes, 1 thread 15.4-15.9 -> 14.9-15.3 ms, 2 threads 7.8-8.2 ->
+// 7.5-8.0 ms).
 inline int64_t sobel3d_orow_avx512(const Sobel3dWork<float>& w, int64_t ku, int64_t km, int64_t kd, int64_t nx,
                                    float* __restrict o, const SobelParams& p, const char* pf, int64_t pfn) {
     const __m512 cx = _mm512_set1_ps(float(p.coef[2])), cy = _mm512_set1_ps(float(p.coef[1]));

@@ -2093,17 +2093,14 @@ MEDSEG_ALWAYS_INLINE bool local_task(const LocalCtx<T, O>& c, int64_t t) {
         std::copy(acc1, acc1 + n, s1.data() + i0);
         if constexpr (SQ) std::copy(acc2, acc2 + n, s2.data() + i0);
     }
-    // rows the first window of y sums readies
-    int64_t pre0 = hi, pre1 = lo;
-    for (int64_t j = 0; j < wy; ++j)
-        if (ty[y0 + j] >= 0) { pre0 = std::min(pre0, ty[y0 + j]); pre1 = std::max(pre1, ty[y0 + j] + 1); }
-    if (pre1 < pre0) pre1 = pre0;
-    // the same rows, each once, ascending
+    // rows the first window of y sums readies: each once, ascending, and their
+    // range [pre0, pre1) (empty when every row of the window is constant)
     std::vector<int64_t> first;
     for (int64_t j = 0; j < wy; ++j)
         if (ty[y0 + j] >= 0) first.push_back(ty[y0 + j]);
     std::sort(first.begin(), first.end());
     first.erase(std::unique(first.begin(), first.end()), first.end());
+    const int64_t pre0 = first.empty() ? hi : first.front(), pre1 = first.empty() ? hi : first.back() + 1;
     SumRows<T> src{s1.data(), SQ ? s2.data() : nullptr, nx, lo, cv * double(wz), cv2 * double(wz),
                    nullptr, nullptr, cv, cv2, stamp.data(), z0, false, nullptr, nullptr, pre0, pre1,
                    first.data(), int64_t(first.size())};
