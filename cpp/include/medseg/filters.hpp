@@ -227,6 +227,35 @@ LoadRow<In, A> load_row_for(Isa isa) {
     return &isa_baseline::load_row_entry<In, A>;
 }
 
+// correlate_xgroup_entry (see the .inl: the pass along x, `lines` lines at a
+// time through a transposed chunk) of the ISA in use; none on the baseline
+// (two doubles per SSE2 vector: too few lines to pay for the transposes) or
+// without GCC/Clang vectors.
+template <class In, class A, class R>
+struct XGroup {
+    uint32_t (*run)(const In*, R*, int64_t, const A*, int, const int64_t*, A, A*, int64_t, bool) = nullptr;
+    int lines = 0;
+};
+template <class In, class A, class R>
+XGroup<In, A, R> xgroup_for(Isa isa) {
+    XGroup<In, A, R> g;
+#if MEDSEG_X86_DISPATCH
+    if (isa == Isa::avx512) {
+        g.run = &isa_avx512::correlate_xgroup_entry<In, A, R>;
+        g.lines = isa_avx512::xgroup_lines<A>();
+    } else if (isa == Isa::avx2) {
+        g.run = &isa_avx2::correlate_xgroup_entry<In, A, R>;
+        g.lines = isa_avx2::xgroup_lines<A>();
+    }
+#endif
+    (void)isa;
+    return g;
+}
+// Positions per chunk of a group: T (chunk + 2r vectors) stays within L1 for
+// short kernels; long ones take chunks of 4r so that the 2r carried from chunk
+// to chunk stay a small part.  Any chunk gives the same values.
+inline int64_t xgroup_chunk(int r) { return std::max<int64_t>(256, 4 * int64_t(r)); }
+
 }  // namespace detail
 
 namespace detail {
@@ -292,10 +321,24 @@ void correlate_axis(const In* in, R* out, const Shape& s, int axis, const std::v
     // put constant-mode results of a float32 image 1 ulp off); float on the fast path
     const A cvd = static_cast<A>(cval);
     if (inner == 1) {
+        // Groups of xg.lines lines go through the transposed kernel (.inl); the
+        // lines left over, one by one through a line buffer.  Same values.
+        const detail::XGroup<In, A, R> xg = detail::xgroup_for<In, A, R>(active_isa());
+        const int64_t xcw = detail::xgroup_chunk(r);
         parallel_blocks(outer, num_threads, grain_for(n, 16), [&](int64_t b, int64_t e) {
             aligned_vector<A> buf(n + 2 * r);
             uint32_t bits = 0;
-            for (int64_t o = b; o < e; ++o) {
+            int64_t o = b;
+            if (xg.run && e - b >= xg.lines) {
+                aligned_vector<A> tbuf((xcw + 3 * int64_t(r)) * xg.lines);
+                for (; o + xg.lines <= e; o += xg.lines) {
+                    bits = std::max(bits, xg.run(in + o * n, out + o * n, n, wc, r, src.data(), cvd, tbuf.data(), xcw,
+                                                 absbits != nullptr));
+                    if (post)
+                        for (int l = 0; l < xg.lines; ++l) (*post)(o + l, out + (o + l) * n);
+                }
+            }
+            for (; o < e; ++o) {
                 const In* line = in + o * n;
                 // border samples by table, the interior as a plain (vectorised) conversion
                 for (int64_t j = 0; j < r; ++j) {
