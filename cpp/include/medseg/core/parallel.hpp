@@ -81,6 +81,8 @@ void parallel_for_dynamic(int64_t n, int num_threads, F&& f) {
         for (int64_t i = 0; i < n; ++i) f(i);
         return;
     }
+#else
+    (void)nt;
 #endif
     for (int64_t i = 0; i < n; ++i) f(i);
 }
