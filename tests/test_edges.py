@@ -444,6 +444,44 @@ def test_hysteresis_integer_and_layouts(backend, ct_small):
         np.testing.assert_array_equal(edges.hysteresis_threshold(a, 900, 1200, backend=backend), ref, err_msg=name)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32, np.bool_])
+def test_hysteresis_integer_thresholds_any_value(backend, dtype):
+    """Integer images compare in their own type against floor(t) + 1 (cpu): fractional,
+    whole, negative and out-of-range thresholds give scikit-image's sets."""
+    rng = np.random.default_rng(21)
+    info = np.iinfo(dtype) if dtype != np.bool_ else None
+    lo_v, hi_v = (0, 2) if dtype == np.bool_ else (max(info.min, -60), min(info.max, 60))
+    img = ndi.uniform_filter(rng.integers(lo_v, hi_v, (12, 40, 41)).astype(np.int64), 3).astype(dtype)
+    cases = [(10.5, 20.5), (10, 20), (-3.5, 7), (-1e12, 30), (5, 1e12), (-1e12, -1e11), (1e12, 2e12),
+             (0.0, 0.0), (0.5, 0.5), (19.999, 20.0)]
+    for lo, hi in cases:
+        ref = skfilters.apply_hysteresis_threshold(img, lo, hi)
+        out = edges.hysteresis_threshold(img, lo, hi, backend=backend)
+        np.testing.assert_array_equal(out, ref, err_msg=f"{np.dtype(dtype).name} {lo} {hi}")
+
+
+@pytest.mark.parametrize("weak_fraction", [0.0, 0.02, 0.5, 0.97])
+def test_hysteresis_flood_sides_match_label_oracle(backend, weak_fraction):
+    """The flood starts from the weak side when weak voxels are few (under a quarter
+    of the strong ones), from the strong side otherwise, and skips the flood when
+    either set is empty: the same set as labelling the candidates every time,
+    past 2**18 voxels (slabs) and below, for every connectivity."""
+    rng = np.random.default_rng(31)
+    for shape in ((64, 70, 66), (30, 41)):
+        base = ndi.gaussian_filter(rng.random(shape), 1.2)
+        lo = float(np.quantile(base, 0.55))
+        # strong: the top of the remaining candidates, weak: a fraction of them
+        hi = float(np.quantile(base[base > lo], weak_fraction)) if weak_fraction > 0 else lo
+        img = base.astype(np.float32)
+        lo32, hi32 = float(np.float32(lo)), float(np.float32(hi))
+        for c in range(1, len(shape) + 1):
+            labels, _ = ndi.label(img > lo32, ndi.generate_binary_structure(len(shape), c))
+            keep = np.unique(labels[img > hi32])
+            expected = np.isin(labels, keep[keep > 0])
+            out = edges.hysteresis_threshold(img, lo32, hi32, connectivity=c, backend=backend)
+            np.testing.assert_array_equal(out, expected, err_msg=f"{shape} c{c} weak {weak_fraction}")
+
+
 # ------------------------------------------------------------------- bad input
 
 

@@ -736,6 +736,34 @@ inline void erode_full(const uint8_t* m, uint8_t* out, const Shape& s, int num_t
     });
 }
 
+// Weak (1) and strong (2) voxels among p[b, e), a byte map of 0, 1 and 2 only:
+// the byte sum is weak + 2 strong and the sum of the halved bytes is strong
+// (psadbw sums 16 bytes without widening them).  Adds to *weak and *strong.
+inline void count_weak_strong(const uint8_t* __restrict p, int64_t b, int64_t e, int64_t* weak, int64_t* strong) {
+    uint64_t sum = 0, half = 0;
+    int64_t i = b;
+#if defined(__SSE2__)
+    __m128i vs = _mm_setzero_si128(), vh = _mm_setzero_si128();
+    const __m128i z = _mm_setzero_si128(), low7 = _mm_set1_epi8(0x7f);
+    for (; i + 16 <= e; i += 16) {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+        vs = _mm_add_epi64(vs, _mm_sad_epu8(v, z));
+        vh = _mm_add_epi64(vh, _mm_sad_epu8(_mm_and_si128(_mm_srli_epi16(v, 1), low7), z));
+    }
+    alignas(16) uint64_t ls[2], lh[2];
+    _mm_store_si128(reinterpret_cast<__m128i*>(ls), vs);
+    _mm_store_si128(reinterpret_cast<__m128i*>(lh), vh);
+    sum = ls[0] + ls[1];
+    half = lh[0] + lh[1];
+#endif
+    for (; i < e; ++i) {
+        sum += p[i];
+        half += p[i] >> 1;
+    }
+    *weak += static_cast<int64_t>(sum - 2 * half);
+    *strong += static_cast<int64_t>(half);
+}
+
 // Keep voxels of `st` marked 1 (weak) or 2 (strong) that are connected to a strong
 // voxel; on return st holds 0/1.
 //
@@ -755,7 +783,8 @@ inline void erode_full(const uint8_t* m, uint8_t* out, const Shape& s, int num_t
 // of each slab boundary that touch a kept voxel across it become new seeds, and
 // the slabs flood again, until no boundary yields a seed.  The result is the
 // same set, for any number of slabs.
-inline void hysteresis_flood(uint8_t* st, const Shape& s, int connectivity, int num_threads = 0) {
+inline void hysteresis_flood(uint8_t* st, const Shape& s, int connectivity, int num_threads = 0,
+                             const int64_t* counts = nullptr) {
     const bool is3 = s.nz > 1 || s.ndim == 3;
     const int64_t nz = s.nz, ny = s.ny, nx = s.nx, P = s.plane(), N = s.size();
     struct RowOff { int dz, dy; bool wide; };
@@ -813,6 +842,88 @@ inline void hysteresis_flood(uint8_t* st, const Shape& s, int connectivity, int 
             flood(stack, lo, hi);
         }
     };
+    // Which side to flood from: the weak (1) and strong (2) voxels' counts,
+    // from the caller or counted here.
+    int64_t n_weak = counts ? counts[0] : 0, n_strong = counts ? counts[1] : 0;
+    if (!counts) {
+        std::atomic<int64_t> cw{0}, cs{0};
+        parallel_blocks(N, num_threads, 1 << 16, [&](int64_t b, int64_t e) {
+            int64_t w = 0, g = 0;
+            count_weak_strong(st, b, e, &w, &g);
+            cw += w;
+            cs += g;
+        });
+        n_weak = cw.load();
+        n_strong = cs.load();
+    }
+    if (n_weak == 0 || n_strong == 0) {  // nothing to connect: the strong voxels, or nothing
+        parallel_blocks(N, num_threads, 1 << 16, [&](int64_t b, int64_t e) {
+            uint8_t* __restrict p = st;  // (restrict: see the last loop below)
+            for (int64_t i = b; i < e; ++i) p[i] = p[i] == 2 ? 1 : 0;
+        });
+        return;
+    }
+    if (4 * n_weak <= n_strong) {
+        // Far fewer weak voxels than strong ones (Canny's usual case: the thin
+        // surfaces that survive suppression are mostly strong): flood the weak
+        // voxels alone, one component at a time, and keep a component when any
+        // voxel of it touches a strong one.  The same set: a weak voxel joined to
+        // a strong one by a path of candidates reaches the first strong voxel on
+        // that path through weak voxels only.  Serial, in ~weak voxels' time
+        // (256^3 Canny of the benchmark, 1,395 weak and 334,176 strong voxels on
+        // thin surfaces, where the flood from the strong side jumped between
+        // planes for every short run: 22 -> ~2 ms on one thread, mostly the scans).
+        // In-progress voxels read 4; a finished component 3 (kept) or 5.
+        std::vector<int64_t> stack;
+        struct Run { int64_t at, len; };
+        std::vector<Run> comp;
+        for (int64_t seed = 0; seed < N; ++seed) {
+            const void* hit = std::memchr(st + seed, 1, static_cast<size_t>(N - seed));
+            if (!hit) break;
+            seed = static_cast<const uint8_t*>(hit) - st;
+            bool touch = false;
+            comp.clear();
+            stack.push_back(seed);
+            while (!stack.empty()) {
+                const int64_t i = stack.back();
+                stack.pop_back();
+                if (st[i] != 1) continue;
+                const int64_t row = i / nx;
+                const int64_t y = row % ny, z = row / ny;
+                uint8_t* r = st + row * nx;
+                int64_t x0 = i - row * nx, x1 = x0;
+                while (x0 > 0 && r[x0 - 1] == 1) --x0;
+                while (x1 + 1 < nx && r[x1 + 1] == 1) ++x1;
+                std::memset(r + x0, 4, static_cast<size_t>(x1 - x0 + 1));
+                comp.push_back({row * nx + x0, x1 - x0 + 1});
+                if ((x0 > 0 && r[x0 - 1] == 2) || (x1 + 1 < nx && r[x1 + 1] == 2)) touch = true;
+                for (const auto& o : rows) {
+                    const int64_t zz = z + o.dz, yy = y + o.dy;
+                    if (zz < 0 || zz >= nz || yy < 0 || yy >= ny) continue;
+                    const int64_t base = zz * P + yy * nx;
+                    const uint8_t* q = st + base;
+                    int64_t a = o.wide && x0 > 0 ? x0 - 1 : x0;
+                    const int64_t b = o.wide && x1 + 1 < nx ? x1 + 1 : x1;
+                    while (a <= b) {
+                        if (q[a] == 1) {
+                            stack.push_back(base + a);
+                            while (a <= b && q[a] == 1) ++a;  // one seed per run
+                        } else {
+                            touch |= q[a] == 2;
+                            ++a;
+                        }
+                    }
+                }
+            }
+            const uint8_t lab = touch ? 3 : 5;
+            for (const Run& run : comp) std::memset(st + run.at, lab, static_cast<size_t>(run.len));
+        }
+        parallel_blocks(N, num_threads, 1 << 16, [&](int64_t b, int64_t e) {
+            uint8_t* __restrict p = st;  // (restrict: see the last loop below)
+            for (int64_t i = b; i < e; ++i) p[i] = (p[i] == 2) | (p[i] == 3);
+        });
+        return;
+    }
     const int64_t min_slab = 8;
     const int nslab = static_cast<int>(std::max<int64_t>(
         1, std::min<int64_t>(resolve_threads(num_threads), nouter / min_slab)));
@@ -889,19 +1000,66 @@ inline void hysteresis_flood(uint8_t* st, const Shape& s, int connectivity, int 
     });
 }
 
+namespace detail {
+// `v > t` for every value v of the integer type T as a compare in T itself:
+// v >= c, or never.  (An integer exceeds t exactly when it reaches floor(t) + 1.)
+template <class T>
+struct IntAbove {
+    T c;
+    bool never;
+};
+template <class T>
+IntAbove<T> int_above(double t) {
+    const double f = std::floor(t) + 1.0;
+    if (!(f <= static_cast<double>(std::numeric_limits<T>::max()))) return {std::numeric_limits<T>::max(), true};
+    if (f < static_cast<double>(std::numeric_limits<T>::lowest())) return {std::numeric_limits<T>::lowest(), false};
+    return {static_cast<T>(f), false};
+}
+}  // namespace detail
+
 // skimage.filters.apply_hysteresis_threshold: (image > low) connected to (image > high).
+// The labels 0 / 1 (weak) / 2 (strong) are [v > low] + [v > high] (low <= high);
+// integer images compare in their own type against the equivalent integer
+// bounds (detail::int_above), which vectorises where a compare in double, value
+// by value, did not (~12 ms of a 256^3 int16 call on one thread); floating
+// images compare in double as before.  The weak and strong voxels are counted
+// while the labels are in L1 (hysteresis_flood picks its side from them).
 template <class T>
 void hysteresis_threshold(const T* img, uint8_t* out, const Shape& s, double low, double high,
                           int connectivity, int num_threads) {
+    if (low > high) low = high;  // (the Python layer raises; the same labels either way)
+    std::atomic<int64_t> cw{0}, cs{0};
     parallel_blocks(s.size(), num_threads, 1 << 16, [&](int64_t b, int64_t e) {
         const T* __restrict src = img;  // local copies: see the end of hysteresis_flood
         uint8_t* __restrict o = out;
-        for (int64_t i = b; i < e; ++i) {
-            const double v = static_cast<double>(src[i]);
-            o[i] = v > high ? 2 : (v > low ? 1 : 0);
+        int64_t w = 0, g = 0;
+        for (int64_t i0 = b; i0 < e; i0 += 4096) {  // counted while in L1
+            const int64_t i1 = std::min(e, i0 + 4096);
+            if constexpr (std::is_integral_v<T>) {
+                const detail::IntAbove<T> al = detail::int_above<T>(low), ah = detail::int_above<T>(high);
+                const T cl = al.c, ch = ah.c;
+                if (al.never) {
+                    std::memset(o + i0, 0, static_cast<size_t>(i1 - i0));
+                } else if (ah.never) {
+                    for (int64_t i = i0; i < i1; ++i) o[i] = static_cast<uint8_t>(src[i] >= cl);
+                } else {
+                    for (int64_t i = i0; i < i1; ++i)
+                        o[i] = static_cast<uint8_t>(static_cast<uint8_t>(src[i] >= cl) + static_cast<uint8_t>(src[i] >= ch));
+                }
+            } else {
+                const double lo = low, hi = high;
+                for (int64_t i = i0; i < i1; ++i) {
+                    const double v = static_cast<double>(src[i]);
+                    o[i] = static_cast<uint8_t>(static_cast<uint8_t>(v > lo) + static_cast<uint8_t>(v > hi));
+                }
+            }
+            count_weak_strong(o, i0, i1, &w, &g);
         }
+        cw += w;
+        cs += g;
     });
-    hysteresis_flood(out, s, connectivity, num_threads);
+    const int64_t counts[2] = {cw.load(), cs.load()};
+    hysteresis_flood(out, s, connectivity, num_threads, counts);
 }
 
 namespace detail {
