@@ -132,6 +132,22 @@ def test_sobel_large_volume_streaming_path():
         edges.sobel(vol, backend="cpu")
 
 
+def test_sobel_3d_dynamic_work_items_any_thread_count():
+    """The 3D Sobel hands out (band, z part) items dynamically (parts of >= 64 planes,
+    bands of ~64 KiB): the same bits for 1, 2 and 3 threads, into `out=` too, and the
+    numba kernel's bits, on a volume with several bands and z parts."""
+    vol = np.random.default_rng(9).normal(0, 100, (150, 130, 141)).astype(np.float32)
+    one = edges.sobel(vol, backend="cpu", num_threads=1)
+    for nt in (2, 3):
+        np.testing.assert_array_equal(edges.sobel(vol, backend="cpu", num_threads=nt), one)
+        buf = np.empty_like(vol)
+        edges.sobel(vol, backend="cpu", num_threads=nt, out=buf)
+        np.testing.assert_array_equal(buf, one)
+    np.testing.assert_array_equal(edges.sobel(vol, backend="numba"), one)
+    ref = skfilters.sobel(vol)
+    np.testing.assert_allclose(one, ref, rtol=0, atol=8e-6 * float(np.abs(ref).max()))
+
+
 def test_sobel_out_written_in_place_every_layout(backend):
     """out= gives the same values as a fresh result: written directly when its
     layout matches the kernel's, copied otherwise; with a mask; 2D and 3D."""

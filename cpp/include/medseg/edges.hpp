@@ -292,6 +292,7 @@ struct Sobel3dWork {
     R* tmp;             // cap + 64 / sizeof(R) values, 64-byte aligned (cap: a whole number of lines)
     int64_t band, cap;  // rows per band; staging chunk, >= nx
     int64_t rs;         // row stride of the ring: sobel_row_pad(nx)
+    int64_t y_begin = 0, y_end = -1;  // the rows to compute (y_end < 0: every row), whole bands
     R* sxz(int64_t slot) const { return ring + (3 * slot) * rs; }
     R* dxz(int64_t slot) const { return ring + (3 * slot + 1) * rs; }
     R* sxd(int64_t slot) const { return ring + (3 * slot + 2) * rs; }
@@ -532,8 +533,9 @@ MEDSEG_ALWAYS_INLINE int64_t sobel3d_range(const T* in, R* out, const Shape& s, 
         if (stream) stream_copy_isa<V>(dst, w.tmp, n);
         else std::memcpy(dst, w.tmp, n * sizeof(R));
     };
-    for (int64_t y0 = 0; y0 < ny; y0 += w.band) {
-        const int64_t y1 = std::min(ny, y0 + w.band);
+    const int64_t y_end = w.y_end < 0 ? ny : std::min(ny, w.y_end);
+    for (int64_t y0 = w.y_begin; y0 < y_end; y0 += w.band) {
+        const int64_t y1 = std::min(y_end, y0 + w.band);
         for (int64_t z = z0; z < z1; ++z) {
             const T* U = in + (z > 0 ? z - 1 : 0) * P;
             const T* M = in + z * P;
@@ -692,7 +694,14 @@ void sobel(const T* in, R* out, const Shape& s, const SobelParams& p, int num_th
     // bands of about 64 KiB of output per plane, of equal height
     const int64_t target = std::max<int64_t>(4, (int64_t(64) << 10) / int64_t(sizeof(R)) / std::max<int64_t>(nx, 1));
     const int64_t nbands = (ny + target - 1) / target, band = (ny + nbands - 1) / nbands;
-    parallel_blocks(nz, num_threads, grain_for(P, 2), [&](int64_t z0, int64_t z1) {
+    // Work items: (band, z part) pairs taken dynamically, so that a core slowed
+    // by another process on a shared machine does not hold the call up (a static
+    // split waits for the slow core's half).  Each item restarts its z sweep
+    // (two planes of the band read again): parts of at least 64 planes.
+    const int nt = resolve_threads(num_threads);
+    const int64_t zparts = std::max<int64_t>(1, std::min<int64_t>(nz / 64, 4));
+    const int64_t items = nbands * zparts;
+    auto run_item = [&](int64_t b0, int64_t b1, int64_t z0, int64_t z1) {
         // Everything starts on a cache line (aligned_vector, sizes rounded up to
         // lines): vector loads and stores that straddle two lines cost the row
         // loops up to a quarter of their time.  Ring rows are a line more than a
@@ -705,10 +714,19 @@ void sobel(const T* in, R* out, const Shape& s, const SobelParams& p, int num_th
         aligned_vector<R> work(9 * rs + 2 * sd + cap + line);
         R* base = work.data();
         const detail::Sobel3dWork<R> w{base, base + 9 * rs + line, base + 9 * rs + sd + line, base + 9 * rs + 2 * sd,
-                                       band, cap, rs};
+                                       band, cap, rs, b0 * band, b1 * band};
         const int64_t bad = kernel(in, out, s, p, z0, z1, w);
         detail::stream_fence();
         if (nonfinite && bad) *nonfinite += bad;
+    };
+    if (nt <= 1 || items < 2 * nt || P * nz < (int64_t(1) << 18)) {
+        parallel_blocks(nz, num_threads, grain_for(P, 2),
+                        [&](int64_t z0, int64_t z1) { run_item(0, nbands, z0, z1); });
+        return;
+    }
+    parallel_for_dynamic(items, nt, [&](int64_t i) {
+        const int64_t b = i / zparts, q = i % zparts;
+        run_item(b, b + 1, nz * q / zparts, nz * (q + 1) / zparts);
     });
 }
 
