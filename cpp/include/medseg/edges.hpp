@@ -783,7 +783,11 @@ inline void count_weak_strong(const uint8_t* __restrict p, int64_t b, int64_t e,
 }
 
 // Keep voxels of `st` marked 1 (weak) or 2 (strong) that are connected to a strong
-// voxel; on return st holds 0/1.
+// voxel; `st` holds 0, 1 and 2 only on entry and 0/1 on return.  `counts`, when
+// given, are the numbers of weak and strong voxels (else they are counted).
+// With no weak or no strong voxel there is nothing to flood; with weak voxels
+// under a quarter of the strong ones the weak voxels are flooded instead (see
+// below); otherwise:
 //
 // Scanline flood fill (Heckbert, "A seed fill algorithm", Graphics Gems 1990,
 // extended to 3D and to every connectivity): a popped seed grows into the
@@ -890,7 +894,7 @@ inline void hysteresis_flood(uint8_t* st, const Shape& s, int connectivity, int 
         // that path through weak voxels only.  Serial, in ~weak voxels' time
         // (256^3 Canny of the benchmark, 1,395 weak and 334,176 strong voxels on
         // thin surfaces, where the flood from the strong side jumped between
-        // planes for every short run: 22 -> ~2 ms on one thread, mostly the scans).
+        // planes for every short run: 22 -> 5 ms on one thread, mostly the scans).
         // In-progress voxels read 4; a finished component 3 (kept) or 5.
         std::vector<int64_t> stack;
         struct Run { int64_t at, len; };
