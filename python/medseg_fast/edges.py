@@ -214,8 +214,12 @@ def hysteresis_threshold(image, low, high, connectivity=None, *, backend="auto",
     for connectivity 1, except that scikit-image silently clips ``low`` to
     ``high`` where this function raises.  Comparisons follow NumPy's as
     scikit-image makes them: on a float32 image a Python ``high`` is rounded
-    to float32 (``image > 0.6`` in NumPy 2), ``low`` is compared in double.  A flood from the strong voxels, linear
-    in the number of voxels, extra memory one byte per voxel plus the stack.
+    to float32 (``image > 0.6`` in NumPy 2), ``low`` is compared in double.
+    The cpu backend floods from the strong voxels, or, when weak voxels are
+    under a quarter of the strong ones, from the weak ones (each weak
+    component is kept if it touches a strong voxel); the same set either way,
+    linear in the number of voxels, extra memory one byte per voxel plus the
+    stack.
 
     Examples
     --------
