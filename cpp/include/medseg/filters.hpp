@@ -328,12 +328,26 @@ void correlate_axis(const In* in, R* out, const Shape& s, int axis, const std::v
         // lines left over, one by one through a line buffer.  Same values.
         const detail::XGroup<In, A, R> xg = detail::xgroup_for<In, A, R>(active_isa());
         const int64_t xcw = detail::xgroup_chunk(r);
-        parallel_blocks(outer, num_threads, grain_for(n, 16), [&](int64_t b, int64_t e) {
-            aligned_vector<A> buf(n + 2 * r);
+        // Items of `lpi` lines handed out dynamically (a core slowed by another
+        // process does not hold the pass up), each thread with its buffers.
+        const int64_t g = std::max(1, xg.lines);
+        const int64_t lpi = (std::max<int64_t>(grain_for(n, 16), 4 * g) + g - 1) / g * g;
+        const int64_t items = (outer + lpi - 1) / lpi;
+        struct LineState {
+            aligned_vector<A> buf, tbuf;
+        };
+        parallel_for_dynamic_local(items, num_threads, [&]() {
+            LineState st;
+            st.buf.resize(n + 2 * r);
+            if (xg.run) st.tbuf.resize((xcw + 3 * int64_t(r)) * xg.lines);
+            return st;
+        }, [&](LineState& st, int64_t item) {
+            const int64_t b = item * lpi, e = std::min(outer, b + lpi);
+            aligned_vector<A>& buf = st.buf;
             uint32_t bits = 0;
             int64_t o = b;
             if (xg.run && e - b >= xg.lines) {
-                aligned_vector<A> tbuf((xcw + 3 * int64_t(r)) * xg.lines);
+                aligned_vector<A>& tbuf = st.tbuf;
                 for (; o + xg.lines <= e; o += xg.lines) {
                     bits = std::max(bits, xg.run(in + o * n, out + o * n, n, wc, r, src.data(), cvd, tbuf.data(), xcw,
                                                  absbits != nullptr));
@@ -391,12 +405,25 @@ void correlate_axis(const In* in, R* out, const Shape& s, int axis, const std::v
     // already have overwritten when the sweep gets there, so they are read into
     // r extra slots before the sweep starts; rows j < n cycle through RR slots.
     auto slot = [&](int64_t j) { return j < n ? (j + r) % RR : RR + (j - n); };
-    parallel_blocks(ntasks, num_threads, 1, [&](int64_t b, int64_t e) {
+    // Tasks are handed out dynamically (a core slowed by another process does
+    // not hold the pass up); each thread keeps its ring.
+    struct RowsState {
+        aligned_vector<A> ring;
+        std::vector<const A*> rp;
+        std::vector<R*> op;
+    };
+    parallel_for_dynamic_local(ntasks, num_threads, [&]() {
+        RowsState st;
+        st.ring.resize((RR + r) * CS);
+        st.rp.resize(RR);
+        st.op.resize(M);
+        return st;
+    }, [&](RowsState& st, int64_t t) {
+        aligned_vector<A>& ring = st.ring;
+        std::vector<const A*>& rp = st.rp;
+        std::vector<R*>& op = st.op;
         uint32_t bits = 0;
-        aligned_vector<A> ring((RR + r) * CS);
-        std::vector<const A*> rp(RR);
-        std::vector<R*> op(M);
-        for (int64_t t = b; t < e; ++t) {
+        {
             const int64_t o = t / nchunks, c0 = (t % nchunks) * C;
             const int64_t cw = std::min<int64_t>(C, inner - c0);
             const In* base = in + o * n * inner + c0;
@@ -576,15 +603,13 @@ void gaussian(const In* in, R* out, const Shape& s, const std::vector<double> w[
         const int64_t P = s.plane();
         auto in_plane = [&](const auto* src, bool divide, bool count_here) {
             using S = std::remove_cv_t<std::remove_pointer_t<decltype(src)>>;
-            parallel_blocks(s.nz, num_threads, 1, [&](int64_t b, int64_t e) {
-                for (int64_t z = b; z < e; ++z) {
-                    const int a1 = reverse_axes ? 2 : 1, a2 = reverse_axes ? 1 : 2;
-                    correlate_axis<S, R, A>(src + z * P, out + z * P, plane, a1, w[a1], mode, cval, 1,
-                                            reverse_axes ? first_bits : nullptr);
-                    correlate_axis<R, R, A>(out + z * P, out + z * P, plane, a2, w[a2], mode, cval, 1);
-                    if (divide) divide_rows(z * s.ny, (z + 1) * s.ny);
-                    if (count_here) *nonfinite += lops.count(out + z * P, P);  // still in cache
-                }
+            parallel_for_dynamic(s.nz, num_threads, [&](int64_t z) {  // planes handed out dynamically
+                const int a1 = reverse_axes ? 2 : 1, a2 = reverse_axes ? 1 : 2;
+                correlate_axis<S, R, A>(src + z * P, out + z * P, plane, a1, w[a1], mode, cval, 1,
+                                        reverse_axes ? first_bits : nullptr);
+                correlate_axis<R, R, A>(out + z * P, out + z * P, plane, a2, w[a2], mode, cval, 1);
+                if (divide) divide_rows(z * s.ny, (z + 1) * s.ny);
+                if (count_here) *nonfinite += lops.count(out + z * P, P);  // still in cache
             });
         };
         if (reverse_axes) {  // x, y, then z

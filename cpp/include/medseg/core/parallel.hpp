@@ -87,4 +87,29 @@ void parallel_for_dynamic(int64_t n, int num_threads, F&& f) {
     for (int64_t i = 0; i < n; ++i) f(i);
 }
 
+// parallel_for_dynamic with per-thread state: each thread makes its state once
+// (init(), e.g. a scratch buffer) and calls f(state, i) for the items it
+// claims.  For kernels split into many independent items whose scratch is too
+// large to allocate per item.
+template <class Init, class F>
+void parallel_for_dynamic_local(int64_t n, int num_threads, Init&& init, F&& f) {
+    if (n <= 0) return;
+    int nt = static_cast<int>(std::min<int64_t>(resolve_threads(num_threads), n));
+#ifdef _OPENMP
+    if (nt > 1) {
+#pragma omp parallel num_threads(nt)
+        {
+            auto state = init();
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t i = 0; i < n; ++i) f(state, i);
+        }
+        return;
+    }
+#else
+    (void)nt;
+#endif
+    auto state = init();
+    for (int64_t i = 0; i < n; ++i) f(state, i);
+}
+
 }  // namespace medseg
