@@ -821,19 +821,27 @@ inline void hysteresis_flood(uint8_t* st, const Shape& s, int connectivity, int 
     auto candidate = [](uint8_t v) { return v == 1 || v == 2; };
     // outer axis: z in 3D, y in 2D; `ostride` voxels per outer index
     const int64_t nouter = is3 ? nz : ny, ostride = is3 ? P : nx;
-    // Floods from the seeds on `stack`, within outer indices [lo, hi).
-    auto flood = [&](std::vector<int64_t>& stack, int64_t lo, int64_t hi) {
+    // Floods the `member` voxels from the seeds on `stack`, within outer indices
+    // [lo, hi): each popped member grows into its run along x, which is set to
+    // `mark` and reported as on_run(start, length); the voxels scanned around it
+    // (the run's two ends and its neighbour rows) that are not members are
+    // reported as on_other(value).  One seed is pushed per member run found.
+    auto grow = [&](std::vector<int64_t>& stack, auto member, uint8_t mark, int64_t lo, int64_t hi, auto&& on_run,
+                    auto&& on_other) {
         while (!stack.empty()) {
             const int64_t i = stack.back();
             stack.pop_back();
-            if (!candidate(st[i])) continue;  // already filled from another seed
-            const int64_t row = i / nx;       // one division per run, not per voxel
+            if (!member(st[i])) continue;  // already filled from another seed
+            const int64_t row = i / nx;    // one division per run, not per voxel
             const int64_t y = row % ny, z = row / ny;
             uint8_t* r = st + row * nx;
             int64_t x0 = i - row * nx, x1 = x0;
-            while (x0 > 0 && candidate(r[x0 - 1])) --x0;
-            while (x1 + 1 < nx && candidate(r[x1 + 1])) ++x1;
-            for (int64_t x = x0; x <= x1; ++x) r[x] = 3;
+            while (x0 > 0 && member(r[x0 - 1])) --x0;
+            while (x1 + 1 < nx && member(r[x1 + 1])) ++x1;
+            std::memset(r + x0, mark, static_cast<size_t>(x1 - x0 + 1));
+            on_run(row * nx + x0, x1 - x0 + 1);
+            if (x0 > 0) on_other(r[x0 - 1]);
+            if (x1 + 1 < nx) on_other(r[x1 + 1]);
             for (const auto& o : rows) {
                 const int64_t zz = z + o.dz, yy = y + o.dy;
                 if (zz < 0 || zz >= nz || yy < 0 || yy >= ny) continue;
@@ -844,15 +852,31 @@ inline void hysteresis_flood(uint8_t* st, const Shape& s, int connectivity, int 
                 int64_t a = o.wide && x0 > 0 ? x0 - 1 : x0;
                 const int64_t b = o.wide && x1 + 1 < nx ? x1 + 1 : x1;
                 while (a <= b) {
-                    if (candidate(q[a])) {
+                    if (member(q[a])) {
                         stack.push_back(base + a);
-                        while (a <= b && candidate(q[a])) ++a;  // one seed per run
+                        while (a <= b && member(q[a])) ++a;  // one seed per run
                     } else {
+                        on_other(q[a]);
                         ++a;
                     }
                 }
             }
         }
+    };
+    // The flood from the strong side: every candidate reached becomes 3.
+    auto flood = [&](std::vector<int64_t>& stack, int64_t lo, int64_t hi) {
+        grow(stack, candidate, 3, lo, hi, [](int64_t, int64_t) {}, [](uint8_t) {});
+    };
+    // The labels after the flood (2 left only where nothing was flooded, 3 kept
+    // by either side) as 0/1.
+    auto finish = [&]() {
+        parallel_blocks(N, num_threads, 1 << 16, [&](int64_t b, int64_t e) {
+            // through the captured reference every byte store could alias the pointer
+            // itself (char aliasing), which kept this loop scalar with a reload per
+            // byte (~4 ms of a 256^3 Canny); a local restrict copy lets it vectorise
+            uint8_t* __restrict p = st;
+            for (int64_t i = b; i < e; ++i) p[i] = (p[i] == 2) | (p[i] == 3);
+        });
     };
     auto flood_strong = [&](std::vector<int64_t>& stack, int64_t lo, int64_t hi) {
         const int64_t e = hi * ostride;
@@ -879,10 +903,7 @@ inline void hysteresis_flood(uint8_t* st, const Shape& s, int connectivity, int 
         n_strong = cs.load();
     }
     if (n_weak == 0 || n_strong == 0) {  // nothing to connect: the strong voxels, or nothing
-        parallel_blocks(N, num_threads, 1 << 16, [&](int64_t b, int64_t e) {
-            uint8_t* __restrict p = st;  // (restrict: see the last loop below)
-            for (int64_t i = b; i < e; ++i) p[i] = p[i] == 2 ? 1 : 0;
-        });
+        finish();
         return;
     }
     if (4 * n_weak <= n_strong) {
@@ -906,44 +927,13 @@ inline void hysteresis_flood(uint8_t* st, const Shape& s, int connectivity, int 
             bool touch = false;
             comp.clear();
             stack.push_back(seed);
-            while (!stack.empty()) {
-                const int64_t i = stack.back();
-                stack.pop_back();
-                if (st[i] != 1) continue;
-                const int64_t row = i / nx;
-                const int64_t y = row % ny, z = row / ny;
-                uint8_t* r = st + row * nx;
-                int64_t x0 = i - row * nx, x1 = x0;
-                while (x0 > 0 && r[x0 - 1] == 1) --x0;
-                while (x1 + 1 < nx && r[x1 + 1] == 1) ++x1;
-                std::memset(r + x0, 4, static_cast<size_t>(x1 - x0 + 1));
-                comp.push_back({row * nx + x0, x1 - x0 + 1});
-                if ((x0 > 0 && r[x0 - 1] == 2) || (x1 + 1 < nx && r[x1 + 1] == 2)) touch = true;
-                for (const auto& o : rows) {
-                    const int64_t zz = z + o.dz, yy = y + o.dy;
-                    if (zz < 0 || zz >= nz || yy < 0 || yy >= ny) continue;
-                    const int64_t base = zz * P + yy * nx;
-                    const uint8_t* q = st + base;
-                    int64_t a = o.wide && x0 > 0 ? x0 - 1 : x0;
-                    const int64_t b = o.wide && x1 + 1 < nx ? x1 + 1 : x1;
-                    while (a <= b) {
-                        if (q[a] == 1) {
-                            stack.push_back(base + a);
-                            while (a <= b && q[a] == 1) ++a;  // one seed per run
-                        } else {
-                            touch |= q[a] == 2;
-                            ++a;
-                        }
-                    }
-                }
-            }
+            grow(stack, [](uint8_t v) { return v == 1; }, 4, 0, nouter,
+                 [&](int64_t at, int64_t len) { comp.push_back({at, len}); },
+                 [&](uint8_t v) { touch |= v == 2; });
             const uint8_t lab = touch ? 3 : 5;
             for (const Run& run : comp) std::memset(st + run.at, lab, static_cast<size_t>(run.len));
         }
-        parallel_blocks(N, num_threads, 1 << 16, [&](int64_t b, int64_t e) {
-            uint8_t* __restrict p = st;  // (restrict: see the last loop below)
-            for (int64_t i = b; i < e; ++i) p[i] = (p[i] == 2) | (p[i] == 3);
-        });
+        finish();
         return;
     }
     const int64_t min_slab = 8;
@@ -1013,13 +1003,7 @@ inline void hysteresis_flood(uint8_t* st, const Shape& s, int connectivity, int 
             parallel_for_dynamic(nslab, nslab, [&](int64_t k) { flood(stacks[k], lo[k], hi[k]); });
         }
     }
-    parallel_blocks(N, num_threads, 1 << 16, [&](int64_t b, int64_t e) {
-        // through the captured reference every byte store could alias the pointer
-        // itself (char aliasing), which kept this loop scalar with a reload per
-        // byte (~4 ms of a 256^3 Canny); a local restrict copy lets it vectorise
-        uint8_t* __restrict p = st;
-        for (int64_t i = b; i < e; ++i) p[i] = p[i] == 3 ? 1 : 0;
-    });
+    finish();
 }
 
 namespace detail {
@@ -1050,6 +1034,11 @@ template <class T>
 void hysteresis_threshold(const T* img, uint8_t* out, const Shape& s, double low, double high,
                           int connectivity, int num_threads) {
     if (low > high) low = high;  // (the Python layer raises; the same labels either way)
+    [[maybe_unused]] detail::IntAbove<T> al{}, ah{};
+    if constexpr (std::is_integral_v<T>) {
+        al = detail::int_above<T>(low);
+        ah = detail::int_above<T>(high);
+    }
     std::atomic<int64_t> cw{0}, cs{0};
     parallel_blocks(s.size(), num_threads, 1 << 16, [&](int64_t b, int64_t e) {
         const T* __restrict src = img;  // local copies: see the end of hysteresis_flood
@@ -1058,7 +1047,6 @@ void hysteresis_threshold(const T* img, uint8_t* out, const Shape& s, double low
         for (int64_t i0 = b; i0 < e; i0 += 4096) {  // counted while in L1
             const int64_t i1 = std::min(e, i0 + 4096);
             if constexpr (std::is_integral_v<T>) {
-                const detail::IntAbove<T> al = detail::int_above<T>(low), ah = detail::int_above<T>(high);
                 const T cl = al.c, ch = ah.c;
                 if (al.never) {
                     std::memset(o + i0, 0, static_cast<size_t>(i1 - i0));

@@ -423,43 +423,41 @@ void correlate_axis(const In* in, R* out, const Shape& s, int axis, const std::v
         std::vector<const A*>& rp = st.rp;
         std::vector<R*>& op = st.op;
         uint32_t bits = 0;
-        {
-            const int64_t o = t / nchunks, c0 = (t % nchunks) * C;
-            const int64_t cw = std::min<int64_t>(C, inner - c0);
-            const In* base = in + o * n * inner + c0;
-            R* obase = out + o * n * inner + c0;
-            auto load = [&](int64_t j) {  // source row j in [-r, n + r) into its slot
-                A* row = ring.data() + slot(j) * CS;
-                const int64_t sj = src[j + r];
-                if (sj < 0) {
-                    for (int64_t c = 0; c < cw; ++c) row[c] = cvd;
-                } else {
-                    const uint32_t b = load_row(base + sj * inner, row, cw, absbits != nullptr);
-                    if (absbits) bits = std::max(bits, b);
-                }
-                // Fetch the source row M loads ahead into L2 now: each row is a
-                // short stretch of its own page (another plane or image row),
-                // which the hardware prefetchers pick up too late.  On a 256^3
-                // float32 Gaussian (sigma 8.3, float32 path) 97 -> 93 ms on 1
-                // thread, 50 -> 47 ms on 2; scipy-exact sigma 2: 72 -> 67 ms.
-                if (j + M < n) {
-                    const int64_t pj = src[j + M + r];
-                    if (pj >= 0) {
-                        const char* pr = reinterpret_cast<const char*>(base + pj * inner);
-                        for (int64_t c = 0; c < cw * int64_t(sizeof(In)); c += 64) detail::prefetch_to_l2(pr + c);
-                    }
-                }
-            };
-            for (int64_t j = n; j < n + r; ++j) load(j);
-            int64_t loaded = -r;  // next source row to load (rows >= n are held already)
-            for (int64_t i0 = 0; i0 < n; i0 += M) {
-                const int mc = static_cast<int>(std::min<int64_t>(M, n - i0));
-                const int64_t need = i0 + mc + r;  // rows [i0 - r, need) must be held
-                for (; loaded < std::min(need, n); ++loaded) load(loaded);
-                for (int64_t j = 0; j < mc + 2 * r; ++j) rp[j] = ring.data() + slot(i0 - r + j) * CS;
-                for (int m = 0; m < mc; ++m) op[m] = obase + (i0 + m) * inner;
-                kern.rows(rp.data(), cw, wc, r, op.data(), mc);
+        const int64_t o = t / nchunks, c0 = (t % nchunks) * C;
+        const int64_t cw = std::min<int64_t>(C, inner - c0);
+        const In* base = in + o * n * inner + c0;
+        R* obase = out + o * n * inner + c0;
+        auto load = [&](int64_t j) {  // source row j in [-r, n + r) into its slot
+            A* row = ring.data() + slot(j) * CS;
+            const int64_t sj = src[j + r];
+            if (sj < 0) {
+                for (int64_t c = 0; c < cw; ++c) row[c] = cvd;
+            } else {
+                const uint32_t b = load_row(base + sj * inner, row, cw, absbits != nullptr);
+                if (absbits) bits = std::max(bits, b);
             }
+            // Fetch the source row M loads ahead into L2 now: each row is a
+            // short stretch of its own page (another plane or image row),
+            // which the hardware prefetchers pick up too late.  On a 256^3
+            // float32 Gaussian (sigma 8.3, float32 path) 97 -> 93 ms on 1
+            // thread, 50 -> 47 ms on 2; scipy-exact sigma 2: 72 -> 67 ms.
+            if (j + M < n) {
+                const int64_t pj = src[j + M + r];
+                if (pj >= 0) {
+                    const char* pr = reinterpret_cast<const char*>(base + pj * inner);
+                    for (int64_t c = 0; c < cw * int64_t(sizeof(In)); c += 64) detail::prefetch_to_l2(pr + c);
+                }
+            }
+        };
+        for (int64_t j = n; j < n + r; ++j) load(j);
+        int64_t loaded = -r;  // next source row to load (rows >= n are held already)
+        for (int64_t i0 = 0; i0 < n; i0 += M) {
+            const int mc = static_cast<int>(std::min<int64_t>(M, n - i0));
+            const int64_t need = i0 + mc + r;  // rows [i0 - r, need) must be held
+            for (; loaded < std::min(need, n); ++loaded) load(loaded);
+            for (int64_t j = 0; j < mc + 2 * r; ++j) rp[j] = ring.data() + slot(i0 - r + j) * CS;
+            for (int m = 0; m < mc; ++m) op[m] = obase + (i0 + m) * inner;
+            kern.rows(rp.data(), cw, wc, r, op.data(), mc);
         }
         if (absbits) detail::atomic_max(*absbits, bits);
     });

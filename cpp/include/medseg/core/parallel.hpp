@@ -69,28 +69,10 @@ inline int64_t grain_for(int64_t unit, int64_t min_items = 1) {
     return g > min_items ? g : min_items;
 }
 
-// Calls f(i) for i in [0, n) with dynamic scheduling in chunks (for uneven work
-// such as tiles of different cost).  f must write disjoint outputs.
-template <class F>
-void parallel_for_dynamic(int64_t n, int num_threads, F&& f) {
-    if (n <= 0) return;
-    int nt = static_cast<int>(std::min<int64_t>(resolve_threads(num_threads), n));
-#ifdef _OPENMP
-    if (nt > 1) {
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-        for (int64_t i = 0; i < n; ++i) f(i);
-        return;
-    }
-#else
-    (void)nt;
-#endif
-    for (int64_t i = 0; i < n; ++i) f(i);
-}
-
-// parallel_for_dynamic with per-thread state: each thread makes its state once
-// (init(), e.g. a scratch buffer) and calls f(state, i) for the items it
-// claims.  For kernels split into many independent items whose scratch is too
-// large to allocate per item.
+// Calls f(state, i) for i in [0, n), the items handed out dynamically one at
+// a time (uneven work, or a core slowed by another process, does not hold the
+// others up).  Each thread makes its state once, with init() (e.g. a scratch
+// buffer too large to allocate per item).  f must write disjoint outputs.
 template <class Init, class F>
 void parallel_for_dynamic_local(int64_t n, int num_threads, Init&& init, F&& f) {
     if (n <= 0) return;
@@ -110,6 +92,12 @@ void parallel_for_dynamic_local(int64_t n, int num_threads, Init&& init, F&& f) 
 #endif
     auto state = init();
     for (int64_t i = 0; i < n; ++i) f(state, i);
+}
+
+// Calls f(i) for i in [0, n), handed out dynamically (no per-thread state).
+template <class F>
+void parallel_for_dynamic(int64_t n, int num_threads, F&& f) {
+    parallel_for_dynamic_local(n, num_threads, [] { return 0; }, [&](int, int64_t i) { f(i); });
 }
 
 }  // namespace medseg
