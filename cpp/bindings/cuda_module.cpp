@@ -52,6 +52,7 @@
 #include <vector>
 
 #include "common.hpp"
+#include "canny_cuda.cuh"
 #include "edges_cuda.cuh"
 
 using namespace medseg;
@@ -461,6 +462,334 @@ py::dict time_sobel_py(const py::array& image, const std::vector<bool>& axes, co
     return d;
 }
 
+// ---- Canny stages and hysteresis (canny_cuda.cuh)
+struct Weights3 {
+    std::vector<double> w[3];
+};
+
+Weights3 weights_from(const std::vector<std::vector<double>>& w) {
+    if (w.size() != 3) throw py::value_error("weights must hold 3 lists (z, y, x)");
+    Weights3 r;
+    for (int a = 0; a < 3; ++a) {
+        r.w[a] = w[a];
+        if (!r.w[a].empty() && r.w[a].size() % 2 == 0) throw py::value_error("a kernel needs an odd number of weights");
+        if (static_cast<int64_t>(r.w[a].size() / 2) > cuda::kMaxCannyRadius)
+            throw py::value_error("kernel radius above " + std::to_string(cuda::kMaxCannyRadius) +
+                                  " (the cuda backend's limit)");
+    }
+    return r;
+}
+
+void check_mode(int mode) {
+    if (mode < 0 || mode > 4) throw py::value_error("mode must be 0..4 (nearest, reflect, mirror, wrap, constant)");
+}
+
+DType real_dtype_from_name(const std::string& name) {
+    const DType dt = dtype_from_name(name);
+    if (dt != DType::f32 && dt != DType::f64) throw py::type_error("the smoothed image must be float32 or float64");
+    return dt;
+}
+
+void check_connectivity(const Shape& s, int connectivity) {
+    if (connectivity < 1 || connectivity > s.ndim) throw py::value_error("connectivity must be in 1..ndim");
+    if (s.size() >= int64_t(0xFFFFFFFF)) throw py::value_error("the cuda hysteresis labels fewer than 2^32 - 1 voxels");
+}
+
+void gaussian_w_dev(std::uintptr_t src, const std::string& dtype, std::uintptr_t dst, std::uintptr_t tmp,
+                    const std::vector<int64_t>& shape, int ndim, const std::vector<std::vector<double>>& weights,
+                    int mode, double cval, bool float_accumulate, bool reverse_axes, bool bleed_correct,
+                    std::uintptr_t stream) {
+    const Shape s = shape_from(shape, ndim);
+    const Weights3 w = weights_from(weights);
+    const DType dt = dtype_from_name(dtype);
+    check_mode(mode);
+    if (bleed_correct && mode != 4) throw py::value_error("the bleed-over division needs mode 'constant' (4)");
+    check_device_ptr(src, "src");
+    check_device_ptr(dst, "dst");
+    if (cuda::gaussian_w_passes(s, w.w) >= 2) check_device_ptr(tmp, "tmp");
+    cudaError_t err;
+    {
+        py::gil_scoped_release release;
+        err = cuda::gaussian_w(reinterpret_cast<const void*>(src), dt, reinterpret_cast<void*>(dst),
+                               reinterpret_cast<void*>(tmp), s, w.w, static_cast<BorderMode>(mode), cval,
+                               float_accumulate, reverse_axes, bleed_correct, as_stream(stream));
+    }
+    check(err, "gaussian_w kernel launch");
+}
+
+void canny_magnitude_dev(std::uintptr_t S, const std::string& dtype, std::uintptr_t mag,
+                         const std::vector<int64_t>& shape, int ndim, const std::vector<double>& coef_,
+                         std::uintptr_t stream) {
+    const Shape s = shape_from(shape, ndim);
+    const auto coef = triple(coef_, "coef");
+    const DType dt = real_dtype_from_name(dtype);
+    check_device_ptr(S, "S");
+    check_device_ptr(mag, "mag");
+    cudaError_t err;
+    {
+        py::gil_scoped_release release;
+        err = cuda::canny_magnitude(reinterpret_cast<const void*>(S), dt, reinterpret_cast<void*>(mag), s,
+                                    coef.data(), as_stream(stream));
+    }
+    check(err, "canny_magnitude kernel launch");
+}
+
+void canny_nms_dev(std::uintptr_t S, std::uintptr_t mag, const std::string& dtype, std::uintptr_t eroded,
+                   std::uintptr_t dst, const std::vector<int64_t>& shape, int ndim, const std::vector<double>& coef_,
+                   const std::vector<double>& inv_sp_, double low, double high, std::uintptr_t stream) {
+    const Shape s = shape_from(shape, ndim);
+    const auto coef = triple(coef_, "coef");
+    const auto inv_sp = triple(inv_sp_, "inv_sp");
+    const DType dt = real_dtype_from_name(dtype);
+    check_device_ptr(S, "S");
+    check_device_ptr(mag, "mag");
+    check_device_ptr(dst, "dst");
+    if (eroded) check_device_ptr(eroded, "eroded_mask");
+    cudaError_t err;
+    {
+        py::gil_scoped_release release;
+        err = cuda::canny_nms(reinterpret_cast<const void*>(S), reinterpret_cast<const void*>(mag), dt,
+                              reinterpret_cast<const uint8_t*>(eroded), reinterpret_cast<uint8_t*>(dst), s,
+                              coef.data(), inv_sp.data(), low, high, as_stream(stream));
+    }
+    check(err, "canny_nms kernel launch");
+}
+
+void hysteresis_classify_dev(std::uintptr_t src, const std::string& dtype, std::uintptr_t dst,
+                             const std::vector<int64_t>& shape, int ndim, double low, double high,
+                             std::uintptr_t stream) {
+    const Shape s = shape_from(shape, ndim);
+    const DType dt = dtype_from_name(dtype);
+    check_device_ptr(src, "src");
+    check_device_ptr(dst, "dst");
+    cudaError_t err;
+    {
+        py::gil_scoped_release release;
+        err = cuda::hysteresis_classify(reinterpret_cast<const void*>(src), dt, reinterpret_cast<uint8_t*>(dst), s,
+                                        low, high, as_stream(stream));
+    }
+    check(err, "hysteresis_classify kernel launch");
+}
+
+void hysteresis_connect_dev(std::uintptr_t st, std::uintptr_t dst, std::uintptr_t labels,
+                            const std::vector<int64_t>& shape, int ndim, int connectivity, std::uintptr_t stream) {
+    const Shape s = shape_from(shape, ndim);
+    check_connectivity(s, connectivity);
+    check_device_ptr(st, "st");
+    check_device_ptr(dst, "dst");
+    check_device_ptr(labels, "labels");
+    cudaError_t err;
+    {
+        py::gil_scoped_release release;
+        err = cuda::hysteresis_connect(reinterpret_cast<const uint8_t*>(st), reinterpret_cast<uint8_t*>(dst),
+                                       reinterpret_cast<uint32_t*>(labels), s, connectivity, as_stream(stream));
+    }
+    check(err, "hysteresis_connect kernel launch");
+}
+
+// host emulation
+py::array gaussian_w_host_py(const py::array& image, const std::vector<std::vector<double>>& weights, int mode,
+                             double cval, bool float_accumulate, bool reverse_axes, bool bleed_correct) {
+    const Shape s = shape_of(image);
+    const Weights3 w = weights_from(weights);
+    check_mode(mode);
+    if (bleed_correct && mode != 4) throw py::value_error("the bleed-over division needs mode 'constant' (4)");
+    return dispatch<intensity_types>(dtype_tag(image.dtype()), [&](auto tag) -> py::array {
+        using T = decltype(tag);
+        using R = real_t<T>;
+        auto in = c_array<T>(image);
+        auto out = poisoned<R>(image);
+        const T* ip = in.data();
+        R* op = out.mutable_data();
+        {
+            py::gil_scoped_release release;
+            cuda::gaussian_w_host(ip, dtype_of<T>::value, op, s, w.w, static_cast<BorderMode>(mode), cval,
+                                  float_accumulate, reverse_axes, bleed_correct);
+        }
+        return out;
+    });
+}
+
+template <class F>
+py::array on_real(const py::array& S, F&& f) {
+    const DType dt = real_dtype_from_name(py::str(S.dtype()).cast<std::string>());
+    if (dt == DType::f32) return f(0.0f);
+    return f(0.0);
+}
+
+py::array canny_magnitude_host_py(const py::array& S, const std::vector<double>& coef_) {
+    const Shape s = shape_of(S);
+    const auto coef = triple(coef_, "coef");
+    return on_real(S, [&](auto zero) -> py::array {
+        using R = decltype(zero);
+        auto in = c_array<R>(S);
+        auto out = poisoned<R>(S);
+        cuda::canny_magnitude_host(in.data(), dtype_of<R>::value, out.mutable_data(), s, coef.data());
+        return out;
+    });
+}
+
+py::array canny_nms_host_py(const py::array& S, const py::array& mag, const py::object& eroded,
+                            const std::vector<double>& coef_, const std::vector<double>& inv_sp_, double low,
+                            double high) {
+    const Shape s = shape_of(S);
+    const auto coef = triple(coef_, "coef");
+    const auto inv_sp = triple(inv_sp_, "inv_sp");
+    py::array_t<uint8_t, py::array::c_style> m;
+    if (!eroded.is_none()) m = mask_u8(eroded, S, "eroded_mask");
+    if (!mag.dtype().is(S.dtype()) || mag.ndim() != S.ndim() ||
+        !std::equal(mag.shape(), mag.shape() + mag.ndim(), S.shape()))
+        throw py::value_error("mag must have the smoothed image's shape and dtype");
+    return on_real(S, [&](auto zero) -> py::array {
+        using R = decltype(zero);
+        auto in = c_array<R>(S);
+        auto mg = c_array<R>(mag);
+        auto out = py::array_t<uint8_t>(bind::dims_of(S));
+        std::fill(out.mutable_data(), out.mutable_data() + out.size(), uint8_t(7));  // poison
+        cuda::canny_nms_host(in.data(), mg.data(), dtype_of<R>::value, eroded.is_none() ? nullptr : m.data(),
+                             out.mutable_data(), s, coef.data(), inv_sp.data(), low, high);
+        return out;
+    });
+}
+
+py::array hysteresis_classify_host_py(const py::array& image, double low, double high) {
+    const Shape s = shape_of(image);
+    return dispatch<intensity_types>(dtype_tag(image.dtype()), [&](auto tag) -> py::array {
+        using T = decltype(tag);
+        auto in = c_array<T>(image);
+        auto out = py::array_t<uint8_t>(bind::dims_of(image));
+        std::fill(out.mutable_data(), out.mutable_data() + out.size(), uint8_t(7));
+        cuda::hysteresis_classify_host(in.data(), dtype_of<T>::value, out.mutable_data(), s, low, high);
+        return out;
+    });
+}
+
+py::array hysteresis_connect_host_py(const py::array& st, int connectivity, bool reverse) {
+    const Shape s = shape_of(st);
+    check_connectivity(s, connectivity);
+    auto in = c_array<uint8_t>(st);
+    auto out = py::array_t<bool>(bind::dims_of(st));
+    auto* op = reinterpret_cast<uint8_t*>(out.mutable_data());
+    std::fill(op, op + out.size(), uint8_t(2));  // poison (not a bool value)
+    cuda::hysteresis_connect_host(in.data(), op, s, connectivity, reverse);
+    return out;
+}
+
+// real kernels on host arrays
+py::array gaussian_w_device_py(const py::array& image, const std::vector<std::vector<double>>& weights, int mode,
+                               double cval, bool float_accumulate, bool reverse_axes, bool bleed_correct) {
+    const Shape s = shape_of(image);
+    const Weights3 w = weights_from(weights);
+    check_mode(mode);
+    if (bleed_correct && mode != 4) throw py::value_error("the bleed-over division needs mode 'constant' (4)");
+    return dispatch<intensity_types>(dtype_tag(image.dtype()), [&](auto tag) -> py::array {
+        using T = decltype(tag);
+        using R = real_t<T>;
+        auto in = c_array<T>(image);
+        auto out = bind::empty_like_shape<R>(image);
+        const T* ip = in.data();
+        R* op = out.mutable_data();
+        const size_t N = static_cast<size_t>(s.size());
+        {
+            py::gil_scoped_release release;
+            DevStream st;
+            DevBuf din, dout, dtmp;
+            din.alloc(N * sizeof(T), "input");
+            dout.alloc(N * sizeof(R), "output");
+            if (cuda::gaussian_w_passes(s, w.w) >= 2) dtmp.alloc(N * sizeof(R), "scratch");
+            check(cudaMemcpyAsync(din.p, ip, N * sizeof(T), cudaMemcpyHostToDevice, st.s), "copy to device");
+            check(cudaMemsetAsync(dout.p, 0xFF, N * sizeof(R), st.s), "poison output");
+            check(cuda::gaussian_w(din.p, dtype_of<T>::value, dout.p, dtmp.p, s, w.w, static_cast<BorderMode>(mode),
+                                   cval, float_accumulate, reverse_axes, bleed_correct, st.s),
+                  "gaussian_w kernel launch");
+            check(cudaMemcpyAsync(op, dout.p, N * sizeof(R), cudaMemcpyDeviceToHost, st.s), "copy to host");
+            check(cudaStreamSynchronize(st.s), "gaussian_w kernels");
+        }
+        return out;
+    });
+}
+
+// canny_magnitude + canny_nms + hysteresis_connect (full connectivity) on the device: the
+// edges canny_suppress gives for the same smoothed image.
+py::array canny_suppress_device_py(const py::array& S, const py::object& eroded, const std::vector<double>& coef_,
+                                   const std::vector<double>& inv_sp_, double low, double high) {
+    const Shape s = shape_of(S);
+    const auto coef = triple(coef_, "coef");
+    const auto inv_sp = triple(inv_sp_, "inv_sp");
+    check_connectivity(s, s.ndim);
+    py::array_t<uint8_t, py::array::c_style> m;
+    if (!eroded.is_none()) m = mask_u8(eroded, S, "eroded_mask");
+    return on_real(S, [&](auto zero) -> py::array {
+        using R = decltype(zero);
+        auto in = c_array<R>(S);
+        auto out = py::array_t<bool>(bind::dims_of(S));
+        const R* ip = in.data();
+        const uint8_t* mp = eroded.is_none() ? nullptr : m.data();
+        auto* op = reinterpret_cast<uint8_t*>(out.mutable_data());
+        const size_t N = static_cast<size_t>(s.size());
+        {
+            py::gil_scoped_release release;
+            DevStream st;
+            DevBuf dS, dmag, dmask, dlab, dout, dL;
+            dS.alloc(N * sizeof(R), "smoothed image");
+            dmag.alloc(N * sizeof(R), "magnitude");
+            dlab.alloc(N, "labels");
+            dout.alloc(N, "output");
+            dL.alloc(N * sizeof(uint32_t), "union-find");
+            check(cudaMemcpyAsync(dS.p, ip, N * sizeof(R), cudaMemcpyHostToDevice, st.s), "copy to device");
+            if (mp) {
+                dmask.alloc(N, "mask");
+                check(cudaMemcpyAsync(dmask.p, mp, N, cudaMemcpyHostToDevice, st.s), "copy mask to device");
+            }
+            check(cudaMemsetAsync(dlab.p, 0x07, N, st.s), "poison labels");
+            check(cudaMemsetAsync(dout.p, 0x02, N, st.s), "poison output");
+            check(cuda::canny_magnitude(dS.p, dtype_of<R>::value, dmag.p, s, coef.data(), st.s), "canny_magnitude");
+            check(cuda::canny_nms(dS.p, dmag.p, dtype_of<R>::value, static_cast<const uint8_t*>(dmask.p),
+                                  static_cast<uint8_t*>(dlab.p), s, coef.data(), inv_sp.data(), low, high, st.s),
+                  "canny_nms");
+            check(cuda::hysteresis_connect(static_cast<const uint8_t*>(dlab.p), static_cast<uint8_t*>(dout.p),
+                                           static_cast<uint32_t*>(dL.p), s, s.ndim, st.s),
+                  "hysteresis_connect");
+            check(cudaMemcpyAsync(op, dout.p, N, cudaMemcpyDeviceToHost, st.s), "copy to host");
+            check(cudaStreamSynchronize(st.s), "canny kernels");
+        }
+        return out;
+    });
+}
+
+py::array hysteresis_device_py(const py::array& image, double low, double high, int connectivity) {
+    const Shape s = shape_of(image);
+    check_connectivity(s, connectivity);
+    return dispatch<intensity_types>(dtype_tag(image.dtype()), [&](auto tag) -> py::array {
+        using T = decltype(tag);
+        auto in = c_array<T>(image);
+        auto out = py::array_t<bool>(bind::dims_of(image));
+        const T* ip = in.data();
+        auto* op = reinterpret_cast<uint8_t*>(out.mutable_data());
+        const size_t N = static_cast<size_t>(s.size());
+        {
+            py::gil_scoped_release release;
+            DevStream st;
+            DevBuf din, dlab, dout, dL;
+            din.alloc(N * sizeof(T), "input");
+            dlab.alloc(N, "labels");
+            dout.alloc(N, "output");
+            dL.alloc(N * sizeof(uint32_t), "union-find");
+            check(cudaMemcpyAsync(din.p, ip, N * sizeof(T), cudaMemcpyHostToDevice, st.s), "copy to device");
+            check(cudaMemsetAsync(dout.p, 0x02, N, st.s), "poison output");
+            check(cuda::hysteresis_classify(din.p, dtype_of<T>::value, static_cast<uint8_t*>(dlab.p), s, low, high,
+                                            st.s),
+                  "hysteresis_classify");
+            check(cuda::hysteresis_connect(static_cast<const uint8_t*>(dlab.p), static_cast<uint8_t*>(dout.p),
+                                           static_cast<uint32_t*>(dL.p), s, connectivity, st.s),
+                  "hysteresis_connect");
+            check(cudaMemcpyAsync(op, dout.p, N, cudaMemcpyDeviceToHost, st.s), "copy to host");
+            check(cudaStreamSynchronize(st.s), "hysteresis kernels");
+        }
+        return out;
+    });
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_cuda, m) {
@@ -484,6 +813,25 @@ PYBIND11_MODULE(_cuda, m) {
           py::arg("stream"));
     e.def("erode", &erode_dev, py::arg("mask"), py::arg("dst"), py::arg("shape"), py::arg("ndim"), py::arg("stream"));
     e.attr("max_gaussian_radius") = cuda::kMaxGaussianRadius;
+    e.def("gaussian_w", &gaussian_w_dev, py::arg("src"), py::arg("dtype"), py::arg("dst"), py::arg("tmp"),
+          py::arg("shape"), py::arg("ndim"), py::arg("weights"), py::arg("mode"), py::arg("cval"),
+          py::arg("float_accumulate"), py::arg("reverse_axes"), py::arg("bleed_correct"), py::arg("stream"));
+    e.def(
+        "gaussian_w_passes",
+        [](const std::vector<int64_t>& shape, int ndim, const std::vector<std::vector<double>>& weights) {
+            return cuda::gaussian_w_passes(shape_from(shape, ndim), weights_from(weights).w);
+        },
+        py::arg("shape"), py::arg("ndim"), py::arg("weights"));
+    e.def("canny_magnitude", &canny_magnitude_dev, py::arg("S"), py::arg("dtype"), py::arg("mag"), py::arg("shape"),
+          py::arg("ndim"), py::arg("coef"), py::arg("stream"));
+    e.def("canny_nms", &canny_nms_dev, py::arg("S"), py::arg("mag"), py::arg("dtype"), py::arg("eroded_mask"),
+          py::arg("dst"), py::arg("shape"), py::arg("ndim"), py::arg("coef"), py::arg("inv_sp"), py::arg("low"),
+          py::arg("high"), py::arg("stream"));
+    e.def("hysteresis_classify", &hysteresis_classify_dev, py::arg("src"), py::arg("dtype"), py::arg("dst"),
+          py::arg("shape"), py::arg("ndim"), py::arg("low"), py::arg("high"), py::arg("stream"));
+    e.def("hysteresis_connect", &hysteresis_connect_dev, py::arg("st"), py::arg("dst"), py::arg("labels"),
+          py::arg("shape"), py::arg("ndim"), py::arg("connectivity"), py::arg("stream"));
+    e.attr("max_canny_radius") = cuda::kMaxCannyRadius;
 
     auto h = m.def_submodule("_host_check", "the device code paths run on the CPU (tests without a GPU)");
     h.def("gaussian", &gaussian_host_py, py::arg("image"), py::arg("sigma"), py::arg("truncate"), py::arg("mode"),
@@ -492,6 +840,14 @@ PYBIND11_MODULE(_cuda, m) {
           py::arg("post"), py::arg("eroded_mask") = py::none());
     h.def("erode", &erode_host_py, py::arg("mask"));
     h.def("border_index_mismatches", &cuda::border_index_mismatches);
+    h.def("gaussian_w", &gaussian_w_host_py, py::arg("image"), py::arg("weights"), py::arg("mode"), py::arg("cval"),
+          py::arg("float_accumulate"), py::arg("reverse_axes"), py::arg("bleed_correct"));
+    h.def("canny_magnitude", &canny_magnitude_host_py, py::arg("S"), py::arg("coef"));
+    h.def("canny_nms", &canny_nms_host_py, py::arg("S"), py::arg("mag"), py::arg("eroded_mask"), py::arg("coef"),
+          py::arg("inv_sp"), py::arg("low"), py::arg("high"));
+    h.def("hysteresis_classify", &hysteresis_classify_host_py, py::arg("image"), py::arg("low"), py::arg("high"));
+    h.def("hysteresis_connect", &hysteresis_connect_host_py, py::arg("st"), py::arg("connectivity"),
+          py::arg("reverse") = false);
 
     auto dc = m.def_submodule("_device_check", "the real kernels on host arrays (GPU checks without CuPy)");
     dc.def("gaussian", &gaussian_device_py, py::arg("image"), py::arg("sigma"), py::arg("truncate"), py::arg("mode"),
@@ -499,6 +855,12 @@ PYBIND11_MODULE(_cuda, m) {
     dc.def("sobel", &sobel_device_py, py::arg("image"), py::arg("axes"), py::arg("coef"), py::arg("magnitude"),
            py::arg("post"), py::arg("eroded_mask") = py::none());
     dc.def("erode", &erode_device_py, py::arg("mask"));
+    dc.def("gaussian_w", &gaussian_w_device_py, py::arg("image"), py::arg("weights"), py::arg("mode"), py::arg("cval"),
+           py::arg("float_accumulate"), py::arg("reverse_axes"), py::arg("bleed_correct"));
+    dc.def("canny_suppress", &canny_suppress_device_py, py::arg("S"), py::arg("eroded_mask"), py::arg("coef"),
+           py::arg("inv_sp"), py::arg("low"), py::arg("high"));
+    dc.def("hysteresis", &hysteresis_device_py, py::arg("image"), py::arg("low"), py::arg("high"),
+           py::arg("connectivity"));
     dc.def("time_sobel", &time_sobel_py, py::arg("image"), py::arg("axes"), py::arg("coef"), py::arg("magnitude"),
            py::arg("post"), py::arg("repeats") = 20);
 }

@@ -48,46 +48,15 @@
 #include <type_traits>
 #include <vector>
 
+#include "cuda_common.cuh"
 #include "edges_cuda.cuh"
 #include "medseg/filters.hpp"
 
-#define MSD __host__ __device__ __forceinline__
-#ifdef __CUDA_ARCH__
-#define MSD_UNROLL _Pragma("unroll")
-#else
-#define MSD_UNROLL
-#endif
 
 namespace medseg::cuda {
 namespace {
 
-// --------------------------------------------------------------- shared pieces
-
-MSD int64_t clamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
-
-MSD float hd_sqrt(float v) { return sqrtf(v); }
-MSD double hd_sqrt(double v) { return sqrt(v); }
-
-// core/volume.hpp border_index, usable on the device.
-MSD int64_t border_index_hd(int64_t j, int64_t n, int mode) {
-    if (j >= 0 && j < n) return j;
-    switch (mode) {
-        case 0: return j < 0 ? 0 : n - 1;  // nearest
-        case 1: {                          // reflect
-            const int64_t p = 2 * n;
-            const int64_t m = ((j % p) + p) % p;
-            return m < n ? m : p - 1 - m;
-        }
-        case 2: {  // mirror
-            if (n == 1) return 0;
-            const int64_t p = 2 * n - 2;
-            const int64_t m = ((j % p) + p) % p;
-            return m < n ? m : p - m;
-        }
-        case 3: return ((j % n) + n) % n;  // wrap
-        default: return -1;                // constant
-    }
-}
+using namespace common;  // cuda_common.cuh: border_index_hd, sxdx_vals, AxisGeom, blocks_for, ...
 
 // ------------------------------------------------------------------- Gaussian
 
@@ -97,11 +66,6 @@ struct HalfKernel {
     int r;
 };
 
-struct AxisGeom {
-    int64_t nx, ny, plane;  // volume geometry
-    int64_t n, stride;      // length and stride of the smoothed axis
-    int axis;
-};
 
 // filters.hpp correlate_axis for one voxel (linear index idx): inputs converted
 // to double, accumulated in double in scipy's order (centre, then the pairs from
@@ -165,23 +129,11 @@ HalfKernel<R> half_kernel(double sigma, double truncate) {
     return k;
 }
 
-AxisGeom axis_geom(const Shape& s, int axis) {
-    AxisGeom g;
-    g.nx = s.nx; g.ny = s.ny; g.plane = s.ny * s.nx;
-    g.n = s.extent(axis); g.stride = s.stride(axis); g.axis = axis;
-    return g;
-}
 
 // Destination of pass j of n: the last pass writes `out`, passes alternate.
 template <class R>
 R* pass_dst(int j, int n, R* out, R* tmp) { return ((n - 1 - j) % 2 == 0) ? out : tmp; }
 
-constexpr int kThreads1D = 256;
-
-inline unsigned blocks_for(int64_t N) {
-    const int64_t b = (N + kThreads1D - 1) / kThreads1D;
-    return static_cast<unsigned>(std::min<int64_t>(b, int64_t(1) << 22));
-}
 
 template <class T>
 cudaError_t gaussian_t(const T* in, real_t<T>* out, real_t<T>* tmp, const Shape& s, const double sigma[3],
@@ -246,24 +198,6 @@ void gaussian_host_t(const T* in, real_t<T>* out, const Shape& s, const double s
 
 // ---------------------------------------------------------------------- Sobel
 
-// edges.hpp row_sx_dx at column x, from the values at x-1, x, x+1 (fm and fp are
-// only used where they lie inside the row).
-template <class R>
-MSD void sxdx_vals(R fm, R f0, R fp, int64_t x, int64_t nx, R& sx, R& dx) {
-    if (nx == 1) {
-        sx = R(4) * f0;
-        dx = R(0);
-    } else if (x == 0) {
-        sx = R(3) * f0 + fp;
-        dx = fp - f0;
-    } else if (x == nx - 1) {
-        sx = fm + R(3) * f0;
-        dx = f0 - fm;
-    } else {
-        sx = fm + R(2) * f0 + fp;
-        dx = fp - fm;
-    }
-}
 
 // edges.hpp detail::combine.
 template <class R>

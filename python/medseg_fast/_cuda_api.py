@@ -1,5 +1,7 @@
-"""CUDA implementations behind :func:`medseg_fast.filters.gaussian` and
-:func:`medseg_fast.edges.sobel` (private; call the public functions).
+"""CUDA implementations behind :func:`medseg_fast.filters.gaussian`,
+:func:`medseg_fast.edges.sobel`, :func:`medseg_fast.edges.canny` and
+:func:`medseg_fast.edges.hysteresis_threshold` (private; call the public
+functions).
 
 Inputs
 ------
@@ -14,7 +16,7 @@ transposed view (no copy, per-axis parameters reversed, result transposed back,
 exactly like :func:`medseg_fast._validation.native_c`); other strided device
 arrays are copied once to C order.
 
-The kernels (cpp/cuda/edges_cuda.cu) run on CuPy's current stream of the array's
+The kernels (cpp/cuda/edges_cuda.cu, cpp/cuda/canny_cuda.cu) run on CuPy's current stream of the array's
 device and compute every voxel with the same float operations, in the same
 order, as the CPU kernels, so results are equal to the cpu backend (bit for bit
 where both builds avoid FMA contraction, which ours do).
@@ -35,7 +37,7 @@ from ._errors import BackendUnavailableError, EmptyImageError, InvalidImageError
 from ._validation import (INTENSITY_DTYPES, check_image, check_mask, core_axes, dtype_max, per_axis,
                           real_dtype, unwrap_image)
 
-__all__ = ["gaussian", "sobel"]
+__all__ = ["gaussian", "sobel", "canny", "hysteresis_threshold"]
 
 _MODES = {"nearest": 0, "reflect": 1, "mirror": 2, "wrap": 3, "constant": 4}
 
@@ -61,6 +63,7 @@ class _DeviceOps:
         self.xp = cupy
         self.ext = ext.edges
         self.max_radius = int(self.ext.max_gaussian_radius)
+        self.max_canny_radius = int(self.ext.max_canny_radius)
 
     def is_gpu_input(self, a):
         return hasattr(a, "__cuda_array_interface__") and not isinstance(a, np.ndarray)
@@ -94,6 +97,28 @@ class _DeviceOps:
 
     def erode(self, mask_u8, out, shape, ndim):
         self.ext.erode(self._ptr(mask_u8), self._ptr(out), shape, ndim, self._stream())
+
+    def gaussian_w(self, view, out, tmp, shape, ndim, weights, mode, cval, fast, reverse, bleed):
+        self.ext.gaussian_w(self._ptr(view), view.dtype.name, self._ptr(out), self._ptr(tmp), shape, ndim, weights,
+                            mode, cval, fast, reverse, bleed, self._stream())
+
+    def canny_magnitude(self, S, mag, shape, ndim, coef):
+        self.ext.canny_magnitude(self._ptr(S), S.dtype.name, self._ptr(mag), shape, ndim, coef, self._stream())
+
+    def canny_nms(self, S, mag, eroded, out, shape, ndim, coef, inv_sp, low, high):
+        self.ext.canny_nms(self._ptr(S), self._ptr(mag), S.dtype.name, self._ptr(eroded), self._ptr(out), shape, ndim,
+                           coef, inv_sp, low, high, self._stream())
+
+    def hysteresis_classify(self, view, st, shape, ndim, low, high):
+        self.ext.hysteresis_classify(self._ptr(view), view.dtype.name, self._ptr(st), shape, ndim, low, high,
+                                     self._stream())
+
+    def labels_buffer(self, shape):
+        return self.xp.empty(shape, dtype=np.uint32)
+
+    def hysteresis_connect(self, st, out, labels, shape, ndim, connectivity):
+        self.ext.hysteresis_connect(self._ptr(st), self._ptr(out), self._ptr(labels), shape, ndim, connectivity,
+                                    self._stream())
 
     def to_host(self, a):
         return self.xp.asnumpy(a)
@@ -129,6 +154,7 @@ class _HostOps:
         self.hc = _cuda._host_check
         self.ext = _cuda.edges
         self.max_radius = int(_cuda.edges.max_gaussian_radius)
+        self.max_canny_radius = int(_cuda.edges.max_canny_radius)
 
     def is_gpu_input(self, a):
         return self.inputs_on_device
@@ -171,6 +197,37 @@ class _HostOps:
         self._check_args(mask_u8, out, shape, ndim)
         assert mask_u8.dtype == np.uint8 and out.dtype == np.uint8
         out[...] = self.hc.erode(mask_u8.view(np.bool_))
+
+    def gaussian_w(self, view, out, tmp, shape, ndim, weights, mode, cval, fast, reverse, bleed):
+        self._check_args(view, out, shape, ndim)
+        assert out.dtype == real_dtype(view.dtype)
+        if _passes_w(ndim, weights) >= 2:
+            assert tmp is not None and tmp.shape == out.shape and tmp.dtype == out.dtype and tmp.flags.c_contiguous
+        out[...] = self.hc.gaussian_w(view, weights, mode, cval, fast, reverse, bleed)
+
+    def canny_magnitude(self, S, mag, shape, ndim, coef):
+        self._check_args(S, mag, shape, ndim)
+        assert S.dtype in (np.float32, np.float64) and mag.dtype == S.dtype
+        mag[...] = self.hc.canny_magnitude(S, coef)
+
+    def canny_nms(self, S, mag, eroded, out, shape, ndim, coef, inv_sp, low, high):
+        self._check_args(S, out, shape, ndim)
+        assert mag.dtype == S.dtype and mag.shape == S.shape and mag.flags.c_contiguous and out.dtype == np.uint8
+        assert eroded is None or (eroded.dtype == np.uint8 and eroded.shape == S.shape and eroded.flags.c_contiguous)
+        out[...] = self.hc.canny_nms(S, mag, eroded, coef, inv_sp, low, high)
+
+    def hysteresis_classify(self, view, st, shape, ndim, low, high):
+        self._check_args(view, st, shape, ndim)
+        assert st.dtype == np.uint8
+        st[...] = self.hc.hysteresis_classify(view, low, high)
+
+    def labels_buffer(self, shape):
+        return None  # the host emulation keeps its own
+
+    def hysteresis_connect(self, st, out, labels, shape, ndim, connectivity):
+        self._check_args(st, out, shape, ndim)
+        assert st.dtype == np.uint8 and out.dtype == np.bool_ and labels is None
+        out[...] = self.hc.hysteresis_connect(st, connectivity)
 
     def to_host(self, a):
         return np.asarray(a)
@@ -345,6 +402,160 @@ def _sobel(ops, image, *, axis=None, mask=None, spacing=None, preserve_range=Fal
         out = ops.xp.empty(view.shape, dtype=real_dtype(view.dtype))
         ops.sobel(view, out, shape, ndim, sel, coef, magnitude, post, eroded)
         return _finish(ops, out, transposed, host_input)
+
+
+def _passes_w(ndim, weights):
+    return sum(1 for a in range(3 - ndim, 3) if len(weights[a]))
+
+
+def _gaussian_w(ops, src, shape, ndim, weights, fast, reverse, bleed):
+    """filters.hpp gaussian (mode constant, cval 0) with the given core-axis weights: a new array."""
+    xp = ops.xp
+    out = xp.empty(src.shape, dtype=real_dtype(src.dtype))
+    if fast and out.dtype == np.float32 and src.dtype.kind == "f":
+        # filters.hpp's guard: float sums of taps could overflow past FLT_MAX / 4
+        lim = float(np.finfo(np.float32).max) / 4
+        fast = max(float(src.max()), -float(src.min())) <= lim
+    tmp = xp.empty_like(out) if _passes_w(ndim, weights) >= 2 else None
+    ops.gaussian_w(src, out, tmp, shape, ndim, weights, _MODES["constant"], 0.0, bool(fast), bool(reverse),
+                   bool(bleed))
+    del tmp
+    return out
+
+
+def _all_finite(ops, a):
+    with ops.device_of(a):
+        return np.isfinite(float(a.min())) and np.isfinite(float(a.max()))
+
+
+def _canny(ops, image, sigma, low_threshold, high_threshold, mask, use_quantiles, spacing):
+    from .edges import _canny_gradient_scale, _canny_params
+    from .filters import kernel_weights, raise_overflow
+
+    image, spacing = unwrap_image(image, spacing)
+    a, host_input = _prepare(ops, image)  # NaN / inf raise here
+    ndim = a.ndim
+    sig, low, high, as_float, unit = _canny_params(np.dtype(a.dtype), a.shape, sigma, low_threshold, high_threshold,
+                                                   use_quantiles, spacing)
+    for s_ in sig:
+        r = int(4.0 * s_ + 0.5)
+        if s_ > 1e-15 and r > ops.max_canny_radius:
+            raise InvalidParameterError(
+                f"sigma {s_:g} voxels gives a kernel radius of {r}; the cuda backend supports radii up to "
+                f"{ops.max_canny_radius} (use backend='cpu' or a smaller sigma)")
+    if a.size >= 2**32 - 1:
+        raise InvalidImageError(f"image has {a.size} voxels; the cuda Canny labels fewer than 2**32 - 1 "
+                                "(use backend='cpu' or split the volume)")
+    m = None
+    if mask is not None:
+        m = _check_device_mask(ops, mask, a.shape) if ops.is_gpu_input(mask) else ops.upload(check_mask(mask, a.shape))
+    xp = ops.xp
+    with ops.device_of(a):
+        view, transposed = _layout(ops, a)
+        shape = _core_shape(view)
+        work = view
+        if as_float:  # scikit-image's img_as_float, as the cpu path
+            work = xp.multiply(view, 1.0 / unit, dtype=np.float64)
+            if np.dtype(a.dtype).kind == "i":
+                xp.maximum(work, -1.0, out=work)
+        weights = kernel_weights(core_axes(sig, ndim, transposed), 4.0)
+        fast = ndim == 3  # the float32 fast Gaussian in 3D, scipy-exact in 2D (as the cpu path)
+        eroded = None
+        if m is None:
+            smooth = _gaussian_w(ops, work, shape, ndim, weights, fast, transposed, True)
+            if not _all_finite(ops, smooth):  # (the input is finite: checked above)
+                raise_overflow("the Gaussian smoothing", smooth.dtype, a)
+        else:
+            mview = xp.ascontiguousarray((m.T if transposed else m).view(np.uint8))
+            masked = xp.where(mview.view(np.bool_), work, work.dtype.type(0))
+            smooth = _gaussian_w(ops, masked, shape, ndim, weights, fast, transposed, False)
+            del masked
+            if not _all_finite(ops, smooth):
+                raise_overflow("the Gaussian smoothing", smooth.dtype, a)
+            msrc = mview if smooth.dtype == np.float32 else mview.astype(smooth.dtype)
+            bleed = _gaussian_w(ops, msrc, shape, ndim, weights, fast, transposed, False)
+            del msrc
+            bleed += np.finfo(smooth.dtype).eps
+            smooth /= bleed
+            del bleed
+            eroded = xp.empty(mview.shape, dtype=np.uint8)
+            ops.erode(mview, eroded, shape, ndim)
+        coef, inv_sp = _canny_gradient_scale(ndim, spacing, transposed)
+        mag = xp.empty(smooth.shape, dtype=smooth.dtype)
+        ops.canny_magnitude(smooth, mag, shape, ndim, coef)
+        if use_quantiles:
+            # numpy's percentile on the host: the cpu path's thresholds exactly (one copy of
+            # the magnitude to the host; CuPy's percentile interpolates differently)
+            low, high = (float(v) for v in np.percentile(ops.to_host(mag), [100.0 * low, 100.0 * high]))
+        labels = xp.empty(smooth.shape, dtype=np.uint8)
+        ops.canny_nms(smooth, mag, eroded, labels, shape, ndim, coef, inv_sp, float(low), float(high))
+        del mag, smooth
+        out = xp.empty(labels.shape, dtype=np.bool_)
+        ops.hysteresis_connect(labels, out, ops.labels_buffer(labels.shape), shape, ndim, ndim)
+        return _finish(ops, out, transposed, host_input)
+
+
+def _hysteresis(ops, image, low, high, connectivity):
+    from .edges import _hysteresis_params
+
+    image, _ = unwrap_image(image)
+    a, host_input = _prepare(ops, image)
+    low, high, connectivity = _hysteresis_params(np.dtype(a.dtype), a.ndim, low, high, connectivity)
+    if a.size >= 2**32 - 1:
+        raise InvalidImageError(f"image has {a.size} voxels; the cuda hysteresis labels fewer than 2**32 - 1 "
+                                "(use backend='cpu' or split the volume)")
+    xp = ops.xp
+    with ops.device_of(a):
+        view, transposed = _layout(ops, a)
+        shape = _core_shape(view)
+        st = xp.empty(view.shape, dtype=np.uint8)
+        ops.hysteresis_classify(view, st, shape, view.ndim, float(low), float(high))
+        out = xp.empty(view.shape, dtype=np.bool_)
+        ops.hysteresis_connect(st, out, ops.labels_buffer(view.shape), shape, view.ndim, connectivity)
+        return _finish(ops, out, transposed, host_input)
+
+
+def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, *, mask=None, use_quantiles=False, spacing=None):
+    """CUDA :func:`medseg_fast.edges.canny` (same parameters and edges).
+
+    The stages of the cpu path, each on the device: the Gaussian (the 3D float32
+    fast path and the 2D scipy-exact one with the bleed-over correction), the
+    gradient magnitude, the suppression with both thresholds, and hysteresis by
+    union-find labelling.  Device memory beyond the input and the result: the
+    smoothed image and the magnitude (float32, float64 for 2D integer or float64
+    input), one Gaussian scratch volume while smoothing, and 5 bytes per voxel
+    for the labels; with ``use_quantiles`` the magnitude is copied to the host
+    once for numpy's percentile (the cpu path's thresholds exactly).
+
+    Examples
+    --------
+    >>> import cupy as cp                                  # doctest: +SKIP
+    >>> from medseg_fast.edges import canny                # doctest: +SKIP
+    >>> img = cp.zeros((32, 32), cp.float32); img[8:24, 8:24] = 1   # doctest: +SKIP
+    >>> e = canny(img, sigma=1.0)                          # doctest: +SKIP
+    >>> bool(e[8, 12]), bool(e[16, 16])                    # doctest: +SKIP
+    (True, False)
+    """
+    return _canny(_DeviceOps(), image, sigma, low_threshold, high_threshold, mask, use_quantiles, spacing)
+
+
+def hysteresis_threshold(image, low, high, connectivity=None):
+    """CUDA :func:`medseg_fast.edges.hysteresis_threshold` (same parameters and set).
+
+    Labels the voxels above ``low`` and above ``high`` in one kernel, then joins
+    the candidates by union-find (Playne & Hawick 2018) and keeps the components
+    holding a strong voxel.  Device memory: 1 byte per voxel of labels and 4 of
+    union-find links, besides the result.
+
+    Examples
+    --------
+    >>> import cupy as cp                                  # doctest: +SKIP
+    >>> from medseg_fast.edges import hysteresis_threshold # doctest: +SKIP
+    >>> img = cp.asarray([[0, 2, 2, 0, 2], [0, 0, 5, 0, 0]], cp.uint8)  # doctest: +SKIP
+    >>> hysteresis_threshold(img, 1, 4).astype(int).tolist()  # doctest: +SKIP
+    [[0, 1, 1, 0, 0], [0, 0, 1, 0, 0]]
+    """
+    return _hysteresis(_DeviceOps(), image, low, high, connectivity)
 
 
 def gaussian(image, sigma, *, spacing=None, mode="nearest", cval=0.0, truncate=4.0):

@@ -190,6 +190,26 @@ def _sobel_overflowed(fam, view, args, clamp, res, arr, spacing):
     raise_overflow("the Sobel gradient", res.dtype, arr, spacing=spacing)
 
 
+def _hysteresis_params(dtype, ndim, low, high, connectivity):
+    """Validated (low, high, connectivity), ``high`` rounded as scikit-image compares it."""
+    for nm, v in (("low", low), ("high", high)):
+        if not isinstance(v, numbers.Real) or not np.isfinite(v):
+            raise InvalidParameterError(f"{nm} must be a finite number, got {v!r}")
+    if low > high:
+        raise InvalidParameterError(f"low ({low}) must not exceed high ({high})")
+    if connectivity is None:
+        connectivity = 1
+    if isinstance(connectivity, bool) or not isinstance(connectivity, numbers.Integral) \
+            or not 1 <= connectivity <= ndim:
+        raise InvalidParameterError(f"connectivity must be an integer in 1..{ndim}, got {connectivity!r}")
+    if np.dtype(dtype) == np.float32 and not isinstance(high, np.generic):
+        # as scikit-image, which compares ``image > high``: NumPy rounds a Python
+        # scalar to the array's float32 there (``low`` goes through np.clip first,
+        # which makes it a float64, so it is compared in double)
+        high = np.float32(high)
+    return low, high, int(connectivity)
+
+
 def hysteresis_threshold(image, low, high, connectivity=None, *, backend="auto", num_threads=None):
     """Voxels above ``low`` connected to a voxel above ``high`` (2D or 3D).
 
@@ -231,24 +251,15 @@ def hysteresis_threshold(image, low, high, connectivity=None, *, backend="auto",
            [0, 0, 1, 0, 0]])
     """
     image, _ = unwrap_image(image)
+    if _backend.is_gpu_array(image) or _backend.resolve(backend, None) == "cuda":
+        if _backend.resolve(backend, image) == "cuda":
+            from . import _cuda_api
+
+            return _cuda_api.hysteresis_threshold(image, low, high, connectivity)
     arr = check_image(image)
-    for nm, v in (("low", low), ("high", high)):
-        if not isinstance(v, numbers.Real) or not np.isfinite(v):
-            raise InvalidParameterError(f"{nm} must be a finite number, got {v!r}")
-    if low > high:
-        raise InvalidParameterError(f"low ({low}) must not exceed high ({high})")
-    if connectivity is None:
-        connectivity = 1
-    if isinstance(connectivity, bool) or not isinstance(connectivity, numbers.Integral) \
-            or not 1 <= connectivity <= arr.ndim:
-        raise InvalidParameterError(f"connectivity must be an integer in 1..{arr.ndim}, got {connectivity!r}")
+    low, high, connectivity = _hysteresis_params(arr.dtype, arr.ndim, low, high, connectivity)
     nt = check_threads(num_threads)
-    name = _backend.resolve(backend, arr, supported=("cpu", "numba"))
-    if arr.dtype == np.float32 and not isinstance(high, np.generic):
-        # as scikit-image, which compares ``image > high``: NumPy rounds a Python
-        # scalar to the array's float32 there (``low`` goes through np.clip first,
-        # which makes it a float64, so it is compared in double)
-        high = np.float32(high)
+    name = _backend.resolve(backend, arr)
     view, transposed = _as_kernel_input(arr)
     out = family(name, "edges").hysteresis(view, float(low), float(high), int(connectivity), nt)
     return out.T if transposed else out
@@ -264,6 +275,39 @@ def _check_threshold(v, name, use_quantiles):
     if v < 0:
         raise InvalidParameterError(f"{name} must be >= 0, got {v}")
     return float(v)
+
+
+def _canny_params(dtype, shape, sigma, low_threshold, high_threshold, use_quantiles, spacing):
+    """Validated (sigma in voxels, low, high, as_float, unit) of :func:`canny`."""
+    ndim = len(shape)
+    low = _check_threshold(low_threshold, "low_threshold", use_quantiles)
+    high = _check_threshold(high_threshold, "high_threshold", use_quantiles)
+    sig = _sigma_voxels(sigma, ndim, spacing)
+    check_kernel_radius(sig, shape, 4.0, spacing)
+    # 2D bool / integer input: scikit-image's img_as_float (float64, v * (1 / max),
+    # signed clipped at -1), so that the edges are its edges bit for bit; thresholds
+    # in image units then scale by 1 / max as scikit-image's do.  3D: image units.
+    as_float = ndim == 2 and np.dtype(dtype).kind in "biu"
+    unit = dtype_max(dtype)
+    if low is None:
+        low = 0.1 if use_quantiles else 0.1 * unit
+    if high is None:
+        high = 0.2 if use_quantiles else 0.2 * unit
+    if low > high:
+        raise InvalidParameterError(f"low_threshold ({low}) must not exceed high_threshold ({high})")
+    if as_float and not use_quantiles:  # scikit-image's values: 0.1, 0.2 or the given ones / max
+        low = 0.1 if low_threshold is None else low / unit
+        high = 0.2 if high_threshold is None else high / unit
+    return sig, low, high, as_float, unit
+
+
+def _canny_gradient_scale(ndim, spacing, transposed):
+    """(coef, inv_sp) per core axis: derivative scale and suppression direction scale."""
+    if spacing is not None:
+        smooth_norm = 4.0 ** (ndim - 1)
+        sp = core_axes(per_axis(spacing, ndim, "spacing"), ndim, transposed, fill=1.0)
+        return [1.0 / (smooth_norm * 2.0 * d) for d in sp], [1.0 / d for d in sp]
+    return [1.0, 1.0, 1.0], [1.0, 1.0, 1.0]  # the raw ndi.sobel derivatives, as scikit-image
 
 
 def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, mask=None, use_quantiles=False, spacing=None,
@@ -338,29 +382,19 @@ def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, mask=None, 
     (True, False)
     """
     image, spacing = unwrap_image(image, spacing)
+    if _backend.is_gpu_array(image) or _backend.resolve(backend, None) == "cuda":
+        if _backend.resolve(backend, image) == "cuda":
+            from . import _cuda_api
+
+            return _cuda_api.canny(image, sigma, low_threshold, high_threshold, mask=mask,
+                                   use_quantiles=use_quantiles, spacing=spacing)
     arr = check_image(image, finite=False)  # NaN/inf: counted by the smoothing (below)
     ndim = arr.ndim
-    low = _check_threshold(low_threshold, "low_threshold", use_quantiles)
-    high = _check_threshold(high_threshold, "high_threshold", use_quantiles)
-    sig = _sigma_voxels(sigma, ndim, spacing)
-    check_kernel_radius(sig, arr.shape, 4.0, spacing)
+    sig, low, high, as_float, unit = _canny_params(arr.dtype, arr.shape, sigma, low_threshold, high_threshold,
+                                                   use_quantiles, spacing)
     m = check_mask(mask, arr.shape)
     nt = check_threads(num_threads)
-    name = _backend.resolve(backend, arr, supported=("cpu", "numba"))
-    # 2D bool / integer input: scikit-image's img_as_float (float64, v * (1 / max),
-    # signed clipped at -1), so that the edges are its edges bit for bit; thresholds
-    # in image units then scale by 1 / max as scikit-image's do.  3D: image units.
-    as_float = ndim == 2 and arr.dtype.kind in "biu"
-    unit = dtype_max(arr.dtype)
-    if low is None:
-        low = 0.1 if use_quantiles else 0.1 * unit
-    if high is None:
-        high = 0.2 if use_quantiles else 0.2 * unit
-    if low > high:
-        raise InvalidParameterError(f"low_threshold ({low}) must not exceed high_threshold ({high})")
-    if as_float and not use_quantiles:  # scikit-image's values: 0.1, 0.2 or the given ones / max
-        low = 0.1 if low_threshold is None else low / unit
-        high = 0.2 if high_threshold is None else high / unit
+    name = _backend.resolve(backend, arr)
     work = arr
     if as_float:
         work = np.multiply(arr, 1.0 / unit, dtype=np.float64)
@@ -395,14 +429,7 @@ def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, mask=None, 
         bleed += np.finfo(smooth.dtype).eps
         smooth /= bleed
         del bleed
-    smooth_norm = 4.0 ** (ndim - 1)
-    if spacing is not None:
-        sp = core_axes(per_axis(spacing, ndim, "spacing"), ndim, transposed, fill=1.0)
-        coef = [1.0 / (smooth_norm * 2.0 * d) for d in sp]
-        inv_sp = [1.0 / d for d in sp]
-    else:
-        coef = [1.0, 1.0, 1.0]  # the raw ndi.sobel derivatives, as scikit-image
-        inv_sp = [1.0, 1.0, 1.0]
+    coef, inv_sp = _canny_gradient_scale(ndim, spacing, transposed)
     if use_quantiles:
         # the one place a magnitude volume is needed: the same values the fused pass computes
         mag = fam.canny_magnitude(smooth, coef, nt)

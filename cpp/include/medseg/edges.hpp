@@ -1575,14 +1575,53 @@ void canny_suppress(const R* S, const uint8_t* mask, uint8_t* out, const Shape& 
     hysteresis_flood(out, s, 3, num_threads);
 }
 
-// The magnitude canny_suppress uses, as a volume (2D: canny_grad_row_2d; 3D: sobel's
-// all-axes path with post = 1).
+// The magnitude canny_suppress tests, as a volume (for quantile thresholds).
+// 2D: canny_grad_row_2d.  3D: canny3d_range's association, along x, then y,
+// then z: per plane A = smooth_y(DX), B = diff_y(SX), C = smooth_y(SX) from the
+// rows of row_sx_dx, then smooth_z(A), smooth_z(B), diff_z(C).  (Until the
+// sixteenth session this was sobel's all-axes magnitude, which goes z first:
+// the same gradient up to rounding, but not the values the suppression
+// compared, ~1e-7 relative apart.)  Each thread keeps a ring of three planes
+// of A, B, C; a z-range recomputes two planes at its ends.
 template <class R>
 void canny_magnitude(const R* S, R* mag, const Shape& s, const double coef[3], int num_threads) {
     if (s.ndim == 3) {
-        SobelParams p;
-        for (int a = 0; a < 3; ++a) p.coef[a] = coef[a];
-        sobel<R, R>(S, mag, s, p, num_threads);
+        const int64_t nz = s.nz, ny = s.ny, nx = s.nx, P = s.plane();
+        const R kz = R(coef[0]), ky = R(coef[1]), kx = R(coef[2]);
+        parallel_blocks(nz, num_threads, grain_for(P, 2), [&](int64_t z0, int64_t z1) {
+            aligned_vector<R> SX(P), DX(P), A(3 * P), B(3 * P), C(3 * P);
+            int64_t held[3] = {-1, -1, -1};
+            auto abc = [&](int64_t zz) {
+                const int slot = static_cast<int>(zz % 3);
+                if (held[slot] != zz) {
+                    const R* f = S + zz * P;
+                    for (int64_t y = 0; y < ny; ++y)
+                        detail::row_sx_dx<R, R>(f + y * nx, &SX[y * nx], &DX[y * nx], nx,
+                                                std::numeric_limits<R>::lowest());
+                    for (int64_t y = 0; y < ny; ++y) {
+                        const int64_t yu = (y > 0 ? y - 1 : 0) * nx, ym = y * nx;
+                        const int64_t yd = (y + 1 < ny ? y + 1 : ny - 1) * nx, o = slot * P + y * nx;
+                        for (int64_t x = 0; x < nx; ++x) {
+                            A[o + x] = DX[yu + x] + R(2) * DX[ym + x] + DX[yd + x];
+                            B[o + x] = SX[yd + x] - SX[yu + x];
+                            C[o + x] = SX[yu + x] + R(2) * SX[ym + x] + SX[yd + x];
+                        }
+                    }
+                    held[slot] = zz;
+                }
+                return slot * P;
+            };
+            for (int64_t z = z0; z < z1; ++z) {
+                const int64_t u = abc(z > 0 ? z - 1 : 0), m = abc(z), d = abc(z + 1 < nz ? z + 1 : nz - 1);
+                R* __restrict o = mag + z * P;
+                for (int64_t i = 0; i < P; ++i) {
+                    const R a = kx * (A[u + i] + R(2) * A[m + i] + A[d + i]);
+                    const R b = ky * (B[u + i] + R(2) * B[m + i] + B[d + i]);
+                    const R c = kz * (C[d + i] - C[u + i]);
+                    o[i] = std::sqrt(a * a + b * b + c * c);
+                }
+            }
+        });
         return;
     }
     parallel_blocks(s.ny, num_threads, grain_for(s.nx, 8), [&](int64_t y0, int64_t y1) {

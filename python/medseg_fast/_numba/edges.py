@@ -443,7 +443,7 @@ def hysteresis(image, low, high, connectivity, num_threads):
 @njit(cache=CACHE, parallel=True)
 def _nms(f, mag, m, has_mask, out, is3, coef, inv_sp, lo, hi, c):
     """Suppression with the gradient rebuilt per voxel by the arithmetic of
-    edges.hpp's fused pass (the same as _sobel's all-axes path)."""
+    edges.hpp's fused pass (in 3D along x, then y, then z: _abc)."""
     nz, ny, nx = f.shape
     R = f.dtype.type
     one = R(1)
@@ -580,13 +580,39 @@ def _canny_mag2d(f, out, cy, cx):
             out[0, y, x] = math.sqrt(a * a + b * b)
 
 
+@njit(cache=CACHE, parallel=True)
+def _canny_mag3d(f, out, coef, c):
+    """edges.hpp canny_gradient_3d's magnitude: along x, then y, then z (_abc),
+    planes and rows replicated at the borders."""
+    nz, ny, nx = f.shape
+    R = out.dtype.type
+    two = c[0]
+    cz, cy, cx = R(coef[0]), R(coef[1]), R(coef[2])
+    for row in prange(nz * ny):
+        z = row // ny
+        y = row % ny
+        zu = z - 1 if z > 0 else 0
+        zd = z + 1 if z + 1 < nz else nz - 1
+        yu = y - 1 if y > 0 else 0
+        yd = y + 1 if y + 1 < ny else ny - 1
+        for x in range(nx):
+            a0, b0, c0 = _abc(f, zu, yu, y, yd, x, nx, c)
+            a1, b1, _ = _abc(f, z, yu, y, yd, x, nx, c)
+            a2, b2, c2 = _abc(f, zd, yu, y, yd, x, nx, c)
+            ga = cx * (a0 + two * a1 + a2)
+            gb = cy * (b0 + two * b1 + b2)
+            gc = cz * (c2 - c0)
+            out[z, y, x] = math.sqrt(ga * ga + gb * gb + gc * gc)
+
+
 def canny_magnitude(smooth, coef, num_threads):
     f, ndim = as3d(smooth)
-    if ndim == 3:
-        return sobel(f, [True, True, True], coef, True, 1.0, num_threads)
     out = np.empty(f.shape, f.dtype)
     with threads(num_threads):
-        _canny_mag2d(f, out, float(coef[1]), float(coef[2]))
+        if ndim == 3:
+            _canny_mag3d(f, out, np.array(coef, np.float64), np.array([2, 3, 4], f.dtype))
+        else:
+            _canny_mag2d(f, out, float(coef[1]), float(coef[2]))
     return out.reshape(smooth.shape)
 
 
