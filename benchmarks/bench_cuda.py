@@ -11,6 +11,14 @@ Groups (each pairs medseg_fast with the references on the same device input):
 * ``cuda-gaussian-512``: Gaussian sigma 2 of the same volume, medseg_fast vs
   ``cupyx.scipy.ndimage.gaussian_filter``.
 
+* ``cuda-canny3d-256``: 3D Canny (sigma 2) of a 256^3 float32 volume: medseg_fast
+  on the device against medseg_fast on the cpu (no reference library has a 3D
+  Canny); the edges must be identical.
+* ``cuda-canny2d-2048``: 2D Canny (sigma 2) of a 2048^2 float32 image: medseg_fast
+  against ``cucim.skimage.feature.canny`` (edges compared away from float32 ties).
+* ``cuda-hysteresis3d-256``: hysteresis of a 256^3 float32 volume: medseg_fast against
+  ``cucim.skimage.filters.apply_hysteresis_threshold`` (identical sets).
+
 * ``test_sobel3d_kernel_events``: no CuPy needed: the kernel alone timed with CUDA
   events through ``medseg_fast._cuda._device_check.time_sobel``, next to a
   device-to-device copy of as many bytes (the bandwidth floor); prints both.
@@ -177,3 +185,74 @@ def test_sobel3d_kernel_events():
     sub = np.ascontiguousarray(vol[: SUB[0], : SUB[1], : SUB[2]])
     np.testing.assert_array_equal(cuda_mod._device_check.sobel(sub, [True, True, True], coef, True, post),
                                   core.edges.sobel(sub, [True, True, True], coef, True, post, 1))
+
+
+CANNY_SHAPE = (256, 256, 256)
+
+
+@functools.lru_cache(maxsize=None)
+def canny_volume_host():
+    return np.ascontiguousarray(volume_host()[: CANNY_SHAPE[0], : CANNY_SHAPE[1], : CANNY_SHAPE[2]])
+
+
+@functools.lru_cache(maxsize=None)
+def canny_image_host():
+    """2048^2 float32: the 512^3 volume's planes tiled, scaled to [0, 1] (scikit-image's range)."""
+    v = volume_host()
+    img = np.block([[v[32 * (4 * i + j)] for j in range(4)] for i in range(4)]).astype(np.float32)
+    return (img - img.min()) / (img.max() - img.min())
+
+
+@needs_cupy
+@pytest.mark.benchmark(group="cuda-canny3d-256")
+def test_canny3d_medseg_cuda(benchmark):
+    d = cp.asarray(canny_volume_host())
+    out = _bench(benchmark, lambda: edges.canny(d, sigma=2.0, low_threshold=20.0, high_threshold=40.0))
+    want = edges.canny(canny_volume_host(), sigma=2.0, low_threshold=20.0, high_threshold=40.0, backend="cpu")
+    np.testing.assert_array_equal(cp.asnumpy(out), want)
+
+
+@needs_cupy
+@pytest.mark.benchmark(group="cuda-canny3d-256")
+def test_canny3d_medseg_cpu(benchmark):
+    host = canny_volume_host()
+    out = benchmark.pedantic(lambda: edges.canny(host, sigma=2.0, low_threshold=20.0, high_threshold=40.0,
+                                                 backend="cpu"), rounds=5, iterations=1, warmup_rounds=1)
+    assert out.any()
+
+
+@needs_cupy
+@pytest.mark.benchmark(group="cuda-canny2d-2048")
+def test_canny2d_medseg_cuda(benchmark):
+    d = cp.asarray(canny_image_host())
+    out = _bench(benchmark, lambda: edges.canny(d, sigma=2.0))
+    np.testing.assert_array_equal(cp.asnumpy(out), edges.canny(canny_image_host(), sigma=2.0, backend="cpu"))
+
+
+@needs_cupy
+@pytest.mark.benchmark(group="cuda-canny2d-2048")
+def test_canny2d_cucim(benchmark):
+    feature = pytest.importorskip("cucim.skimage.feature")
+    d = cp.asarray(canny_image_host())
+    out = _bench(benchmark, lambda: feature.canny(d, sigma=2.0))
+    ours = edges.canny(d, sigma=2.0)
+    # cuCIM's float32 smoothing rounds differently: ties can flip a few edge pixels
+    assert float(cp.count_nonzero(out != ours)) <= 1e-3 * float(cp.count_nonzero(ours)) + 10
+
+
+@needs_cupy
+@pytest.mark.benchmark(group="cuda-hysteresis3d-256")
+def test_hysteresis3d_medseg_cuda(benchmark):
+    d = cp.asarray(canny_volume_host())
+    out = _bench(benchmark, lambda: edges.hysteresis_threshold(d, 150.0, 250.0))
+    np.testing.assert_array_equal(cp.asnumpy(out),
+                                  edges.hysteresis_threshold(canny_volume_host(), 150.0, 250.0, backend="cpu"))
+
+
+@needs_cupy
+@pytest.mark.benchmark(group="cuda-hysteresis3d-256")
+def test_hysteresis3d_cucim(benchmark):
+    filt = pytest.importorskip("cucim.skimage.filters")
+    d = cp.asarray(canny_volume_host())
+    out = _bench(benchmark, lambda: filt.apply_hysteresis_threshold(d, 150.0, 250.0))
+    np.testing.assert_array_equal(cp.asnumpy(out), cp.asnumpy(edges.hysteresis_threshold(d, 150.0, 250.0)))

@@ -18,7 +18,7 @@
 #   bash benchmarks/device_check.sh
 #
 # Budget: the build takes 2-4 minutes (nvcc, one architecture), the tests and
-# benchmarks about 2; each step has its own timeout so that the logs of the
+# benchmarks about 3; each step has its own timeout so that the logs of the
 # earlier ones come back even when a later one hangs.
 set -uo pipefail
 OUT=${OUT:-/tmp/medseg_device_out}
@@ -39,7 +39,7 @@ export MEDSEG_CUDA=ON
     python3 -c "import medseg_fast; print('backends:', medseg_fast.available_backends())"
 } >"$OUT/build.log" 2>&1
 tail -5 "$OUT/build.log"
-timeout 180 python3 -m pytest tests/test_cuda.py -q -p no:cacheprovider -rs 2>&1 | tee "$OUT/test_cuda.log" | tail -20
+timeout 240 python3 -m pytest tests/test_cuda.py tests/test_cuda_canny.py -q -p no:cacheprovider -rs 2>&1 | tee "$OUT/test_cuda.log" | tail -20
 timeout 240 python3 -m pytest benchmarks/bench_cuda.py --benchmark-only -q -p no:cacheprovider \
     --benchmark-columns=min,median,max,rounds --benchmark-group-by=group \
     --benchmark-json="$OUT/bench_cuda.json" 2>&1 | tee "$OUT/bench_cuda.log" | tail -40

@@ -20,6 +20,18 @@
 //       dst = edges.hpp sobel of src with SobelParams{axes, coef, magnitude, post}; eroded_mask:
 //       0 or a uint8 0/1 buffer of the image's shape multiplied into the result.
 //   erode(mask, dst, shape, ndim, stream)       uint8 0/1 -> uint8 0/1 (full element, border 0)
+//   gaussian_w(src, dtype, dst, tmp, shape, ndim, weights, mode, cval, float_accumulate, reverse_axes,
+//              bleed_correct, stream)
+//       filters.hpp gaussian with the given weights (3 lists, z y x; [] skips an axis), double or
+//       float32-fma accumulation, pass order reversed, the bleed-over division (mode 4 only);
+//       tmp needed when gaussian_w_passes(shape, ndim, weights) >= 2.
+//   gaussian_w_passes(shape, ndim, weights) -> int
+//   canny_magnitude(S, dtype, mag, shape, ndim, coef, stream)     float32/float64 smoothed image
+//   canny_nms(S, mag, dtype, eroded_mask, dst, shape, ndim, coef, inv_sp, low, high, stream)
+//       dst uint8 = 0 / 1 (weak) / 2 (strong) labels of canny_suppress; eroded_mask may be 0.
+//   hysteresis_classify(src, dtype, dst, shape, ndim, low, high, stream)   dst uint8 = [v>low]+[v>high]
+//   hysteresis_connect(st, dst, labels, shape, ndim, connectivity, stream)
+//       dst (bool) = labels 1/2 connected to a 2; labels: scratch of shape.size() uint32.
 // Module functions: device_count() -> int (0 when no usable GPU), runtime_version() -> int,
 // architectures (str attribute).
 // Submodule _cuda._host_check (host numpy arrays; runs the device code paths on the CPU,
@@ -28,6 +40,9 @@
 //   sobel(image, axes, coef, magnitude, post, eroded_mask=None) -> ndarray
 //   erode(mask) -> ndarray of bool
 //   border_index_mismatches() -> int
+//   gaussian_w(image, weights, mode, cval, float_accumulate, reverse_axes, bleed_correct) -> ndarray
+//   canny_magnitude(S, coef) -> ndarray;  canny_nms(S, mag, eroded_mask, coef, inv_sp, low, high) -> uint8
+//   hysteresis_classify(image, low, high) -> uint8;  hysteresis_connect(st, connectivity, reverse=False) -> bool
 //
 // Submodule _cuda._device_check (host numpy arrays in and out; allocates device memory with
 // cudaMalloc, copies, runs the real kernels on a private stream, copies back; outputs are
@@ -36,6 +51,10 @@
 //   gaussian(image, sigma, truncate, mode, cval, renormalise) -> ndarray
 //   sobel(image, axes, coef, magnitude, post, eroded_mask=None) -> ndarray
 //   erode(mask) -> ndarray of bool
+//   gaussian_w(image, weights, mode, cval, float_accumulate, reverse_axes, bleed_correct) -> ndarray
+//   canny_suppress(S, eroded_mask, coef, inv_sp, low, high) -> ndarray of bool (magnitude,
+//       suppression, hysteresis with full connectivity: the edges of edges.hpp canny_suppress)
+//   hysteresis(image, low, high, connectivity) -> ndarray of bool
 //   time_sobel(image, axes, coef, magnitude, post, repeats) -> dict: median milliseconds of the
 //       kernel (CUDA events) and of a device-to-device copy of the same number of bytes read
 //       and written (the bandwidth floor), and the bytes moved.
