@@ -743,3 +743,53 @@ def test_canny_huge_kernel_is_a_parameter_error():
     for kw in (dict(sigma=1e10), dict(spacing=(1e-300, 1.0)), dict(sigma=1e300, spacing=(1e-300, 1.0))):
         with pytest.raises(InvalidParameterError, match="kernel"):
             edges.canny(img, **kw)
+
+
+# ------------------------------------------------- exact percentiles (Canny's quantile thresholds)
+
+
+def _percentile_inputs():
+    rng = np.random.default_rng(17)
+    for n in (1, 2, 5, 37, 1000, 2**20 + 3):
+        for dtype in (np.float32, np.float64):
+            yield f"normal-{n}-{dtype.__name__}", rng.normal(0, 1, n).astype(dtype)
+            yield f"ties-{n}-{dtype.__name__}", np.round(rng.normal(0, 2, n)).astype(dtype)
+            yield f"sorted-{n}-{dtype.__name__}", np.sort(np.abs(rng.normal(0, 1, n))).astype(dtype)
+    special = np.array([0.0, -0.0, np.inf, -np.inf, 1e-45, -1e-45, 3.4e38, -3.4e38, 1.0, 1.0], np.float32)
+    yield "special-float32", special
+    yield "special-float64", special.astype(np.float64)
+    yield "volume", np.abs(np.random.default_rng(3).normal(0, 20, (40, 50, 60))).astype(np.float32)
+
+
+def test_order_statistics_exact(backend):
+    from medseg_fast._dispatch import family
+
+    fam = family(backend, "edges")
+    for name, v in _percentile_inputs():
+        s = np.sort(v.reshape(-1))
+        n = s.size
+        ranks = sorted({0, n - 1, n // 2, n // 3, max(0, n - 2), min(n - 1, 1)})
+        for nt in (1, 2):
+            got = fam.order_statistics(v, ranks, nt)
+            assert got == [float(s[r]) for r in ranks], name  # same values (+0.0 == -0.0)
+    nan = np.ones(100, np.float32)
+    nan[7] = np.nan
+    assert fam.order_statistics(nan, [3], 1) is None
+
+
+def test_canny_percentiles_equal_numpy(backend):
+    """edges._percentiles gives np.percentile's values bit for bit (Canny's quantile thresholds)."""
+    from medseg_fast._dispatch import family
+    from medseg_fast.edges import _percentiles
+
+    fam = family(backend, "edges")
+    for name, v in _percentile_inputs():
+        for qs in ([0.0, 100.0], [10.0, 20.0], [50.0, 50.5], [99.9, 100.0], [33.3, 66.7], [80.0, 90.0], [1e-9, 7.0]):
+            with np.errstate(all="ignore"):  # numpy's own lerp warns on the infinities of "special"
+                want = tuple(float(x) for x in np.percentile(v, qs))
+                got = _percentiles(fam, v, qs, 2)
+            assert all(np.float64(g).tobytes() == np.float64(w).tobytes() or (g == w == 0.0)
+                       for g, w in zip(got, want)), (name, qs, got, want)
+    nan = np.ones(100, np.float32)
+    nan[7] = np.nan
+    assert all(np.isnan(x) for x in _percentiles(fam, nan, [10.0, 20.0], 1))

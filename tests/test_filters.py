@@ -147,6 +147,10 @@ def test_every_simd_variant_is_bit_identical(tmp_path):
         "         s8=edges.sobel(rng.integers(0, 255, (5, 9, 7)).astype(np.uint8), backend='cpu'),\n"
         "         sb=edges.sobel(rng.integers(-128, 127, (4, 6, 2)).astype(np.int8), backend='cpu'),\n"
         "         s0=edges.sobel(v, axis=0, backend='cpu'),\n"
+        # the 3D Canny magnitude volume (quantile thresholds): rows per ISA, float32 and float64
+        "         m3=_core.edges.canny_magnitude(v, [0.3, 0.7, 1.1], 2),\n"
+        "         m3d=_core.edges.canny_magnitude(v.astype(np.float64), [0.3, 0.7, 1.1], 2),\n"
+        "         c3q=edges.canny(v, 1.5, 0.7, 0.9, use_quantiles=True, backend='cpu'),\n"
         # past 32 MiB of output: rows staged in L1 and streamed out (compared by digest)
         "         sbig=hashlib.sha1(edges.sobel(np.repeat(v[:, :32, :128], 6, axis=0).repeat(8, axis=1)\n"
         "                           .repeat(2, axis=2), backend='cpu').tobytes()).hexdigest())\n"
@@ -162,7 +166,8 @@ def test_every_simd_variant_is_bit_identical(tmp_path):
     np.testing.assert_array_equal(base["cm"], feature.canny(v[5], 1.0, 0.6, 0.85, use_quantiles=True,
                                                             mask=v[5] > -250))
     for isa, r in results.items():
-        for key in ("g1", "g8", "g2", "f8", "f2", "s", "c", "c3", "cm", "si", "su", "s8", "sb", "s0", "sbig"):
+        for key in ("g1", "g8", "g2", "f8", "f2", "s", "c", "c3", "cm", "si", "su", "s8", "sb", "s0", "sbig", "m3",
+                    "m3d", "c3q"):
             np.testing.assert_array_equal(r[key], base[key], err_msg=f"{isa} {key}")
 
 

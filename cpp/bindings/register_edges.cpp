@@ -2,6 +2,7 @@
 // Thin: validate shapes, dispatch on dtype, release the GIL, call the kernel.
 // Argument checking that needs Python semantics lives in medseg_fast/_validation.py.
 #include "common.hpp"
+#include "medseg/core/select.hpp"
 #include "medseg/edges.hpp"
 #include "medseg/filters.hpp"
 
@@ -138,6 +139,32 @@ py::array canny_magnitude_py(const py::array& smooth, const std::vector<double>&
     });
 }
 
+// The values of the given ranks (0-based, ascending) of a float32 / float64 array, exactly
+// (core/select.hpp); None if it holds a NaN.  Canny's quantile thresholds.
+py::object order_statistics_py(const py::array& values, const std::vector<int64_t>& ranks, int num_threads) {
+    const int64_t n = static_cast<int64_t>(values.size());
+    for (int64_t r : ranks)
+        if (r < 0 || r >= n) throw py::value_error("rank " + std::to_string(r) + " outside [0, " + std::to_string(n) + ")");
+    auto run = [&](auto zero) -> py::object {
+        using R = decltype(zero);
+        auto a = c_array<R>(values);
+        std::vector<R> out;
+        bool ok;
+        {
+            py::gil_scoped_release release;
+            ok = order_statistics<R>(a.data(), n, ranks, out, num_threads);
+        }
+        if (!ok) return py::none();
+        py::list l;
+        for (R v : out) l.append(static_cast<double>(v));
+        return l;
+    };
+    const DType dt = dtype_tag(values.dtype());
+    if (dt == DType::f32) return run(0.0f);
+    if (dt == DType::f64) return run(0.0);
+    throw py::type_error("order_statistics needs a float32 or float64 array");
+}
+
 }  // namespace
 
 MEDSEG_REGISTER(edges) {
@@ -151,6 +178,7 @@ MEDSEG_REGISTER(edges) {
     m.def("hysteresis", &hysteresis_py, py::arg("image"), py::arg("low"), py::arg("high"),
           py::arg("connectivity"), py::arg("num_threads"));
     m.def("canny_magnitude", &canny_magnitude_py, py::arg("smooth"), py::arg("coef"), py::arg("num_threads"));
+    m.def("order_statistics", &order_statistics_py, py::arg("values"), py::arg("ranks"), py::arg("num_threads"));
     m.def("canny_suppress", &canny_suppress_py, py::arg("smooth"), py::arg("mask"), py::arg("coef"),
           py::arg("inv_sp"), py::arg("low"), py::arg("high"), py::arg("num_threads"));
 }

@@ -1537,6 +1537,88 @@ Canny3dFn<R> canny3d_for(Isa isa) {
     return &canny3d_baseline<R>;
 }
 
+// canny_magnitude in 3D for planes z0 .. z1 (one thread's share): per plane
+// A = smooth_y(DX), B = diff_y(SX), C = smooth_y(SX) from the rows of
+// row_sx_dx_isa (rows `rs` apart, whole vectors), kept in a ring of three
+// planes, then the magnitude of smooth_z(A), smooth_z(B), diff_z(C): the
+// operations of canny3d_range, in its order.  Compiled per ISA like it.
+template <class R>
+struct CannyMagArgs {
+    const R* S;
+    R* mag;
+    Shape s;
+    R kz, ky, kx;
+};
+
+template <int V, class R>
+MEDSEG_ALWAYS_INLINE void canny_mag3d_range(const CannyMagArgs<R>& g, int64_t z0, int64_t z1) {
+    const int64_t nz = g.s.nz, ny = g.s.ny, nx = g.s.nx, P = g.s.plane(), rs = sobel_row_pad(nx);
+    const R kz = g.kz, ky = g.ky, kx = g.kx;
+    aligned_vector<R> SX(ny * rs), DX(ny * rs), A(3 * P), B(3 * P), C(3 * P);
+    int64_t held[3] = {-1, -1, -1};
+    for (int64_t z = z0; z < z1; ++z) {
+        const int64_t zz3[3] = {z > 0 ? z - 1 : 0, z, z + 1 < nz ? z + 1 : nz - 1};
+        for (int k = 0; k < 3; ++k) {  // planes z-1, z, z+1 into the ring (slot zz % 3)
+            const int64_t zz = zz3[k];
+            const int slot = static_cast<int>(zz % 3);
+            if (held[slot] == zz) continue;
+            const R* f = g.S + zz * P;
+            for (int64_t y = 0; y < ny; ++y)
+                row_sx_dx_isa<V>(f + y * nx, &SX[y * rs], &DX[y * rs], nx, std::numeric_limits<R>::lowest());
+            for (int64_t y = 0; y < ny; ++y) {
+                const int64_t yu = (y > 0 ? y - 1 : 0) * rs, ym = y * rs, yd = (y + 1 < ny ? y + 1 : ny - 1) * rs;
+                R *__restrict a = &A[slot * P + y * nx], *__restrict b = &B[slot * P + y * nx];
+                R* __restrict c = &C[slot * P + y * nx];
+                const R *__restrict du = &DX[yu], *__restrict dm = &DX[ym], *__restrict dd = &DX[yd];
+                const R *__restrict su = &SX[yu], *__restrict sm = &SX[ym], *__restrict sd = &SX[yd];
+                MEDSEG_IVDEP
+                for (int64_t x = 0; x < nx; ++x) {
+                    a[x] = du[x] + R(2) * dm[x] + dd[x];
+                    b[x] = sd[x] - su[x];
+                    c[x] = su[x] + R(2) * sm[x] + sd[x];
+                }
+            }
+            held[slot] = zz;
+        }
+        const int64_t u = (zz3[0] % 3) * P, m = (zz3[1] % 3) * P, d = (zz3[2] % 3) * P;
+        const R *__restrict Au = &A[u], *__restrict Am = &A[m], *__restrict Ad = &A[d];
+        const R *__restrict Bu = &B[u], *__restrict Bm = &B[m], *__restrict Bd = &B[d];
+        const R *__restrict Cu = &C[u], *__restrict Cd = &C[d];
+        R* __restrict o = g.mag + z * P;
+        MEDSEG_IVDEP
+        for (int64_t i = 0; i < P; ++i) {
+            const R a = kx * (Au[i] + R(2) * Am[i] + Ad[i]);
+            const R b = ky * (Bu[i] + R(2) * Bm[i] + Bd[i]);
+            const R c = kz * (Cd[i] - Cu[i]);
+            o[i] = std::sqrt(a * a + b * b + c * c);
+        }
+    }
+}
+
+template <class R>
+void canny_mag3d_baseline(const CannyMagArgs<R>& g, int64_t z0, int64_t z1) { canny_mag3d_range<0, R>(g, z0, z1); }
+template <class R>
+MEDSEG_TARGET_AVX2 void canny_mag3d_avx2(const CannyMagArgs<R>& g, int64_t z0, int64_t z1) {
+    canny_mag3d_range<1, R>(g, z0, z1);
+}
+template <class R>
+MEDSEG_TARGET_AVX512 void canny_mag3d_avx512(const CannyMagArgs<R>& g, int64_t z0, int64_t z1) {
+    canny_mag3d_range<2, R>(g, z0, z1);
+}
+
+template <class R>
+using CannyMag3dFn = void (*)(const CannyMagArgs<R>&, int64_t, int64_t);
+
+template <class R>
+CannyMag3dFn<R> canny_mag3d_for(Isa isa) {
+#if MEDSEG_X86_DISPATCH
+    if (isa == Isa::avx512) return &canny_mag3d_avx512<R>;
+    if (isa == Isa::avx2) return &canny_mag3d_avx2<R>;
+#endif
+    (void)isa;
+    return &canny_mag3d_baseline<R>;
+}
+
 }  // namespace detail
 
 // Canny: Sobel gradient of the smoothed image `S`, non-maximum suppression and
@@ -1577,51 +1659,17 @@ void canny_suppress(const R* S, const uint8_t* mask, uint8_t* out, const Shape& 
 
 // The magnitude canny_suppress tests, as a volume (for quantile thresholds).
 // 2D: canny_grad_row_2d.  3D: canny3d_range's association, along x, then y,
-// then z: per plane A = smooth_y(DX), B = diff_y(SX), C = smooth_y(SX) from the
-// rows of row_sx_dx, then smooth_z(A), smooth_z(B), diff_z(C).  (Until the
-// sixteenth session this was sobel's all-axes magnitude, which goes z first:
-// the same gradient up to rounding, but not the values the suppression
-// compared, ~1e-7 relative apart.)  Each thread keeps a ring of three planes
-// of A, B, C; a z-range recomputes two planes at its ends.
+// then z (detail::canny_mag3d_range).  (Until the sixteenth session the 3D
+// case was sobel's all-axes magnitude, which goes z first: the same gradient
+// up to rounding, but not the values the suppression compared, ~1e-7
+// relative apart.)  Each thread keeps a ring of three planes of A, B, C; a
+// z-range recomputes two planes at its ends.
 template <class R>
 void canny_magnitude(const R* S, R* mag, const Shape& s, const double coef[3], int num_threads) {
     if (s.ndim == 3) {
-        const int64_t nz = s.nz, ny = s.ny, nx = s.nx, P = s.plane();
-        const R kz = R(coef[0]), ky = R(coef[1]), kx = R(coef[2]);
-        parallel_blocks(nz, num_threads, grain_for(P, 2), [&](int64_t z0, int64_t z1) {
-            aligned_vector<R> SX(P), DX(P), A(3 * P), B(3 * P), C(3 * P);
-            int64_t held[3] = {-1, -1, -1};
-            auto abc = [&](int64_t zz) {
-                const int slot = static_cast<int>(zz % 3);
-                if (held[slot] != zz) {
-                    const R* f = S + zz * P;
-                    for (int64_t y = 0; y < ny; ++y)
-                        detail::row_sx_dx<R, R>(f + y * nx, &SX[y * nx], &DX[y * nx], nx,
-                                                std::numeric_limits<R>::lowest());
-                    for (int64_t y = 0; y < ny; ++y) {
-                        const int64_t yu = (y > 0 ? y - 1 : 0) * nx, ym = y * nx;
-                        const int64_t yd = (y + 1 < ny ? y + 1 : ny - 1) * nx, o = slot * P + y * nx;
-                        for (int64_t x = 0; x < nx; ++x) {
-                            A[o + x] = DX[yu + x] + R(2) * DX[ym + x] + DX[yd + x];
-                            B[o + x] = SX[yd + x] - SX[yu + x];
-                            C[o + x] = SX[yu + x] + R(2) * SX[ym + x] + SX[yd + x];
-                        }
-                    }
-                    held[slot] = zz;
-                }
-                return slot * P;
-            };
-            for (int64_t z = z0; z < z1; ++z) {
-                const int64_t u = abc(z > 0 ? z - 1 : 0), m = abc(z), d = abc(z + 1 < nz ? z + 1 : nz - 1);
-                R* __restrict o = mag + z * P;
-                for (int64_t i = 0; i < P; ++i) {
-                    const R a = kx * (A[u + i] + R(2) * A[m + i] + A[d + i]);
-                    const R b = ky * (B[u + i] + R(2) * B[m + i] + B[d + i]);
-                    const R c = kz * (C[d + i] - C[u + i]);
-                    o[i] = std::sqrt(a * a + b * b + c * c);
-                }
-            }
-        });
+        const detail::CannyMagArgs<R> args{S, mag, s, R(coef[0]), R(coef[1]), R(coef[2])};
+        const detail::CannyMag3dFn<R> fn = detail::canny_mag3d_for<R>(active_isa());
+        parallel_blocks(s.nz, num_threads, grain_for(s.plane(), 2), [&](int64_t z0, int64_t z1) { fn(args, z0, z1); });
         return;
     }
     parallel_blocks(s.ny, num_threads, grain_for(s.nx, 8), [&](int64_t y0, int64_t y1) {

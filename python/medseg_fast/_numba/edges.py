@@ -616,6 +616,16 @@ def canny_magnitude(smooth, coef, num_threads):
     return out.reshape(smooth.shape)
 
 
+def order_statistics(values, ranks, num_threads):
+    """core/select.hpp's order_statistics: the values of the given ranks (0-based,
+    ascending), exactly, or None when `values` holds a NaN (np.partition of a copy)."""
+    flat = np.ravel(values)
+    if np.isnan(flat.min()):  # (min propagates NaN)
+        return None
+    part = np.partition(flat, sorted(set(int(r) for r in ranks)))
+    return [float(part[r]) for r in ranks]
+
+
 def canny_suppress(smooth, mask, coef, inv_sp, low, high, num_threads):
     f, ndim = as3d(smooth)
     rt = f.dtype.type
