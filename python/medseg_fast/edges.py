@@ -406,8 +406,10 @@ def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, mask=None, 
     gradient, its magnitude and the suppression are computed in one pass over
     the smoothed image with per-thread rings of three planes (rows in 2D).
     Peak extra memory in 3D is the smoothed image (float32) plus one byte per
-    voxel: 1.25x the bytes of a float32 input (plus one more float32 volume
-    with ``use_quantiles``, for the percentiles).  In 2D it is the smoothed
+    voxel: 1.25x the bytes of a float32 input (with ``use_quantiles``, two
+    more while the thresholds are found: the magnitude volume, and the sorted
+    stand-in on which numpy interpolates the exact order statistics, see
+    ``_percentiles``; the thresholds are np.percentile's, bit for bit).  In 2D it is the smoothed
     image (float64 except for float32 input) plus one byte per pixel, and for
     bool and integer input also the float64 ``img_as_float`` copy (8 bytes
     per pixel, as scikit-image); a mask adds a masked copy and the smoothed
