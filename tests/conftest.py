@@ -69,6 +69,29 @@ def mr_small():
     return pydicom.dcmread(pydicom_file("MR_small.dcm")).pixel_array.copy()
 
 
+@pytest.fixture(scope="module")
+def cuda_mod():
+    """medseg_fast._cuda (imports without a GPU); skips where it is not built."""
+    return pytest.importorskip("medseg_fast._cuda", reason="the _cuda extension is not built (MEDSEG_CUDA=OFF)")
+
+
+@pytest.fixture(scope="module")
+def core():
+    return pytest.importorskip("medseg_fast._core")
+
+
+def random_array(shape, dtype, seed=0):
+    """Random values over the dtype's range (normal, sd 300, for floats; coin flips for bool)."""
+    rng = np.random.default_rng(seed)
+    dt = np.dtype(dtype)
+    if dt.kind == "b":
+        return rng.random(shape) > 0.5
+    if dt.kind == "f":
+        return rng.normal(0, 300, shape).astype(dt)
+    info = np.iinfo(dt)
+    return rng.integers(info.min, int(info.max) + 1, shape, dtype=np.int64).astype(dt)
+
+
 def ellipsoid_phantom(shape=(40, 48, 56), seed=0, noise=0.0, dtype=np.float32):
     """A 3D (or 2D, for a 2-tuple shape) phantom: background 0, a body ellipsoid
     of value 100 holding two inner ellipsoids of 200 and 300.  Returns (image, labels)."""

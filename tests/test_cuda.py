@@ -33,7 +33,7 @@ from medseg_fast import edges, filters
 from medseg_fast._errors import (BackendUnavailableError, EmptyImageError, InvalidImageError, InvalidParameterError,
                                  NonFiniteError)
 
-from conftest import ellipsoid_phantom, layouts
+from conftest import ellipsoid_phantom, layouts, random_array
 
 DTYPES = [np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32, np.float32, np.float64]
 MODES = ["nearest", "reflect", "mirror", "wrap", "constant"]
@@ -41,27 +41,6 @@ MODES = ["nearest", "reflect", "mirror", "wrap", "constant"]
 # and include one-voxel-thick dimensions (HAZARDS K5).
 SHAPES_3D = [(35, 20, 70), (33, 16, 32), (3, 1, 1), (2, 17, 1), (1, 9, 40), (40, 3, 5)]
 SHAPES_2D = [(37, 45), (1, 1), (1, 30), (30, 1)]
-
-
-@pytest.fixture(scope="module")
-def cuda_mod():
-    return pytest.importorskip("medseg_fast._cuda", reason="the _cuda extension is not built (MEDSEG_CUDA=OFF)")
-
-
-@pytest.fixture(scope="module")
-def core():
-    return pytest.importorskip("medseg_fast._core")
-
-
-def _random(shape, dtype, seed=0):
-    rng = np.random.default_rng(seed)
-    dt = np.dtype(dtype)
-    if dt.kind == "b":
-        return rng.random(shape) > 0.5
-    if dt.kind == "f":
-        return (rng.normal(0, 300, shape)).astype(dt)
-    info = np.iinfo(dt)
-    return rng.integers(info.min, int(info.max) + 1, shape, dtype=np.int64).astype(dt)
 
 
 # --------------------------------------------------------------------------- host
@@ -103,7 +82,7 @@ SOBEL_PARAMS = [
 @pytest.mark.parametrize("shape", SHAPES_3D + SHAPES_2D)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_host_sobel_kernel_equals_core(cuda_mod, core, shape, dtype):
-    a = _random(shape, dtype, seed=len(shape) + shape[-1])
+    a = random_array(shape, dtype, seed=len(shape) + shape[-1])
     rng = np.random.default_rng(1)
     eroded = rng.random(shape) > 0.3
     for axes, coef, mag, post in SOBEL_PARAMS:
@@ -130,7 +109,7 @@ def _same_weights_rounding(got, want):
 @pytest.mark.parametrize("shape", [(35, 20, 70), (3, 1, 4), (1, 6, 9), (37, 45), (1, 7)])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_host_gaussian_kernel_equals_core(cuda_mod, core, shape, dtype):
-    a = _random(shape, dtype, seed=3)
+    a = random_array(shape, dtype, seed=3)
     sigmas = [[1.3, 0.0, 2.1], [0.0, 0.8, 0.0], [2.5, 1.0, 0.6], [0.0, 0.0, 0.0]]
     if len(shape) == 2:
         sigmas = [[0.0, 1.5, 0.8], [0.0, 0.0, 3.0], [0.0, 0.0, 0.0]]
@@ -176,8 +155,8 @@ def test_host_pipeline_sobel_equals_cpu(cuda_mod, on_device, dtype):
     from medseg_fast import _cuda_api
 
     ops = _host_ops(on_device)
-    img3 = _random((34, 19, 41), dtype, seed=7)
-    img2 = _random((37, 45), dtype, seed=8)
+    img3 = random_array((34, 19, 41), dtype, seed=7)
+    img2 = random_array((37, 45), dtype, seed=8)
     rng = np.random.default_rng(9)
     for img, kwargs_list in ((img3, SOBEL_KWARGS_3D), (img2, [{}, {"axis": 0}, {"axis": 1}, {"spacing": (0.5, 2.0)}])):
         mask = rng.random(img.shape) > 0.1
@@ -199,7 +178,7 @@ def test_host_pipeline_sobel_signed_minimum(cuda_mod, on_device, dtype):
     from medseg_fast import _cuda_api
 
     info = np.iinfo(dtype)
-    img = _random((9, 11, 13), dtype, seed=4)
+    img = random_array((9, 11, 13), dtype, seed=4)
     img[:, :, :5] = info.min
     img[2, 3, 7] = info.max
     before = img.copy()
@@ -216,8 +195,8 @@ def test_host_pipeline_gaussian_equals_cpu(cuda_mod, on_device, dtype):
     from medseg_fast import _cuda_api
 
     ops = _host_ops(on_device)
-    img3 = _random((21, 18, 35), dtype, seed=11)
-    img2 = _random((30, 41), dtype, seed=12)
+    img3 = random_array((21, 18, 35), dtype, seed=11)
+    img2 = random_array((30, 41), dtype, seed=12)
     for img in (img3, img2):
         nd = img.ndim
         cases = [
@@ -364,7 +343,7 @@ def gpu_mod(cuda_mod):
 def test_device_sobel_kernel_equals_core(gpu_mod, core, shape, dtype):
     """The real kernels, launched without CuPy, against the CPU kernel: bit-identical
     (same operations in the same order, no FMA contraction, correctly rounded sqrt)."""
-    a = _random(shape, dtype, seed=len(shape) + shape[-1])
+    a = random_array(shape, dtype, seed=len(shape) + shape[-1])
     eroded = np.random.default_rng(1).random(shape) > 0.3
     for axes, coef, mag, post in SOBEL_PARAMS:
         if len(shape) == 2 and axes[0]:
@@ -379,7 +358,7 @@ def test_device_sobel_kernel_equals_core(gpu_mod, core, shape, dtype):
 @pytest.mark.parametrize("shape", [(35, 20, 70), (3, 1, 4), (1, 6, 9), (37, 45), (1, 7)])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_device_gaussian_kernel_equals_core(gpu_mod, core, shape, dtype):
-    a = _random(shape, dtype, seed=3)
+    a = random_array(shape, dtype, seed=3)
     sigmas = [[1.3, 0.0, 2.1], [0.0, 0.8, 0.0], [2.5, 1.0, 0.6], [0.0, 0.0, 0.0]]
     if len(shape) == 2:
         sigmas = [[0.0, 1.5, 0.8], [0.0, 0.0, 3.0], [0.0, 0.0, 0.0]]
@@ -449,7 +428,7 @@ def _close(got, want):
 @pytest.mark.parametrize("dtype", DTYPES + [np.bool_])
 @pytest.mark.parametrize("shape", [(35, 20, 70), (70, 45, 100), (1, 9, 40), (37, 45), (300, 257)])
 def test_gpu_sobel_equals_cpu(cp, dtype, shape):
-    img = _random(shape, dtype, seed=21)
+    img = random_array(shape, dtype, seed=21)
     nd = img.ndim
     rng = np.random.default_rng(22)
     mask = rng.random(shape) > 0.1
@@ -473,7 +452,7 @@ def test_gpu_sobel_equals_cpu(cp, dtype, shape):
 @pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint16, np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(35, 20, 70), (37, 45)])
 def test_gpu_gaussian_equals_cpu(cp, dtype, shape):
-    img = _random(shape, dtype, seed=31)
+    img = random_array(shape, dtype, seed=31)
     nd = img.ndim
     for name, arr in layouts(img).items():
         if name == "big-endian":
@@ -515,7 +494,7 @@ def test_gpu_auto_dispatch_and_input_untouched(cp):
 def test_gpu_sobel_and_gaussian_out(cp):
     """out= on the cuda backend: the result lands in the caller's CuPy array (or numpy
     array for numpy input); a mismatched kind, shape or dtype is refused."""
-    img = _random((21, 30, 40), np.float32, seed=43)
+    img = random_array((21, 30, 40), np.float32, seed=43)
     want = edges.sobel(img, backend="cpu")
     d = cp.asarray(img)
     buf = cp.full(img.shape, cp.nan, cp.float32)
@@ -535,7 +514,7 @@ def test_gpu_sobel_and_gaussian_out(cp):
 
 
 def test_gpu_non_default_stream(cp):
-    img = _random((33, 40, 50), np.float32, seed=41)
+    img = random_array((33, 40, 50), np.float32, seed=41)
     want = edges.sobel(img, backend="cpu")
     with cp.cuda.Stream(non_blocking=True) as st:
         d = cp.asarray(img)

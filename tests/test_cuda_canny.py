@@ -23,28 +23,7 @@ from medseg_fast._errors import (BackendUnavailableError, EmptyImageError, Inval
                                  NonFiniteError)
 from medseg_fast.filters import kernel_weights
 
-from conftest import ellipsoid_phantom, layouts
-
-
-@pytest.fixture(scope="module")
-def cuda_mod():
-    return pytest.importorskip("medseg_fast._cuda", reason="the _cuda extension is not built (MEDSEG_CUDA=OFF)")
-
-
-@pytest.fixture(scope="module")
-def core():
-    return pytest.importorskip("medseg_fast._core")
-
-
-def _random(shape, dtype, seed=0):
-    rng = np.random.default_rng(seed)
-    dt = np.dtype(dtype)
-    if dt.kind == "b":
-        return rng.random(shape) > 0.5
-    if dt.kind == "f":
-        return rng.normal(0, 300, shape).astype(dt)
-    info = np.iinfo(dt)
-    return rng.integers(info.min, int(info.max) + 1, shape, dtype=np.int64).astype(dt)
+from conftest import ellipsoid_phantom, layouts, random_array
 
 
 def _host_ops(on_device):
@@ -63,7 +42,7 @@ W_DTYPES = [np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.float32, np.f
 def test_host_gaussian_w_equals_core(cuda_mod, core, shape, dtype):
     """Every option of filters.hpp's gaussian the cuda Canny uses: double or float32
     accumulation, either pass order, the bleed-over division; and every border mode."""
-    a = _random(shape, dtype, seed=len(shape) + shape[0])
+    a = random_array(shape, dtype, seed=len(shape) + shape[0])
     if np.dtype(dtype).kind == "f":
         a = (a / 10).astype(dtype)
     sigmas = [[1.3, 0.9, 2.1], [0.0, 0.7, 1.5], [2.0, 0.0, 0.8]]
@@ -394,7 +373,7 @@ def test_device_hysteresis_equals_core(gpu_mod, core, shape, dtype):
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32, np.float64])
 def test_device_gaussian_w_equals_core(gpu_mod, core, dtype):
-    a = _random((35, 20, 70), dtype, seed=2)
+    a = random_array((35, 20, 70), dtype, seed=2)
     for fast, rev, bleed in itertools.product((False, True), (False, True), (False, True)):
         w = kernel_weights([1.3, 0.9, 2.1], 4.0)
         want = core.edges.gaussian(a, w, 4, 0.0, bleed, rev, 1, fast)

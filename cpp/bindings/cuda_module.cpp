@@ -228,27 +228,6 @@ py::array_t<R> poisoned(const py::array& like) {
     return out;
 }
 
-py::array gaussian_host_py(const py::array& image, const std::vector<double>& sigma_, double truncate, int mode,
-                           double cval, bool renormalise) {
-    const Shape s = shape_of(image);
-    const auto sigma = triple(sigma_, "sigma");
-    if (mode < 0 || mode > 4) throw py::value_error("bad border mode");
-    return dispatch<intensity_types>(dtype_tag(image.dtype()), [&](auto tag) -> py::array {
-        using T = decltype(tag);
-        using R = real_t<T>;
-        auto in = c_array<T>(image);
-        auto out = poisoned<R>(image);
-        const T* ip = in.data();
-        R* op = out.mutable_data();
-        {
-            py::gil_scoped_release release;
-            cuda::gaussian_host(ip, dtype_of<T>::value, op, s, sigma.data(), truncate, static_cast<BorderMode>(mode),
-                                cval, renormalise);
-        }
-        return out;
-    });
-}
-
 py::array sobel_host_py(const py::array& image, const std::vector<bool>& axes, const std::vector<double>& coef,
                         bool magnitude, double post, const py::object& eroded_mask) {
     const Shape s = shape_of(image);
@@ -330,38 +309,6 @@ py::array_t<uint8_t, py::array::c_style> mask_u8(const py::object& mask, const p
     if (ma.ndim() != image.ndim() || !std::equal(ma.shape(), ma.shape() + ma.ndim(), image.shape()))
         throw py::value_error(std::string(what) + " shape differs from image shape");
     return c_array<uint8_t>(ma.attr("view")(py::dtype("uint8")).cast<py::array>());
-}
-
-py::array gaussian_device_py(const py::array& image, const std::vector<double>& sigma_, double truncate, int mode,
-                             double cval, bool renormalise) {
-    const Shape s = shape_of(image);
-    const auto sigma = triple(sigma_, "sigma");
-    if (mode < 0 || mode > 4) throw py::value_error("bad border mode");
-    return dispatch<intensity_types>(dtype_tag(image.dtype()), [&](auto tag) -> py::array {
-        using T = decltype(tag);
-        using R = real_t<T>;
-        auto in = c_array<T>(image);
-        auto out = bind::empty_like_shape<R>(image);
-        const T* ip = in.data();
-        R* op = out.mutable_data();
-        const size_t N = static_cast<size_t>(s.size());
-        {
-            py::gil_scoped_release release;
-            DevStream st;
-            DevBuf din, dout, dtmp;
-            din.alloc(N * sizeof(T), "input");
-            dout.alloc(N * sizeof(R), "output");
-            if (cuda::gaussian_passes(s, sigma.data()) >= 2) dtmp.alloc(N * sizeof(R), "scratch");
-            check(cudaMemcpyAsync(din.p, ip, N * sizeof(T), cudaMemcpyHostToDevice, st.s), "copy to device");
-            check(cudaMemsetAsync(dout.p, 0xFF, N * sizeof(R), st.s), "poison output");
-            check(cuda::gaussian(din.p, dtype_of<T>::value, dout.p, dtmp.p, s, sigma.data(), truncate,
-                                 static_cast<BorderMode>(mode), cval, renormalise, st.s),
-                  "gaussian kernel launch");
-            check(cudaMemcpyAsync(op, dout.p, N * sizeof(R), cudaMemcpyDeviceToHost, st.s), "copy to host");
-            check(cudaStreamSynchronize(st.s), "gaussian kernels");
-        }
-        return out;
-    });
 }
 
 py::array sobel_device_py(const py::array& image, const std::vector<bool>& axes, const std::vector<double>& coef,
@@ -629,6 +576,18 @@ py::array gaussian_w_host_py(const py::array& image, const std::vector<std::vect
     });
 }
 
+// The sigma form (filters.gaussian's cuda path): scipy's weights, then gaussian_w.
+py::array gaussian_host_py(const py::array& image, const std::vector<double>& sigma_, double truncate, int mode,
+                           double cval, bool renormalise) {
+    const Shape s = shape_of(image);
+    const auto sigma = triple(sigma_, "sigma");
+    if (mode < 0 || mode > 4) throw py::value_error("bad border mode");
+    if (renormalise) throw py::value_error("the bleed-over division is gaussian_w's (bleed_correct)");
+    std::vector<double> w[3];
+    cuda::gaussian_axis_weights(s, sigma.data(), truncate, w);
+    return gaussian_w_host_py(image, {w[0], w[1], w[2]}, mode, cval, false, false, false);
+}
+
 template <class F>
 py::array on_real(const py::array& S, F&& f) {
     const DType dt = real_dtype_from_name(py::str(S.dtype()).cast<std::string>());
@@ -726,6 +685,18 @@ py::array gaussian_w_device_py(const py::array& image, const std::vector<std::ve
         }
         return out;
     });
+}
+
+// The sigma form (filters.gaussian on the cuda backend): scipy's weights, then gaussian_w.
+py::array gaussian_device_py(const py::array& image, const std::vector<double>& sigma_, double truncate, int mode,
+                             double cval, bool renormalise) {
+    const Shape s = shape_of(image);
+    const auto sigma = triple(sigma_, "sigma");
+    if (mode < 0 || mode > 4) throw py::value_error("bad border mode");
+    if (renormalise) throw py::value_error("the bleed-over division is gaussian_w's (bleed_correct)");
+    std::vector<double> w[3];
+    cuda::gaussian_axis_weights(s, sigma.data(), truncate, w);
+    return gaussian_w_device_py(image, {w[0], w[1], w[2]}, mode, cval, false, false, false);
 }
 
 // canny_magnitude + canny_nms + hysteresis_connect (full connectivity) on the device: the

@@ -10,14 +10,15 @@
 // on the CPU so that tests can check tiling and arithmetic without a GPU.
 //
 // Gaussian (scipy.ndimage.gaussian_filter's separable decomposition; weights from
-// filters.hpp's gaussian_weights): one pass per smoothed axis, each thread
-// computing one voxel as w0 f[i] + sum_k w_k (f[i-k] + f[i+k]) with the border
-// index map of core/volume.hpp.  Threads are laid out along x, so every tap of
-// every pass is a coalesced row read (the taps of neighbouring voxels hit L1/L2).
-// Passes ping-pong between `out` and one scratch volume so that the last pass
-// lands in `out`; the input is never padded.  The half kernel (w_0..w_r) travels
-// by value as a __grid_constant__ parameter (no constant-memory symbol, so
-// concurrent launches on different streams cannot race).
+// filters.hpp's gaussian_weights): the passes of canny_cuda.cu's gaussian_w, one
+// per smoothed axis, each thread computing one voxel as w0 f[i] + sum_k w_k
+// (f[i-k] + f[i+k]) in double with the border index map of core/volume.hpp.
+// Threads are laid out along x, so every tap of every pass is a coalesced row
+// read (the taps of neighbouring voxels hit L1/L2).  Passes ping-pong between
+// `out` and one scratch volume so that the last pass lands in `out`; the input
+// is never padded.  The half kernel (w_0..w_r) travels by value as a
+// __grid_constant__ parameter (no constant-memory symbol, so concurrent
+// launches on different streams cannot race).
 //
 // Sobel (Sobel & Feldman 1968; the N-D form used by scikit-image and
 // scipy.ndimage, see edges.hpp).  3D: a block owns a 32 x 16 (x, y) column of the
@@ -48,6 +49,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "canny_cuda.cuh"
 #include "cuda_common.cuh"
 #include "edges_cuda.cuh"
 #include "medseg/filters.hpp"
@@ -59,141 +61,13 @@ namespace {
 using namespace common;  // cuda_common.cuh: border_index_hd, sxdx_vals, AxisGeom, blocks_for, ...
 
 // ------------------------------------------------------------------- Gaussian
-
-template <class R>
-struct HalfKernel {
-    double w[kMaxGaussianRadius + 1];  // w[q] = weight of offset +-q (double, as the CPU's)
-    int r;
-};
-
-
-// filters.hpp correlate_axis for one voxel (linear index idx): inputs converted
-// to double, accumulated in double in scipy's order (centre, then the pairs from
-// the outside in), rounded once.
-template <class In, class R>
-MSD R gauss_at(const In* in, int64_t idx, const AxisGeom& g, const HalfKernel<R>& k, int mode, double cval,
-               bool renorm) {
-    (void)renorm;  // bleed correction is a CPU-only feature (Canny); the launcher refuses it
-    const int64_t i = g.axis == 0 ? idx / g.plane : (g.axis == 1 ? (idx / g.nx) % g.ny : idx % g.nx);
-    const int64_t base = idx - i * g.stride;
-    auto val = [&](int64_t j) -> double {
-        const int64_t s = border_index_hd(j, g.n, mode);
-        return s < 0 ? cval : static_cast<double>(in[base + s * g.stride]);
-    };
-    double acc = val(i) * k.w[0];
-    for (int q = k.r; q >= 1; --q) acc += (val(i - q) + val(i + q)) * k.w[q];
-    return static_cast<R>(acc);
-}
-
-template <class In, class R>
-__global__ void gauss_pass_kernel(const In* __restrict__ in, R* __restrict__ out, int64_t N, AxisGeom g,
-                                  const __grid_constant__ HalfKernel<R> k, int mode, double cval, bool renorm) {
-    for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < N;
-         idx += int64_t(gridDim.x) * blockDim.x)
-        out[idx] = gauss_at<In, R>(in, idx, g, k, mode, cval, renorm);
-}
-
-template <class In, class R>
-__global__ void convert_kernel(const In* __restrict__ in, R* __restrict__ out, int64_t N) {
-    for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < N;
-         idx += int64_t(gridDim.x) * blockDim.x)
-        out[idx] = static_cast<R>(in[idx]);
-}
-
-struct PassPlan {
-    int n = 0;
-    int axes[3] = {0, 0, 0};
-};
-
-PassPlan plan_passes(const Shape& s, const double sigma[3]) {
-    PassPlan pl;
-    for (int a = s.ndim == 2 ? 1 : 0; a < 3; ++a)
-        if (sigma[a] > 1e-15) pl.axes[pl.n++] = a;  // filters.hpp skips !(sigma > 1e-15)
-    return pl;
-}
+// (the passes are canny_cuda.cu's gaussian_w, with scipy's weights for sigma)
 
 void check_radius(double sigma, double truncate) {
     const double rr = truncate * sigma + 0.5;
     if (!(rr < double(kMaxGaussianRadius + 1)))
         throw std::invalid_argument("Gaussian radius int(truncate * sigma + 0.5) must be <= " +
                                     std::to_string(kMaxGaussianRadius) + " on the cuda backend");
-}
-
-template <class R>
-HalfKernel<R> half_kernel(double sigma, double truncate) {
-    check_radius(sigma, truncate);
-    const auto w = gaussian_weights(sigma, truncate);  // scipy's weights (numpy's pairwise sum)
-    HalfKernel<R> k{};
-    k.r = static_cast<int>(w.size() / 2);
-    for (int q = 0; q <= k.r; ++q) k.w[q] = w[k.r + q];
-    return k;
-}
-
-
-// Destination of pass j of n: the last pass writes `out`, passes alternate.
-template <class R>
-R* pass_dst(int j, int n, R* out, R* tmp) { return ((n - 1 - j) % 2 == 0) ? out : tmp; }
-
-
-template <class T>
-cudaError_t gaussian_t(const T* in, real_t<T>* out, real_t<T>* tmp, const Shape& s, const double sigma[3],
-                       double truncate, BorderMode mode, double cval, bool renormalise, cudaStream_t stream) {
-    using R = real_t<T>;
-    const int64_t N = s.size();
-    const PassPlan pl = plan_passes(s, sigma);
-    for (int j = 0; j < pl.n; ++j) check_radius(sigma[pl.axes[j]], truncate);  // throw before any launch
-    if (N == 0) return cudaSuccess;
-    if (pl.n == 0) {
-        convert_kernel<T, R><<<blocks_for(N), kThreads1D, 0, stream>>>(in, out, N);
-        return cudaGetLastError();
-    }
-    if (pl.n >= 2 && tmp == nullptr) throw std::invalid_argument("gaussian: a scratch buffer is needed");
-    if (renormalise) throw std::invalid_argument("gaussian: bleed correction is not available on the cuda backend");
-    const bool renorm = false;
-    const double cv = cval;  // a double, as scipy's line buffers (and filters.hpp) hold it
-    const R* src = nullptr;
-    for (int j = 0; j < pl.n; ++j) {
-        const int a = pl.axes[j];
-        const HalfKernel<R> k = half_kernel<R>(sigma[a], truncate);
-        R* dst = pass_dst(j, pl.n, out, tmp);
-        const AxisGeom g = axis_geom(s, a);
-        if (j == 0)
-            gauss_pass_kernel<T, R><<<blocks_for(N), kThreads1D, 0, stream>>>(in, dst, N, g, k, int(mode), cv, renorm);
-        else
-            gauss_pass_kernel<R, R><<<blocks_for(N), kThreads1D, 0, stream>>>(src, dst, N, g, k, int(mode), cv, renorm);
-        const cudaError_t err = cudaGetLastError();
-        if (err != cudaSuccess) return err;
-        src = dst;
-    }
-    return cudaSuccess;
-}
-
-template <class T>
-void gaussian_host_t(const T* in, real_t<T>* out, const Shape& s, const double sigma[3], double truncate,
-                     BorderMode mode, double cval, bool renormalise) {
-    using R = real_t<T>;
-    const int64_t N = s.size();
-    const PassPlan pl = plan_passes(s, sigma);
-    for (int j = 0; j < pl.n; ++j) check_radius(sigma[pl.axes[j]], truncate);
-    if (pl.n == 0) {
-        for (int64_t i = 0; i < N; ++i) out[i] = static_cast<R>(in[i]);
-        return;
-    }
-    std::vector<R> tmpv(pl.n >= 2 ? N : 0);
-    if (renormalise) throw std::invalid_argument("gaussian: bleed correction is not available on the cuda backend");
-    const bool renorm = false;
-    const double cv = cval;  // a double, as scipy's line buffers (and filters.hpp) hold it
-    const R* src = nullptr;
-    for (int j = 0; j < pl.n; ++j) {
-        const int a = pl.axes[j];
-        const auto k = std::make_unique<HalfKernel<R>>(half_kernel<R>(sigma[a], truncate));
-        R* dst = pass_dst(j, pl.n, out, tmpv.data());
-        const AxisGeom g = axis_geom(s, a);
-        for (int64_t idx = 0; idx < N; ++idx)
-            dst[idx] = j == 0 ? gauss_at<T, R>(in, idx, g, *k, int(mode), cv, renorm)
-                              : gauss_at<R, R>(src, idx, g, *k, int(mode), cv, renorm);
-        src = dst;
-    }
 }
 
 // ---------------------------------------------------------------------- Sobel
@@ -489,16 +363,27 @@ __global__ void erode_kernel(const uint8_t* __restrict__ m, uint8_t* __restrict_
 
 // ------------------------------------------------------------- public entries
 
-int gaussian_passes(const Shape& s, const double sigma[3]) { return plan_passes(s, sigma).n; }
+void gaussian_axis_weights(const Shape& s, const double sigma[3], double truncate, std::vector<double> w[3]) {
+    for (int a = 0; a < 3; ++a) {
+        w[a].clear();
+        if ((s.ndim == 2 && a == 0) || !(sigma[a] > 1e-15)) continue;  // filters.hpp skips !(sigma > 1e-15)
+        check_radius(sigma[a], truncate);
+        w[a] = gaussian_weights(sigma[a], truncate);  // scipy's weights (numpy's pairwise sum)
+    }
+}
+
+int gaussian_passes(const Shape& s, const double sigma[3]) {
+    int n = 0;
+    for (int a = s.ndim == 2 ? 1 : 0; a < 3; ++a) n += sigma[a] > 1e-15 ? 1 : 0;
+    return n;
+}
 
 cudaError_t gaussian(const void* in, DType dtype, void* out, void* tmp, const Shape& s, const double sigma[3],
                      double truncate, BorderMode mode, double cval, bool renormalise, cudaStream_t stream) {
-    return dispatch<intensity_types>(dtype, [&](auto tag) -> cudaError_t {
-        using T = decltype(tag);
-        using R = real_t<T>;
-        return gaussian_t<T>(static_cast<const T*>(in), static_cast<R*>(out), static_cast<R*>(tmp), s, sigma,
-                             truncate, mode, cval, renormalise, stream);
-    });
+    if (renormalise) throw std::invalid_argument("gaussian: use gaussian_w for the bleed-over division");
+    std::vector<double> w[3];
+    gaussian_axis_weights(s, sigma, truncate, w);  // throws before any launch
+    return gaussian_w(in, dtype, out, tmp, s, w, mode, cval, false, false, false, stream);
 }
 
 cudaError_t sobel(const void* in, DType dtype, void* out, const Shape& s, const SobelParams& p,
@@ -515,16 +400,6 @@ cudaError_t erode(const uint8_t* mask, uint8_t* out, const Shape& s, cudaStream_
     if (N == 0) return cudaSuccess;
     erode_kernel<<<blocks_for(N), kThreads1D, 0, stream>>>(mask, out, s.nz, s.ny, s.nx, s.nz > 1 || s.ndim == 3);
     return cudaGetLastError();
-}
-
-void gaussian_host(const void* in, DType dtype, void* out, const Shape& s, const double sigma[3], double truncate,
-                   BorderMode mode, double cval, bool renormalise) {
-    dispatch<intensity_types>(dtype, [&](auto tag) {
-        using T = decltype(tag);
-        using R = real_t<T>;
-        gaussian_host_t<T>(static_cast<const T*>(in), static_cast<R*>(out), s, sigma, truncate, mode, cval,
-                           renormalise);
-    });
 }
 
 void sobel_host(const void* in, DType dtype, void* out, const Shape& s, const SobelParams& p,

@@ -21,6 +21,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <vector>
 
 #include "medseg/core/types.hpp"
 #include "medseg/core/volume.hpp"
@@ -32,6 +33,11 @@ namespace medseg::cuda {
 // (the half kernel travels by value as a kernel parameter).
 constexpr int kMaxGaussianRadius = 1023;
 
+// scipy's weights per core axis for sigma (voxels) and truncate, as filters.hpp
+// computes them; an axis with sigma <= 1e-15 (or z in 2D) gets none.  Throws
+// std::invalid_argument for a radius above kMaxGaussianRadius.
+void gaussian_axis_weights(const Shape& s, const double sigma[3], double truncate, std::vector<double> w[3]);
+
 // Number of 1D passes gaussian() makes (axes with sigma > 1e-15; y and x only in 2D).
 // With two or more passes `tmp` must be a device buffer of s.size() values of the
 // output type; otherwise it may be null.
@@ -39,9 +45,10 @@ int gaussian_passes(const Shape& s, const double sigma[3]);
 
 // out (real_t<T> of dtype: float32, float64 for float64) = separable Gaussian of
 // `in` (dtype in intensity_types), exactly filters.hpp's gaussian(): sigma per core
-// axis (z, y, x) in voxels, scipy's radius rule, BorderMode borders, optional
-// renormalisation for mode constant.  `in` is never written; `in`, `out` and `tmp`
-// must not overlap.
+// axis (z, y, x) in voxels, scipy's radius rule, BorderMode borders (gaussian_w
+// of canny_cuda.cuh with gaussian_axis_weights; `renormalise` must be false: the
+// bleed-over division is gaussian_w's).  `in` is never written; `in`, `out` and
+// `tmp` must not overlap.
 cudaError_t gaussian(const void* in, DType dtype, void* out, void* tmp, const Shape& s, const double sigma[3],
                      double truncate, BorderMode mode, double cval, bool renormalise, cudaStream_t stream);
 
@@ -55,9 +62,8 @@ cudaError_t sobel(const void* in, DType dtype, void* out, const Shape& s, const 
 // value 0, exactly edges.hpp's erode_full().
 cudaError_t erode(const uint8_t* mask, uint8_t* out, const Shape& s, cudaStream_t stream);
 
-// ---- host emulation of the device code (tests only; host pointers) ----
-void gaussian_host(const void* in, DType dtype, void* out, const Shape& s, const double sigma[3], double truncate,
-                   BorderMode mode, double cval, bool renormalise);
+// ---- host emulation of the device code (tests only; host pointers; the Gaussian:
+// gaussian_w_host of canny_cuda.cuh) ----
 void sobel_host(const void* in, DType dtype, void* out, const Shape& s, const SobelParams& p,
                 const uint8_t* eroded_mask);
 void erode_host(const uint8_t* mask, uint8_t* out, const Shape& s);

@@ -1316,6 +1316,36 @@ MEDSEG_END_TARGET
 // halo rows are simply computed twice.  Compiled per ISA (core/simd.hpp) like
 // sobel3d_range; the lambdas are forced inline so that they are compiled for
 // the wrapper's ISA too.
+// One row of the 3D Canny plane quantities from the SX / DX rows y-1 (u), y (m),
+// y+1 (d): A = (DX_u + 2 DX_m) + DX_d, B = SX_d - SX_u, C = (SX_u + 2 SX_m) + SX_d.
+template <class R>
+MEDSEG_ALWAYS_INLINE void canny_abc_row(const R* __restrict du, const R* __restrict dm, const R* __restrict dd,
+                                        const R* __restrict su, const R* __restrict sm, const R* __restrict sd,
+                                        R* __restrict a, R* __restrict b, R* __restrict c, int64_t nx) {
+    MEDSEG_IVDEP
+    for (int64_t x = 0; x < nx; ++x) {
+        a[x] = du[x] + R(2) * dm[x] + dd[x];
+        b[x] = sd[x] - su[x];
+        c[x] = su[x] + R(2) * sm[x] + sd[x];
+    }
+}
+
+// The gradient magnitude from the A, B, C of planes z-1 (u), z (m), z+1 (d):
+// sqrt(a^2 + b^2 + c^2), a = kx smooth_z(A), b = ky smooth_z(B), c = kz diff_z(C).
+template <class R>
+MEDSEG_ALWAYS_INLINE void canny_mag_span(const R* __restrict Au, const R* __restrict Am, const R* __restrict Ad,
+                                         const R* __restrict Bu, const R* __restrict Bm, const R* __restrict Bd,
+                                         const R* __restrict Cu, const R* __restrict Cd, R kx, R ky, R kz,
+                                         R* __restrict mg, int64_t n) {
+    MEDSEG_IVDEP
+    for (int64_t i = 0; i < n; ++i) {
+        const R a = kx * (Au[i] + R(2) * Am[i] + Ad[i]);
+        const R b = ky * (Bu[i] + R(2) * Bm[i] + Bd[i]);
+        const R c = kz * (Cd[i] - Cu[i]);
+        mg[i] = std::sqrt(a * a + b * b + c * c);
+    }
+}
+
 template <class R>
 struct Canny3dArgs {
     const R* S;
@@ -1357,15 +1387,7 @@ MEDSEG_ALWAYS_INLINE void canny3d_range(const Canny3dArgs<R>& g, int64_t z0, int
             for (int64_t y = m0; y <= m1; ++y) {
                 const int64_t yu = ((y > 0 ? y - 1 : 0) - r0) * rs, ym = (y - r0) * rs;
                 const int64_t yd = ((y + 1 < ny ? y + 1 : ny - 1) - r0) * rs, yo = slot * HB + (y - m0) * nx;
-                R *__restrict a = &A[yo], *__restrict b = &B[yo], *__restrict c = &C[yo];
-                const R *__restrict du = &DX[yu], *__restrict dm = &DX[ym], *__restrict dd = &DX[yd];
-                const R *__restrict su = &SX[yu], *__restrict sm = &SX[ym], *__restrict sd = &SX[yd];
-                MEDSEG_IVDEP
-                for (int64_t x = 0; x < nx; ++x) {
-                    a[x] = du[x] + R(2) * dm[x] + dd[x];
-                    b[x] = sd[x] - su[x];
-                    c[x] = su[x] + R(2) * sm[x] + sd[x];
-                }
+                canny_abc_row(&DX[yu], &DX[ym], &DX[yd], &SX[yu], &SX[ym], &SX[yd], &A[yo], &B[yo], &C[yo], nx);
             }
             held[slot] = zz;
             return slot * HB;
@@ -1374,17 +1396,7 @@ MEDSEG_ALWAYS_INLINE void canny3d_range(const Canny3dArgs<R>& g, int64_t z0, int
             const int slot = static_cast<int>(zz % 3);
             if (heldg[slot] == zz) return;
             const int64_t u = abc(zz > 0 ? zz - 1 : 0), m = abc(zz), d = abc(zz + 1 < nz ? zz + 1 : nz - 1);
-            R* __restrict mg = &M[slot * HB];
-            const R *__restrict Au = &A[u], *__restrict Am = &A[m], *__restrict Ad = &A[d];
-            const R *__restrict Bu = &B[u], *__restrict Bm = &B[m], *__restrict Bd = &B[d];
-            const R *__restrict Cu = &C[u], *__restrict Cd = &C[d];
-            MEDSEG_IVDEP
-            for (int64_t i = 0; i < nm; ++i) {
-                const R a = kx * (Au[i] + R(2) * Am[i] + Ad[i]);
-                const R b = ky * (Bu[i] + R(2) * Bm[i] + Bd[i]);
-                const R c = kz * (Cd[i] - Cu[i]);
-                mg[i] = std::sqrt(a * a + b * b + c * c);
-            }
+            canny_mag_span(&A[u], &A[m], &A[d], &B[u], &B[m], &B[d], &C[u], &C[d], kx, ky, kz, &M[slot * HB], nm);
             heldg[slot] = zz;
         };
         const int64_t ya = std::max<int64_t>(y0, 1), yb = std::min<int64_t>(y1, ny - 1);
@@ -1567,31 +1579,13 @@ MEDSEG_ALWAYS_INLINE void canny_mag3d_range(const CannyMagArgs<R>& g, int64_t z0
                 row_sx_dx_isa<V>(f + y * nx, &SX[y * rs], &DX[y * rs], nx, std::numeric_limits<R>::lowest());
             for (int64_t y = 0; y < ny; ++y) {
                 const int64_t yu = (y > 0 ? y - 1 : 0) * rs, ym = y * rs, yd = (y + 1 < ny ? y + 1 : ny - 1) * rs;
-                R *__restrict a = &A[slot * P + y * nx], *__restrict b = &B[slot * P + y * nx];
-                R* __restrict c = &C[slot * P + y * nx];
-                const R *__restrict du = &DX[yu], *__restrict dm = &DX[ym], *__restrict dd = &DX[yd];
-                const R *__restrict su = &SX[yu], *__restrict sm = &SX[ym], *__restrict sd = &SX[yd];
-                MEDSEG_IVDEP
-                for (int64_t x = 0; x < nx; ++x) {
-                    a[x] = du[x] + R(2) * dm[x] + dd[x];
-                    b[x] = sd[x] - su[x];
-                    c[x] = su[x] + R(2) * sm[x] + sd[x];
-                }
+                const int64_t o = slot * P + y * nx;
+                canny_abc_row(&DX[yu], &DX[ym], &DX[yd], &SX[yu], &SX[ym], &SX[yd], &A[o], &B[o], &C[o], nx);
             }
             held[slot] = zz;
         }
         const int64_t u = (zz3[0] % 3) * P, m = (zz3[1] % 3) * P, d = (zz3[2] % 3) * P;
-        const R *__restrict Au = &A[u], *__restrict Am = &A[m], *__restrict Ad = &A[d];
-        const R *__restrict Bu = &B[u], *__restrict Bm = &B[m], *__restrict Bd = &B[d];
-        const R *__restrict Cu = &C[u], *__restrict Cd = &C[d];
-        R* __restrict o = g.mag + z * P;
-        MEDSEG_IVDEP
-        for (int64_t i = 0; i < P; ++i) {
-            const R a = kx * (Au[i] + R(2) * Am[i] + Ad[i]);
-            const R b = ky * (Bu[i] + R(2) * Bm[i] + Bd[i]);
-            const R c = kz * (Cd[i] - Cu[i]);
-            o[i] = std::sqrt(a * a + b * b + c * c);
-        }
+        canny_mag_span(&A[u], &A[m], &A[d], &B[u], &B[m], &B[d], &C[u], &C[d], kx, ky, kz, g.mag + z * P, P);
     }
 }
 
