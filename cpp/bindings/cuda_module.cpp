@@ -576,16 +576,21 @@ py::array gaussian_w_host_py(const py::array& image, const std::vector<std::vect
     });
 }
 
-// The sigma form (filters.gaussian's cuda path): scipy's weights, then gaussian_w.
-py::array gaussian_host_py(const py::array& image, const std::vector<double>& sigma_, double truncate, int mode,
-                           double cval, bool renormalise) {
-    const Shape s = shape_of(image);
+// The sigma form of the Gaussian (filters.gaussian's cuda path) as gaussian_w's weights.
+std::vector<std::vector<double>> sigma_weights(const py::array& image, const std::vector<double>& sigma_,
+                                               double truncate, int mode, bool renormalise) {
     const auto sigma = triple(sigma_, "sigma");
-    if (mode < 0 || mode > 4) throw py::value_error("bad border mode");
+    check_mode(mode);
     if (renormalise) throw py::value_error("the bleed-over division is gaussian_w's (bleed_correct)");
     std::vector<double> w[3];
-    cuda::gaussian_axis_weights(s, sigma.data(), truncate, w);
-    return gaussian_w_host_py(image, {w[0], w[1], w[2]}, mode, cval, false, false, false);
+    cuda::gaussian_axis_weights(shape_of(image), sigma.data(), truncate, w);
+    return {w[0], w[1], w[2]};
+}
+
+py::array gaussian_host_py(const py::array& image, const std::vector<double>& sigma, double truncate, int mode,
+                           double cval, bool renormalise) {
+    return gaussian_w_host_py(image, sigma_weights(image, sigma, truncate, mode, renormalise), mode, cval, false,
+                              false, false);
 }
 
 template <class F>
@@ -687,16 +692,10 @@ py::array gaussian_w_device_py(const py::array& image, const std::vector<std::ve
     });
 }
 
-// The sigma form (filters.gaussian on the cuda backend): scipy's weights, then gaussian_w.
-py::array gaussian_device_py(const py::array& image, const std::vector<double>& sigma_, double truncate, int mode,
+py::array gaussian_device_py(const py::array& image, const std::vector<double>& sigma, double truncate, int mode,
                              double cval, bool renormalise) {
-    const Shape s = shape_of(image);
-    const auto sigma = triple(sigma_, "sigma");
-    if (mode < 0 || mode > 4) throw py::value_error("bad border mode");
-    if (renormalise) throw py::value_error("the bleed-over division is gaussian_w's (bleed_correct)");
-    std::vector<double> w[3];
-    cuda::gaussian_axis_weights(s, sigma.data(), truncate, w);
-    return gaussian_w_device_py(image, {w[0], w[1], w[2]}, mode, cval, false, false, false);
+    return gaussian_w_device_py(image, sigma_weights(image, sigma, truncate, mode, renormalise), mode, cval, false,
+                                false, false);
 }
 
 // canny_magnitude + canny_nms + hysteresis_connect (full connectivity) on the device: the
