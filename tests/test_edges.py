@@ -785,11 +785,16 @@ def test_canny_percentiles_equal_numpy(backend):
     fam = family(backend, "edges")
     for name, v in _percentile_inputs():
         for qs in ([0.0, 100.0], [10.0, 20.0], [50.0, 50.5], [99.9, 100.0], [33.3, 66.7], [80.0, 90.0], [1e-9, 7.0]):
+            before = v.copy()
             with np.errstate(all="ignore"):  # numpy's own lerp warns on the infinities of "special"
                 want = tuple(float(x) for x in np.percentile(v, qs))
                 got = _percentiles(fam, v, qs, 2)
-            assert all(np.float64(g).tobytes() == np.float64(w).tobytes() or (g == w == 0.0)
-                       for g, w in zip(got, want)), (name, qs, got, want)
+                np.testing.assert_array_equal(v, before)  # input untouched
+                # the stand-in written over the caller's buffer: the same values
+                got_in_place = _percentiles(fam, before, qs, 1, overwrite_input=True)
+            for g in (got, got_in_place):
+                assert all(np.float64(a).tobytes() == np.float64(w).tobytes() or (a == w == 0.0)
+                           for a, w in zip(g, want)), (name, qs, g, want)
     nan = np.ones(100, np.float32)
     nan[7] = np.nan
     assert all(np.isnan(x) for x in _percentiles(fam, nan, [10.0, 20.0], 1))

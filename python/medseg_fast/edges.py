@@ -309,7 +309,7 @@ def _canny_params(dtype, shape, sigma, low_threshold, high_threshold, use_quanti
 _PERCENTILE_WINDOW = 16
 
 
-def _percentiles(fam, values, qs, num_threads):
+def _percentiles(fam, values, qs, num_threads, overwrite_input=False):
     """``np.percentile(values, qs)`` bit for bit, without its partition of a copy.
 
     np.percentile ('linear') reads the sorted values at floor(v) and floor(v) + 1,
@@ -320,7 +320,9 @@ def _percentiles(fam, values, qs, num_threads):
     data on every window and lies between the windows' values elsewhere, so the
     interpolation and its rounding are numpy's own.  256^3 float32, two
     quantiles: ~45 ms where np.percentile took 63 ms (a phantom's gradient
-    magnitude) to 153 ms (random data) (AMD EPYC VM, 2 threads).
+    magnitude) to 153 ms (random data) (AMD EPYC VM, 2 threads).  With
+    ``overwrite_input`` (a C-contiguous array the caller no longer needs) the
+    stand-in is written over ``values``: no memory beyond the order statistics.
     """
     flat = values.reshape(-1)
     n = flat.size
@@ -332,7 +334,10 @@ def _percentiles(fam, values, qs, num_threads):
     got = fam.order_statistics(flat, ranks, num_threads)
     if got is None:  # a NaN: numpy's own answer (NaN)
         return tuple(float(v) for v in np.percentile(values, qs))
-    stand = np.empty(n, values.dtype)
+    if overwrite_input and values.flags.c_contiguous and values.flags.writeable:
+        stand = flat  # a view: the caller's buffer becomes the stand-in
+    else:
+        stand = np.empty(n, values.dtype)
     start = 0
     for r, v in zip(ranks, got):  # non-decreasing: each gap takes the value after it
         stand[start:r + 1] = v
@@ -407,14 +412,15 @@ def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, mask=None, 
     gradient, its magnitude and the suppression are computed in one pass over
     the smoothed image with per-thread rings of three planes (rows in 2D).
     Peak extra memory in 3D is the smoothed image (float32) plus one byte per
-    voxel: 1.25x the bytes of a float32 input (with ``use_quantiles``, two
-    more volumes while the thresholds are found: the magnitude, and a sorted
-    stand-in on which numpy interpolates the exact order statistics; the
-    thresholds are np.percentile's, bit for bit).  In 2D it is the smoothed
-    image (float64 except for float32 input) plus one byte per pixel, and for
-    bool and integer input also the float64 ``img_as_float`` copy (8 bytes
-    per pixel, as scikit-image); a mask adds a masked copy and the smoothed
-    mask.  A finite input whose smoothing overflows raises InvalidImageError.
+    voxel: 1.25x the bytes of a float32 input (with ``use_quantiles``, one
+    more volume while the thresholds are found: the magnitude, later
+    overwritten by a sorted stand-in on which numpy interpolates the exact
+    order statistics; the thresholds are np.percentile's, bit for bit, where
+    np.percentile itself would have partitioned a second copy).  In 2D it is
+    the smoothed image (float64 except for float32 input) plus one byte per
+    pixel, and for bool and integer input also the float64 ``img_as_float``
+    copy (8 bytes per pixel, as scikit-image); a mask adds a masked copy and
+    the smoothed mask.  A finite input whose smoothing overflows raises InvalidImageError.
     The cuda backend runs the same stages on the device (the smoothing, the
     magnitude, the suppression, then hysteresis by union-find) with the same
     arithmetic, so the edges are the cpu backend's; it keeps the magnitude
@@ -482,7 +488,7 @@ def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, mask=None, 
     if use_quantiles:
         # the one place a magnitude volume is needed: the same values the fused pass computes
         mag = fam.canny_magnitude(smooth, coef, nt)
-        low, high = _percentiles(fam, mag, [100.0 * low, 100.0 * high], nt)
+        low, high = _percentiles(fam, mag, [100.0 * low, 100.0 * high], nt, overwrite_input=True)
         del mag
     out = fam.canny_suppress(smooth, mview, coef, inv_sp, float(low), float(high), nt)
     return out.T if transposed else out
