@@ -1308,14 +1308,6 @@ inline void canny3d_nms16_avx512(const float* M, const int64_t pk[3], const floa
 MEDSEG_END_TARGET
 #endif
 
-// 3D part of canny_suppress for output planes z0 .. z1 (one thread's share):
-// walked band by band (rows y0..y1 plus one halo row each side for the
-// suppression's neighbours) so that the rings of three band-planes of A, B, C
-// and of the gradient and magnitude stay in L2.  Values do not depend on the
-// banding: every voxel's arithmetic is that of the whole-plane computation;
-// halo rows are simply computed twice.  Compiled per ISA (core/simd.hpp) like
-// sobel3d_range; the lambdas are forced inline so that they are compiled for
-// the wrapper's ISA too.
 // One row of the 3D Canny plane quantities from the SX / DX rows y-1 (u), y (m),
 // y+1 (d): A = (DX_u + 2 DX_m) + DX_d, B = SX_d - SX_u, C = (SX_u + 2 SX_m) + SX_d.
 template <class R>
@@ -1346,6 +1338,14 @@ MEDSEG_ALWAYS_INLINE void canny_mag_span(const R* __restrict Au, const R* __rest
     }
 }
 
+// 3D part of canny_suppress for output planes z0 .. z1 (one thread's share):
+// walked band by band (rows y0..y1 plus one halo row each side for the
+// suppression's neighbours) so that the rings of three band-planes of A, B, C
+// and of the gradient and magnitude stay in L2.  Values do not depend on the
+// banding: every voxel's arithmetic is that of the whole-plane computation;
+// halo rows are simply computed twice.  Compiled per ISA (core/simd.hpp) like
+// sobel3d_range; the lambdas are forced inline so that they are compiled for
+// the wrapper's ISA too.
 template <class R>
 struct Canny3dArgs {
     const R* S;
