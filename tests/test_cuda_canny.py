@@ -247,6 +247,24 @@ def test_host_pipeline_matches_scikit_image(cuda_mod, ct_small):
     np.testing.assert_array_equal(_cuda_api._hysteresis(ops, mag, lo, hi, None), want)
 
 
+def test_device_ranks_give_numpy_percentiles(cuda_mod):
+    """The cuda Canny's quantile thresholds: order statistics from a sort (on the device;
+    numpy arrays here) and numpy's interpolation, bit for bit np.percentile's, NaN included."""
+    from medseg_fast import _cuda_api
+    from medseg_fast.edges import _percentiles
+
+    ranks = _cuda_api._DeviceRanks(_host_ops(True))
+    rng = np.random.default_rng(12)
+    for v in (rng.normal(0, 1, 1001).astype(np.float32), np.round(rng.normal(0, 2, (30, 40))),
+              np.abs(rng.normal(0, 20, (9, 10, 11))).astype(np.float32), np.float32([3.0])):
+        for qs in ([0.0, 100.0], [80.0, 90.0], [33.3, 66.7]):
+            want = tuple(float(x) for x in np.percentile(v, qs))
+            assert _percentiles(ranks, v, qs, None) == want
+    nan = np.ones(50, np.float32)
+    nan[3] = np.nan
+    assert all(np.isnan(x) for x in _percentiles(ranks, nan, [10.0, 90.0], None))
+
+
 @pytest.mark.parametrize("on_device", [True, False], ids=["device-input", "host-input"])
 def test_host_pipeline_canny_bad_input(cuda_mod, on_device):
     from medseg_fast import _cuda_api

@@ -423,6 +423,21 @@ def _gaussian_w(ops, src, shape, ndim, weights, fast, reverse, bleed):
     return out
 
 
+class _DeviceRanks:
+    """``order_statistics`` (see edges._percentiles) of a device array: a sort on
+    the device, and only the requested ranks' values come back to the host."""
+
+    def __init__(self, ops):
+        self.ops = ops
+
+    def order_statistics(self, flat, ranks, num_threads):
+        xp = self.ops.xp
+        s = xp.sort(flat)  # exact: a permutation; NaN sorts last, as in numpy
+        if bool(xp.isnan(s[-1])):
+            return [float("nan")] * len(ranks)  # (the stand-in then holds NaN: numpy's NaN answer)
+        return [float(v) for v in self.ops.to_host(s[xp.asarray(ranks)])]
+
+
 def _all_finite(ops, a):
     with ops.device_of(a):
         return np.isfinite(float(a.min())) and np.isfinite(float(a.max()))
@@ -484,9 +499,11 @@ def _canny(ops, image, sigma, low_threshold, high_threshold, mask, use_quantiles
         mag = xp.empty(smooth.shape, dtype=smooth.dtype)
         ops.canny_magnitude(smooth, mag, shape, ndim, coef)
         if use_quantiles:
-            # numpy's percentile on the host: the cpu path's thresholds exactly (one copy of
-            # the magnitude to the host; CuPy's percentile interpolates differently)
-            low, high = (float(v) for v in np.percentile(ops.to_host(mag), [100.0 * low, 100.0 * high]))
+            # the cpu path's thresholds exactly (CuPy's percentile interpolates differently):
+            # edges._percentiles with the order statistics from a sort on the device
+            from .edges import _percentiles
+
+            low, high = _percentiles(_DeviceRanks(ops), mag, [100.0 * low, 100.0 * high], None)
         labels = xp.empty(smooth.shape, dtype=np.uint8)
         ops.canny_nms(smooth, mag, eroded, labels, shape, ndim, coef, inv_sp, float(low), float(high))
         del mag, smooth
@@ -524,8 +541,10 @@ def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, *, mask=Non
     union-find labelling.  Device memory beyond the input and the result: the
     smoothed image and the magnitude (float32, float64 for 2D integer or float64
     input), one Gaussian scratch volume while smoothing, and 5 bytes per voxel
-    for the labels; with ``use_quantiles`` the magnitude is copied to the host
-    once for numpy's percentile (the cpu path's thresholds exactly).
+    for the labels; with ``use_quantiles`` the magnitude is sorted on the device
+    and the few order statistics numpy's percentile reads come back to the host
+    (the cpu path's thresholds exactly; a sorted copy on the device and a
+    stand-in of the magnitude's size on the host while they are found).
 
     Examples
     --------

@@ -425,7 +425,7 @@ def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, mask=None, 
     magnitude, the suppression, then hysteresis by union-find) with the same
     arithmetic, so the edges are the cpu backend's; it keeps the magnitude
     as a volume (plus 5 bytes per voxel of labels), and with
-    ``use_quantiles`` copies it to the host once for numpy's percentile.
+    ``use_quantiles`` sorts it on the device for the order statistics.
 
     Examples
     --------
