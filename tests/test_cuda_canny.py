@@ -330,8 +330,12 @@ def test_bindings_reject_bad_arguments(cuda_mod):
         hc.hysteresis_connect(np.zeros((4, 5), np.uint8), 3)
     with pytest.raises(ValueError, match="null"):
         e.canny_magnitude(0, "float32", 0x2000, [1, 8, 8], 2, [1.0, 1.0, 1.0], 0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="connectivity"):  # checked before any CUDA call
         e.hysteresis_connect(0x1000, 0x2000, 0x3000, [1, 8, 8], 2, 3, 0)
+    with pytest.raises(ValueError, match="odd"):
+        e.gaussian_w(0x1000, "float32", 0x2000, 0, [1, 8, 8], 2, [[], [0.5, 0.5], []], 4, 0.0, False, False, False, 0)
+    with pytest.raises(ValueError, match="constant"):
+        e.gaussian_w(0x1000, "float32", 0x2000, 0, [1, 8, 8], 2, [[], [1.0], []], 1, 0.0, False, False, True, 0)
     assert e.gaussian_w_passes([4, 8, 8], 3, kernel_weights([1.0, 0.0, 2.0], 4.0)) == 2
     assert e.gaussian_w_passes([1, 8, 8], 2, kernel_weights([5.0, 1.0, 2.0], 4.0)) == 2  # z ignored in 2D
 

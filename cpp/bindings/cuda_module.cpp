@@ -433,16 +433,12 @@ struct Weights3 {
     std::vector<double> w[3];
 };
 
+// (odd lengths, the radius limit and the bleed-over division's mode are checked by
+// canny_cuda.cu itself, std::invalid_argument -> ValueError, before any launch)
 Weights3 weights_from(const std::vector<std::vector<double>>& w) {
     if (w.size() != 3) throw py::value_error("weights must hold 3 lists (z, y, x)");
     Weights3 r;
-    for (int a = 0; a < 3; ++a) {
-        r.w[a] = w[a];
-        if (!r.w[a].empty() && r.w[a].size() % 2 == 0) throw py::value_error("a kernel needs an odd number of weights");
-        if (static_cast<int64_t>(r.w[a].size() / 2) > cuda::kMaxCannyRadius)
-            throw py::value_error("kernel radius above " + std::to_string(cuda::kMaxCannyRadius) +
-                                  " (the cuda backend's limit)");
-    }
+    for (int a = 0; a < 3; ++a) r.w[a] = w[a];
     return r;
 }
 
@@ -456,11 +452,6 @@ DType real_dtype_from_name(const std::string& name) {
     return dt;
 }
 
-void check_connectivity(const Shape& s, int connectivity) {
-    if (connectivity < 1 || connectivity > s.ndim) throw py::value_error("connectivity must be in 1..ndim");
-    if (s.size() >= int64_t(0xFFFFFFFF)) throw py::value_error("the cuda hysteresis labels fewer than 2^32 - 1 voxels");
-}
-
 void gaussian_w_dev(std::uintptr_t src, const std::string& dtype, std::uintptr_t dst, std::uintptr_t tmp,
                     const std::vector<int64_t>& shape, int ndim, const std::vector<std::vector<double>>& weights,
                     int mode, double cval, bool float_accumulate, bool reverse_axes, bool bleed_correct,
@@ -469,7 +460,7 @@ void gaussian_w_dev(std::uintptr_t src, const std::string& dtype, std::uintptr_t
     const Weights3 w = weights_from(weights);
     const DType dt = dtype_from_name(dtype);
     check_mode(mode);
-    if (bleed_correct && mode != 4) throw py::value_error("the bleed-over division needs mode 'constant' (4)");
+    cuda::check_gaussian_w_args(w.w, static_cast<BorderMode>(mode), bleed_correct);  // before touching CUDA
     check_device_ptr(src, "src");
     check_device_ptr(dst, "dst");
     if (cuda::gaussian_w_passes(s, w.w) >= 2) check_device_ptr(tmp, "tmp");
@@ -540,7 +531,7 @@ void hysteresis_classify_dev(std::uintptr_t src, const std::string& dtype, std::
 void hysteresis_connect_dev(std::uintptr_t st, std::uintptr_t dst, std::uintptr_t labels,
                             const std::vector<int64_t>& shape, int ndim, int connectivity, std::uintptr_t stream) {
     const Shape s = shape_from(shape, ndim);
-    check_connectivity(s, connectivity);
+    cuda::check_hysteresis_args(s, connectivity);  // before touching CUDA
     check_device_ptr(st, "st");
     check_device_ptr(dst, "dst");
     check_device_ptr(labels, "labels");
@@ -559,7 +550,6 @@ py::array gaussian_w_host_py(const py::array& image, const std::vector<std::vect
     const Shape s = shape_of(image);
     const Weights3 w = weights_from(weights);
     check_mode(mode);
-    if (bleed_correct && mode != 4) throw py::value_error("the bleed-over division needs mode 'constant' (4)");
     return dispatch<intensity_types>(dtype_tag(image.dtype()), [&](auto tag) -> py::array {
         using T = decltype(tag);
         using R = real_t<T>;
@@ -649,7 +639,6 @@ py::array hysteresis_classify_host_py(const py::array& image, double low, double
 
 py::array hysteresis_connect_host_py(const py::array& st, int connectivity, bool reverse) {
     const Shape s = shape_of(st);
-    check_connectivity(s, connectivity);
     auto in = c_array<uint8_t>(st);
     auto out = py::array_t<bool>(bind::dims_of(st));
     auto* op = reinterpret_cast<uint8_t*>(out.mutable_data());
@@ -664,7 +653,6 @@ py::array gaussian_w_device_py(const py::array& image, const std::vector<std::ve
     const Shape s = shape_of(image);
     const Weights3 w = weights_from(weights);
     check_mode(mode);
-    if (bleed_correct && mode != 4) throw py::value_error("the bleed-over division needs mode 'constant' (4)");
     return dispatch<intensity_types>(dtype_tag(image.dtype()), [&](auto tag) -> py::array {
         using T = decltype(tag);
         using R = real_t<T>;
@@ -705,7 +693,6 @@ py::array canny_suppress_device_py(const py::array& S, const py::object& eroded,
     const Shape s = shape_of(S);
     const auto coef = triple(coef_, "coef");
     const auto inv_sp = triple(inv_sp_, "inv_sp");
-    check_connectivity(s, s.ndim);
     py::array_t<uint8_t, py::array::c_style> m;
     if (!eroded.is_none()) m = mask_u8(eroded, S, "eroded_mask");
     return on_real(S, [&](auto zero) -> py::array {
@@ -748,7 +735,6 @@ py::array canny_suppress_device_py(const py::array& S, const py::object& eroded,
 
 py::array hysteresis_device_py(const py::array& image, double low, double high, int connectivity) {
     const Shape s = shape_of(image);
-    check_connectivity(s, connectivity);
     return dispatch<intensity_types>(dtype_tag(image.dtype()), [&](auto tag) -> py::array {
         using T = decltype(tag);
         auto in = c_array<T>(image);
@@ -820,7 +806,6 @@ PYBIND11_MODULE(_cuda, m) {
           py::arg("shape"), py::arg("ndim"), py::arg("low"), py::arg("high"), py::arg("stream"));
     e.def("hysteresis_connect", &hysteresis_connect_dev, py::arg("st"), py::arg("dst"), py::arg("labels"),
           py::arg("shape"), py::arg("ndim"), py::arg("connectivity"), py::arg("stream"));
-    e.attr("max_canny_radius") = cuda::kMaxCannyRadius;
 
     auto h = m.def_submodule("_host_check", "the device code paths run on the CPU (tests without a GPU)");
     h.def("gaussian", &gaussian_host_py, py::arg("image"), py::arg("sigma"), py::arg("truncate"), py::arg("mode"),

@@ -32,7 +32,6 @@
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
-#include <limits>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -60,7 +59,7 @@ MSD R eps_of() { return sizeof(R) == 4 ? R(FLT_EPSILON) : R(DBL_EPSILON); }
 // ------------------------------------------------------------------ Gaussian
 
 struct HalfW {
-    double w[kMaxCannyRadius + 1];  // w[q]: weight of offsets +-q, as given (double)
+    double w[kMaxGaussianRadius + 1];  // w[q]: weight of offsets +-q, as given (double)
     int r;
 };
 
@@ -97,7 +96,7 @@ __global__ void convert_w_kernel(const In* __restrict__ in, R* __restrict__ out,
 
 // The passes in order and the half kernels of every core axis.
 struct BleedW {
-    double w[3][kMaxCannyRadius + 1];
+    double w[3][kMaxGaussianRadius + 1];
     int r[3];
     int order[3];
     int n;  // passes
@@ -162,9 +161,9 @@ int half_of(const std::vector<double>& w) {
     if (w.empty()) return 0;
     if (w.size() % 2 == 0) throw std::invalid_argument("gaussian_w: a kernel must have an odd number of weights");
     const int r = static_cast<int>(w.size() / 2);
-    if (r > kMaxCannyRadius)
+    if (r > kMaxGaussianRadius)
         throw std::invalid_argument("gaussian_w: kernel radius " + std::to_string(r) + " exceeds " +
-                                    std::to_string(kMaxCannyRadius) + " on the cuda backend");
+                                    std::to_string(kMaxGaussianRadius) + " on the cuda backend");
     return r;
 }
 
@@ -191,18 +190,17 @@ std::unique_ptr<BleedW> bleed_w(const Shape& s, const std::vector<double> w[3], 
 template <class R>
 R* pass_dst_w(int j, int n, R* out, R* tmp) { return ((n - 1 - j) % 2 == 0) ? out : tmp; }
 
-void check_w(const Shape& s, const std::vector<double> w[3], BorderMode mode, bool bleed_correct) {
+void check_w(const std::vector<double> w[3], BorderMode mode, bool bleed_correct) {
     for (int a = 0; a < 3; ++a) half_of(w[a]);
     if (bleed_correct && mode != BorderMode::constant)
         throw std::invalid_argument("gaussian_w: the bleed-over division needs mode 'constant'");
-    (void)s;
 }
 
 template <class T>
 cudaError_t gaussian_w_t(const T* in, real_t<T>* out, real_t<T>* tmp, const Shape& s, const std::vector<double> w[3],
                          BorderMode mode, double cval, bool fast_req, bool reverse, bool bleed, cudaStream_t stream) {
     using R = real_t<T>;
-    check_w(s, w, mode, bleed);
+    check_w(w, mode, bleed);
     const PlanW pl = plan_w(s, w, reverse);
     const int64_t N = s.size();
     if (N == 0) return cudaSuccess;
@@ -249,7 +247,7 @@ template <class T>
 void gaussian_w_host_t(const T* in, real_t<T>* out, const Shape& s, const std::vector<double> w[3], BorderMode mode,
                        double cval, bool fast_req, bool reverse, bool bleed) {
     using R = real_t<T>;
-    check_w(s, w, mode, bleed);
+    check_w(w, mode, bleed);
     const PlanW pl = plan_w(s, w, reverse);
     const int64_t N = s.size();
     const bool fast = fast_req && std::is_same_v<R, float>;
@@ -611,11 +609,8 @@ __global__ void spread_kernel(const uint8_t* __restrict__ st, const uint32_t* __
 }
 
 HystGeom hyst_geom(const Shape& s, int connectivity) {
+    check_hysteresis_args(s, connectivity);
     const bool is3 = s.ndim == 3 || s.nz > 1;
-    if (connectivity < 1 || connectivity > (is3 ? 3 : 2))
-        throw std::invalid_argument("hysteresis_connect: connectivity must be in 1..ndim");
-    if (s.size() >= int64_t(0xFFFFFFFF))
-        throw std::invalid_argument("hysteresis_connect: the cuda backend labels fewer than 2^32 - 1 voxels");
     HystGeom g;
     g.nz = s.nz; g.ny = s.ny; g.nx = s.nx;
     g.nb = backward_neighbours(is3, connectivity);
@@ -627,6 +622,18 @@ HystGeom hyst_geom(const Shape& s, int connectivity) {
 // ------------------------------------------------------------- public entries
 
 int gaussian_w_passes(const Shape& s, const std::vector<double> w[3]) { return plan_w(s, w, false).n; }
+
+void check_gaussian_w_args(const std::vector<double> w[3], BorderMode mode, bool bleed_correct) {
+    check_w(w, mode, bleed_correct);
+}
+
+void check_hysteresis_args(const Shape& s, int connectivity) {
+    const bool is3 = s.ndim == 3 || s.nz > 1;
+    if (connectivity < 1 || connectivity > (is3 ? 3 : 2))
+        throw std::invalid_argument("hysteresis_connect: connectivity must be in 1..ndim");
+    if (s.size() >= int64_t(0xFFFFFFFF))
+        throw std::invalid_argument("hysteresis_connect: the cuda backend labels fewer than 2^32 - 1 voxels");
+}
 
 cudaError_t gaussian_w(const void* in, DType dtype, void* out, void* tmp, const Shape& s,
                        const std::vector<double> w[3], BorderMode mode, double cval, bool float_accumulate,
@@ -667,10 +674,12 @@ cudaError_t canny_magnitude(const void* S, DType dtype, void* mag, const Shape& 
 void canny_magnitude_host(const void* S, DType dtype, void* mag, const Shape& s, const double coef[3]) {
     check_real(dtype, "canny_magnitude");
     const CannyGeom g = canny_geom(s, coef, nullptr);
-    for (int64_t i = 0; i < s.size(); ++i) {
-        if (dtype == DType::f32) static_cast<float*>(mag)[i] = canny_mag_at<float>(static_cast<const float*>(S), g, i);
-        else static_cast<double*>(mag)[i] = canny_mag_at<double>(static_cast<const double*>(S), g, i);
-    }
+    auto run = [&](auto zero) {
+        using R = decltype(zero);
+        for (int64_t i = 0; i < s.size(); ++i) static_cast<R*>(mag)[i] = canny_mag_at<R>(static_cast<const R*>(S), g, i);
+    };
+    if (dtype == DType::f32) run(0.0f);
+    else run(0.0);
 }
 
 cudaError_t canny_nms(const void* S, const void* mag, DType dtype, const uint8_t* eroded_mask, uint8_t* out,

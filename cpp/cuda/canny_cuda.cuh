@@ -23,9 +23,11 @@
 
 namespace medseg::cuda {
 
-// Largest kernel radius gaussian_w accepts per axis (the half kernels travel as
-// kernel parameters, three of them for the bleed-over division).
-constexpr int kMaxCannyRadius = 1023;
+// Largest kernel radius the CUDA Gaussian (gaussian_w, and edges_cuda.cuh's
+// gaussian on top of it) accepts per axis: the half kernels travel by value as
+// kernel parameters, three of them for the bleed-over division (~24.6 KB, which
+// needs CUDA >= 12.1 on Volta or newer).
+constexpr int kMaxGaussianRadius = 1023;
 
 // Number of passes gaussian_w makes: the axes with weights (y and x only in 2D).
 int gaussian_w_passes(const Shape& s, const std::vector<double> w[3]);
@@ -64,6 +66,11 @@ cudaError_t hysteresis_classify(const void* img, DType dtype, uint8_t* out, cons
 // labels: scratch of s.size() uint32 values; s.size() must be < 2^32 - 1.
 cudaError_t hysteresis_connect(const uint8_t* st, uint8_t* out, uint32_t* labels, const Shape& s, int connectivity,
                                cudaStream_t stream);
+
+// The argument checks gaussian_w and hysteresis_connect make before any launch
+// (std::invalid_argument), for callers that want them before touching CUDA.
+void check_gaussian_w_args(const std::vector<double> w[3], BorderMode mode, bool bleed_correct);
+void check_hysteresis_args(const Shape& s, int connectivity);
 
 // ---- host emulation of the device code (tests only; host pointers)
 void gaussian_w_host(const void* in, DType dtype, void* out, const Shape& s, const std::vector<double> w[3],

@@ -43,10 +43,8 @@
 // value 0, one thread per voxel (edges.hpp eroded_at).
 #include <algorithm>
 #include <cmath>
-#include <memory>
 #include <stdexcept>
 #include <string>
-#include <type_traits>
 #include <vector>
 
 #include "canny_cuda.cuh"

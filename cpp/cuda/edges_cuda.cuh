@@ -23,15 +23,14 @@
 #include <cstdint>
 #include <vector>
 
+#include "canny_cuda.cuh"
 #include "medseg/core/types.hpp"
 #include "medseg/core/volume.hpp"
 #include "medseg/edges.hpp"
 
 namespace medseg::cuda {
 
-// Largest Gaussian radius int(truncate * sigma + 0.5) the CUDA kernels accept
-// (the half kernel travels by value as a kernel parameter).
-constexpr int kMaxGaussianRadius = 1023;
+// kMaxGaussianRadius (canny_cuda.cuh): the largest radius int(truncate * sigma + 0.5).
 
 // scipy's weights per core axis for sigma (voxels) and truncate, as filters.hpp
 // computes them; an axis with sigma <= 1e-15 (or z in 2D) gets none.  Throws

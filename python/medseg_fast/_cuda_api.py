@@ -63,7 +63,6 @@ class _DeviceOps:
         self.xp = cupy
         self.ext = ext.edges
         self.max_radius = int(self.ext.max_gaussian_radius)
-        self.max_canny_radius = int(self.ext.max_canny_radius)
 
     def is_gpu_input(self, a):
         return hasattr(a, "__cuda_array_interface__") and not isinstance(a, np.ndarray)
@@ -90,6 +89,9 @@ class _DeviceOps:
 
     def passes(self, shape, ndim, sigma):
         return self.ext.gaussian_passes(shape, ndim, sigma)
+
+    def passes_w(self, shape, ndim, weights):
+        return self.ext.gaussian_w_passes(shape, ndim, weights)
 
     def sobel(self, view, out, shape, ndim, sel, coef, magnitude, post, eroded):
         self.ext.sobel(self._ptr(view), view.dtype.name, self._ptr(out), shape, ndim, sel, coef, magnitude, post,
@@ -154,7 +156,6 @@ class _HostOps:
         self.hc = _cuda._host_check
         self.ext = _cuda.edges
         self.max_radius = int(_cuda.edges.max_gaussian_radius)
-        self.max_canny_radius = int(_cuda.edges.max_canny_radius)
 
     def is_gpu_input(self, a):
         return self.inputs_on_device
@@ -187,6 +188,9 @@ class _HostOps:
     def passes(self, shape, ndim, sigma):
         return self.ext.gaussian_passes(shape, ndim, sigma)
 
+    def passes_w(self, shape, ndim, weights):
+        return self.ext.gaussian_w_passes(shape, ndim, weights)
+
     def sobel(self, view, out, shape, ndim, sel, coef, magnitude, post, eroded):
         self._check_args(view, out, shape, ndim)
         assert out.dtype == real_dtype(view.dtype)
@@ -201,7 +205,7 @@ class _HostOps:
     def gaussian_w(self, view, out, tmp, shape, ndim, weights, mode, cval, fast, reverse, bleed):
         self._check_args(view, out, shape, ndim)
         assert out.dtype == real_dtype(view.dtype)
-        if _passes_w(ndim, weights) >= 2:
+        if self.passes_w(shape, ndim, weights) >= 2:
             assert tmp is not None and tmp.shape == out.shape and tmp.dtype == out.dtype and tmp.flags.c_contiguous
         out[...] = self.hc.gaussian_w(view, weights, mode, cval, fast, reverse, bleed)
 
@@ -236,6 +240,12 @@ class _HostOps:
 # ----------------------------------------------------------------------- validation
 
 
+def _all_finite(ops, a):
+    """Whether a float device array holds no NaN or inf: two reductions, no boolean temporary."""
+    with ops.device_of(a):
+        return bool(np.isfinite(float(a.min())) and np.isfinite(float(a.max())))
+
+
 def _check_device_image(ops, a, name="image"):
     """check_image for device arrays: same rules, same exceptions and messages."""
     xp = ops.xp
@@ -251,17 +261,14 @@ def _check_device_image(ops, a, name="image"):
             f"{name} has dtype {dt}, which is not supported; use uint8, int8, uint16, int16, uint32, "
             "int32, float32 or float64 (64-bit integers: cast to float64 or int32 first)"
         )
-    if dt.kind == "f":
+    if dt.kind == "f" and not _all_finite(ops, a):
         with ops.device_of(a):
-            lo, hi = float(a.min()), float(a.max())  # two reductions, no boolean temporary
-            if not (np.isfinite(lo) and np.isfinite(hi)):
-                n_nan = int(xp.isnan(a).sum())
-                n_inf = int(xp.isinf(a).sum())
-        if not (np.isfinite(lo) and np.isfinite(hi)):
-            raise NonFiniteError(
-                f"{name} holds {n_nan} NaN and {n_inf} infinite values; replace them (e.g. nan_to_num) or mask "
-                "them out"
-            )
+            n_nan = int(xp.isnan(a).sum())
+            n_inf = int(xp.isinf(a).sum())
+        raise NonFiniteError(
+            f"{name} holds {n_nan} NaN and {n_inf} infinite values; replace them (e.g. nan_to_num) or mask "
+            "them out"
+        )
     return a
 
 
@@ -278,8 +285,7 @@ def _check_device_mask(ops, mask, shape):
         if kind in "iu":
             return m != 0
         if kind == "f":
-            lo, hi = float(m.min()), float(m.max())
-            if not (np.isfinite(lo) and np.isfinite(hi)):
+            if not _all_finite(ops, m):
                 raise NonFiniteError(
                     f"mask holds {int(xp.isnan(m).sum())} NaN and {int(xp.isinf(m).sum())} infinite values; "
                     "replace them or mask them out"
@@ -404,10 +410,6 @@ def _sobel(ops, image, *, axis=None, mask=None, spacing=None, preserve_range=Fal
         return _finish(ops, out, transposed, host_input)
 
 
-def _passes_w(ndim, weights):
-    return sum(1 for a in range(3 - ndim, 3) if len(weights[a]))
-
-
 def _gaussian_w(ops, src, shape, ndim, weights, fast, reverse, bleed):
     """filters.hpp gaussian (mode constant, cval 0) with the given core-axis weights: a new array."""
     xp = ops.xp
@@ -416,7 +418,7 @@ def _gaussian_w(ops, src, shape, ndim, weights, fast, reverse, bleed):
         # filters.hpp's guard: float sums of taps could overflow past FLT_MAX / 4
         lim = float(np.finfo(np.float32).max) / 4
         fast = max(float(src.max()), -float(src.min())) <= lim
-    tmp = xp.empty_like(out) if _passes_w(ndim, weights) >= 2 else None
+    tmp = xp.empty_like(out) if ops.passes_w(shape, ndim, weights) >= 2 else None
     ops.gaussian_w(src, out, tmp, shape, ndim, weights, _MODES["constant"], 0.0, bool(fast), bool(reverse),
                    bool(bleed))
     del tmp
@@ -438,11 +440,6 @@ class _DeviceRanks:
         return [float(v) for v in self.ops.to_host(s[xp.asarray(ranks)])]
 
 
-def _all_finite(ops, a):
-    with ops.device_of(a):
-        return np.isfinite(float(a.min())) and np.isfinite(float(a.max()))
-
-
 def _canny(ops, image, sigma, low_threshold, high_threshold, mask, use_quantiles, spacing):
     from .edges import _canny_gradient_scale, _canny_params
     from .filters import kernel_weights, raise_overflow
@@ -454,10 +451,10 @@ def _canny(ops, image, sigma, low_threshold, high_threshold, mask, use_quantiles
                                                    use_quantiles, spacing)
     for s_ in sig:
         r = int(4.0 * s_ + 0.5)
-        if s_ > 1e-15 and r > ops.max_canny_radius:
+        if s_ > 1e-15 and r > ops.max_radius:
             raise InvalidParameterError(
                 f"sigma {s_:g} voxels gives a kernel radius of {r}; the cuda backend supports radii up to "
-                f"{ops.max_canny_radius} (use backend='cpu' or a smaller sigma)")
+                f"{ops.max_radius} (use backend='cpu' or a smaller sigma)")
     if a.size >= 2**32 - 1:
         raise InvalidImageError(f"image has {a.size} voxels; the cuda Canny labels fewer than 2**32 - 1 "
                                 "(use backend='cpu' or split the volume)")

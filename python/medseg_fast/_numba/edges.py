@@ -582,7 +582,7 @@ def _canny_mag2d(f, out, cy, cx):
 
 @njit(cache=CACHE, parallel=True)
 def _canny_mag3d(f, out, coef, c):
-    """edges.hpp canny_gradient_3d's magnitude: along x, then y, then z (_abc),
+    """edges.hpp canny_magnitude in 3D (canny_mag3d_range): along x, then y, then z (_abc),
     planes and rows replicated at the borders."""
     nz, ny, nx = f.shape
     R = out.dtype.type
