@@ -775,6 +775,9 @@ def test_order_statistics_exact(backend):
     nan = np.ones(100, np.float32)
     nan[7] = np.nan
     assert fam.order_statistics(nan, [3], 1) is None
+    for bad in ([100], [-1]):  # ranks outside the array
+        with pytest.raises(ValueError, match="outside"):
+            fam.order_statistics(np.ones(100, np.float32), bad, 1)
 
 
 def test_canny_percentiles_equal_numpy(backend):

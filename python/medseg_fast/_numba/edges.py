@@ -620,6 +620,9 @@ def order_statistics(values, ranks, num_threads):
     """core/select.hpp's order_statistics: the values of the given ranks (0-based,
     ascending), exactly, or None when `values` holds a NaN (np.partition of a copy)."""
     flat = np.ravel(values)
+    for r in ranks:
+        if not 0 <= r < flat.size:
+            raise ValueError(f"rank {r} outside [0, {flat.size})")  # (as the C++ binding)
     if np.isnan(flat.min()):  # (min propagates NaN)
         return None
     part = np.partition(flat, sorted(set(int(r) for r in ranks)))
